@@ -1,0 +1,111 @@
+"""Reading policies: who reads an exam, and how their reads become one report.
+
+A policy is a class with a SimPy process ``decide(service, exam)`` that requests reads from
+the site's :class:`ReadingService` and returns a :class:`Decision`. New roles (the AI roles)
+subclass :class:`ReadingPolicy` and register in :data:`POLICIES`; the workflow never branches
+on a policy's name.
+
+Screening exams are read as the policy says; follow-up LDCTs (3- and 6-month) are read once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from sandbox.config import Policy, Site
+from sandbox.validate import fail
+from sandbox.workflow.reading import FP_KEY0, Read
+
+if TYPE_CHECKING:
+    import simpy
+
+
+class ReadingService(Protocol):
+    def read(self, exam: Any, slot: int, boost: float = 1.0) -> simpy.Event: ...
+
+
+@dataclass(slots=True)
+class Decision:
+    final: Read
+    reads: list[Read]
+    arbitrated: bool = False
+
+
+class ReadingPolicy:
+    """Base policy: one independent read of every exam."""
+
+    min_readers: ClassVar[int] = 1
+
+    def __init__(self, config: Policy) -> None:
+        self.config = config
+
+    def check_site(self, site: Site, index: int) -> None:
+        n = sum(site.readers.values())
+        if n < self.min_readers:
+            fail(f"sites[{index}].readers", f"policy '{self.config.name}' needs at least {self.min_readers} radiologists at site '{site.name}', it has {n}")
+
+    def decide(self, service: ReadingService, exam: Any) -> Generator[Any, Any, Decision]:
+        read = yield service.read(exam, 0)
+        return Decision(read, [read])
+
+    def decide_screen(self, service: ReadingService, exam: Any) -> Generator[Any, Any, Decision]:
+        return (yield from self.decide(service, exam))
+
+    def process(self, service: ReadingService, exam: Any) -> Generator[Any, Any, Decision]:
+        if exam.kind == "screen":
+            return (yield from self.decide_screen(service, exam))
+        return (yield from ReadingPolicy.decide(self, service, exam))
+
+
+class SingleReading(ReadingPolicy):
+    """One radiologist reads each screen (the NLST protocol)."""
+
+
+class DoubleReading(ReadingPolicy):
+    """Two independent reads; discordance on positivity goes to arbitration or consensus.
+
+    * arbitration: a third radiologist reads independently and their report stands;
+    * consensus: the two readers review the flagged findings together; a true lesion is kept
+      if the second reader, now looking at the marked location, sees it (conspicuity doubled);
+      a spurious finding survives discussion with probability 0.35.
+    Concordant positives take the more suspicious of the two reports.
+    """
+
+    CONSENSUS_KEEP_SPURIOUS = 0.35
+
+    @property
+    def min_readers(self) -> int:  # type: ignore[override]
+        return 3 if self.config.discordance == "arbitration" else 2
+
+    def decide_screen(self, service: ReadingService, exam: Any) -> Generator[Any, Any, Decision]:
+        first, second = service.read(exam, 0), service.read(exam, 1)
+        yield first & second
+        r1, r2 = first.value, second.value
+        if r1.positive == r2.positive:
+            final = r1 if r1.category >= r2.category else r2
+            return Decision(final, [r1, r2])
+        if self.config.discordance == "arbitration":
+            r3 = yield service.read(exam, 2)
+            return Decision(r3, [r1, r2, r3], arbitrated=True)
+        pos, neg = (r1, r2) if r1.positive else (r2, r1)
+        review = yield service.read(exam, 2, boost=2.0, reviewer=neg.reader_id)
+        kept_keys = {f.key for f in review.findings}
+        kept = []
+        for f in pos.findings:
+            if f.key >= FP_KEY0:
+                if exam.u("consensus", f.key) < self.CONSENSUS_KEEP_SPURIOUS:
+                    kept.append(f)
+            elif f.key in kept_keys or any(g.key == f.key for g in neg.findings):
+                kept.append(f)
+        final = exam.categorise(kept, reader_id=pos.reader_id, minutes=review.minutes)
+        return Decision(final, [r1, r2, review], arbitrated=True)
+
+
+POLICIES: dict[str, type[ReadingPolicy]] = {"single": SingleReading, "double": DoubleReading}
+
+
+def make_policy(config: Policy) -> ReadingPolicy:
+    """The policy object for a validated policy config."""
+    return POLICIES[config.reading](config)

@@ -1,0 +1,139 @@
+"""What an exam shows, and what a reader reports from it.
+
+``visible_findings`` lists the nodules present on the exam day with their conspicuity on the
+site's scanner; ``read_exam`` is one reader's independent read: which findings they detect,
+the sizes they measure, the spurious findings they call, and the Lung-RADS category that
+follows given the person's prior reports. Every draw is keyed by (person, round, exam in round,
+read slot, finding), so the same read is the same under every policy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from scipy.special import ndtri
+
+from sandbox.agents.readers import Reader
+from sandbox.config import Scanner
+from sandbox.disease.history import History
+from sandbox.imaging.conspicuity import conspicuity
+from sandbox.rng import Streams
+from sandbox.workflow.lung_rads import C1, GROWTH_MM, nlst_positive, nodule_category
+
+MALIGNANT_KEY = 15
+FP_KEY0 = 32
+
+
+@dataclass(slots=True)
+class Finding:
+    key: int  # benign nodule index within person (0-11), MALIGNANT_KEY, or FP_KEY0 + k
+    size_mm: float  # true diameter for visible findings, measured diameter for reported ones
+    nodule_type: int
+    spiculated: bool
+    conspicuity: float = 0.0
+
+
+@dataclass(slots=True)
+class Read:
+    reader_id: int
+    slot: int
+    findings: list[Finding]
+    category: int
+    positive: bool
+    minutes: float
+    top_key: int  # the finding that drives the category (-1 if none)
+
+
+def visible_findings(history: History, row: int, day: float, scanner: Scanner) -> list[Finding]:
+    """Nodules present in person ``row``'s lungs on ``day``, with conspicuity on ``scanner``."""
+    out: list[Finding] = []
+    nod = history.nodules
+    for k in range(int(history.nodule_start[row]), int(history.nodule_start[row + 1])):
+        appear = nod["appear_day"][k]
+        if appear > day or nod["resolve_day"][k] <= day:
+            continue
+        size = float(nod["size_mm"][k])
+        vdt = nod["vdt_days"][k]
+        if math.isfinite(vdt):
+            size *= 2.0 ** ((day - max(appear, 0.0)) / (3.0 * vdt))
+        t = int(nod["nodule_type"][k])
+        out.append(Finding(k - int(history.nodule_start[row]), size, t, False, conspicuity(size, t, scanner)))
+    c = history.cancer
+    onset = c["onset_day"][row]
+    if onset <= day:
+        d = history.cancer_diameter(row, day)
+        t = int(c["nodule_type"][row])
+        out.append(Finding(MALIGNANT_KEY, d, t, bool(c["spiculated"][row]), conspicuity(d, t, scanner)))
+    return out
+
+
+@dataclass(slots=True)
+class Prior:
+    """What earlier reports said about a person's nodules: key -> (first seen day, last size)."""
+
+    seen: dict[int, tuple[float, float]]
+    screened: bool = False
+
+
+def categorise(findings: list[Finding], prior: Prior, day: float, protocol: str, nlst_mm: float, stable_days: float) -> tuple[int, bool, int]:
+    """(Lung-RADS category, positive under the protocol, key of the driving finding)."""
+    cat, top, positive = C1, -1, False
+    for f in findings:
+        if not prior.screened:
+            status, first = "baseline", day
+        elif f.key not in prior.seen:
+            status, first = "new", day
+        else:
+            first, last = prior.seen[f.key]
+            status = "growing" if f.size_mm - last > GROWTH_MM else "stable"
+        c = nodule_category(f.size_mm, f.nodule_type, status, f.spiculated)
+        if c > cat or top < 0:
+            cat, top = max(c, cat), f.key
+        if protocol == "nlst" and nlst_positive(f.size_mm, status, first, day, nlst_mm, stable_days):
+            positive = True
+    if protocol != "nlst":
+        positive = cat >= 2  # Lung-RADS 3 and above (index 2) is a positive screen
+    return cat, positive, top
+
+
+def read_exam(
+    reader: Reader,
+    visible: list[Finding],
+    prior: Prior,
+    streams: Streams,
+    person_id: int,
+    exam_index: int,
+    slot: int,
+    day: float,
+    protocol: str,
+    nlst_mm: float,
+    stable_days: float,
+    boost: float = 1.0,
+) -> Read:
+    """One reader's independent read of one exam.
+
+    ``boost`` multiplies conspicuity (a second look at a marked location during consensus).
+    """
+    base = (exam_index * 4 + slot) * 64
+    reported: list[Finding] = []
+    for f in visible:
+        if streams.u("read.detect", person_id, base + f.key) < reader.detect_probability(f.conspicuity * boost):
+            size = reader.measure_mm(f.size_mm, streams.u("read.size", person_id, base + f.key))
+            spic = f.spiculated and f.size_mm >= 8.0
+            reported.append(Finding(f.key, size, f.nodule_type, spic, f.conspicuity))
+    if streams.u("read.fp", person_id, base) < reader.fp_per_exam:
+        z = float(ndtri(streams.u("read.fp_size", person_id, base)))
+        size = reader.fp_size_median_mm * math.exp(0.3 * z)
+        reported.append(Finding(FP_KEY0 + exam_index % 32, size, 0, False, 0.0))
+    cat, positive, top = categorise(reported, prior, day, protocol, nlst_mm, stable_days)
+    minutes = reader.read_minutes(streams.u("read.minutes", person_id, base))
+    return Read(reader.reader_id, slot, reported, cat, positive, minutes, top)
+
+
+def update_prior(prior: Prior, findings: list[Finding], day: float) -> None:
+    """Record the reported findings of an exam as the comparison for the next one."""
+    for f in findings:
+        first = prior.seen[f.key][0] if f.key in prior.seen else day
+        prior.seen[f.key] = (first, f.size_mm)
+    prior.screened = True

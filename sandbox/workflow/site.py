@@ -1,0 +1,249 @@
+"""One screening site as a SimPy model.
+
+Scanner appointments and work-up slots are appointment books with a fixed number of slots per
+working day; the reading worklist is a queue served by the site's radiologists in their working
+hours. Exams flow: invitation -> scan -> reads (as the policy says) -> Lung-RADS -> next round,
+follow-up LDCT, or work-up -> diagnosis. Backlogs delay reports and work-ups, and a tumour keeps
+growing while it waits.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import simpy
+
+from sandbox.agents.readers import Reader
+from sandbox.config import Programme, Site
+from sandbox.disease.history import History
+from sandbox.disease.natural_history import YEAR, stage_at
+from sandbox.rng import Streams
+from sandbox.workflow.calendar import Calendar, is_workday
+from sandbox.workflow.lung_rads import CATEGORIES, FOLLOW_UP_DAYS, management
+from sandbox.workflow.policies import ReadingPolicy
+from sandbox.workflow.reading import (
+    MALIGNANT_KEY,
+    Finding,
+    Prior,
+    Read,
+    categorise,
+    read_exam,
+    update_prior,
+    visible_findings,
+)
+
+DAY_START = 8.0 / 24.0
+SCAN_TIME = 9.0 / 24.0
+WORKUP_LEAD_DAYS = 7.0
+STAGES = ("I", "II", "III", "IV")
+
+EXAM_COLUMNS = (
+    "person_id", "site", "round", "exam_seq", "exam_kind", "due_day", "exam_day", "reported_day",
+    "n_reads", "reader_minutes", "arbitrated", "lung_rads", "positive", "management",
+    "top_finding_mm", "malignant_visible", "malignant_reported", "malignant_diameter_mm",
+    "workup_day", "workup_diagnosis_day", "workup_stage", "benign_biopsy",
+)
+
+
+@dataclass(slots=True)
+class Exam:
+    site: SiteModel
+    row: int
+    person_id: int
+    round: int
+    seq: int
+    kind: str
+    due_day: float
+    day: float
+    visible: list[Finding]
+    prior: Prior
+    taken: set[int] = field(default_factory=set)
+
+    @property
+    def index(self) -> int:
+        return self.round * 8 + self.seq
+
+    def u(self, stream: str, k: int = 0) -> float:
+        return self.site.streams.u(stream, self.person_id, self.index * 64 + k)
+
+    def categorise(self, findings: list[Finding], reader_id: int, minutes: float) -> Read:
+        p = self.site.programme
+        cat, pos, top = categorise(findings, self.prior, self.day, p.protocol, p.nlst_threshold_mm, p.stable_exempt_years * YEAR)
+        return Read(reader_id, 3, findings, cat, pos, minutes, top)
+
+
+@dataclass(slots=True)
+class ReadTask:
+    exam: Exam
+    slot: int
+    boost: float
+    reviewer: int | None
+    done: simpy.Event
+
+
+class SiteModel:
+    """The SimPy model of one site over the programme's horizon.
+
+    Args:
+        env: the SimPy environment (one per site: sites share nothing).
+        index: site index in the scenario. site: its config. readers: its radiologists.
+        history: the cohort. rows: indices into ``history`` of the people screened here.
+    """
+
+    def __init__(self, env: simpy.Environment, index: int, site: Site, readers: list[Reader], history: History,
+                 rows: np.ndarray, programme: Programme, policy: ReadingPolicy, streams: Streams,
+                 n2_over_n1: float) -> None:
+        self.env, self.index, self.site, self.readers = env, index, site, readers
+        self.history, self.rows, self.programme, self.policy, self.streams = history, rows, programme, policy, streams
+        self.scanner_book = Calendar(site.scanners * site.exams_per_scanner_day)
+        self.workup_book = Calendar(site.workup_slots_per_day)
+        self.worklist = simpy.FilterStore(env)
+        self.heap: list[tuple[int, int, tuple]] = []
+        self._seq = 0
+        self.priors: dict[int, Prior] = {}
+        n = len(history)
+        self.screen_dx_day = np.full(n, np.inf)
+        self.screen_dx_stage = np.full(n, -1, dtype=np.int8)
+        self.exams: list[list[Any]] = []
+        self.backlog: list[tuple[int, int]] = []
+        self.reader_minutes = {r.reader_id: 0.0 for r in readers}
+        c, p = history.cancer, history.people
+        self._pid = p["person_id"]
+        self._death = c["other_death_day"]
+        self._clinical = c["clinical_day"]
+        self._hours = site.reading_hours_per_day / 24.0
+        self._n2 = n2_over_n1
+
+    # ------------------------------------------------------------ scheduling
+    def baseline_day(self, rows: np.ndarray) -> np.ndarray:
+        return self.streams.uniform("schedule.baseline", self._pid[rows]) * self.programme.schedule_spread_days
+
+    def start(self) -> None:
+        base = self.baseline_day(self.rows)
+        self._base = dict(zip(self.rows.tolist(), base.tolist(), strict=True))
+        for i in np.argsort(base, kind="stable"):
+            self.schedule(int(self.rows[i]), 0, 0, "screen", float(base[i]))
+        self.env.process(self.dispatcher())
+        for r in self.readers:
+            self.env.process(self.reader_loop(r))
+
+    def schedule(self, row: int, rnd: int, seq: int, kind: str, due: float) -> None:
+        pid = int(self._pid[row])
+        while kind == "screen" and self.streams.u("schedule.attend", pid, rnd) >= self.programme.attendance:
+            rnd += 1
+            if rnd >= self.programme.rounds:
+                return
+            due = self._base[row] + rnd * self.programme.interval_years * YEAR
+        if kind != "screen" and self.streams.u("schedule.adhere", pid, rnd * 8 + seq) >= self.programme.followup_adherence:
+            return
+        if due >= self.history.horizon_day:
+            return
+        day = self.scanner_book.book(due)
+        self._seq += 1
+        heapq.heappush(self.heap, (day, self._seq, (row, rnd, seq, kind, due)))
+
+    def dispatcher(self) -> Generator[Any, Any, None]:
+        horizon = self.history.horizon_day
+        while self.env.now < horizon:
+            today = int(self.env.now)
+            while self.heap and self.heap[0][0] <= today:
+                _, _, item = heapq.heappop(self.heap)
+                self.env.process(self.exam_process(*item, day=today + SCAN_TIME))
+            self.backlog.append((today, len(self.worklist.items)))
+            yield self.env.timeout(1.0)
+
+    # ------------------------------------------------------------ reading
+    def read(self, exam: Exam, slot: int, boost: float = 1.0, reviewer: int | None = None) -> simpy.Event:
+        done = self.env.event()
+        self.worklist.put(ReadTask(exam, slot, boost, reviewer, done))
+        return done
+
+    def _next_working_time(self, t: float) -> float:
+        day = math.floor(t)
+        while True:
+            if is_workday(day):
+                start, end = day + DAY_START, day + DAY_START + self._hours
+                if t < end:
+                    return max(t, start)
+            day += 1
+
+    def reader_loop(self, reader: Reader) -> Generator[Any, Any, None]:
+        rid = reader.reader_id
+
+        def mine(task: ReadTask) -> bool:
+            if task.reviewer is not None:
+                return task.reviewer == rid
+            return rid not in task.exam.taken
+
+        p = self.programme
+        while True:
+            task = yield self.worklist.get(mine)
+            task.exam.taken.add(rid)
+            start = self._next_working_time(self.env.now)
+            if start > self.env.now:
+                yield self.env.timeout(start - self.env.now)
+            e = task.exam
+            result = read_exam(reader, e.visible, e.prior, self.streams, e.person_id, e.index, task.slot, e.day,
+                               p.protocol, p.nlst_threshold_mm, p.stable_exempt_years * YEAR, task.boost)
+            self.reader_minutes[rid] += result.minutes
+            yield self.env.timeout(result.minutes / 1440.0)
+            task.done.succeed(result)
+
+    # ------------------------------------------------------------ exams
+    def exam_process(self, row: int, rnd: int, seq: int, kind: str, due: float, day: float) -> Generator[Any, Any, None]:
+        if day > self.env.now:
+            yield self.env.timeout(day - self.env.now)
+        if self._death[row] <= day or self._clinical[row] <= day or self.screen_dx_day[row] <= day:
+            return
+        prior = self.priors.setdefault(row, Prior({}))
+        scanner = self.site.scanner
+        exam = Exam(self, row, int(self._pid[row]), rnd, seq, kind, due, day,
+                    visible_findings(self.history, row, day, scanner), prior)
+        decision = yield from self.policy.process(self, exam)
+        final = decision.final
+        mgmt = management(final.category)
+        if self.programme.protocol == "nlst" and not final.positive:
+            mgmt = "next_round"
+        malignant = next((f for f in exam.visible if f.key == MALIGNANT_KEY), None)
+        top = next((f.size_mm for f in final.findings if f.key == final.top_key), 0.0)
+        rec = [
+            exam.person_id, self.index, rnd, seq, kind, due, day, self.env.now,
+            len(decision.reads), sum(r.minutes for r in decision.reads), decision.arbitrated,
+            CATEGORIES[final.category], final.positive, mgmt, top,
+            malignant is not None, any(f.key == MALIGNANT_KEY for f in final.findings),
+            malignant.size_mm if malignant else 0.0, math.nan, math.nan, None, False,
+        ]
+        self.exams.append(rec)
+        update_prior(prior, final.findings, day)
+        if kind == "screen" and rnd + 1 < self.programme.rounds:
+            self.schedule(row, rnd + 1, 0, "screen", self._base[row] + (rnd + 1) * self.programme.interval_years * YEAR)
+        if mgmt in FOLLOW_UP_DAYS:
+            self.schedule(row, rnd, seq + 1, mgmt, day + FOLLOW_UP_DAYS[mgmt])
+        elif mgmt == "workup":
+            self.env.process(self.workup_process(row, exam, final, rec))
+
+    def workup_process(self, row: int, exam: Exam, final: Read, rec: list[Any]) -> Generator[Any, Any, None]:
+        wday = self.workup_book.book(self.env.now + WORKUP_LEAD_DAYS) + DAY_START
+        yield self.env.timeout(wday - self.env.now)
+        if self._death[row] <= wday or self._clinical[row] <= wday or self.screen_dx_day[row] <= wday:
+            return
+        rec[18] = wday
+        result_day = wday + self.site.workup_days_to_result
+        c = self.history.cancer
+        if final.top_key == MALIGNANT_KEY and c["onset_day"][row] <= wday:
+            d = self.history.cancer_diameter(row, wday)
+            stage = stage_at(d, float(c["nodal_mm"][row]), self._n2, float(c["distant_mm"][row]))
+            self.screen_dx_day[row] = result_day
+            self.screen_dx_stage[row] = STAGES.index(stage)
+            rec[19], rec[20] = result_day, stage
+        elif exam.u("workup.biopsy") < self.programme.benign_biopsy_given_workup:
+            rec[21] = True
+
+    def run(self) -> None:
+        self.start()
+        self.env.run(until=self.history.horizon_day + 1.0)
