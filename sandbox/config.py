@@ -177,7 +177,7 @@ class Programme:
     benign_biopsy_given_workup: float = field(default=0.25, metadata=PROB)
     interval_cancer_window_years: float = field(default=1.0, metadata={"gt": 0, "le": 5})
     follow_up_years_after_last_round: float = field(default=4.5, metadata={"ge": 0, "le": 30})
-    schedule_spread_days: float = field(default=60.0, metadata={"ge": 0, "le": 365})
+    schedule_spread_days: float = field(default=300.0, metadata={"ge": 0, "le": 3650})
 
 
 @dataclass(frozen=True)

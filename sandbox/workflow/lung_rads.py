@@ -10,6 +10,7 @@ C1, C2, C3, C4A, C4B, C4X = range(6)
 GROWTH_MM = 1.5  # Lung-RADS growth: an increase of more than 1.5 mm in mean diameter
 MANAGEMENT = ("next_round", "ct_6m", "ct_3m", "workup")
 FOLLOW_UP_DAYS = {"ct_6m": 182.0, "ct_3m": 91.0}
+STABILITY_WINDOW_DAYS = 60.0
 
 
 def nodule_category(size_mm: float, nodule_type: int, status: str, spiculated: bool) -> int:
@@ -58,9 +59,13 @@ def management(category: int) -> str:
 
 
 def nlst_positive(size_mm: float, status: str, first_seen_day: float, exam_day: float, threshold_mm: float, stable_exempt_days: float) -> bool:
-    """NLST rule: a non-calcified nodule >= threshold is positive unless stable long enough."""
+    """NLST rule: a non-calcified nodule >= threshold is positive unless stable long enough.
+
+    "Long enough" allows a screening window of two months: a nodule first reported at T0 and
+    unchanged at T2 is exempt even if T2 falls a few days short of two calendar years.
+    """
     if size_mm < threshold_mm:
         return False
-    if status == "stable" and exam_day - first_seen_day >= stable_exempt_days:
+    if status == "stable" and exam_day - first_seen_day >= stable_exempt_days - STABILITY_WINDOW_DAYS:
         return False
     return True
