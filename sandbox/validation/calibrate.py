@@ -28,6 +28,7 @@ FREE = {
     "clinical_hazard_per_year_at_20mm": (("disease",), 0.05, 5.0),
     "nodal_median_mm": (("disease",), 8.0, 80.0),
     "distant_median_mm": (("disease",), 10.0, 120.0),
+    "distant_sigma": (("disease",), 0.2, 2.0),
     "mean_count_at_start": (("disease", "benign"), 0.05, 5.0),
     "new_per_year": (("disease", "benign"), 0.0, 3.0),
 }

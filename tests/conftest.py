@@ -1,0 +1,69 @@
+"""Shared fixtures: configs composed through Hydra, and small runs computed once per session.
+
+Runs are cached by their override list, so tests in different files that need the same small
+run share one simulation. Every run is small (a few thousand people) so the default suite
+stays fast on two CPU cores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from sandbox.agents.readers import ReaderProfile
+from sandbox.config import RunConfig
+from sandbox.configure import load
+from sandbox.runners.local import RunResult, simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The shared small run most property tests look at: two sites, double reading with arbitration.
+SMALL = ("scenario=lung_ldct", "policy=soc_double_read", "cohort.size=3000", "seed=11", "runtime=quiet")
+
+Loaded = tuple[RunConfig, dict[str, ReaderProfile], dict]
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def load_config() -> Callable[..., Loaded]:
+    """``load_config(*overrides)`` -> (RunConfig, reader profiles, raw mapping), via Hydra."""
+    cache: dict[tuple[str, ...], Loaded] = {}
+
+    def _load(*overrides: str) -> Loaded:
+        key = tuple(overrides)
+        if key not in cache:
+            cache[key] = load(list(overrides))
+        return cache[key]
+
+    return _load
+
+
+@pytest.fixture(scope="session")
+def run_sim(load_config) -> Callable[..., RunResult]:
+    """``run_sim(*overrides)`` -> RunResult of the serial runner, cached for the session."""
+    cache: dict[tuple[str, ...], RunResult] = {}
+
+    def _run(*overrides: str) -> RunResult:
+        key = tuple(overrides)
+        if key not in cache:
+            cfg, profiles, _ = load_config(*overrides)
+            cache[key] = simulate(cfg, profiles, progress=False)
+        return cache[key]
+
+    return _run
+
+
+@pytest.fixture(scope="session")
+def small_run(run_sim) -> RunResult:
+    return run_sim(*SMALL)
+
+
+@pytest.fixture(scope="session")
+def small_cfg(load_config) -> RunConfig:
+    return load_config(*SMALL)[0]
