@@ -24,6 +24,10 @@ SUMMARY = (
     "worst_backlog", "stage_I_share", "stage_IV_share", "lung_cancer_deaths", "lung_cancer_deaths_per_100k_person_years",
     "life_years",
 )
+BY_SITE = (
+    "screens", "positive_rate", "cancer_detection_rate_per_1000", "programme_sensitivity", "ppv",
+    "days_to_diagnosis_median", "reader_hours", "worklist_wait_days_p95", "worst_backlog",
+)
 
 
 def _fmt(v: float) -> str:
@@ -51,15 +55,18 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def summary_table(frames: dict[str, pl.DataFrame], metrics: Sequence[str], site: str, subgroup: str, rnd: str) -> str:
+def summary_table(frames: dict[str, pl.DataFrame], metrics: Sequence[str], site: str | list[str], subgroup: str, rnd: str) -> str:
+    """Metrics as rows, one column per frame (or per site when ``site`` is a list)."""
+    cols = [(label, f, site) for label, f in frames.items()] if isinstance(site, str) else \
+        [(s, next(iter(frames.values())), s) for s in site]
     rows = []
     for m in metrics:
         row = [m]
-        for f in frames.values():
-            r = f.filter((pl.col("metric") == m) & (pl.col("site") == site) & (pl.col("subgroup") == subgroup) & (pl.col("round") == rnd))
+        for _, f, s in cols:
+            r = f.filter((pl.col("metric") == m) & (pl.col("site") == s) & (pl.col("subgroup") == subgroup) & (pl.col("round") == rnd))
             row.append(_cell(r["value"][0], r["lo"][0], r["hi"][0]) if r.height else "-")
         rows.append(row)
-    return _table(["metric (95% interval)", *frames], rows)
+    return _table(["metric (95% interval)", *(c[0] for c in cols)], rows)
 
 
 # ---------------------------------------------------------------- commands
@@ -74,6 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{cfg.scenario.name} / {cfg.policy.name} / seed {cfg.seed}: {res.people.height:,} people, "
           f"{res.events.height:,} exams, {wall:.1f} s")
     print(summary_table({cfg.policy.name: res.metrics}, SUMMARY, "all", "all", "all"))
+    if len(cfg.scenario.sites) > 1:
+        print("\nby site")
+        print(summary_table({cfg.policy.name: res.metrics}, BY_SITE, [s.name for s in cfg.scenario.sites], "all", "all"))
     print(f"\nrun folder: {res.folder}")
     print(f"repeat:     sandbox run {' '.join(args.overrides)}".rstrip())
     return 0

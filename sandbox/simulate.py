@@ -43,13 +43,17 @@ def check_policy(cfg: RunConfig) -> None:
         policy.check_site(site, i)
 
 
-def build_history(cfg: RunConfig) -> History:
-    return sample_history(cfg.scenario, Streams(cfg.seed))
+def build_history(cfg: RunConfig, progress: Callable[[int], None] | None = None) -> History:
+    """The cohort and its disease histories for ``cfg`` (the same for every policy)."""
+    return sample_history(cfg.scenario, Streams(cfg.seed), progress=progress)
 
 
 def simulate_sites(cfg: RunConfig, profiles: dict[str, ReaderProfile], history: History,
                    sites: Sequence[int] | None = None, progress: Callable[[int], None] | None = None) -> SiteRecords:
-    """Run the SimPy model of each site in ``sites`` (default: all) over the whole horizon."""
+    """Run the SimPy model of each site in ``sites`` (default: all) over the whole horizon.
+
+    ``progress`` is called with simulated days as each site's clock advances.
+    """
     streams = Streams(cfg.seed)
     scn = cfg.scenario
     policy = make_policy(cfg.policy)
@@ -68,7 +72,7 @@ def simulate_sites(cfg: RunConfig, profiles: dict[str, ReaderProfile], history: 
                 readers.append(draw_reader(profiles[name], streams.generator("reader", s, k), s * 1000 + k, s))
         rows = np.flatnonzero(history.people["site"] == s)
         env = simpy.Environment()
-        model = SiteModel(env, s, site, readers, history, rows, scn.programme, policy, streams, scn.disease.n2_over_n1)
+        model = SiteModel(env, s, site, readers, history, rows, scn.programme, policy, streams, scn.disease.n2_over_n1, progress)
         model.run()
         events.append(events_frame(model.exams))
         backlog.append(pl.DataFrame({"site": [s] * len(model.backlog), "day": [d for d, _ in model.backlog],
@@ -77,8 +81,6 @@ def simulate_sites(cfg: RunConfig, profiles: dict[str, ReaderProfile], history: 
         dx_stage[rows] = model.screen_dx_stage[rows]
         rows_all.append(rows)
         timings[f"site_{site.name}_s"] = time.perf_counter() - t0
-        if progress:
-            progress(len(rows))
     return SiteRecords(pl.concat(events), pl.concat(backlog), dx_day, dx_stage,
                        np.concatenate(rows_all) if rows_all else np.array([], dtype=np.int64), timings)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +44,8 @@ def horizon_day(scenario: Scenario) -> float:
     return ((p.rounds - 1) * p.interval_years + p.follow_up_years_after_last_round + 1.0) * YEAR
 
 
-def sample_history(scenario: Scenario, streams: Streams, size: int | None = None) -> History:
+def sample_history(scenario: Scenario, streams: Streams, size: int | None = None,
+                   progress: Callable[[int], None] | None = None) -> History:
     """Draw the eligible cohort (in candidate-id order) with cancers and benign nodules.
 
     Candidates who had a clinically diagnosed lung cancer before the programme starts are not
@@ -67,6 +69,8 @@ def sample_history(scenario: Scenario, streams: Streams, size: int | None = None
         parts_p.append(cand)
         parts_c.append(canc)
         got += len(cand["person_id"])
+        if progress:
+            progress(min(len(cand["person_id"]), n - (got - len(cand["person_id"]))))
         if next_id > 1000 * max(n, 1000):
             raise ValueError("the eligibility rule accepts almost no candidates; check cohort.population and cohort.eligibility")
     people = {k: np.concatenate([p[k] for p in parts_p])[:n] for k in parts_p[0]}

@@ -43,17 +43,23 @@ def simulate(cfg: RunConfig, profiles: dict[str, ReaderProfile], progress: bool 
     timings: dict[str, float] = {}
     check_policy(cfg)
     t0 = time.perf_counter()
-    history = build_history(cfg)
+    bar = tqdm(total=cfg.scenario.cohort.size, desc="cohort and disease histories", unit="person",
+               disable=not show, file=sys.stderr, leave=False)
+    history = build_history(cfg, bar.update)
+    bar.close()
     timings["cohort_and_history_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    bar = tqdm(total=len(history), desc=f"{cfg.policy.name}: simulating sites", unit="person",
-               disable=not show, file=sys.stderr, leave=False)
+    n_sites = len(cfg.scenario.sites)
+    bar = tqdm(total=int(history.horizon_day) // 30 * 30 * n_sites, desc=f"{cfg.policy.name}: simulating {n_sites} sites",
+               unit="site-day", disable=not show, file=sys.stderr, leave=False)
     parts = [simulate_sites(cfg, profiles, history, block, bar.update) for block in site_blocks(len(cfg.scenario.sites), cfg.runtime.site_block_size)]
     bar.close()
     rec = merge_records(parts, len(history))
     timings["workflow_s"] = time.perf_counter() - t1
     timings.update(rec.timings)
     t2 = time.perf_counter()
+    if show:
+        print(f"computing outcomes and metrics for {len(history):,} people ...", file=sys.stderr, flush=True)
     people, metrics = outcomes(cfg, history, rec)
     timings["outcomes_s"] = time.perf_counter() - t2
     return RunResult(None, metrics, people, rec.events, timings)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,7 +97,7 @@ class SiteModel:
 
     def __init__(self, env: simpy.Environment, index: int, site: Site, readers: list[Reader], history: History,
                  rows: np.ndarray, programme: Programme, policy: ReadingPolicy, streams: Streams,
-                 n2_over_n1: float) -> None:
+                 n2_over_n1: float, on_days: Callable[[int], None] | None = None) -> None:
         self.env, self.index, self.site, self.readers = env, index, site, readers
         self.history, self.rows, self.programme, self.policy, self.streams = history, rows, programme, policy, streams
         self.scanner_book = Calendar(site.scanners * site.exams_per_scanner_day)
@@ -118,6 +118,7 @@ class SiteModel:
         self._clinical = c["clinical_day"]
         self._hours = site.reading_hours_per_day / 24.0
         self._n2 = n2_over_n1
+        self._on_days = on_days
 
     # ------------------------------------------------------------ scheduling
     def baseline_day(self, rows: np.ndarray) -> np.ndarray:
@@ -155,6 +156,8 @@ class SiteModel:
                 _, _, item = heapq.heappop(self.heap)
                 self.env.process(self.exam_process(*item, day=today + SCAN_TIME))
             self.backlog.append((today, len(self.worklist.items)))
+            if self._on_days and today % 30 == 29:
+                self._on_days(30)
             yield self.env.timeout(1.0)
 
     # ------------------------------------------------------------ reading
