@@ -18,15 +18,38 @@ import polars as pl
 from sandbox.errors import SandboxInputError
 
 SUMMARY = (
-    "screens", "positive_rate", "recall_rate", "screen_detected_cancers", "cancer_detection_rate_per_1000",
-    "interval_cancers", "programme_sensitivity", "programme_specificity", "ppv", "false_positive_workups",
-    "benign_biopsies", "days_to_diagnosis_median", "human_reads", "reader_hours", "worklist_wait_days_p95",
-    "worst_backlog", "stage_I_share", "stage_IV_share", "lung_cancer_deaths", "lung_cancer_deaths_per_100k_person_years",
+    "screens",
+    "positive_rate",
+    "recall_rate",
+    "screen_detected_cancers",
+    "cancer_detection_rate_per_1000",
+    "interval_cancers",
+    "programme_sensitivity",
+    "programme_specificity",
+    "ppv",
+    "false_positive_workups",
+    "benign_biopsies",
+    "days_to_diagnosis_median",
+    "human_reads",
+    "reader_hours",
+    "worklist_wait_days_p95",
+    "worst_backlog",
+    "stage_I_share",
+    "stage_IV_share",
+    "lung_cancer_deaths",
+    "lung_cancer_deaths_per_100k_person_years",
     "life_years",
 )
 BY_SITE = (
-    "screens", "positive_rate", "cancer_detection_rate_per_1000", "programme_sensitivity", "ppv",
-    "days_to_diagnosis_median", "reader_hours", "worklist_wait_days_p95", "worst_backlog",
+    "screens",
+    "positive_rate",
+    "cancer_detection_rate_per_1000",
+    "programme_sensitivity",
+    "ppv",
+    "days_to_diagnosis_median",
+    "reader_hours",
+    "worklist_wait_days_p95",
+    "worst_backlog",
 )
 
 
@@ -51,19 +74,37 @@ def _cell(v, lo, hi) -> str:
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))  # noqa: E731
+
+    def line(r: list[str]) -> str:
+        cells = enumerate(zip(r, widths, strict=True))
+        return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in cells)
+
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def summary_table(frames: dict[str, pl.DataFrame], metrics: Sequence[str], site: str | list[str], subgroup: str, rnd: str) -> str:
+def summary_table(
+    frames: dict[str, pl.DataFrame],
+    metrics: Sequence[str],
+    site: str | list[str],
+    subgroup: str,
+    rnd: str,
+) -> str:
     """Metrics as rows, one column per frame (or per site when ``site`` is a list)."""
-    cols = [(label, f, site) for label, f in frames.items()] if isinstance(site, str) else \
-        [(s, next(iter(frames.values())), s) for s in site]
+    cols = (
+        [(label, f, site) for label, f in frames.items()]
+        if isinstance(site, str)
+        else [(s, next(iter(frames.values())), s) for s in site]
+    )
     rows = []
     for m in metrics:
         row = [m]
         for _, f, s in cols:
-            r = f.filter((pl.col("metric") == m) & (pl.col("site") == s) & (pl.col("subgroup") == subgroup) & (pl.col("round") == rnd))
+            r = f.filter(
+                (pl.col("metric") == m)
+                & (pl.col("site") == s)
+                & (pl.col("subgroup") == subgroup)
+                & (pl.col("round") == rnd)
+            )
             row.append(_cell(r["value"][0], r["lo"][0], r["hi"][0]) if r.height else "-")
         rows.append(row)
     return _table(["metric (95% interval)", *(c[0] for c in cols)], rows)
@@ -78,12 +119,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     res = run(cfg, profiles, raw, list(args.overrides))
     wall = time.perf_counter() - t0
-    print(f"{cfg.scenario.name} / {cfg.policy.name} / seed {cfg.seed}: {res.people.height:,} people, "
-          f"{res.events.height:,} exams, {wall:.1f} s")
+    print(
+        f"{cfg.scenario.name} / {cfg.policy.name} / seed {cfg.seed}: {res.people.height:,} people, "
+        f"{res.events.height:,} exams, {wall:.1f} s"
+    )
     print(summary_table({cfg.policy.name: res.metrics}, SUMMARY, "all", "all", "all"))
     if len(cfg.scenario.sites) > 1:
         print("\nby site")
-        print(summary_table({cfg.policy.name: res.metrics}, BY_SITE, [s.name for s in cfg.scenario.sites], "all", "all"))
+        print(
+            summary_table(
+                {cfg.policy.name: res.metrics},
+                BY_SITE,
+                [s.name for s in cfg.scenario.sites],
+                "all",
+                "all",
+            )
+        )
     print(f"\nrun folder: {res.folder}")
     print(f"repeat:     sandbox run {' '.join(args.overrides)}".rstrip())
     return 0
@@ -104,10 +155,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise SandboxInputError(f"--metric {bad[0]}: not in these runs (see docs/metrics.md)")
     seeds = {r["manifest"].get("seed") for r in runs}
     scen = {r["manifest"].get("scenario") for r in runs}
-    print(f"scenario: {', '.join(map(str, scen))}; seed: {', '.join(map(str, seeds))}; "
-          f"site={args.site} subgroup={args.subgroup} round={args.round}")
+    print(
+        f"scenario: {', '.join(map(str, scen))}; seed: {', '.join(map(str, seeds))}; "
+        f"site={args.site} subgroup={args.subgroup} round={args.round}"
+    )
     if len(seeds) == 1 and len(scen) == 1:
-        print("same scenario and seed: the same people with the same disease courses under each policy")
+        print(
+            "same scenario and seed: the same people with the same disease courses under each policy"
+        )
     print(summary_table(frames, metrics, args.site, args.subgroup, args.round))
     return 0
 
@@ -131,8 +186,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for r in table.iter_rows(named=True):
         verdict = "report" if r["pass"] is None else ("PASS" if r["pass"] else "FAIL")
         tol = "-" if r["tolerance"] is None else f"±{_fmt(r['tolerance'])}"
-        rows.append([r["target"], _fmt(r["published"]), tol, _cell(r["simulated"], r["lo"], r["hi"]), verdict])
-    print(f"{args.trial}: {cfg.scenario.cohort.size:,} people, seed {cfg.seed}, tolerance x{scale:.2f}")
+        rows.append(
+            [
+                r["target"],
+                _fmt(r["published"]),
+                tol,
+                _cell(r["simulated"], r["lo"], r["hi"]),
+                verdict,
+            ]
+        )
+    print(
+        f"{args.trial}: {cfg.scenario.cohort.size:,} people, seed {cfg.seed}, tolerance x{scale:.2f}"
+    )
     print(_table(["target", "published", "tolerance", "simulated (95% interval)", "verdict"], rows))
     judged = table.filter(pl.col("pass").is_not_null())
     failed = judged.filter(~pl.col("pass")).height
@@ -146,28 +211,60 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from sandbox.validation.targets import load_targets
 
     head, targets = load_targets(args.trial)
-    overrides = [f"scenario={head['scenario']}", f"policy={head['policy']}", f"seed={args.seed}", f"cohort.size={args.size}", "runtime=quiet"]
+    overrides = [
+        f"scenario={head['scenario']}",
+        f"policy={head['policy']}",
+        f"seed={args.seed}",
+        f"cohort.size={args.size}",
+        "runtime=quiet",
+    ]
     cfg, profiles, _ = load(overrides)
     judged = [t for t in targets if t.tolerance is not None]
     start = get_params(cfg)
 
     def on_eval(i: int, value: float, p: dict[str, float]) -> None:
-        print(f"  eval {i:3d}  loss {value:8.3f}  " + " ".join(f"{k}={v:.4g}" for k, v in p.items()), file=sys.stderr, flush=True)
+        print(
+            f"  eval {i:3d}  loss {value:8.3f}  " + " ".join(f"{k}={v:.4g}" for k, v in p.items()),
+            file=sys.stderr,
+            flush=True,
+        )
 
     best, value, table, n = calibrate(cfg, profiles, judged, args.max_evals, on_eval)
-    print(f"best loss {value:.3f} after {n} evaluations (sum of squared differences in tolerance units)")
-    print(_table(["parameter", "start", "fitted"], [[k, _fmt(start[k]), _fmt(v)] for k, v in best.items()]))
-    print(_table(["target", "published", "simulated"], [[r["target"], _fmt(r["published"]), _fmt(r["simulated"])] for r in table.iter_rows(named=True)]))
+    print(
+        f"best loss {value:.3f} after {n} evaluations (sum of squared differences in tolerance units)"
+    )
+    print(
+        _table(
+            ["parameter", "start", "fitted"],
+            [[k, _fmt(start[k]), _fmt(v)] for k, v in best.items()],
+        )
+    )
+    print(
+        _table(
+            ["target", "published", "simulated"],
+            [
+                [r["target"], _fmt(r["published"]), _fmt(r["simulated"])]
+                for r in table.iter_rows(named=True)
+            ],
+        )
+    )
     if args.dry_run:
         return 0
     path = project_root() / "scenarios" / f"{head['scenario']}.yaml"
     record = {
-        "trial": args.trial, "targets": str(head.get("source", "sandbox/validation/targets")),
+        "trial": args.trial,
+        "targets": str(head.get("source", "sandbox/validation/targets")),
         "method": "Nelder-Mead on log-parameters, keyed streams (common random numbers)",
         "command": f"sandbox calibrate {args.trial} --size {args.size} --seed {args.seed} --max-evals {args.max_evals}",
-        "cohort_size": args.size, "seed": args.seed, "evaluations": n, "loss": round(value, 4),
+        "cohort_size": args.size,
+        "seed": args.seed,
+        "evaluations": n,
+        "loss": round(value, 4),
         "fitted": {k: float(f"{v:.4g}") for k, v in best.items()},
-        "fit": {r["target"]: {"published": r["published"], "simulated": round(r["simulated"], 4)} for r in table.iter_rows(named=True)},
+        "fit": {
+            r["target"]: {"published": r["published"], "simulated": round(r["simulated"], 4)}
+            for r in table.iter_rows(named=True)
+        },
     }
     write_fit(path, best, record)
     print(f"\nwrote the fitted parameters and the fit record to {path}")
@@ -175,15 +272,23 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sandbox", description="In-silico regulatory sandbox for AI in screening.")
+    p = argparse.ArgumentParser(
+        prog="sandbox", description="In-silico regulatory sandbox for AI in screening."
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="simulate a scenario under a policy and write a run folder")
-    r.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. scenario=nlst policy=soc_single_read cohort.size=50000 seed=7")
+    r.add_argument(
+        "overrides",
+        nargs="*",
+        help="Hydra overrides, e.g. scenario=nlst policy=soc_single_read cohort.size=50000 seed=7",
+    )
     r.set_defaults(func=cmd_run)
     c = sub.add_parser("compare", help="side-by-side metrics of two or more run folders")
     c.add_argument("runs", nargs="+")
-    c.add_argument("--metric", action="append", help="metric to show (repeatable); default: the summary set")
+    c.add_argument(
+        "--metric", action="append", help="metric to show (repeatable); default: the summary set"
+    )
     c.add_argument("--site", default="all")
     c.add_argument("--subgroup", default="all", help="e.g. sex=F, race=black, age_band=65-69")
     c.add_argument("--round", default="all", help="T0, T1, ... or all")
@@ -192,10 +297,18 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("trial", help="nlst")
     v.add_argument("--size", type=int, default=0, help="cohort size (default: the trial's)")
     v.add_argument("--seed", type=int, default=2011)
-    v.add_argument("--tolerance-scale", type=float, default=None, help="multiply tolerances (default: sqrt(trial size / size), at least 1)")
+    v.add_argument(
+        "--tolerance-scale",
+        type=float,
+        default=None,
+        help="multiply tolerances (default: sqrt(trial size / size), at least 1)",
+    )
     v.add_argument("overrides", nargs="*")
     v.set_defaults(func=cmd_validate)
-    k = sub.add_parser("calibrate", help="fit free natural-history parameters to a trial and write them to its scenario")
+    k = sub.add_parser(
+        "calibrate",
+        help="fit free natural-history parameters to a trial and write them to its scenario",
+    )
     k.add_argument("trial", help="nlst")
     k.add_argument("--size", type=int, default=15000)
     k.add_argument("--seed", type=int, default=2011)

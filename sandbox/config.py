@@ -126,7 +126,9 @@ class Disease:
     def check(self, path: str) -> None:
         for h in self.histology:
             if h not in HISTOLOGIES:
-                fail(f"{path}.histology.{h}", f"unknown histology (known: {', '.join(HISTOLOGIES)})")
+                fail(
+                    f"{path}.histology.{h}", f"unknown histology (known: {', '.join(HISTOLOGIES)})"
+                )
         for name in ("survival_5y", "median_survival_years_uncured"):
             table = getattr(self, name)
             if set(table) != set(STAGES):
@@ -206,7 +208,9 @@ class Policy:
     name: str
     role: str = field(metadata={"choices": ("none",)})
     reading: str = field(metadata={"choices": ("single", "double")})
-    discordance: str = field(default="arbitration", metadata={"choices": ("arbitration", "consensus")})
+    discordance: str = field(
+        default="arbitration", metadata={"choices": ("arbitration", "consensus")}
+    )
     description: str = ""
 
 

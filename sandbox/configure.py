@@ -74,7 +74,9 @@ def load_reader_profiles(names: set[str] | None = None) -> dict[str, ReaderProfi
     return out
 
 
-def load(overrides: list[str] | tuple[str, ...] = ()) -> tuple[RunConfig, dict[str, ReaderProfile], dict[str, Any]]:
+def load(
+    overrides: list[str] | tuple[str, ...] = (),
+) -> tuple[RunConfig, dict[str, ReaderProfile], dict[str, Any]]:
     """Compose, validate and resolve reader profiles: (config, profiles, raw mapping)."""
     data, scenario = compose(overrides)
     cfg = run_config(data, scenario)

@@ -18,17 +18,46 @@ import yaml
 
 from sandbox.errors import SandboxInputError
 
-PACKAGES = ("numpy", "scipy", "simpy", "polars", "pyarrow", "hydra-core", "torch", "monai", "screening-sandbox")
-FILES = ("config.yaml", "manifest.json", "metrics.parquet", "people.parquet", "events.parquet", "backlog.parquet")
+PACKAGES = (
+    "numpy",
+    "scipy",
+    "simpy",
+    "polars",
+    "pyarrow",
+    "hydra-core",
+    "torch",
+    "monai",
+    "screening-sandbox",
+)
+FILES = (
+    "config.yaml",
+    "manifest.json",
+    "metrics.parquet",
+    "people.parquet",
+    "events.parquet",
+    "backlog.parquet",
+)
 
 
 def code_version() -> str:
     """Git commit of the project (with '+dirty' for local changes), else the package version."""
     root = Path(__file__).resolve().parents[1]
     try:
-        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         if rev.returncode == 0:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=5)
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            )
             return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         pass
@@ -42,7 +71,13 @@ def _version(pkg: str) -> str:
         return "not installed"
 
 
-def manifest(seed: int, command: list[str], overrides: list[str], timings: dict[str, float], extra: dict[str, Any]) -> dict[str, Any]:
+def manifest(
+    seed: int,
+    command: list[str],
+    overrides: list[str],
+    timings: dict[str, float],
+    extra: dict[str, Any],
+) -> dict[str, Any]:
     return {
         "seed": seed,
         "code_version": code_version(),
@@ -58,18 +93,24 @@ def manifest(seed: int, command: list[str], overrides: list[str], timings: dict[
     }
 
 
-def write_run(folder: Path, config: dict[str, Any], man: dict[str, Any], tables: dict[str, pl.DataFrame]) -> Path:
+def write_run(
+    folder: Path, config: dict[str, Any], man: dict[str, Any], tables: dict[str, pl.DataFrame]
+) -> Path:
     """Write everything to ``folder.tmp-<pid>`` then rename to ``folder``; nothing half-written remains."""
     folder = Path(folder)
     if folder.exists():
-        raise SandboxInputError(f"run folder {folder} already exists; choose another runtime.run_name")
+        raise SandboxInputError(
+            f"run folder {folder} already exists; choose another runtime.run_name"
+        )
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=False)
     try:
         (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         for name, frame in tables.items():
             frame.write_parquet(tmp / f"{name}.parquet")
-        digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(tmp.iterdir())}
+        digests = {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(tmp.iterdir())
+        }
         man = {**man, "file_sha256": digests}
         (tmp / "manifest.json").write_text(json.dumps(man, indent=2, default=str))
         tmp.rename(folder)
@@ -92,7 +133,9 @@ def read_run(folder: str | Path) -> dict[str, Any]:
         cfg = yaml.safe_load((folder / "config.yaml").read_text())
         metrics = pl.read_parquet(folder / "metrics.parquet")
     except (json.JSONDecodeError, yaml.YAMLError, OSError, pl.exceptions.PolarsError) as e:
-        raise SandboxInputError(f"{folder}: unreadable run folder ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
+        raise SandboxInputError(
+            f"{folder}: unreadable run folder ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+        ) from e
     missing = {"metric", "value", "lo", "hi", "site", "subgroup", "round"} - set(metrics.columns)
     if missing:
         raise SandboxInputError(f"{folder}/metrics.parquet: missing columns {sorted(missing)}")

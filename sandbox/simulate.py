@@ -48,8 +48,13 @@ def build_history(cfg: RunConfig, progress: Callable[[int], None] | None = None)
     return sample_history(cfg.scenario, Streams(cfg.seed), progress=progress)
 
 
-def simulate_sites(cfg: RunConfig, profiles: dict[str, ReaderProfile], history: History,
-                   sites: Sequence[int] | None = None, progress: Callable[[int], None] | None = None) -> SiteRecords:
+def simulate_sites(
+    cfg: RunConfig,
+    profiles: dict[str, ReaderProfile],
+    history: History,
+    sites: Sequence[int] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SiteRecords:
     """Run the SimPy model of each site in ``sites`` (default: all) over the whole horizon.
 
     ``progress`` is called with simulated days as each site's clock advances.
@@ -69,20 +74,48 @@ def simulate_sites(cfg: RunConfig, profiles: dict[str, ReaderProfile], history: 
         for name, count in sorted(site.readers.items()):
             for _ in range(count):
                 k = len(readers)
-                readers.append(draw_reader(profiles[name], streams.generator("reader", s, k), s * 1000 + k, s))
+                readers.append(
+                    draw_reader(profiles[name], streams.generator("reader", s, k), s * 1000 + k, s)
+                )
         rows = np.flatnonzero(history.people["site"] == s)
         env = simpy.Environment()
-        model = SiteModel(env, s, site, readers, history, rows, scn.programme, policy, streams, scn.disease.n2_over_n1, progress)
+        model = SiteModel(
+            env,
+            s,
+            site,
+            readers,
+            history,
+            rows,
+            scn.programme,
+            policy,
+            streams,
+            scn.disease.n2_over_n1,
+            progress,
+        )
         model.run()
         events.append(events_frame(model.exams))
-        backlog.append(pl.DataFrame({"site": [s] * len(model.backlog), "day": [d for d, _ in model.backlog],
-                                     "backlog": [b for _, b in model.backlog]}, schema=BACKLOG_SCHEMA))
+        backlog.append(
+            pl.DataFrame(
+                {
+                    "site": [s] * len(model.backlog),
+                    "day": [d for d, _ in model.backlog],
+                    "backlog": [b for _, b in model.backlog],
+                },
+                schema=BACKLOG_SCHEMA,
+            )
+        )
         dx_day[rows] = model.screen_dx_day[rows]
         dx_stage[rows] = model.screen_dx_stage[rows]
         rows_all.append(rows)
         timings[f"site_{site.name}_s"] = time.perf_counter() - t0
-    return SiteRecords(pl.concat(events), pl.concat(backlog), dx_day, dx_stage,
-                       np.concatenate(rows_all) if rows_all else np.array([], dtype=np.int64), timings)
+    return SiteRecords(
+        pl.concat(events),
+        pl.concat(backlog),
+        dx_day,
+        dx_stage,
+        np.concatenate(rows_all) if rows_all else np.array([], dtype=np.int64),
+        timings,
+    )
 
 
 def merge_records(parts: Sequence[SiteRecords], n: int) -> SiteRecords:
@@ -96,14 +129,27 @@ def merge_records(parts: Sequence[SiteRecords], n: int) -> SiteRecords:
         timings.update(p.timings)
     events = pl.concat([p.events for p in parts]).sort("site", "person_id", "exam_day")
     backlog = pl.concat([p.backlog for p in parts]).sort("site", "day")
-    return SiteRecords(events, backlog, dx_day, dx_stage, np.concatenate([p.rows for p in parts]), timings)
+    return SiteRecords(
+        events, backlog, dx_day, dx_stage, np.concatenate([p.rows for p in parts]), timings
+    )
 
 
-def outcomes(cfg: RunConfig, history: History, rec: SiteRecords) -> tuple[pl.DataFrame, pl.DataFrame]:
+def outcomes(
+    cfg: RunConfig, history: History, rec: SiteRecords
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(people, metrics) frames from merged records."""
-    screens = rec.events.filter(pl.col("exam_kind") == "screen").select("person_id", "round", "exam_day")
+    screens = rec.events.filter(pl.col("exam_kind") == "screen").select(
+        "person_id", "round", "exam_day"
+    )
     people = resolve_people(cfg.scenario, history, rec.screen_dx_day, rec.screen_dx_stage, screens)
-    metrics = compute_metrics(rec.events, people, rec.backlog, [s.name for s in cfg.scenario.sites],
-                              cfg.scenario.name, cfg.policy.name, cfg.seed,
-                              cfg.scenario.programme.interval_cancer_window_years * 365.25)
+    metrics = compute_metrics(
+        rec.events,
+        people,
+        rec.backlog,
+        [s.name for s in cfg.scenario.sites],
+        cfg.scenario.name,
+        cfg.policy.name,
+        cfg.seed,
+        cfg.scenario.programme.interval_cancer_window_years * 365.25,
+    )
     return people, metrics

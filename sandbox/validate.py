@@ -53,7 +53,10 @@ def _convert(tp: Any, value: Any, path: str, meta: Mapping[str, Any]) -> Any:
             args = typing.get_args(tp)
             if len(value) != len(args):
                 _fail(path, f"expected {len(args)} items, got {len(value)}")
-            return tuple(_convert(a, v, f"{path}[{i}]", meta) for i, (a, v) in enumerate(zip(args, value, strict=True)))
+            return tuple(
+                _convert(a, v, f"{path}[{i}]", meta)
+                for i, (a, v) in enumerate(zip(args, value, strict=True))
+            )
         return tuple(_convert(inner, v, f"{path}[{i}]", meta) for i, v in enumerate(value))
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):

@@ -69,7 +69,9 @@ class Reader:
         return self.read_minutes_median * math.exp(self.read_minutes_sigma * float(ndtri(u)))
 
 
-def draw_reader(profile: ReaderProfile, rng: np.random.Generator, reader_id: int, site: int) -> Reader:
+def draw_reader(
+    profile: ReaderProfile, rng: np.random.Generator, reader_id: int, site: int
+) -> Reader:
     """Draw one reader's parameters from ``profile`` (draw, then build)."""
     z = rng.standard_normal(4)
     return Reader(
@@ -78,10 +80,13 @@ def draw_reader(profile: ReaderProfile, rng: np.random.Generator, reader_id: int
         profile=profile.name,
         c50=profile.detection_c50 * math.exp(profile.between_reader_c50_sigma * z[0]),
         slope=profile.detection_slope,
-        fp_per_exam=min(0.5, profile.false_positive_per_exam * math.exp(profile.between_reader_fp_sigma * z[1])),
+        fp_per_exam=min(
+            0.5, profile.false_positive_per_exam * math.exp(profile.between_reader_fp_sigma * z[1])
+        ),
         fp_size_median_mm=profile.false_positive_size_median_mm,
         size_error_sd_mm=profile.size_error_sd_mm,
         size_bias_mm=profile.between_reader_size_bias_sd_mm * z[2],
-        read_minutes_median=profile.read_minutes_median * math.exp(profile.between_reader_speed_sigma * z[3]),
+        read_minutes_median=profile.read_minutes_median
+        * math.exp(profile.between_reader_speed_sigma * z[3]),
         read_minutes_sigma=profile.read_minutes_sigma,
     )

@@ -39,7 +39,9 @@ def sample_candidates(cohort: Cohort, streams: Streams, ids: np.ndarray) -> dict
     """
     pop = cohort.population
     u = lambda name: streams.uniform(f"cohort.{name}", ids)  # noqa: E731
-    age = np.floor(pop.age.min + u("age") * (pop.age.max - pop.age.min + 1)).clip(pop.age.min, pop.age.max)
+    age = np.floor(pop.age.min + u("age") * (pop.age.max - pop.age.min + 1)).clip(
+        pop.age.min, pop.age.max
+    )
     female = (u("sex") < pop.female).astype(np.int8)
     race_names = list(pop.race)
     race_local = _categorical(u("race"), [pop.race[r] for r in race_names])
@@ -50,15 +52,25 @@ def sample_candidates(cohort: Cohort, streams: Streams, ids: np.ndarray) -> dict
     pch = (u("personal_cancer") < pop.personal_cancer_history).astype(np.int8)
     fh = (u("family_history") < pop.family_history).astype(np.int8)
     current = (u("current_smoker") < pop.current_smoker).astype(np.int8)
-    cpd = np.clip(pop.cigs_per_day_median * np.exp(pop.cigs_per_day_sigma * ndtri(u("cpd"))), 2.0, 80.0)
-    start = np.clip(pop.smoking_start_age_mean + pop.smoking_start_age_sd * ndtri(u("start_age")), 10.0, age - 5.0)
+    cpd = np.clip(
+        pop.cigs_per_day_median * np.exp(pop.cigs_per_day_sigma * ndtri(u("cpd"))), 2.0, 80.0
+    )
+    start = np.clip(
+        pop.smoking_start_age_mean + pop.smoking_start_age_sd * ndtri(u("start_age")),
+        10.0,
+        age - 5.0,
+    )
     span = np.maximum(age - start, 1.0)
-    quit_years = np.where(current == 1, 0.0, np.minimum(-pop.years_since_quit_mean * np.log(u("quit")), span - 1.0))
+    quit_years = np.where(
+        current == 1, 0.0, np.minimum(-pop.years_since_quit_mean * np.log(u("quit")), span - 1.0)
+    )
     quit_years = np.maximum(quit_years, 0.0)
     years_smoked = np.maximum(span - quit_years, 1.0)
     pack_years = cpd / 20.0 * years_smoked
     race_coef = np.array([RACE_COEF[r] for r in RACES])[race]
-    risk = plcom2012_risk(age, education, bmi, copd, pch, fh, race_coef, current, cpd, years_smoked, quit_years)
+    risk = plcom2012_risk(
+        age, education, bmi, copd, pch, fh, race_coef, current, cpd, years_smoked, quit_years
+    )
     rule = cohort.eligibility.rule
     if rule == "plcom2012":
         eligible = risk >= cohort.eligibility.plcom2012_threshold

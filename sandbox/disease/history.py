@@ -35,7 +35,9 @@ class History:
         onset = float(self.cancer["onset_day"][row])
         if day < onset:
             return 0.0
-        return self.onset_diameter_mm * 2.0 ** ((day - onset) / (3.0 * float(self.cancer["vdt_days"][row])))
+        return self.onset_diameter_mm * 2.0 ** (
+            (day - onset) / (3.0 * float(self.cancer["vdt_days"][row]))
+        )
 
 
 def horizon_day(scenario: Scenario) -> float:
@@ -44,8 +46,12 @@ def horizon_day(scenario: Scenario) -> float:
     return ((p.rounds - 1) * p.interval_years + p.follow_up_years_after_last_round + 1.0) * YEAR
 
 
-def sample_history(scenario: Scenario, streams: Streams, size: int | None = None,
-                   progress: Callable[[int], None] | None = None) -> History:
+def sample_history(
+    scenario: Scenario,
+    streams: Streams,
+    size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> History:
     """Draw the eligible cohort (in candidate-id order) with cancers and benign nodules.
 
     Candidates who had a clinically diagnosed lung cancer before the programme starts are not
@@ -72,12 +78,15 @@ def sample_history(scenario: Scenario, streams: Streams, size: int | None = None
         if progress:
             progress(min(len(cand["person_id"]), n - (got - len(cand["person_id"]))))
         if next_id > 1000 * max(n, 1000):
-            raise ValueError("the eligibility rule accepts almost no candidates; check cohort.population and cohort.eligibility")
+            raise ValueError(
+                "the eligibility rule accepts almost no candidates; check cohort.population and cohort.eligibility"
+            )
     people = {k: np.concatenate([p[k] for p in parts_p])[:n] for k in parts_p[0]}
     cancer = {k: np.concatenate([c[k] for c in parts_c])[:n] for k in parts_c[0]}
     people["site"] = assign_sites(streams, people["person_id"], [s.share for s in scenario.sites])
     nod = sample_benign_nodules(scenario.disease.benign, streams, people["person_id"], horizon)
     start = np.zeros(n + 1, dtype=np.int64)
     np.add.at(start, nod["row"] + 1, 1)
-    return History(people, cancer, nod, np.cumsum(start), horizon, next_id, scenario.disease.onset_diameter_mm)
-
+    return History(
+        people, cancer, nod, np.cumsum(start), horizon, next_id, scenario.disease.onset_diameter_mm
+    )

@@ -36,7 +36,9 @@ def onset_hazard_per_year(risk_6y: np.ndarray, multiplier: float) -> np.ndarray:
     return -np.log1p(-np.clip(risk_6y, 0.0, 0.999)) / 6.0 * multiplier
 
 
-def clinical_time_after_onset(u: np.ndarray, vdt_days: np.ndarray, d0: float, c_per_year: float, k: float) -> np.ndarray:
+def clinical_time_after_onset(
+    u: np.ndarray, vdt_days: np.ndarray, d0: float, c_per_year: float, k: float
+) -> np.ndarray:
     """Days from onset to symptomatic detection driven by size, inverting the cumulative hazard.
 
     With ``d(t) = d0 exp(g t)``, ``g = ln 2 / (3 vdt)`` and hazard ``h(t) = c/365.25 (d(t)/20)^k``,
@@ -79,13 +81,17 @@ def stage_at(diameter_mm: float, nodal_mm: float, n2_over_n1: float, distant_mm:
     return "II" if diameter_mm <= 70.0 else "III"
 
 
-def other_cause_death_day(u: np.ndarray, age: np.ndarray, hr: np.ndarray, a: float, b: float) -> np.ndarray:
+def other_cause_death_day(
+    u: np.ndarray, age: np.ndarray, hr: np.ndarray, a: float, b: float
+) -> np.ndarray:
     """Days to death from other causes, Gompertz conditional on being alive at ``age``."""
     years = np.log1p(b * -np.log(u) / (a * hr * np.exp(b * age))) / b
     return years * YEAR
 
 
-def sample_cancers(disease: Disease, streams: Streams, people: dict[str, np.ndarray], horizon_day: float) -> dict[str, np.ndarray]:
+def sample_cancers(
+    disease: Disease, streams: Streams, people: dict[str, np.ndarray], horizon_day: float
+) -> dict[str, np.ndarray]:
     """Each person's lung cancer course (or none) and other-cause death day.
 
     Returns arrays aligned with ``people``: ``has_cancer``, ``onset_day``, ``vdt_days``,
@@ -114,7 +120,9 @@ def sample_cancers(disease: Disease, streams: Streams, people: dict[str, np.ndar
     indolent_p = np.array([hh.indolent_fraction for hh in hists])[local]
     indolent = u("indolent") < indolent_p
     z = ndtri(u("vdt"))
-    vdt = np.where(indolent, disease.indolent_vdt_median_days * np.exp(0.4 * z), med * np.exp(sig * z))
+    vdt = np.where(
+        indolent, disease.indolent_vdt_median_days * np.exp(0.4 * z), med * np.exp(sig * z)
+    )
     vdt = np.clip(vdt, 20.0, 20000.0)
 
     type_mix = np.array([hh.type_mix for hh in hists], dtype=float)[local]
@@ -124,26 +132,49 @@ def sample_cancers(disease: Disease, streams: Streams, people: dict[str, np.ndar
 
     scale = np.array([hh.spread_scale for hh in hists])[local]
     nodal = disease.nodal_median_mm * scale * np.exp(disease.nodal_sigma * ndtri(u("nodal")))
-    distant = disease.distant_median_mm * scale * np.exp(disease.distant_sigma * ndtri(u("distant")))
+    distant = (
+        disease.distant_median_mm * scale * np.exp(disease.distant_sigma * ndtri(u("distant")))
+    )
     distant = np.maximum(distant, nodal)
 
     d0 = disease.onset_diameter_mm
     t_size = clinical_time_after_onset(
-        u("clinical"), vdt, d0, disease.clinical_hazard_per_year_at_20mm, disease.clinical_hazard_size_exponent
+        u("clinical"),
+        vdt,
+        d0,
+        disease.clinical_hazard_per_year_at_20mm,
+        disease.clinical_hazard_size_exponent,
     )
     t_meta = time_to_diameter(distant, vdt, d0)
     if disease.metastatic_symptom_hazard_per_year > 0:
-        t_meta_sym = t_meta + (-np.log(u("metastatic_symptoms"))) / disease.metastatic_symptom_hazard_per_year * YEAR
+        t_meta_sym = (
+            t_meta
+            + (-np.log(u("metastatic_symptoms")))
+            / disease.metastatic_symptom_hazard_per_year
+            * YEAR
+        )
     else:
         t_meta_sym = np.full(n, np.inf)
     clinical = np.where(has, onset + np.minimum(t_size, t_meta_sym), np.inf)
     d_clin = diameter_at(clinical, onset, vdt, d0)
     clinical_stage = np.full(n, -1, dtype=np.int8)
     for i in np.flatnonzero(has & np.isfinite(clinical)):
-        clinical_stage[i] = STAGE_INDEX[stage_at(d_clin[i], nodal[i], disease.n2_over_n1, distant[i])]
+        clinical_stage[i] = STAGE_INDEX[
+            stage_at(d_clin[i], nodal[i], disease.n2_over_n1, distant[i])
+        ]
 
-    hr = np.where(people["current_smoker"] == 1, disease.other_cause_smoker_hr, np.sqrt(disease.other_cause_smoker_hr))
-    other_death = other_cause_death_day(u("other_death"), people["age"], hr, disease.other_cause_gompertz_a, disease.other_cause_gompertz_b)
+    hr = np.where(
+        people["current_smoker"] == 1,
+        disease.other_cause_smoker_hr,
+        np.sqrt(disease.other_cause_smoker_hr),
+    )
+    other_death = other_cause_death_day(
+        u("other_death"),
+        people["age"],
+        hr,
+        disease.other_cause_gompertz_a,
+        disease.other_cause_gompertz_b,
+    )
     return {
         "has_cancer": has,
         "onset_day": np.where(has, onset, np.inf),
@@ -162,7 +193,14 @@ def sample_cancers(disease: Disease, streams: Streams, people: dict[str, np.ndar
     }
 
 
-def lung_cancer_death_day(stage: str, diagnosis_day: float, clinical_day: float, cure_u: float, survival_u: float, disease: Disease) -> float:
+def lung_cancer_death_day(
+    stage: str,
+    diagnosis_day: float,
+    clinical_day: float,
+    cure_u: float,
+    survival_u: float,
+    disease: Disease,
+) -> float:
     """Day of death from lung cancer after diagnosis at ``stage`` (inf if cured).
 
     Cure probability is the stage's five-year survival; the uncured survive an exponential time

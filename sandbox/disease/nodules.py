@@ -18,7 +18,9 @@ from sandbox.rng import Streams
 MAX_NODULES = 12
 
 
-def sample_benign_nodules(benign: BenignNodules, streams: Streams, person_id: np.ndarray, horizon_day: float) -> dict[str, np.ndarray]:
+def sample_benign_nodules(
+    benign: BenignNodules, streams: Streams, person_id: np.ndarray, horizon_day: float
+) -> dict[str, np.ndarray]:
     """Flat table of benign nodules for ``person_id``.
 
     Returns arrays ``row`` (index into ``person_id``), ``appear_day`` (-inf if present before
@@ -27,8 +29,12 @@ def sample_benign_nodules(benign: BenignNodules, streams: Streams, person_id: np
     (inf if stable).
     """
     years = max(horizon_day, 0.0) / YEAR
-    n_start = poisson.ppf(streams.uniform("benign.count_start", person_id), benign.mean_count_at_start).astype(np.int64)
-    n_new = poisson.ppf(streams.uniform("benign.count_new", person_id), benign.new_per_year * years).astype(np.int64)
+    n_start = poisson.ppf(
+        streams.uniform("benign.count_start", person_id), benign.mean_count_at_start
+    ).astype(np.int64)
+    n_new = poisson.ppf(
+        streams.uniform("benign.count_new", person_id), benign.new_per_year * years
+    ).astype(np.int64)
     n_start = np.minimum(n_start, MAX_NODULES)
     n_new = np.minimum(n_new, MAX_NODULES)
     total = n_start + n_new
@@ -45,7 +51,11 @@ def sample_benign_nodules(benign: BenignNodules, streams: Streams, person_id: np
     ntype = np.minimum(np.searchsorted(cdf, u("type"), side="right"), 2).astype(np.int8)
     resolving = u("resolving") < benign.resolving_fraction
     start = np.where(np.isfinite(appear), appear, 0.0)
-    resolve = np.where(resolving, start + (-np.log(u("resolve_time"))) * benign.resolve_median_days / np.log(2.0), np.inf)
+    resolve = np.where(
+        resolving,
+        start + (-np.log(u("resolve_time"))) * benign.resolve_median_days / np.log(2.0),
+        np.inf,
+    )
     growing = u("growing") < benign.growing_fraction
     vdt = np.where(growing, benign.growing_vdt_median_days * np.exp(0.4 * ndtri(u("vdt"))), np.inf)
     return {

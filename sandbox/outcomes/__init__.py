@@ -5,6 +5,15 @@ from sandbox.outcomes.metrics import METRICS, METRICS_SCHEMA, Metric, compute_me
 from sandbox.outcomes.people import DIAGNOSIS_MODES, PEOPLE_SCHEMA, resolve_people
 
 __all__ = [
-    "DIAGNOSIS_MODES", "METRICS", "METRICS_SCHEMA", "PEOPLE_SCHEMA", "Metric", "compute_metrics",
-    "garwood", "mean_ci", "quantile_ci", "resolve_people", "wilson",
+    "DIAGNOSIS_MODES",
+    "METRICS",
+    "METRICS_SCHEMA",
+    "PEOPLE_SCHEMA",
+    "Metric",
+    "compute_metrics",
+    "garwood",
+    "mean_ci",
+    "quantile_ci",
+    "resolve_people",
+    "wilson",
 ]

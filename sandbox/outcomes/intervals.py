@@ -21,7 +21,9 @@ def wilson(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     return p, np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
 
 
-def garwood(k: np.ndarray, exposure: np.ndarray | float = 1.0, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def garwood(
+    k: np.ndarray, exposure: np.ndarray | float = 1.0, scale: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rate, low, high) for a Poisson count ``k`` over ``exposure``, times ``scale``."""
     k = np.asarray(k, dtype=float)
     e = np.asarray(exposure, dtype=float)

@@ -27,7 +27,9 @@ class Metric:
     q: float = 0.5
 
 
-def _m(name: str, kind: str, description: str, num: str = "", den: str = "", q: float = 0.5) -> Metric:
+def _m(
+    name: str, kind: str, description: str, num: str = "", den: str = "", q: float = 0.5
+) -> Metric:
     return Metric(name, kind, description, num, den, q)
 
 
@@ -35,52 +37,202 @@ SCREEN_METRICS = [
     _m("screens", "count", "screening exams performed", "screens"),
     _m("positives", "count", "positive screens (Lung-RADS >= 3, or the NLST rule)", "positives"),
     _m("positive_rate", "proportion", "positive screens / screens", "positives", "screens"),
-    _m("recall_rate", "proportion", "screens followed by extra imaging or work-up / screens", "recalls", "screens"),
-    *[_m(f"lung_rads_{c}_share", "proportion", f"screens reported as Lung-RADS {c} / screens", f"lr_{c}", "screens") for c in CATEGORIES],
-    _m("screen_detected_cancers", "count", "cancers diagnosed through a screen's work-up before symptoms", "screen_detected"),
-    *[_m(f"screen_detected_stage_{s}", "count", f"screen-detected cancers at stage {s}", f"sd_stage_{s}") for s in STAGES],
-    _m("cancer_detection_rate_per_1000", "per_1000", "screen-detected cancers per 1000 screens", "screen_detected", "screens"),
-    _m("interval_cancers", "count", "cancers diagnosed clinically within the interval window after a screen that did not find them", "interval"),
-    _m("interval_cancer_rate_per_1000", "per_1000", "interval cancers per 1000 screens", "interval", "screens"),
-    _m("programme_sensitivity", "proportion", "screen-detected / (screen-detected + interval cancers)", "screen_detected", "cancers_in_window"),
-    _m("programme_specificity", "proportion", "negative screens among screens with no cancer diagnosed in the window", "true_negatives", "no_cancer_screens"),
-    _m("ppv", "proportion", "positive screens whose round ended in a cancer diagnosis / positive screens", "true_positives", "positives"),
-    _m("false_positive_share_of_positives", "proportion", "positive screens without a cancer diagnosis in the round / positive screens", "false_positives", "positives"),
+    _m(
+        "recall_rate",
+        "proportion",
+        "screens followed by extra imaging or work-up / screens",
+        "recalls",
+        "screens",
+    ),
+    *[
+        _m(
+            f"lung_rads_{c}_share",
+            "proportion",
+            f"screens reported as Lung-RADS {c} / screens",
+            f"lr_{c}",
+            "screens",
+        )
+        for c in CATEGORIES
+    ],
+    _m(
+        "screen_detected_cancers",
+        "count",
+        "cancers diagnosed through a screen's work-up before symptoms",
+        "screen_detected",
+    ),
+    *[
+        _m(
+            f"screen_detected_stage_{s}",
+            "count",
+            f"screen-detected cancers at stage {s}",
+            f"sd_stage_{s}",
+        )
+        for s in STAGES
+    ],
+    _m(
+        "cancer_detection_rate_per_1000",
+        "per_1000",
+        "screen-detected cancers per 1000 screens",
+        "screen_detected",
+        "screens",
+    ),
+    _m(
+        "interval_cancers",
+        "count",
+        "cancers diagnosed clinically within the interval window after a screen that did not find them",
+        "interval",
+    ),
+    _m(
+        "interval_cancer_rate_per_1000",
+        "per_1000",
+        "interval cancers per 1000 screens",
+        "interval",
+        "screens",
+    ),
+    _m(
+        "programme_sensitivity",
+        "proportion",
+        "screen-detected / (screen-detected + interval cancers)",
+        "screen_detected",
+        "cancers_in_window",
+    ),
+    _m(
+        "programme_specificity",
+        "proportion",
+        "negative screens among screens with no cancer diagnosed in the window",
+        "true_negatives",
+        "no_cancer_screens",
+    ),
+    _m(
+        "ppv",
+        "proportion",
+        "positive screens whose round ended in a cancer diagnosis / positive screens",
+        "true_positives",
+        "positives",
+    ),
+    _m(
+        "false_positive_share_of_positives",
+        "proportion",
+        "positive screens without a cancer diagnosis in the round / positive screens",
+        "false_positives",
+        "positives",
+    ),
     _m("workups", "count", "diagnostic work-ups (Lung-RADS 4B/4X) performed", "workups"),
-    _m("false_positive_workups", "count", "work-ups that ended without a cancer diagnosis", "fp_workups"),
+    _m(
+        "false_positive_workups",
+        "count",
+        "work-ups that ended without a cancer diagnosis",
+        "fp_workups",
+    ),
     _m("benign_biopsies", "count", "biopsies with a benign result", "benign_biopsies"),
-    _m("benign_biopsy_rate_per_1000", "per_1000", "benign biopsies per 1000 screens", "benign_biopsies", "screens"),
-    _m("days_to_diagnosis_median", "quantile", "days from the screening exam to diagnosis, screen-detected cancers, median", "days_to_dx", q=0.5),
-    _m("days_to_diagnosis_p90", "quantile", "days from the screening exam to diagnosis, screen-detected cancers, 90th percentile", "days_to_dx", q=0.9),
+    _m(
+        "benign_biopsy_rate_per_1000",
+        "per_1000",
+        "benign biopsies per 1000 screens",
+        "benign_biopsies",
+        "screens",
+    ),
+    _m(
+        "days_to_diagnosis_median",
+        "quantile",
+        "days from the screening exam to diagnosis, screen-detected cancers, median",
+        "days_to_dx",
+        q=0.5,
+    ),
+    _m(
+        "days_to_diagnosis_p90",
+        "quantile",
+        "days from the screening exam to diagnosis, screen-detected cancers, 90th percentile",
+        "days_to_dx",
+        q=0.9,
+    ),
 ]
 WORK_METRICS = [
     _m("exams", "count", "all LDCT exams (screens and follow-ups)", "exams"),
-    _m("human_reads", "count", "reads by radiologists, arbitration and consensus included", "reads"),
+    _m(
+        "human_reads", "count", "reads by radiologists, arbitration and consensus included", "reads"
+    ),
     _m("reader_hours", "sum", "radiologist reading time, hours", "reader_hours"),
-    _m("worklist_wait_days_median", "quantile", "days from scan to final report, median", "wait", q=0.5),
-    _m("worklist_wait_days_p95", "quantile", "days from scan to final report, 95th percentile", "wait", q=0.95),
+    _m(
+        "worklist_wait_days_median",
+        "quantile",
+        "days from scan to final report, median",
+        "wait",
+        q=0.5,
+    ),
+    _m(
+        "worklist_wait_days_p95",
+        "quantile",
+        "days from scan to final report, 95th percentile",
+        "wait",
+        q=0.95,
+    ),
 ]
 PEOPLE_METRICS = [
     _m("people", "count", "people in the cohort", "people"),
-    _m("lung_cancers_diagnosed", "count", "lung cancers diagnosed by any route within the horizon", "diagnosed"),
-    *[_m(f"stage_{s}_share", "proportion", f"diagnosed lung cancers at stage {s} / all diagnosed", f"dx_stage_{s}", "diagnosed") for s in STAGES],
+    _m(
+        "lung_cancers_diagnosed",
+        "count",
+        "lung cancers diagnosed by any route within the horizon",
+        "diagnosed",
+    ),
+    *[
+        _m(
+            f"stage_{s}_share",
+            "proportion",
+            f"diagnosed lung cancers at stage {s} / all diagnosed",
+            f"dx_stage_{s}",
+            "diagnosed",
+        )
+        for s in STAGES
+    ],
     _m("lung_cancer_deaths", "count", "deaths from lung cancer within the horizon", "lc_deaths"),
-    _m("lung_cancer_deaths_per_100k_person_years", "per_100k_py", "lung cancer deaths per 100,000 person-years", "lc_deaths", "person_years"),
+    _m(
+        "lung_cancer_deaths_per_100k_person_years",
+        "per_100k_py",
+        "lung cancer deaths per 100,000 person-years",
+        "lc_deaths",
+        "person_years",
+    ),
     _m("life_years", "sum", "person-years lived within the horizon", "person_years"),
 ]
-SITE_METRICS = [_m("worst_backlog", "max", "largest reading worklist at the start of a day (exams waiting); an observed maximum, interval = value", "backlog")]
+SITE_METRICS = [
+    _m(
+        "worst_backlog",
+        "max",
+        "largest reading worklist at the start of a day (exams waiting); an observed maximum, interval = value",
+        "backlog",
+    )
+]
 METRICS = {m.name: m for m in SCREEN_METRICS + WORK_METRICS + PEOPLE_METRICS + SITE_METRICS}
 
 METRICS_SCHEMA = {
-    "scenario": pl.Utf8, "policy": pl.Utf8, "seed": pl.Int64, "site": pl.Utf8, "subgroup": pl.Utf8,
-    "round": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64, "lo": pl.Float64, "hi": pl.Float64, "n": pl.Int64,
+    "scenario": pl.Utf8,
+    "policy": pl.Utf8,
+    "seed": pl.Int64,
+    "site": pl.Utf8,
+    "subgroup": pl.Utf8,
+    "round": pl.Utf8,
+    "metric": pl.Utf8,
+    "value": pl.Float64,
+    "lo": pl.Float64,
+    "hi": pl.Float64,
+    "n": pl.Int64,
 }
 SUBGROUPS = ("sex", "race", "age_band")
 
 
+def _site_name(site_names: list[str]) -> pl.Expr:
+    return (
+        pl.col("site")
+        .cast(pl.Int64)
+        .replace_strict(list(range(len(site_names))), site_names, return_dtype=pl.Utf8)
+    )
+
+
 def _views(frame: pl.DataFrame, site_names: list[str], with_round: bool):
     """Yield (site, subgroup, round)-labelled copies of ``frame`` for every margin."""
-    site_col = pl.col("site").cast(pl.Int64).map_elements(lambda i: site_names[i], return_dtype=pl.Utf8)
+    site_col = _site_name(site_names)
     for by_site in (True, False):
         s = site_col if by_site else pl.lit("all")
         for dim in (None, *SUBGROUPS):
@@ -107,34 +259,65 @@ def _rows(agg: pl.DataFrame, metrics: list[Metric]) -> list[pl.DataFrame]:
             n = agg[m.den].to_numpy()
         elif m.kind == "quantile":
             trip = [quantile_ci(np.asarray(x), m.q) for x in agg[m.num].to_list()]
-            v, lo, hi = (np.array(t, dtype=float) for t in zip(*trip, strict=True)) if trip else (np.array([]),) * 3
+            v, lo, hi = (
+                (np.array(t, dtype=float) for t in zip(*trip, strict=True))
+                if trip
+                else (np.array([]),) * 3
+            )
             n = np.array([len(x) for x in agg[m.num].to_list()])
         elif m.kind == "sum":
-            trip = [mean_ci(t, s2, c) for t, s2, c in zip(agg[m.num], agg[m.num + "_sq"], agg["_n"], strict=True)]
-            v, lo, hi = (np.array(t, dtype=float) for t in zip(*trip, strict=True)) if trip else (np.array([]),) * 3
+            trip = [
+                mean_ci(t, s2, c)
+                for t, s2, c in zip(agg[m.num], agg[m.num + "_sq"], agg["_n"], strict=True)
+            ]
+            v, lo, hi = (
+                (np.array(t, dtype=float) for t in zip(*trip, strict=True))
+                if trip
+                else (np.array([]),) * 3
+            )
             n = agg["_n"].to_numpy()
         else:  # max
             v = lo = hi = agg[m.num].to_numpy().astype(float)
             n = agg["_n"].to_numpy()
-        out.append(pl.DataFrame({**keys, "metric": [m.name] * len(agg), "value": v, "lo": lo, "hi": hi, "n": np.asarray(n, dtype=np.int64)}))
+        out.append(
+            pl.DataFrame(
+                {
+                    **keys,
+                    "metric": [m.name] * len(agg),
+                    "value": v,
+                    "lo": lo,
+                    "hi": hi,
+                    "n": np.asarray(n, dtype=np.int64),
+                }
+            )
+        )
     return out
 
 
-def compute_metrics(exams: pl.DataFrame, people: pl.DataFrame, backlog: pl.DataFrame, site_names: list[str],
-                    scenario: str, policy: str, seed: int, window_days: float) -> pl.DataFrame:
+def compute_metrics(
+    exams: pl.DataFrame,
+    people: pl.DataFrame,
+    backlog: pl.DataFrame,
+    site_names: list[str],
+    scenario: str,
+    policy: str,
+    seed: int,
+    window_days: float,
+) -> pl.DataFrame:
     """Long-format metrics table (:data:`METRICS_SCHEMA`) from a run's records."""
-    subgroup_cols = people.select("person_id", *SUBGROUPS, "diagnosis_mode", "diagnosis_round", "diagnosis_day", "stage")
+    subgroup_cols = people.select(
+        "person_id", *SUBGROUPS, "diagnosis_mode", "diagnosis_round", "diagnosis_day", "stage"
+    )
     ex = exams.join(subgroup_cols, on="person_id", how="left")
     screens = ex.filter(pl.col("exam_kind") == "screen")
     same_round = pl.col("diagnosis_round") == pl.col("round")
     # work-ups belong to the round of the exam that triggered them
-    wk = (
-        exams.group_by("person_id", "round")
-        .agg(
-            pl.col("workup_day").is_not_null().sum().alias("n_workups"),
-            (pl.col("workup_day").is_not_null() & pl.col("workup_diagnosis_day").is_null()).sum().alias("n_fp_workups"),
-            pl.col("benign_biopsy").sum().alias("n_benign_biopsies"),
-        )
+    wk = exams.group_by("person_id", "round").agg(
+        pl.col("workup_day").is_not_null().sum().alias("n_workups"),
+        (pl.col("workup_day").is_not_null() & pl.col("workup_diagnosis_day").is_null())
+        .sum()
+        .alias("n_fp_workups"),
+        pl.col("benign_biopsy").sum().alias("n_benign_biopsies"),
     )
     screens = screens.join(wk, on=["person_id", "round"], how="left").with_columns(
         screen_detected=(pl.col("diagnosis_mode") == "screen") & same_round,
@@ -148,7 +331,10 @@ def compute_metrics(exams: pl.DataFrame, people: pl.DataFrame, backlog: pl.DataF
         (pl.col("management") != "next_round").sum().alias("recalls"),
         *[(pl.col("lung_rads") == c).sum().alias(f"lr_{c}") for c in CATEGORIES],
         pl.col("screen_detected").sum().alias("screen_detected"),
-        *[(pl.col("screen_detected") & (pl.col("stage") == s)).sum().alias(f"sd_stage_{s}") for s in STAGES],
+        *[
+            (pl.col("screen_detected") & (pl.col("stage") == s)).sum().alias(f"sd_stage_{s}")
+            for s in STAGES
+        ],
         pl.col("interval").sum().alias("interval"),
         cancer_in_window.sum().alias("cancers_in_window"),
         (~cancer_in_window & ~pl.col("positive")).sum().alias("true_negatives"),
@@ -186,11 +372,25 @@ def compute_metrics(exams: pl.DataFrame, people: pl.DataFrame, backlog: pl.DataF
     for v in _views(people, site_names, False):
         parts += _rows(v.group_by(keys).agg(people_aggs), PEOPLE_METRICS)
     bl = backlog.group_by("site").agg(pl.col("backlog").max(), pl.len().alias("_n"))
-    bl = pl.concat([bl.with_columns(pl.col("site").cast(pl.Int64).map_elements(lambda i: site_names[i], return_dtype=pl.Utf8).alias("_site")),
-                    bl.select(pl.lit("all").alias("_site"), pl.col("backlog").max(), pl.col("_n").sum()).with_columns(pl.lit(0).cast(bl["site"].dtype).alias("site"))],
-                   how="diagonal")
+    bl = pl.concat(
+        [
+            bl.with_columns(_site_name(site_names).alias("_site")),
+            bl.select(
+                pl.lit("all").alias("_site"), pl.col("backlog").max(), pl.col("_n").sum()
+            ).with_columns(pl.lit(0).cast(bl["site"].dtype).alias("site")),
+        ],
+        how="diagonal",
+    )
     bl = bl.with_columns(pl.lit("all").alias("_subgroup"), pl.lit("all").alias("_round"))
     parts += _rows(bl, SITE_METRICS)
     frame = pl.concat(parts)
-    frame = frame.with_columns(pl.lit(scenario).alias("scenario"), pl.lit(policy).alias("policy"), pl.lit(seed, dtype=pl.Int64).alias("seed"))
-    return frame.select(list(METRICS_SCHEMA)).cast(METRICS_SCHEMA).sort("metric", "site", "subgroup", "round")
+    frame = frame.with_columns(
+        pl.lit(scenario).alias("scenario"),
+        pl.lit(policy).alias("policy"),
+        pl.lit(seed, dtype=pl.Int64).alias("seed"),
+    )
+    return (
+        frame.select(list(METRICS_SCHEMA))
+        .cast(METRICS_SCHEMA)
+        .sort("metric", "site", "subgroup", "round")
+    )

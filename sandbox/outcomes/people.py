@@ -12,21 +12,47 @@ from sandbox.config import RACES, STAGES, Scenario
 from sandbox.disease.history import History
 from sandbox.disease.natural_history import YEAR, lung_cancer_death_day
 
-DIAGNOSIS_MODES = ("none", "screen", "interval", "not_screened", "after_screening", "between_screens")
+DIAGNOSIS_MODES = (
+    "none",
+    "screen",
+    "interval",
+    "not_screened",
+    "after_screening",
+    "between_screens",
+)
 DEATH_CAUSES = ("alive", "lung_cancer", "other")
 
 PEOPLE_SCHEMA = {
-    "person_id": pl.Int64, "site": pl.Int16, "sex": pl.Enum(["F", "M"]), "race": pl.Enum(list(RACES)),
-    "age_band": pl.Utf8, "age": pl.Float64, "pack_years": pl.Float64, "plcom2012_6y": pl.Float64,
-    "has_cancer": pl.Boolean, "histology": pl.Utf8, "indolent": pl.Boolean, "onset_day": pl.Float64,
-    "clinical_day": pl.Float64, "diagnosis_day": pl.Float64, "diagnosis_mode": pl.Enum(list(DIAGNOSIS_MODES)),
-    "diagnosis_round": pl.Int16, "stage": pl.Utf8, "death_day": pl.Float64, "death_cause": pl.Enum(list(DEATH_CAUSES)),
+    "person_id": pl.Int64,
+    "site": pl.Int16,
+    "sex": pl.Enum(["F", "M"]),
+    "race": pl.Enum(list(RACES)),
+    "age_band": pl.Utf8,
+    "age": pl.Float64,
+    "pack_years": pl.Float64,
+    "plcom2012_6y": pl.Float64,
+    "has_cancer": pl.Boolean,
+    "histology": pl.Utf8,
+    "indolent": pl.Boolean,
+    "onset_day": pl.Float64,
+    "clinical_day": pl.Float64,
+    "diagnosis_day": pl.Float64,
+    "diagnosis_mode": pl.Enum(list(DIAGNOSIS_MODES)),
+    "diagnosis_round": pl.Int16,
+    "stage": pl.Utf8,
+    "death_day": pl.Float64,
+    "death_cause": pl.Enum(list(DEATH_CAUSES)),
     "person_years": pl.Float64,
 }
 
 
-def resolve_people(scenario: Scenario, history: History, screen_dx_day: np.ndarray, screen_dx_stage: np.ndarray,
-                   screens: pl.DataFrame) -> pl.DataFrame:
+def resolve_people(
+    scenario: Scenario,
+    history: History,
+    screen_dx_day: np.ndarray,
+    screen_dx_stage: np.ndarray,
+    screens: pl.DataFrame,
+) -> pl.DataFrame:
     """Combine natural history with what screening did, one row per person.
 
     ``screens`` holds the screening exams (person_id, round, exam_day). A cancer is
@@ -47,9 +73,15 @@ def resolve_people(scenario: Scenario, history: History, screen_dx_day: np.ndarr
     diagnosed = c["has_cancer"] & (dx_day < np.minimum(other, horizon))
     dx_day = np.where(diagnosed, dx_day, np.inf)
 
-    by_person = screens.group_by("person_id").agg(pl.col("exam_day").sort(), pl.col("round").sort_by("exam_day"))
-    days: dict[int, list[float]] = dict(zip(by_person["person_id"].to_list(), by_person["exam_day"].to_list(), strict=True))
-    rounds: dict[int, list[int]] = dict(zip(by_person["person_id"].to_list(), by_person["round"].to_list(), strict=True))
+    by_person = screens.group_by("person_id").agg(
+        pl.col("exam_day").sort(), pl.col("round").sort_by("exam_day")
+    )
+    days: dict[int, list[float]] = dict(
+        zip(by_person["person_id"].to_list(), by_person["exam_day"].to_list(), strict=True)
+    )
+    rounds: dict[int, list[int]] = dict(
+        zip(by_person["person_id"].to_list(), by_person["round"].to_list(), strict=True)
+    )
 
     mode = np.zeros(n, dtype=np.int8)
     dx_round = np.full(n, -1, dtype=np.int16)
@@ -77,7 +109,14 @@ def resolve_people(scenario: Scenario, history: History, screen_dx_day: np.ndarr
         if before:
             dx_round[i] = rounds[pid][before[-1]]
         stage[i] = st
-        lc = lung_cancer_death_day(st, float(dx_day[i]), float(clinical[i]), float(c["cure_u"][i]), float(c["survival_u"][i]), disease)
+        lc = lung_cancer_death_day(
+            st,
+            float(dx_day[i]),
+            float(clinical[i]),
+            float(c["cure_u"][i]),
+            float(c["survival_u"][i]),
+            disease,
+        )
         if lc < min(other[i], horizon):
             death[i], cause[i] = lc, 1
     death = np.where(cause > 0, death, np.inf)
@@ -85,16 +124,28 @@ def resolve_people(scenario: Scenario, history: History, screen_dx_day: np.ndarr
     hist_names = np.array(["adenocarcinoma", "squamous", "small_cell", "other"])
     return pl.DataFrame(
         {
-            "person_id": p["person_id"], "site": p["site"],
-            "sex": np.where(p["female"] == 1, "F", "M"), "race": np.array(RACES)[p["race"]],
-            "age_band": age_band(p["age"]), "age": p["age"], "pack_years": p["pack_years"],
-            "plcom2012_6y": p["plcom2012_6y"], "has_cancer": c["has_cancer"],
+            "person_id": p["person_id"],
+            "site": p["site"],
+            "sex": np.where(p["female"] == 1, "F", "M"),
+            "race": np.array(RACES)[p["race"]],
+            "age_band": age_band(p["age"]),
+            "age": p["age"],
+            "pack_years": p["pack_years"],
+            "plcom2012_6y": p["plcom2012_6y"],
+            "has_cancer": c["has_cancer"],
             "histology": np.where(c["has_cancer"], hist_names[c["histology"]], ""),
-            "indolent": c["indolent"], "onset_day": c["onset_day"], "clinical_day": clinical,
+            "indolent": c["indolent"],
+            "onset_day": c["onset_day"],
+            "clinical_day": clinical,
             "diagnosis_day": np.where(diagnosed, dx_day, math.nan),
-            "diagnosis_mode": np.array(DIAGNOSIS_MODES)[mode], "diagnosis_round": dx_round,
-            "stage": stage.astype(str), "death_day": np.where(np.isfinite(death), death, math.nan),
-            "death_cause": np.array(DEATH_CAUSES)[cause], "person_years": person_years,
+            "diagnosis_mode": np.array(DIAGNOSIS_MODES)[mode],
+            "diagnosis_round": dx_round,
+            "stage": stage.astype(str),
+            "death_day": np.where(np.isfinite(death), death, math.nan),
+            "death_cause": np.array(DEATH_CAUSES)[cause],
+            "person_years": person_years,
         },
         schema=PEOPLE_SCHEMA,
-    ).with_columns(pl.col("diagnosis_day", "death_day").fill_nan(None), pl.col("stage").replace("", None))
+    ).with_columns(
+        pl.col("diagnosis_day", "death_day").fill_nan(None), pl.col("stage").replace("", None)
+    )

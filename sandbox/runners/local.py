@@ -37,36 +37,62 @@ def site_blocks(n_sites: int, block: int) -> list[list[int]]:
     return [list(range(i, min(i + size, n_sites))) for i in range(0, n_sites, size)]
 
 
-def simulate(cfg: RunConfig, profiles: dict[str, ReaderProfile], progress: bool | None = None) -> RunResult:
+def simulate(
+    cfg: RunConfig, profiles: dict[str, ReaderProfile], progress: bool | None = None
+) -> RunResult:
     """Run every unit of work serially and compute outcomes (no files written)."""
     show = cfg.runtime.progress if progress is None else progress
     timings: dict[str, float] = {}
     check_policy(cfg)
     t0 = time.perf_counter()
-    bar = tqdm(total=cfg.scenario.cohort.size, desc="cohort and disease histories", unit="person",
-               disable=not show, file=sys.stderr, leave=False)
+    bar = tqdm(
+        total=cfg.scenario.cohort.size,
+        desc="cohort and disease histories",
+        unit="person",
+        disable=not show,
+        file=sys.stderr,
+        leave=False,
+    )
     history = build_history(cfg, bar.update)
     bar.close()
     timings["cohort_and_history_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     n_sites = len(cfg.scenario.sites)
-    bar = tqdm(total=int(history.horizon_day) // 30 * 30 * n_sites, desc=f"{cfg.policy.name}: simulating {n_sites} sites",
-               unit="site-day", disable=not show, file=sys.stderr, leave=False)
-    parts = [simulate_sites(cfg, profiles, history, block, bar.update) for block in site_blocks(len(cfg.scenario.sites), cfg.runtime.site_block_size)]
+    bar = tqdm(
+        total=int(history.horizon_day) // 30 * 30 * n_sites,
+        desc=f"{cfg.policy.name}: simulating {n_sites} sites",
+        unit="site-day",
+        disable=not show,
+        file=sys.stderr,
+        leave=False,
+    )
+    parts = [
+        simulate_sites(cfg, profiles, history, block, bar.update)
+        for block in site_blocks(len(cfg.scenario.sites), cfg.runtime.site_block_size)
+    ]
     bar.close()
     rec = merge_records(parts, len(history))
     timings["workflow_s"] = time.perf_counter() - t1
     timings.update(rec.timings)
     t2 = time.perf_counter()
     if show:
-        print(f"computing outcomes and metrics for {len(history):,} people ...", file=sys.stderr, flush=True)
+        print(
+            f"computing outcomes and metrics for {len(history):,} people ...",
+            file=sys.stderr,
+            flush=True,
+        )
     people, metrics = outcomes(cfg, history, rec)
     timings["outcomes_s"] = time.perf_counter() - t2
     return RunResult(None, metrics, people, rec.events, timings)
 
 
-def run(cfg: RunConfig, profiles: dict[str, ReaderProfile], raw: dict[str, Any], overrides: list[str],
-        command: list[str] | None = None) -> RunResult:
+def run(
+    cfg: RunConfig,
+    profiles: dict[str, ReaderProfile],
+    raw: dict[str, Any],
+    overrides: list[str],
+    command: list[str] | None = None,
+) -> RunResult:
     """Simulate and write a complete run folder under ``runtime.out_dir``."""
     t0 = time.perf_counter()
     result = simulate(cfg, profiles)
@@ -76,9 +102,19 @@ def run(cfg: RunConfig, profiles: dict[str, ReaderProfile], raw: dict[str, Any],
     if cfg.runtime.write_events:
         tables["events"] = result.events
     result.timings["total_s"] = time.perf_counter() - t0
-    man = manifest(cfg.seed, command or sys.argv, overrides, result.timings,
-                   {"scenario": cfg.scenario.name, "policy": cfg.policy.name, "created_utc": stamp,
-                    "people": result.people.height, "exams": result.events.height})
+    man = manifest(
+        cfg.seed,
+        command or sys.argv,
+        overrides,
+        result.timings,
+        {
+            "scenario": cfg.scenario.name,
+            "policy": cfg.policy.name,
+            "created_utc": stamp,
+            "people": result.people.height,
+            "exams": result.events.height,
+        },
+    )
     raw = {**raw, "scenario_name": cfg.scenario.name}
     result.folder = write_run(Path(cfg.runtime.out_dir) / name, raw, man, tables)
     return result

@@ -48,19 +48,33 @@ def with_params(cfg: RunConfig, params: dict[str, float]) -> RunConfig:
     """A copy of ``cfg`` with the free parameters replaced."""
     scn = cfg.scenario
     disease = scn.disease
-    benign = dataclasses.replace(disease.benign, **{k: v for k, v in params.items() if FREE[k][0] == ("disease", "benign")})
-    disease = dataclasses.replace(disease, benign=benign, **{k: v for k, v in params.items() if FREE[k][0] == ("disease",)})
+    benign = dataclasses.replace(
+        disease.benign, **{k: v for k, v in params.items() if FREE[k][0] == ("disease", "benign")}
+    )
+    disease = dataclasses.replace(
+        disease, benign=benign, **{k: v for k, v in params.items() if FREE[k][0] == ("disease",)}
+    )
     return dataclasses.replace(cfg, scenario=dataclasses.replace(scn, disease=disease))
 
 
-def evaluate(cfg: RunConfig, profiles: dict[str, ReaderProfile], targets: list[Target], params: dict[str, float]):
+def evaluate(
+    cfg: RunConfig,
+    profiles: dict[str, ReaderProfile],
+    targets: list[Target],
+    params: dict[str, float],
+):
     res = simulate(with_params(cfg, params), profiles, progress=False)
     table = compare(res.metrics, targets)
     return loss(table), table
 
 
-def calibrate(cfg: RunConfig, profiles: dict[str, ReaderProfile], targets: list[Target], max_evals: int,
-              on_eval: Callable[[int, float, dict[str, float]], None] | None = None):
+def calibrate(
+    cfg: RunConfig,
+    profiles: dict[str, ReaderProfile],
+    targets: list[Target],
+    max_evals: int,
+    on_eval: Callable[[int, float, dict[str, float]], None] | None = None,
+):
     """Nelder-Mead over log-parameters, clipped to bounds. Returns (params, loss, table, evals)."""
     names = list(FREE)
     start = get_params(cfg)
@@ -80,8 +94,17 @@ def calibrate(cfg: RunConfig, profiles: dict[str, ReaderProfile], targets: list[
             on_eval(len(evals), value, p)
         return value
 
-    result = minimize(f, x0, method="Nelder-Mead",
-                      options={"maxfev": max_evals, "xatol": 0.01, "fatol": 0.05, "initial_simplex": _simplex(x0)})
+    result = minimize(
+        f,
+        x0,
+        method="Nelder-Mead",
+        options={
+            "maxfev": max_evals,
+            "xatol": 0.01,
+            "fatol": 0.05,
+            "initial_simplex": _simplex(x0),
+        },
+    )
     best = min(evals, key=lambda e: e[0])[1] if evals else unpack(result.x)
     value, table = evaluate(cfg, profiles, targets, best)
     return best, value, table, len(evals)

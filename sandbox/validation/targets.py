@@ -29,12 +29,20 @@ def load_targets(trial: str) -> tuple[dict, list[Target]]:
     if trial not in TARGETS:
         raise SandboxInputError(f"unknown trial '{trial}' (known: {', '.join(sorted(TARGETS))})")
     data = yaml.safe_load(TARGETS[trial].read_text())
-    rows = [Target(k, v["metric"], v["round"], float(v["value"]), float(v["tolerance"])) for k, v in data["rows"].items()]
-    rows += [Target(k, v["metric"], v["round"], float(v["value"]), None, v.get("note", "")) for k, v in data.get("report_only", {}).items()]
+    rows = [
+        Target(k, v["metric"], v["round"], float(v["value"]), float(v["tolerance"]))
+        for k, v in data["rows"].items()
+    ]
+    rows += [
+        Target(k, v["metric"], v["round"], float(v["value"]), None, v.get("note", ""))
+        for k, v in data.get("report_only", {}).items()
+    ]
     return data, rows
 
 
-def compare(metrics: pl.DataFrame, targets: list[Target], tolerance_scale: float = 1.0) -> pl.DataFrame:
+def compare(
+    metrics: pl.DataFrame, targets: list[Target], tolerance_scale: float = 1.0
+) -> pl.DataFrame:
     """One row per target: published, simulated with 95% interval, |difference|, pass/fail."""
     top = metrics.filter((pl.col("site") == "all") & (pl.col("subgroup") == "all"))
     out = []
@@ -43,11 +51,31 @@ def compare(metrics: pl.DataFrame, targets: list[Target], tolerance_scale: float
         v, lo, hi = (row["value"][0], row["lo"][0], row["hi"][0]) if row.height else (math.nan,) * 3
         tol = None if t.tolerance is None else t.tolerance * tolerance_scale
         ok = None if tol is None else bool(abs(v - t.value) <= tol)
-        out.append({"target": t.name, "published": t.value, "tolerance": tol, "simulated": v, "lo": lo, "hi": hi,
-                    "difference": v - t.value, "pass": ok})
-    return pl.DataFrame(out, schema={"target": pl.Utf8, "published": pl.Float64, "tolerance": pl.Float64,
-                                     "simulated": pl.Float64, "lo": pl.Float64, "hi": pl.Float64,
-                                     "difference": pl.Float64, "pass": pl.Boolean})
+        out.append(
+            {
+                "target": t.name,
+                "published": t.value,
+                "tolerance": tol,
+                "simulated": v,
+                "lo": lo,
+                "hi": hi,
+                "difference": v - t.value,
+                "pass": ok,
+            }
+        )
+    return pl.DataFrame(
+        out,
+        schema={
+            "target": pl.Utf8,
+            "published": pl.Float64,
+            "tolerance": pl.Float64,
+            "simulated": pl.Float64,
+            "lo": pl.Float64,
+            "hi": pl.Float64,
+            "difference": pl.Float64,
+            "pass": pl.Boolean,
+        },
+    )
 
 
 def loss(table: pl.DataFrame) -> float:

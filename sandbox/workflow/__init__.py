@@ -6,6 +6,16 @@ from sandbox.workflow.policies import POLICIES, Decision, ReadingPolicy, make_po
 from sandbox.workflow.site import EXAM_COLUMNS, SiteModel
 
 __all__ = [
-    "CATEGORIES", "EXAM_COLUMNS", "POLICIES", "Calendar", "Decision", "ReadingPolicy", "SiteModel",
-    "is_workday", "make_policy", "management", "nlst_positive", "nodule_category",
+    "CATEGORIES",
+    "EXAM_COLUMNS",
+    "POLICIES",
+    "Calendar",
+    "Decision",
+    "ReadingPolicy",
+    "SiteModel",
+    "is_workday",
+    "make_policy",
+    "management",
+    "nlst_positive",
+    "nodule_category",
 ]

@@ -58,7 +58,14 @@ def management(category: int) -> str:
     return "workup"
 
 
-def nlst_positive(size_mm: float, status: str, first_seen_day: float, exam_day: float, threshold_mm: float, stable_exempt_days: float) -> bool:
+def nlst_positive(
+    size_mm: float,
+    status: str,
+    first_seen_day: float,
+    exam_day: float,
+    threshold_mm: float,
+    stable_exempt_days: float,
+) -> bool:
     """NLST rule: a non-calcified nodule >= threshold is positive unless stable long enough.
 
     "Long enough" allows a screening window of two months: a nodule first reported at T0 and
@@ -66,6 +73,9 @@ def nlst_positive(size_mm: float, status: str, first_seen_day: float, exam_day: 
     """
     if size_mm < threshold_mm:
         return False
-    if status == "stable" and exam_day - first_seen_day >= stable_exempt_days - STABILITY_WINDOW_DAYS:
+    if (
+        status == "stable"
+        and exam_day - first_seen_day >= stable_exempt_days - STABILITY_WINDOW_DAYS
+    ):
         return False
     return True

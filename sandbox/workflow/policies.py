@@ -44,7 +44,10 @@ class ReadingPolicy:
     def check_site(self, site: Site, index: int) -> None:
         n = sum(site.readers.values())
         if n < self.min_readers:
-            fail(f"sites[{index}].readers", f"policy '{self.config.name}' needs at least {self.min_readers} radiologists at site '{site.name}', it has {n}")
+            fail(
+                f"sites[{index}].readers",
+                f"policy '{self.config.name}' needs at least {self.min_readers} radiologists at site '{site.name}', it has {n}",
+            )
 
     def decide(self, service: ReadingService, exam: Any) -> Generator[Any, Any, Decision]:
         read = yield service.read(exam, 0)

@@ -58,13 +58,19 @@ def visible_findings(history: History, row: int, day: float, scanner: Scanner) -
         if math.isfinite(vdt):
             size *= 2.0 ** ((day - max(appear, 0.0)) / (3.0 * vdt))
         t = int(nod["nodule_type"][k])
-        out.append(Finding(k - int(history.nodule_start[row]), size, t, False, conspicuity(size, t, scanner)))
+        out.append(
+            Finding(
+                k - int(history.nodule_start[row]), size, t, False, conspicuity(size, t, scanner)
+            )
+        )
     c = history.cancer
     onset = c["onset_day"][row]
     if onset <= day:
         d = history.cancer_diameter(row, day)
         t = int(c["nodule_type"][row])
-        out.append(Finding(MALIGNANT_KEY, d, t, bool(c["spiculated"][row]), conspicuity(d, t, scanner)))
+        out.append(
+            Finding(MALIGNANT_KEY, d, t, bool(c["spiculated"][row]), conspicuity(d, t, scanner))
+        )
     return out
 
 
@@ -76,7 +82,14 @@ class Prior:
     screened: bool = False
 
 
-def categorise(findings: list[Finding], prior: Prior, day: float, protocol: str, nlst_mm: float, stable_days: float) -> tuple[int, bool, int]:
+def categorise(
+    findings: list[Finding],
+    prior: Prior,
+    day: float,
+    protocol: str,
+    nlst_mm: float,
+    stable_days: float,
+) -> tuple[int, bool, int]:
     """(Lung-RADS category, positive under the protocol, key of the driving finding)."""
     cat, top, positive = C1, -1, False
     for f in findings:
@@ -90,7 +103,9 @@ def categorise(findings: list[Finding], prior: Prior, day: float, protocol: str,
         c = nodule_category(f.size_mm, f.nodule_type, status, f.spiculated)
         if c > cat or top < 0:
             cat, top = max(c, cat), f.key
-        if protocol == "nlst" and nlst_positive(f.size_mm, status, first, day, nlst_mm, stable_days):
+        if protocol == "nlst" and nlst_positive(
+            f.size_mm, status, first, day, nlst_mm, stable_days
+        ):
             positive = True
     if protocol != "nlst":
         positive = cat >= 2  # Lung-RADS 3 and above (index 2) is a positive screen
@@ -118,7 +133,9 @@ def read_exam(
     base = (exam_index * 4 + slot) * 64
     reported: list[Finding] = []
     for f in visible:
-        if streams.u("read.detect", person_id, base + f.key) < reader.detect_probability(f.conspicuity * boost):
+        if streams.u("read.detect", person_id, base + f.key) < reader.detect_probability(
+            f.conspicuity * boost
+        ):
             size = reader.measure_mm(f.size_mm, streams.u("read.size", person_id, base + f.key))
             spic = f.spiculated and f.size_mm >= 8.0
             reported.append(Finding(f.key, size, f.nodule_type, spic, f.conspicuity))

@@ -43,10 +43,28 @@ WORKUP_LEAD_DAYS = 7.0
 STAGES = ("I", "II", "III", "IV")
 
 EXAM_COLUMNS = (
-    "person_id", "site", "round", "exam_seq", "exam_kind", "due_day", "exam_day", "reported_day",
-    "n_reads", "reader_minutes", "arbitrated", "lung_rads", "positive", "management",
-    "top_finding_mm", "malignant_visible", "malignant_reported", "malignant_diameter_mm",
-    "workup_day", "workup_diagnosis_day", "workup_stage", "benign_biopsy",
+    "person_id",
+    "site",
+    "round",
+    "exam_seq",
+    "exam_kind",
+    "due_day",
+    "exam_day",
+    "reported_day",
+    "n_reads",
+    "reader_minutes",
+    "arbitrated",
+    "lung_rads",
+    "positive",
+    "management",
+    "top_finding_mm",
+    "malignant_visible",
+    "malignant_reported",
+    "malignant_diameter_mm",
+    "workup_day",
+    "workup_diagnosis_day",
+    "workup_stage",
+    "benign_biopsy",
 )
 
 
@@ -73,7 +91,14 @@ class Exam:
 
     def categorise(self, findings: list[Finding], reader_id: int, minutes: float) -> Read:
         p = self.site.programme
-        cat, pos, top = categorise(findings, self.prior, self.day, p.protocol, p.nlst_threshold_mm, p.stable_exempt_years * YEAR)
+        cat, pos, top = categorise(
+            findings,
+            self.prior,
+            self.day,
+            p.protocol,
+            p.nlst_threshold_mm,
+            p.stable_exempt_years * YEAR,
+        )
         return Read(reader_id, 3, findings, cat, pos, minutes, top)
 
 
@@ -95,11 +120,28 @@ class SiteModel:
         history: the cohort. rows: indices into ``history`` of the people screened here.
     """
 
-    def __init__(self, env: simpy.Environment, index: int, site: Site, readers: list[Reader], history: History,
-                 rows: np.ndarray, programme: Programme, policy: ReadingPolicy, streams: Streams,
-                 n2_over_n1: float, on_days: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        index: int,
+        site: Site,
+        readers: list[Reader],
+        history: History,
+        rows: np.ndarray,
+        programme: Programme,
+        policy: ReadingPolicy,
+        streams: Streams,
+        n2_over_n1: float,
+        on_days: Callable[[int], None] | None = None,
+    ) -> None:
         self.env, self.index, self.site, self.readers = env, index, site, readers
-        self.history, self.rows, self.programme, self.policy, self.streams = history, rows, programme, policy, streams
+        self.history, self.rows, self.programme, self.policy, self.streams = (
+            history,
+            rows,
+            programme,
+            policy,
+            streams,
+        )
         self.scanner_book = Calendar(site.scanners * site.exams_per_scanner_day)
         self.workup_book = Calendar(site.workup_slots_per_day)
         self.worklist = simpy.FilterStore(env)
@@ -122,7 +164,10 @@ class SiteModel:
 
     # ------------------------------------------------------------ scheduling
     def baseline_day(self, rows: np.ndarray) -> np.ndarray:
-        return self.streams.uniform("schedule.baseline", self._pid[rows]) * self.programme.schedule_spread_days
+        return (
+            self.streams.uniform("schedule.baseline", self._pid[rows])
+            * self.programme.schedule_spread_days
+        )
 
     def start(self) -> None:
         base = self.baseline_day(self.rows)
@@ -135,12 +180,19 @@ class SiteModel:
 
     def schedule(self, row: int, rnd: int, seq: int, kind: str, due: float) -> None:
         pid = int(self._pid[row])
-        while kind == "screen" and self.streams.u("schedule.attend", pid, rnd) >= self.programme.attendance:
+        while (
+            kind == "screen"
+            and self.streams.u("schedule.attend", pid, rnd) >= self.programme.attendance
+        ):
             rnd += 1
             if rnd >= self.programme.rounds:
                 return
             due = self._base[row] + rnd * self.programme.interval_years * YEAR
-        if kind != "screen" and self.streams.u("schedule.adhere", pid, rnd * 8 + seq) >= self.programme.followup_adherence:
+        if (
+            kind != "screen"
+            and self.streams.u("schedule.adhere", pid, rnd * 8 + seq)
+            >= self.programme.followup_adherence
+        ):
             return
         if due >= self.history.horizon_day:
             return
@@ -161,7 +213,9 @@ class SiteModel:
             yield self.env.timeout(1.0)
 
     # ------------------------------------------------------------ reading
-    def read(self, exam: Exam, slot: int, boost: float = 1.0, reviewer: int | None = None) -> simpy.Event:
+    def read(
+        self, exam: Exam, slot: int, boost: float = 1.0, reviewer: int | None = None
+    ) -> simpy.Event:
         done = self.env.event()
         self.worklist.put(ReadTask(exam, slot, boost, reviewer, done))
         return done
@@ -191,22 +245,46 @@ class SiteModel:
             if start > self.env.now:
                 yield self.env.timeout(start - self.env.now)
             e = task.exam
-            result = read_exam(reader, e.visible, e.prior, self.streams, e.person_id, e.index, task.slot, e.day,
-                               p.protocol, p.nlst_threshold_mm, p.stable_exempt_years * YEAR, task.boost)
+            result = read_exam(
+                reader,
+                e.visible,
+                e.prior,
+                self.streams,
+                e.person_id,
+                e.index,
+                task.slot,
+                e.day,
+                p.protocol,
+                p.nlst_threshold_mm,
+                p.stable_exempt_years * YEAR,
+                task.boost,
+            )
             self.reader_minutes[rid] += result.minutes
             yield self.env.timeout(result.minutes / 1440.0)
             task.done.succeed(result)
 
     # ------------------------------------------------------------ exams
-    def exam_process(self, row: int, rnd: int, seq: int, kind: str, due: float, day: float) -> Generator[Any, Any, None]:
+    def exam_process(
+        self, row: int, rnd: int, seq: int, kind: str, due: float, day: float
+    ) -> Generator[Any, Any, None]:
         if day > self.env.now:
             yield self.env.timeout(day - self.env.now)
         if self._death[row] <= day or self._clinical[row] <= day or self.screen_dx_day[row] <= day:
             return
         prior = self.priors.setdefault(row, Prior({}))
         scanner = self.site.scanner
-        exam = Exam(self, row, int(self._pid[row]), rnd, seq, kind, due, day,
-                    visible_findings(self.history, row, day, scanner), prior)
+        exam = Exam(
+            self,
+            row,
+            int(self._pid[row]),
+            rnd,
+            seq,
+            kind,
+            due,
+            day,
+            visible_findings(self.history, row, day, scanner),
+            prior,
+        )
         decision = yield from self.policy.process(self, exam)
         final = decision.final
         mgmt = management(final.category)
@@ -215,25 +293,54 @@ class SiteModel:
         malignant = next((f for f in exam.visible if f.key == MALIGNANT_KEY), None)
         top = next((f.size_mm for f in final.findings if f.key == final.top_key), 0.0)
         rec = [
-            exam.person_id, self.index, rnd, seq, kind, due, day, self.env.now,
-            len(decision.reads), sum(r.minutes for r in decision.reads), decision.arbitrated,
-            CATEGORIES[final.category], final.positive, mgmt, top,
-            malignant is not None, any(f.key == MALIGNANT_KEY for f in final.findings),
-            malignant.size_mm if malignant else 0.0, math.nan, math.nan, None, False,
+            exam.person_id,
+            self.index,
+            rnd,
+            seq,
+            kind,
+            due,
+            day,
+            self.env.now,
+            len(decision.reads),
+            sum(r.minutes for r in decision.reads),
+            decision.arbitrated,
+            CATEGORIES[final.category],
+            final.positive,
+            mgmt,
+            top,
+            malignant is not None,
+            any(f.key == MALIGNANT_KEY for f in final.findings),
+            malignant.size_mm if malignant else 0.0,
+            math.nan,
+            math.nan,
+            None,
+            False,
         ]
         self.exams.append(rec)
         update_prior(prior, final.findings, day)
         if kind == "screen" and rnd + 1 < self.programme.rounds:
-            self.schedule(row, rnd + 1, 0, "screen", self._base[row] + (rnd + 1) * self.programme.interval_years * YEAR)
+            self.schedule(
+                row,
+                rnd + 1,
+                0,
+                "screen",
+                self._base[row] + (rnd + 1) * self.programme.interval_years * YEAR,
+            )
         if mgmt in FOLLOW_UP_DAYS:
             self.schedule(row, rnd, seq + 1, mgmt, day + FOLLOW_UP_DAYS[mgmt])
         elif mgmt == "workup":
             self.env.process(self.workup_process(row, exam, final, rec))
 
-    def workup_process(self, row: int, exam: Exam, final: Read, rec: list[Any]) -> Generator[Any, Any, None]:
+    def workup_process(
+        self, row: int, exam: Exam, final: Read, rec: list[Any]
+    ) -> Generator[Any, Any, None]:
         wday = self.workup_book.book(self.env.now + WORKUP_LEAD_DAYS) + DAY_START
         yield self.env.timeout(wday - self.env.now)
-        if self._death[row] <= wday or self._clinical[row] <= wday or self.screen_dx_day[row] <= wday:
+        if (
+            self._death[row] <= wday
+            or self._clinical[row] <= wday
+            or self.screen_dx_day[row] <= wday
+        ):
             return
         rec[18] = wday
         result_day = wday + self.site.workup_days_to_result
