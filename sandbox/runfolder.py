@@ -29,14 +29,6 @@ PACKAGES = (
     "monai",
     "screening-sandbox",
 )
-FILES = (
-    "config.yaml",
-    "manifest.json",
-    "metrics.parquet",
-    "people.parquet",
-    "events.parquet",
-    "backlog.parquet",
-)
 
 
 def code_version() -> str:
@@ -83,10 +75,13 @@ def manifest(
         "code_version": code_version(),
         "command": " ".join(command),
         "overrides": overrides,
-        "repeat": "sandbox run " + " ".join(overrides),
+        # the same overrides give the same results; a new folder name avoids overwriting
+        "repeat": " ".join(
+            ["sandbox run", *(o for o in overrides if not o.startswith("runtime.run_name="))]
+        ),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "device": "cpu",
+        "device": "cpu",  # the lung workflow runs no accelerator code
         "packages": {p: _version(p) for p in PACKAGES},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         **extra,

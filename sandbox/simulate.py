@@ -150,6 +150,5 @@ def outcomes(
         cfg.scenario.name,
         cfg.policy.name,
         cfg.seed,
-        cfg.scenario.programme.interval_cancer_window_years * 365.25,
     )
     return people, metrics

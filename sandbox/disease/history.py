@@ -11,13 +11,19 @@ from sandbox.cohort import assign_sites, sample_candidates
 from sandbox.config import Scenario
 from sandbox.disease.natural_history import YEAR, sample_cancers
 from sandbox.disease.nodules import sample_benign_nodules
+from sandbox.errors import SandboxInputError
 from sandbox.rng import Streams
 
 
 @dataclass(frozen=True)
 class History:
     """Struct of arrays. ``people`` and ``cancer`` are aligned (one entry per person);
-    ``nodules`` is flat, with person ``i``'s nodules at ``nodule_start[i]:nodule_start[i+1]``."""
+    ``nodules`` is flat, with person ``i``'s nodules at ``nodule_start[i]:nodule_start[i+1]``.
+
+    All days are programme days. Person ``i`` enters (is invited) on ``people["entry_day"][i]``
+    and is followed until ``people["end_day"][i]``; their natural history is drawn relative to
+    entry and shifted, so every person has the same follow-up however invitations are spread.
+    """
 
     people: dict[str, np.ndarray]
     cancer: dict[str, np.ndarray]
@@ -40,10 +46,15 @@ class History:
         )
 
 
-def horizon_day(scenario: Scenario) -> float:
-    """Last day simulated: the final round plus the follow-up period."""
+def follow_up_days(scenario: Scenario) -> float:
+    """Days each person is followed from entry: the rounds, then the follow-up period."""
     p = scenario.programme
-    return ((p.rounds - 1) * p.interval_years + p.follow_up_years_after_last_round + 1.0) * YEAR
+    return ((p.rounds - 1) * p.interval_years + p.follow_up_years_after_last_round) * YEAR
+
+
+def horizon_day(scenario: Scenario) -> float:
+    """Last programme day simulated: the last invitation plus the follow-up."""
+    return scenario.programme.schedule_spread_days + follow_up_days(scenario)
 
 
 def sample_history(
@@ -54,11 +65,11 @@ def sample_history(
 ) -> History:
     """Draw the eligible cohort (in candidate-id order) with cancers and benign nodules.
 
-    Candidates who had a clinically diagnosed lung cancer before the programme starts are not
-    screened (a history of lung cancer excludes them), as in the trials.
+    Candidates who had a clinically diagnosed lung cancer before entry are not screened (a
+    history of lung cancer excludes them), as in the trials.
     """
     n = scenario.cohort.size if size is None else size
-    horizon = horizon_day(scenario)
+    horizon = follow_up_days(scenario)
     parts_p, parts_c = [], []
     got, next_id = 0, 0
     block = max(4 * n, 20_000)
@@ -78,8 +89,8 @@ def sample_history(
         if progress:
             progress(min(len(cand["person_id"]), n - (got - len(cand["person_id"]))))
         if next_id > 1000 * max(n, 1000):
-            raise ValueError(
-                "the eligibility rule accepts almost no candidates; check cohort.population and cohort.eligibility"
+            raise SandboxInputError(
+                "config key 'cohort.eligibility': the rule accepts almost no candidates from cohort.population"
             )
     people = {k: np.concatenate([p[k] for p in parts_p])[:n] for k in parts_p[0]}
     cancer = {k: np.concatenate([c[k] for c in parts_c])[:n] for k in parts_c[0]}
@@ -87,6 +98,22 @@ def sample_history(
     nod = sample_benign_nodules(scenario.disease.benign, streams, people["person_id"], horizon)
     start = np.zeros(n + 1, dtype=np.int64)
     np.add.at(start, nod["row"] + 1, 1)
+    entry = (
+        streams.uniform("schedule.entry", people["person_id"])
+        * scenario.programme.schedule_spread_days
+    )
+    people["entry_day"] = entry
+    people["end_day"] = entry + horizon
+    for key in ("onset_day", "clinical_day", "other_death_day"):
+        cancer[key] = cancer[key] + entry
+    nod["appear_day"] = nod["appear_day"] + entry[nod["row"]]
+    nod["resolve_day"] = nod["resolve_day"] + entry[nod["row"]]
     return History(
-        people, cancer, nod, np.cumsum(start), horizon, next_id, scenario.disease.onset_diameter_mm
+        people,
+        cancer,
+        nod,
+        np.cumsum(start),
+        horizon_day(scenario),
+        next_id,
+        scenario.disease.onset_diameter_mm,
     )

@@ -14,7 +14,7 @@ Model (all times in days since programme start, sizes in mm of longest diameter)
   and distant spread occur, log-normal, scaled by histology; stage at any time follows from
   size and spread (:func:`stage_at`).
 * **Other-cause death**: Gompertz hazard ``a * exp(b * age)`` per year, times a hazard ratio for
-  current smokers, conditional on being alive at the start.
+  current smokers (its square root for former smokers), conditional on being alive at the start.
 """
 
 from __future__ import annotations

@@ -35,8 +35,9 @@ def sample_benign_nodules(
     n_new = poisson.ppf(
         streams.uniform("benign.count_new", person_id), benign.new_per_year * years
     ).astype(np.int64)
+    # at most MAX_NODULES per person, so nodule keys (0..11) never reach the tumour's key (15)
     n_start = np.minimum(n_start, MAX_NODULES)
-    n_new = np.minimum(n_new, MAX_NODULES)
+    n_new = np.minimum(n_new, MAX_NODULES - n_start)
     total = n_start + n_new
     row = np.repeat(np.arange(len(person_id)), total)
     # index j of a nodule within its person: 0..total-1; new ones come after the prevalent ones

@@ -34,7 +34,8 @@ def garwood(
 
 
 def quantile_ci(values: np.ndarray, q: float) -> tuple[float, float, float]:
-    """(quantile, low, high) with order-statistic bounds (exact binomial coverage >= 95%)."""
+    """(quantile, low, high) with order-statistic bounds (binomial coverage >= 95% where the
+    sample is large enough; otherwise the bounds fall back to the sample minimum or maximum)."""
     x = np.sort(np.asarray(values, dtype=float))
     n = len(x)
     if n == 0:

@@ -200,7 +200,7 @@ SITE_METRICS = [
     _m(
         "worst_backlog",
         "max",
-        "largest reading worklist at the start of a day (exams waiting); an observed maximum, interval = value",
+        "largest number of reads requested and not yet completed at the start of a day (site 'all': the largest over sites); an observed maximum, interval = value",
         "backlog",
     )
 ]
@@ -302,7 +302,6 @@ def compute_metrics(
     scenario: str,
     policy: str,
     seed: int,
-    window_days: float,
 ) -> pl.DataFrame:
     """Long-format metrics table (:data:`METRICS_SCHEMA`) from a run's records."""
     subgroup_cols = people.select(

@@ -18,7 +18,6 @@ DIAGNOSIS_MODES = (
     "interval",
     "not_screened",
     "after_screening",
-    "between_screens",
 )
 DEATH_CAUSES = ("alive", "lung_cancer", "other")
 
@@ -31,6 +30,8 @@ PEOPLE_SCHEMA = {
     "age": pl.Float64,
     "pack_years": pl.Float64,
     "plcom2012_6y": pl.Float64,
+    "entry_day": pl.Float64,
+    "end_day": pl.Float64,
     "has_cancer": pl.Boolean,
     "histology": pl.Utf8,
     "indolent": pl.Boolean,
@@ -59,18 +60,18 @@ def resolve_people(
     *screen-detected* if its screening work-up ends before symptoms would have surfaced,
     an *interval* cancer if diagnosed clinically within the interval window after a screen of
     that person that did not diagnose it, *after_screening* if diagnosed clinically later than
-    that window after the last round, *between_screens* if later than the window but before a
-    further screen (missed appointments), and *not_screened* if before the person's first screen.
+    that window after the person's last screen (the programme's end, or rounds missed), and
+    *not_screened* if before the person's first screen.
     """
     p, c = history.people, history.cancer
     n = len(history)
-    horizon = history.horizon_day
+    entry, end = p["entry_day"], p["end_day"]  # each person's follow-up window
     window = scenario.programme.interval_cancer_window_years * YEAR
     clinical = c["clinical_day"]
     other = c["other_death_day"]
     dx_screen_first = screen_dx_day < clinical
     dx_day = np.where(dx_screen_first, screen_dx_day, clinical)
-    diagnosed = c["has_cancer"] & (dx_day < np.minimum(other, horizon))
+    diagnosed = c["has_cancer"] & (dx_day < np.minimum(other, end))
     dx_day = np.where(diagnosed, dx_day, np.inf)
 
     by_person = screens.group_by("person_id").agg(
@@ -87,7 +88,7 @@ def resolve_people(
     dx_round = np.full(n, -1, dtype=np.int16)
     stage = np.full(n, "", dtype=object)
     death = other.copy()
-    cause = np.where(other < horizon, 2, 0).astype(np.int8)
+    cause = np.where(other < end, 2, 0).astype(np.int8)
     disease = scenario.disease
     for i in np.flatnonzero(diagnosed):
         pid = int(p["person_id"][i])
@@ -102,10 +103,8 @@ def resolve_people(
                 mode[i] = 3
             elif dx_day[i] - sday[before[-1]] <= window:
                 mode[i] = 2
-            elif before[-1] == len(sday) - 1:
-                mode[i] = 4
             else:
-                mode[i] = 5
+                mode[i] = 4
         if before:
             dx_round[i] = rounds[pid][before[-1]]
         stage[i] = st
@@ -117,10 +116,10 @@ def resolve_people(
             float(c["survival_u"][i]),
             disease,
         )
-        if lc < min(other[i], horizon):
+        if lc < min(other[i], end[i]):
             death[i], cause[i] = lc, 1
     death = np.where(cause > 0, death, np.inf)
-    person_years = np.minimum(death, horizon) / YEAR
+    person_years = (np.minimum(death, end) - entry) / YEAR
     hist_names = np.array(["adenocarcinoma", "squamous", "small_cell", "other"])
     return pl.DataFrame(
         {
@@ -132,6 +131,8 @@ def resolve_people(
             "age": p["age"],
             "pack_years": p["pack_years"],
             "plcom2012_6y": p["plcom2012_6y"],
+            "entry_day": entry,
+            "end_day": end,
             "has_cancer": c["has_cancer"],
             "histology": np.where(c["has_cancer"], hist_names[c["histology"]], ""),
             "indolent": c["indolent"],

@@ -29,11 +29,11 @@ def nodule_category(size_mm: float, nodule_type: int, status: str, spiculated: b
         elif status == "growing":
             cat = C4A if size_mm < 8 else C4B
         else:
-            cat = C2 if size_mm < 15 else C4A
+            cat = C2  # unchanged on follow-up: benign behaviour
     elif nodule_type == 1:
         solid_part = 0.5 * size_mm
         if status == "stable":
-            cat = C2 if solid_part < 8 else C3
+            cat = C2
         elif size_mm < 6:
             cat = C2 if status == "baseline" else C3
         elif solid_part < 6 and status == "baseline":

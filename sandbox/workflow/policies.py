@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from sandbox.config import Policy, Site
 from sandbox.validate import fail
-from sandbox.workflow.reading import FP_KEY0, Read
+from sandbox.workflow.reading import SPURIOUS_KEY, Read
 
 if TYPE_CHECKING:
     import simpy
@@ -97,7 +97,7 @@ class DoubleReading(ReadingPolicy):
         kept_keys = {f.key for f in review.findings}
         kept = []
         for f in pos.findings:
-            if f.key >= FP_KEY0:
+            if f.key == SPURIOUS_KEY:
                 if exam.u("consensus", f.key) < self.CONSENSUS_KEEP_SPURIOUS:
                     kept.append(f)
             elif f.key in kept_keys or any(g.key == f.key for g in neg.findings):

@@ -19,15 +19,16 @@ from sandbox.config import Scanner
 from sandbox.disease.history import History
 from sandbox.imaging.conspicuity import conspicuity
 from sandbox.rng import Streams
-from sandbox.workflow.lung_rads import C1, GROWTH_MM, nlst_positive, nodule_category
+from sandbox.workflow.lung_rads import C1, C3, GROWTH_MM, nlst_positive, nodule_category
 
 MALIGNANT_KEY = 15
-FP_KEY0 = 32
+# a reader's spurious finding (vessel, scar, artefact): never carried into the prior report
+SPURIOUS_KEY = 32
 
 
 @dataclass(slots=True)
 class Finding:
-    key: int  # benign nodule index within person (0-11), MALIGNANT_KEY, or FP_KEY0 + k
+    key: int  # benign nodule index within person (0-11), MALIGNANT_KEY or SPURIOUS_KEY
     size_mm: float  # true diameter for visible findings, measured diameter for reported ones
     nodule_type: int
     spiculated: bool
@@ -42,7 +43,8 @@ class Read:
     category: int
     positive: bool
     minutes: float
-    top_key: int  # the finding that drives the category (-1 if none)
+    top_key: int  # the largest finding of the highest category (-1 if none)
+    suspicious: frozenset[int]  # keys of findings of category 3 or above: the work-up targets
 
 
 def visible_findings(history: History, row: int, day: float, scanner: Scanner) -> list[Finding]:
@@ -89,9 +91,11 @@ def categorise(
     protocol: str,
     nlst_mm: float,
     stable_days: float,
-) -> tuple[int, bool, int]:
-    """(Lung-RADS category, positive under the protocol, key of the driving finding)."""
-    cat, top, positive = C1, -1, False
+) -> tuple[int, bool, int, frozenset[int]]:
+    """(Lung-RADS category, positive under the protocol, key of the driving finding,
+    keys of the suspicious findings (category 3 or above))."""
+    cat, top, top_size, positive = C1, -1, -1.0, False
+    suspicious = []
     for f in findings:
         if not prior.screened:
             status, first = "baseline", day
@@ -101,15 +105,17 @@ def categorise(
             first, last = prior.seen[f.key]
             status = "growing" if f.size_mm - last > GROWTH_MM else "stable"
         c = nodule_category(f.size_mm, f.nodule_type, status, f.spiculated)
-        if c > cat or top < 0:
-            cat, top = max(c, cat), f.key
+        if c > cat or (c == cat and f.size_mm > top_size):
+            cat, top, top_size = c, f.key, f.size_mm
+        if c >= C3:
+            suspicious.append(f.key)
         if protocol == "nlst" and nlst_positive(
             f.size_mm, status, first, day, nlst_mm, stable_days
         ):
             positive = True
     if protocol != "nlst":
-        positive = cat >= 2  # Lung-RADS 3 and above (index 2) is a positive screen
-    return cat, positive, top
+        positive = cat >= C3
+    return cat, positive, top, frozenset(suspicious)
 
 
 def read_exam(
@@ -142,15 +148,22 @@ def read_exam(
     if streams.u("read.fp", person_id, base) < reader.fp_per_exam:
         z = float(ndtri(streams.u("read.fp_size", person_id, base)))
         size = reader.fp_size_median_mm * math.exp(0.3 * z)
-        reported.append(Finding(FP_KEY0 + exam_index % 32, size, 0, False, 0.0))
-    cat, positive, top = categorise(reported, prior, day, protocol, nlst_mm, stable_days)
+        reported.append(Finding(SPURIOUS_KEY, size, 0, False, 0.0))
+    cat, positive, top, suspicious = categorise(
+        reported, prior, day, protocol, nlst_mm, stable_days
+    )
     minutes = reader.read_minutes(streams.u("read.minutes", person_id, base))
-    return Read(reader.reader_id, slot, reported, cat, positive, minutes, top)
+    return Read(reader.reader_id, slot, reported, cat, positive, minutes, top, suspicious)
 
 
 def update_prior(prior: Prior, findings: list[Finding], day: float) -> None:
-    """Record the reported findings of an exam as the comparison for the next one."""
+    """Record the reported findings of an exam as the comparison for the next one.
+
+    Spurious findings are not carried over: the next reader does not find them again.
+    """
     for f in findings:
+        if f.key == SPURIOUS_KEY:
+            continue
         first = prior.seen[f.key][0] if f.key in prior.seen else day
         prior.seen[f.key] = (first, f.size_mm)
     prior.screened = True

@@ -40,6 +40,8 @@ from sandbox.workflow.reading import (
 DAY_START = 8.0 / 24.0
 SCAN_TIME = 9.0 / 24.0
 WORKUP_LEAD_DAYS = 7.0
+# key space for exams within a round (screen + follow-ups): draws for exam k of round r use r * 32 + k
+EXAMS_PER_ROUND = 32
 STAGES = ("I", "II", "III", "IV")
 
 EXAM_COLUMNS = (
@@ -84,14 +86,14 @@ class Exam:
 
     @property
     def index(self) -> int:
-        return self.round * 8 + self.seq
+        return self.round * EXAMS_PER_ROUND + self.seq
 
     def u(self, stream: str, k: int = 0) -> float:
         return self.site.streams.u(stream, self.person_id, self.index * 64 + k)
 
     def categorise(self, findings: list[Finding], reader_id: int, minutes: float) -> Read:
         p = self.site.programme
-        cat, pos, top = categorise(
+        cat, pos, top, suspicious = categorise(
             findings,
             self.prior,
             self.day,
@@ -99,7 +101,7 @@ class Exam:
             p.nlst_threshold_mm,
             p.stable_exempt_years * YEAR,
         )
-        return Read(reader_id, 3, findings, cat, pos, minutes, top)
+        return Read(reader_id, 3, findings, cat, pos, minutes, top, suspicious)
 
 
 @dataclass(slots=True)
@@ -153,24 +155,20 @@ class SiteModel:
         self.screen_dx_stage = np.full(n, -1, dtype=np.int8)
         self.exams: list[list[Any]] = []
         self.backlog: list[tuple[int, int]] = []
+        self.pending_reads = 0  # reads requested and not yet completed
         self.reader_minutes = {r.reader_id: 0.0 for r in readers}
         c, p = history.cancer, history.people
         self._pid = p["person_id"]
         self._death = c["other_death_day"]
         self._clinical = c["clinical_day"]
+        self._end = p["end_day"]
         self._hours = site.reading_hours_per_day / 24.0
         self._n2 = n2_over_n1
         self._on_days = on_days
 
     # ------------------------------------------------------------ scheduling
-    def baseline_day(self, rows: np.ndarray) -> np.ndarray:
-        return (
-            self.streams.uniform("schedule.baseline", self._pid[rows])
-            * self.programme.schedule_spread_days
-        )
-
     def start(self) -> None:
-        base = self.baseline_day(self.rows)
+        base = self.history.people["entry_day"][self.rows]
         self._base = dict(zip(self.rows.tolist(), base.tolist(), strict=True))
         for i in np.argsort(base, kind="stable"):
             self.schedule(int(self.rows[i]), 0, 0, "screen", float(base[i]))
@@ -190,11 +188,11 @@ class SiteModel:
             due = self._base[row] + rnd * self.programme.interval_years * YEAR
         if (
             kind != "screen"
-            and self.streams.u("schedule.adhere", pid, rnd * 8 + seq)
+            and self.streams.u("schedule.adhere", pid, rnd * EXAMS_PER_ROUND + seq)
             >= self.programme.followup_adherence
         ):
             return
-        if due >= self.history.horizon_day:
+        if due >= self._end[row]:
             return
         day = self.scanner_book.book(due)
         self._seq += 1
@@ -207,7 +205,7 @@ class SiteModel:
             while self.heap and self.heap[0][0] <= today:
                 _, _, item = heapq.heappop(self.heap)
                 self.env.process(self.exam_process(*item, day=today + SCAN_TIME))
-            self.backlog.append((today, len(self.worklist.items)))
+            self.backlog.append((today, self.pending_reads))
             if self._on_days and today % 30 == 29:
                 self._on_days(30)
             yield self.env.timeout(1.0)
@@ -217,6 +215,7 @@ class SiteModel:
         self, exam: Exam, slot: int, boost: float = 1.0, reviewer: int | None = None
     ) -> simpy.Event:
         done = self.env.event()
+        self.pending_reads += 1
         self.worklist.put(ReadTask(exam, slot, boost, reviewer, done))
         return done
 
@@ -261,6 +260,7 @@ class SiteModel:
             )
             self.reader_minutes[rid] += result.minutes
             yield self.env.timeout(result.minutes / 1440.0)
+            self.pending_reads -= 1
             task.done.succeed(result)
 
     # ------------------------------------------------------------ exams
@@ -288,8 +288,13 @@ class SiteModel:
         decision = yield from self.policy.process(self, exam)
         final = decision.final
         mgmt = management(final.category)
-        if self.programme.protocol == "nlst" and not final.positive:
-            mgmt = "next_round"
+        if self.programme.protocol == "nlst":
+            # NLST: a negative screen returns to the annual round; a positive one with no
+            # Lung-RADS-actionable nodule (e.g. a stable or 4-6 mm nodule) gets a 6-month LDCT
+            if not final.positive:
+                mgmt = "next_round"
+            elif mgmt == "next_round":
+                mgmt = "ct_6m"
         malignant = next((f for f in exam.visible if f.key == MALIGNANT_KEY), None)
         top = next((f.size_mm for f in final.findings if f.key == final.top_key), 0.0)
         rec = [
@@ -345,7 +350,8 @@ class SiteModel:
         rec[18] = wday
         result_day = wday + self.site.workup_days_to_result
         c = self.history.cancer
-        if final.top_key == MALIGNANT_KEY and c["onset_day"][row] <= wday:
+        # the work-up (PET-CT, biopsy) examines every suspicious finding of the report
+        if MALIGNANT_KEY in final.suspicious and c["onset_day"][row] <= wday:
             d = self.history.cancer_diameter(row, wday)
             stage = stage_at(d, float(c["nodal_mm"][row]), self._n2, float(c["distant_mm"][row]))
             self.screen_dx_day[row] = result_day
