@@ -1,10 +1,11 @@
 """Lung cancer natural history, independent of any screening policy.
 
-Model (all times in days since programme start, sizes in mm of longest diameter):
+Model (times in days from the person's entry, shifted to programme days by
+:func:`sandbox.disease.history.sample_history`; sizes in mm of longest diameter):
 
 * **Onset** of a preclinical tumour at diameter ``d0`` arrives as a Poisson process with the
   person's annual hazard ``-ln(1 - r6) / 6 * incidence_multiplier`` (``r6`` = PLCOm2012 six-year
-  risk), over a window starting ``preclinical_window_years`` before the programme so that
+  risk), over a window starting ``preclinical_window_years`` before entry so that
   prevalent cancers exist at the first round. Only the first onset counts.
 * **Growth** is exponential in volume: ``d(t) = d0 * 2 ** ((t - onset) / (3 * vdt))``, the volume
   doubling time log-normal by histology, with an indolent fraction on a long doubling time.

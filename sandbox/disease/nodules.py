@@ -1,7 +1,7 @@
 """Benign (non-calcified) pulmonary nodules: count, size, type, stability, resolution.
 
-Each person has a Poisson number of nodules present at the start and a Poisson number of new
-ones appearing during the programme. Most are stable; a fraction resolves (inflammatory) and a
+Each person has a Poisson number of nodules present at entry and a Poisson number of new
+ones appearing during follow-up. Most are stable; a fraction resolves (inflammatory) and a
 fraction grows slowly. Nodules are stored flat, one row per nodule, sorted by person.
 """
 
@@ -23,8 +23,8 @@ def sample_benign_nodules(
 ) -> dict[str, np.ndarray]:
     """Flat table of benign nodules for ``person_id``.
 
-    Returns arrays ``row`` (index into ``person_id``), ``appear_day`` (-inf if present before
-    the programme), ``size_mm`` (diameter when it appears), ``nodule_type`` (0 solid,
+    Returns arrays ``row`` (index into ``person_id``), ``appear_day`` (days from entry; -inf if
+    present at entry), ``size_mm`` (diameter when it appears), ``nodule_type`` (0 solid,
     1 part-solid, 2 ground-glass), ``resolve_day`` (inf if it persists), ``vdt_days``
     (inf if stable).
     """

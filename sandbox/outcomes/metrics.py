@@ -173,7 +173,7 @@ PEOPLE_METRICS = [
     _m(
         "lung_cancers_diagnosed",
         "count",
-        "lung cancers diagnosed by any route within the horizon",
+        "lung cancers diagnosed by any route within each person's follow-up",
         "diagnosed",
     ),
     *[
@@ -186,7 +186,12 @@ PEOPLE_METRICS = [
         )
         for s in STAGES
     ],
-    _m("lung_cancer_deaths", "count", "deaths from lung cancer within the horizon", "lc_deaths"),
+    _m(
+        "lung_cancer_deaths",
+        "count",
+        "deaths from lung cancer within each person's follow-up",
+        "lc_deaths",
+    ),
     _m(
         "lung_cancer_deaths_per_100k_person_years",
         "per_100k_py",
@@ -194,7 +199,7 @@ PEOPLE_METRICS = [
         "lc_deaths",
         "person_years",
     ),
-    _m("life_years", "sum", "person-years lived within the horizon", "person_years"),
+    _m("life_years", "sum", "person-years lived within each person's follow-up", "person_years"),
 ]
 SITE_METRICS = [
     _m(

@@ -51,6 +51,7 @@ def visible_findings(history: History, row: int, day: float, scanner: Scanner) -
     """Nodules present in person ``row``'s lungs on ``day``, with conspicuity on ``scanner``."""
     out: list[Finding] = []
     nod = history.nodules
+    entry = float(history.people["entry_day"][row])
     for k in range(int(history.nodule_start[row]), int(history.nodule_start[row + 1])):
         appear = nod["appear_day"][k]
         if appear > day or nod["resolve_day"][k] <= day:
@@ -58,7 +59,7 @@ def visible_findings(history: History, row: int, day: float, scanner: Scanner) -
         size = float(nod["size_mm"][k])
         vdt = nod["vdt_days"][k]
         if math.isfinite(vdt):
-            size *= 2.0 ** ((day - max(appear, 0.0)) / (3.0 * vdt))
+            size *= 2.0 ** ((day - max(appear, entry)) / (3.0 * vdt))
         t = int(nod["nodule_type"][k])
         out.append(
             Finding(

@@ -269,7 +269,12 @@ class SiteModel:
     ) -> Generator[Any, Any, None]:
         if day > self.env.now:
             yield self.env.timeout(day - self.env.now)
-        if self._death[row] <= day or self._clinical[row] <= day or self.screen_dx_day[row] <= day:
+        if (
+            self._death[row] <= day
+            or self._clinical[row] <= day
+            or self.screen_dx_day[row] <= day
+            or self._end[row] <= day  # pushed past the person's follow-up by a full calendar
+        ):
             return
         prior = self.priors.setdefault(row, Prior({}))
         scanner = self.site.scanner
