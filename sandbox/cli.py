@@ -319,7 +319,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # noqa: D103
-    args = parser().parse_args(argv)
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    # Hydra overrides may follow options (`validate nlst --size 6000 runtime=quiet`)
+    unknown = [a for a in extra if a.startswith("-")]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        p.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     debug = args.debug or os.environ.get("HYDRA_FULL_ERROR") == "1"
     try:
         return args.func(args)

@@ -222,6 +222,11 @@ class Runtime:
     progress: bool = True
     write_events: bool = True
 
+    def check(self, path: str) -> None:
+        name = self.run_name
+        if name and (name in (".", "..") or "/" in name or "\\" in name):
+            fail(f"{path}.run_name", f"{name!r} must be a plain folder name (no path separators)")
+
 
 @dataclass(frozen=True)
 class RunConfig:

@@ -43,7 +43,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any]
     except (HydraException, OmegaConfBaseException) as e:
         raise SandboxInputError(_hydra_message(e)) from e
     except yaml.YAMLError as e:  # pragma: no cover - hydra wraps most of these
-        raise SandboxInputError(f"malformed YAML: {e}") from e
+        raise SandboxInputError(f"malformed YAML: {' '.join(str(e).split())}") from e
     return data, str(choices.get("scenario"))
 
 

@@ -98,7 +98,12 @@ def write_run(
             f"run folder {folder} already exists; choose another runtime.run_name"
         )
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=False)
+    try:
+        tmp.mkdir(parents=True, exist_ok=False)
+    except OSError as e:
+        raise SandboxInputError(
+            f"config key 'runtime.out_dir': cannot create a run folder in {folder.parent} ({e.strerror})"
+        ) from e
     try:
         (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         for name, frame in tables.items():

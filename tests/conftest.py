@@ -20,7 +20,13 @@ from sandbox.runners.local import RunResult, simulate
 ROOT = Path(__file__).resolve().parents[1]
 
 # The shared small run most property tests look at: two sites, double reading with arbitration.
-SMALL = ("scenario=lung_ldct", "policy=soc_double_read", "cohort.size=3000", "seed=11", "runtime=quiet")
+SMALL = (
+    "scenario=lung_ldct",
+    "policy=soc_double_read",
+    "cohort.size=3000",
+    "seed=11",
+    "runtime=quiet",
+)
 
 Loaded = tuple[RunConfig, dict[str, ReaderProfile], dict]
 

@@ -31,8 +31,12 @@ def test_different_seed_or_stream_different_numbers():
 
 
 @settings(max_examples=200, deadline=None)
-@given(seed=st.integers(min_value=0, max_value=2**63 - 1), person=ids, index=small_index,
-       stream=st.text(min_size=1, max_size=20))
+@given(
+    seed=st.integers(min_value=0, max_value=2**63 - 1),
+    person=ids,
+    index=small_index,
+    stream=st.text(min_size=1, max_size=20),
+)
 def test_scalar_is_bit_identical_to_vectorised(seed, person, index, stream):
     s = Streams(seed)
     vec = s.uniform(stream, np.array([person]), np.array([index]))[0]
@@ -73,10 +77,10 @@ def test_streams_and_neighbouring_persons_are_uncorrelated():
     p = np.arange(N)
     a, b = s.uniform("a", p), s.uniform("b", p)
     tol = 5 / np.sqrt(N)
-    assert abs(np.corrcoef(a, b)[0, 1]) < tol                 # two streams, same person
-    assert abs(np.corrcoef(a[:-1], a[1:])[0, 1]) < tol        # same stream, adjacent persons
+    assert abs(np.corrcoef(a, b)[0, 1]) < tol  # two streams, same person
+    assert abs(np.corrcoef(a[:-1], a[1:])[0, 1]) < tol  # same stream, adjacent persons
     i0, i1 = s.uniform("a", p, 0), s.uniform("a", p, 1)
-    assert abs(np.corrcoef(i0, i1)[0, 1]) < tol               # same stream, adjacent indices
+    assert abs(np.corrcoef(i0, i1)[0, 1]) < tol  # same stream, adjacent indices
     assert abs(stats.spearmanr(a, b).statistic) < tol
 
 
@@ -94,10 +98,15 @@ def test_shard_invariance():
     s = Streams(5)
     ids_all = np.arange(10_000, 20_000)
     whole = s.uniform("cohort.age", ids_all)
-    halves = np.concatenate([s.uniform("cohort.age", ids_all[:3333]), s.uniform("cohort.age", ids_all[3333:])])
+    halves = np.concatenate(
+        [s.uniform("cohort.age", ids_all[:3333]), s.uniform("cohort.age", ids_all[3333:])]
+    )
     np.testing.assert_array_equal(whole, halves)
     shuffled = np.random.default_rng(0).permutation(ids_all)
-    np.testing.assert_array_equal(s.uniform("cohort.age", shuffled), Streams(5).uniform("cohort.age", ids_all)[shuffled - 10_000])
+    np.testing.assert_array_equal(
+        s.uniform("cohort.age", shuffled),
+        Streams(5).uniform("cohort.age", ids_all)[shuffled - 10_000],
+    )
 
 
 def test_generator_is_keyed_and_repeatable():

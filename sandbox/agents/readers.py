@@ -59,7 +59,11 @@ class Reader:
     def detect_probability(self, conspicuity: float) -> float:
         if conspicuity <= 0.0:
             return 0.0
-        return 1.0 / (1.0 + (self.c50 / conspicuity) ** self.slope)
+        # logistic in log-conspicuity, computed without overflow for faint findings
+        x = self.slope * (math.log(conspicuity) - math.log(self.c50))
+        if x < -700.0:
+            return 0.0
+        return 1.0 / (1.0 + math.exp(-x))
 
     def measure_mm(self, true_mm: float, u: float) -> float:
         """Measured diameter (mm): reader bias plus measurement noise, never below 1 mm."""

@@ -272,7 +272,7 @@ class SiteModel:
         if (
             self._death[row] <= day
             or self._clinical[row] <= day
-            or self.screen_dx_day[row] <= day
+            or self.screen_dx_day[row] < math.inf  # found by an earlier work-up
             or self._end[row] <= day  # pushed past the person's follow-up by a full calendar
         ):
             return
@@ -349,7 +349,7 @@ class SiteModel:
         if (
             self._death[row] <= wday
             or self._clinical[row] <= wday
-            or self.screen_dx_day[row] <= wday
+            or self.screen_dx_day[row] < math.inf  # already found by another work-up
         ):
             return
         rec[18] = wday

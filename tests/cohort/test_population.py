@@ -11,9 +11,19 @@ from sandbox.cohort import age_band, assign_sites, plcom2012_risk, sample_candid
 from sandbox.config import Eligibility
 from sandbox.rng import Streams
 
-BASE = dict(age=62.0, education=4.0, bmi=27.0, copd=0.0, personal_cancer_history=0.0, family_history=0.0,
-            race_coef=0.0, current_smoker=0.0, cigs_per_day=10 / 0.4021541613, years_smoked=27.0,
-            years_since_quit=10.0)
+BASE = dict(
+    age=62.0,
+    education=4.0,
+    bmi=27.0,
+    copd=0.0,
+    personal_cancer_history=0.0,
+    family_history=0.0,
+    race_coef=0.0,
+    current_smoker=0.0,
+    cigs_per_day=10 / 0.4021541613,
+    years_smoked=27.0,
+    years_since_quit=10.0,
+)
 
 
 def risk(**change):
@@ -25,21 +35,33 @@ def test_plcom2012_reference_person_is_the_intercept():
     assert risk() == pytest.approx(1 / (1 + np.exp(4.532506)), rel=1e-12)
 
 
-@pytest.mark.parametrize("name, lo, hi", [
-    ("age", 55, 74), ("copd", 0, 1), ("personal_cancer_history", 0, 1), ("family_history", 0, 1),
-    ("current_smoker", 0, 1), ("cigs_per_day", 5, 40), ("years_smoked", 20, 50),
-])
+@pytest.mark.parametrize(
+    "name, lo, hi",
+    [
+        ("age", 55, 74),
+        ("copd", 0, 1),
+        ("personal_cancer_history", 0, 1),
+        ("family_history", 0, 1),
+        ("current_smoker", 0, 1),
+        ("cigs_per_day", 5, 40),
+        ("years_smoked", 20, 50),
+    ],
+)
 def test_plcom2012_risk_increases_with_risk_factors(name, lo, hi):
     assert risk(**{name: hi}) > risk(**{name: lo})
 
 
-@pytest.mark.parametrize("name, lo, hi", [("education", 1, 6), ("bmi", 20, 35), ("years_since_quit", 0, 15)])
+@pytest.mark.parametrize(
+    "name, lo, hi", [("education", 1, 6), ("bmi", 20, 35), ("years_since_quit", 0, 15)]
+)
 def test_plcom2012_risk_decreases_with_protective_factors(name, lo, hi):
     assert risk(**{name: hi}) < risk(**{name: lo})
 
 
 def _with_rule(cohort, rule: str, threshold: float = 0.0151):
-    return dataclasses.replace(cohort, eligibility=Eligibility(rule=rule, plcom2012_threshold=threshold))
+    return dataclasses.replace(
+        cohort, eligibility=Eligibility(rule=rule, plcom2012_threshold=threshold)
+    )
 
 
 @pytest.mark.parametrize("rule", ["nlst", "uspstf2021", "plcom2012"])
@@ -49,9 +71,19 @@ def test_eligibility_rules_hold_for_every_eligible_candidate(small_cfg, rule):
     e = c["eligible"]
     assert 0 < e.sum() < len(e)
     if rule == "nlst":
-        assert np.all((c["age"][e] >= 55) & (c["age"][e] <= 74) & (c["pack_years"][e] >= 30) & (c["years_since_quit"][e] <= 15))
+        assert np.all(
+            (c["age"][e] >= 55)
+            & (c["age"][e] <= 74)
+            & (c["pack_years"][e] >= 30)
+            & (c["years_since_quit"][e] <= 15)
+        )
     elif rule == "uspstf2021":
-        assert np.all((c["age"][e] >= 50) & (c["age"][e] <= 80) & (c["pack_years"][e] >= 20) & (c["years_since_quit"][e] <= 15))
+        assert np.all(
+            (c["age"][e] >= 50)
+            & (c["age"][e] <= 80)
+            & (c["pack_years"][e] >= 20)
+            & (c["years_since_quit"][e] <= 15)
+        )
     else:
         assert np.all(c["plcom2012_6y"][e] >= 0.0151)
         assert np.all(c["plcom2012_6y"][~e] < 0.0151)

@@ -37,9 +37,11 @@ def _u(name: str, n: int = N) -> np.ndarray:
 
 def _cum_hazard_numeric(t_days: float, vdt: float, d0: float, c: float, k: float) -> float:
     """H(t) by quadrature of the size-driven hazard, independent of the closed form."""
+
     def h(s):
         d = d0 * 2.0 ** (s / (3.0 * vdt))
         return c / YEAR * (d / 20.0) ** k
+
     return integrate.quad(h, 0.0, t_days, limit=200)[0]
 
 
@@ -99,8 +101,10 @@ def test_onset_hazard_reproduces_six_year_risk():
 def test_fraction_with_onset_in_window(small_cfg, r6):
     disease = small_cfg.scenario.disease
     people = {
-        "person_id": np.arange(N, dtype=np.int64), "plcom2012_6y": np.full(N, r6),
-        "current_smoker": np.ones(N, dtype=np.int8), "age": np.full(N, 60.0),
+        "person_id": np.arange(N, dtype=np.int64),
+        "plcom2012_6y": np.full(N, r6),
+        "current_smoker": np.ones(N, dtype=np.int8),
+        "age": np.full(N, 60.0),
     }
     horizon = 6 * YEAR
     c = sample_cancers(disease, Streams(31), people, horizon)
@@ -119,8 +123,12 @@ def test_fraction_with_onset_in_window(small_cfg, r6):
 
 def test_sampled_cancers_are_consistent(small_cfg):
     disease = small_cfg.scenario.disease
-    people = {"person_id": np.arange(N, dtype=np.int64), "plcom2012_6y": np.full(N, 0.05),
-              "current_smoker": (np.arange(N) % 2).astype(np.int8), "age": np.full(N, 65.0)}
+    people = {
+        "person_id": np.arange(N, dtype=np.int64),
+        "plcom2012_6y": np.full(N, 0.05),
+        "current_smoker": (np.arange(N) % 2).astype(np.int8),
+        "age": np.full(N, 65.0),
+    }
     c = sample_cancers(disease, Streams(32), people, 8 * YEAR)
     has = c["has_cancer"]
     assert np.all(np.isinf(c["onset_day"][~has])) and np.all(np.isinf(c["clinical_day"][~has]))
@@ -143,10 +151,12 @@ def test_sampled_cancers_are_consistent(small_cfg):
 def test_volume_doubles_every_vdt(vdt, d0, t):
     d_t = diameter_at(np.array(t), 0.0, vdt, d0)
     d_next = diameter_at(np.array(t + 3 * vdt), 0.0, vdt, d0)
-    assert float(d_next) == pytest.approx(2 * float(d_t), rel=1e-9)                     # diameter: x2 per 3 VDT
+    assert float(d_next) == pytest.approx(2 * float(d_t), rel=1e-9)  # diameter: x2 per 3 VDT
     v_ratio = (diameter_at(np.array(t + vdt), 0.0, vdt, d0) / d_t) ** 3
-    assert float(v_ratio) == pytest.approx(2.0, rel=1e-9)                                 # volume: x2 per VDT
-    assert float(time_to_diameter(np.array(float(d_t)), vdt, d0)) == pytest.approx(t, abs=1e-6 * max(1, t))
+    assert float(v_ratio) == pytest.approx(2.0, rel=1e-9)  # volume: x2 per VDT
+    assert float(time_to_diameter(np.array(float(d_t)), vdt, d0)) == pytest.approx(
+        t, abs=1e-6 * max(1, t)
+    )
 
 
 def test_no_tumour_before_onset():
@@ -154,8 +164,13 @@ def test_no_tumour_before_onset():
     assert d[0] == 0.0 and d[1] == 1.0 and d[2] > 1.0
 
 
-@given(nodal=st.floats(5, 80), n2=st.floats(1, 3), extra=st.floats(0, 100),
-       d1=st.floats(0.5, 200), d2=st.floats(0.5, 200))
+@given(
+    nodal=st.floats(5, 80),
+    n2=st.floats(1, 3),
+    extra=st.floats(0, 100),
+    d1=st.floats(0.5, 200),
+    d2=st.floats(0.5, 200),
+)
 def test_stage_never_regresses_as_a_tumour_grows(nodal, n2, extra, d1, d2):
     distant = nodal + extra
     lo, hi = sorted((d1, d2))
@@ -170,7 +185,12 @@ def test_lung_cancer_death_cure_fraction_and_median(small_cfg):
     disease = small_cfg.scenario.disease
     u1, u2 = _u("cure", 20_000), _u("surv", 20_000)
     for stage in STAGES:
-        days = np.array([lung_cancer_death_day(stage, 0.0, math.inf, a, b, disease) for a, b in zip(u1, u2, strict=True)])
+        days = np.array(
+            [
+                lung_cancer_death_day(stage, 0.0, math.inf, a, b, disease)
+                for a, b in zip(u1, u2, strict=True)
+            ]
+        )
         cured = np.isinf(days)
         p = disease.survival_5y[stage]
         assert cured.mean() == pytest.approx(p, abs=5 * math.sqrt(p * (1 - p) / 20_000) + 1e-9)

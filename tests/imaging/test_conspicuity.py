@@ -12,7 +12,9 @@ from scipy import stats
 from sandbox.config import Scanner
 from sandbox.imaging import CONTRAST_HU, blur_sd_mm, cnr, conspicuity, noise_sd_hu, peak_contrast_hu
 
-SCANNER = Scanner(model="test", dose_mgy=1.0, noise_hu_at_1mgy=80.0, kernel_fwhm_mm=1.0, slice_mm=1.5)
+SCANNER = Scanner(
+    model="test", dose_mgy=1.0, noise_hu_at_1mgy=80.0, kernel_fwhm_mm=1.0, slice_mm=1.5
+)
 
 
 @given(d=st.floats(0.1, 60), s=st.floats(0.1, 5), t=st.sampled_from([0, 1, 2]))
@@ -28,7 +30,9 @@ def test_peak_contrast_limits():
 
 
 def test_blur_of_isotropic_scanner_is_fwhm_over_2_355():
-    iso = Scanner(model="iso", dose_mgy=1.0, noise_hu_at_1mgy=50.0, kernel_fwhm_mm=2.0, slice_mm=2.0)
+    iso = Scanner(
+        model="iso", dose_mgy=1.0, noise_hu_at_1mgy=50.0, kernel_fwhm_mm=2.0, slice_mm=2.0
+    )
     assert blur_sd_mm(iso) == pytest.approx(2.0 / (2 * math.sqrt(2 * math.log(2))))
 
 
@@ -46,9 +50,13 @@ def test_conspicuity_grows_with_size(d1, d2):
 
 
 def test_solid_more_conspicuous_than_ground_glass():
-    assert conspicuity(6.0, 0, SCANNER) > conspicuity(6.0, 1, SCANNER) > conspicuity(6.0, 2, SCANNER)
+    assert (
+        conspicuity(6.0, 0, SCANNER) > conspicuity(6.0, 1, SCANNER) > conspicuity(6.0, 2, SCANNER)
+    )
 
 
 def test_thin_slices_make_small_nodules_more_conspicuous():
-    thick = Scanner(model="t", dose_mgy=1.0, noise_hu_at_1mgy=80.0, kernel_fwhm_mm=1.0, slice_mm=5.0)
+    thick = Scanner(
+        model="t", dose_mgy=1.0, noise_hu_at_1mgy=80.0, kernel_fwhm_mm=1.0, slice_mm=5.0
+    )
     assert conspicuity(3.0, 0, SCANNER) > conspicuity(3.0, 0, thick)

@@ -22,20 +22,24 @@ def test_books_same_day_until_full_then_next_working_day():
 
 
 @settings(max_examples=200, deadline=None)
-@given(slots=st.integers(1, 6),
-       requests=st.lists(st.floats(min_value=-5, max_value=120, allow_nan=False), min_size=1, max_size=150))
+@given(
+    slots=st.integers(1, 6),
+    requests=st.lists(
+        st.floats(min_value=-5, max_value=120, allow_nan=False), min_size=1, max_size=150
+    ),
+)
 def test_calendar_properties(slots, requests):
     cal = Calendar(slots)
     booked = []
     for r in requests:
         expected = _first_free(cal, r, slots)
         day = cal.book(r)
-        assert day == expected                     # the first working day with a free slot
-        assert day >= max(0, r - 1e-9)             # never before it was asked for
-        assert is_workday(day)                     # never a weekend
+        assert day == expected  # the first working day with a free slot
+        assert day >= max(0, r - 1e-9)  # never before it was asked for
+        assert is_workday(day)  # never a weekend
         booked.append(day)
     per_day = Counter(booked)
-    assert max(per_day.values()) <= slots          # never over capacity
+    assert max(per_day.values()) <= slots  # never over capacity
     for d, k in per_day.items():
         assert cal.booked(d) == k
 
