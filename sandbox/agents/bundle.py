@@ -1,0 +1,649 @@
+"""Load an AI device folder ("model bundle") without running any code from it.
+
+A device folder follows the MONAI bundle layout, JSON only::
+
+    <folder>/
+      configs/metadata.json      name, version, intended_use, input, output, training_data,
+                                 performance (see InputSpec, OutputSpec, TrainingData)
+      configs/network.json       {"name": "<network>", "args": {plain JSON values}}
+      models/model.safetensors   preferred; or models/model.pt (a state dict)
+      docs/README.md             the model card (optional, free text)
+
+Untrusted folders run no code on load (design invariant 7): the network is looked up by name
+in an allow-list (classes of ``monai.networks.nets`` and the project's own
+:data:`~sandbox.agents.nets.NETWORKS`), never imported from a path; its arguments are plain JSON
+values and no string may use MONAI's expression or reference syntax (``$``, ``@``, ``%``);
+weights are read with safetensors or ``torch.load(weights_only=True)``. Every problem found
+raises :class:`~sandbox.errors.SandboxInputError` with one line naming the folder, the file and
+what is wrong, before any run starts. A loaded model has already passed a probe: a seeded
+random batch gives finite probabilities of the declared shape.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import inspect
+import io
+import json
+import math
+import pickle
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import monai.networks.nets as monai_nets
+import safetensors.torch
+import torch
+from torch import nn
+
+from sandbox.agents.nets import NETWORKS
+from sandbox.errors import SandboxInputError
+from sandbox.validate import build
+
+METADATA = "configs/metadata.json"
+NETWORK = "configs/network.json"
+SAFETENSORS = "models/model.safetensors"
+TORCH_PT = "models/model.pt"
+MODEL_CARD = "docs/README.md"
+
+HU_RANGE = (-1024.0, 3071.0)
+"""Range of the probe's random voxels (HU): the 12-bit CT range, wider than any window."""
+PROBE_BATCH = 2
+PROBE_SEED = 20_240_607
+EXPRESSION_PREFIXES = ("$", "@", "%")
+"""MONAI bundle syntax for expressions, references and macros; never evaluated here."""
+DIGEST_VERSION = "sandbox-bundle-digest/1"
+
+# Networks in monai.networks.nets that fetch weights or resolve further names (in
+# torchvision, on the Hugging Face hub) while being built: weights come only from the folder.
+REFUSED_MONAI: Mapping[str, str] = {
+    "Transchex": "downloads BERT weights when built",
+    "TorchVisionFCModel": "resolves a torchvision model by name and may download its weights",
+    "MILModel": "resolves a torchvision backbone by name and may download its weights",
+}
+# Constructor arguments that make a network fetch weights from outside the folder.
+_FETCH_ARG = re.compile(r"pretrain|url", re.IGNORECASE)
+_CLASS_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the network reads: one CT patch in HU, ``shape`` = [channels, depth, height, width]."""
+
+    shape: tuple[int, ...] = field(metadata={"ge": 1})
+    dtype: str = field(metadata={"choices": ("float32",)})
+    units: str = field(metadata={"choices": ("HU",)})
+    spacing_mm: float = field(metadata={"gt": 0})
+    window_hu: tuple[float, float]
+
+    def check(self, path: str) -> None:
+        """Cross-field checks: a 3D patch with channels, and an increasing window."""
+        if len(self.shape) != 4:
+            _spec_fail(
+                f"{path}.shape", f"{list(self.shape)} is not [channels, depth, height, width]"
+            )
+        if not self.window_hu[0] < self.window_hu[1]:
+            _spec_fail(
+                f"{path}.window_hu", f"{list(self.window_hu)} must be [low, high], low < high"
+            )
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What the network returns per exam: one score, as a logit or a probability."""
+
+    shape: tuple[int, ...] = field(metadata={"ge": 1})
+    meaning: str
+    activation: str = field(metadata={"choices": ("sigmoid", "none")})
+
+    def check(self, path: str) -> None:
+        """The output must hold exactly one score per exam."""
+        if math.prod(self.shape) != 1:
+            _spec_fail(
+                f"{path}.shape", f"{list(self.shape)} must hold one score per exam, e.g. [1]"
+            )
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The required part of ``training_data``; further keys are kept but not checked."""
+
+    scanners: tuple[str, ...]
+    population: str
+    cases: int = field(metadata={"ge": 1})
+
+
+@dataclass(frozen=True)
+class BundleMetadata:
+    """The required part of ``configs/metadata.json``; further top-level keys are kept."""
+
+    name: str
+    version: str
+    intended_use: str
+    input: InputSpec
+    output: OutputSpec
+    training_data: dict[str, Any]
+    performance: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """``configs/network.json``: a network by name and its constructor arguments."""
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """An AI device loaded from its folder, probed, in eval mode on ``device``.
+
+    Attributes:
+        name: Device name from the metadata.
+        version: Device version from the metadata.
+        folder: The device folder.
+        metadata: ``configs/metadata.json`` as parsed.
+        network_config: ``configs/network.json`` as parsed.
+        network: The network, weights loaded, in eval mode, no gradients.
+        device: Where the network lives.
+        input_shape: One input patch, ``(channels, depth, height, width)``.
+        window_hu: Voxels are clipped to this window (HU) and scaled to [0, 1].
+        output_shape: The network's output per exam (one element).
+        activation: ``"sigmoid"`` (the network returns logits) or ``"none"`` (probabilities).
+        weights_file: The weights file read.
+        weights_digest: sha256 of the weights file's bytes.
+        network_digest: sha256 of the canonical JSON of ``configs/network.json``.
+        metadata_digest: sha256 of the canonical JSON of ``configs/metadata.json``.
+        digest: The model digest that keys cached scores: sha256 over the three above.
+        model_card: ``docs/README.md`` text, or "" when the folder has none.
+    """
+
+    name: str
+    version: str
+    folder: Path
+    metadata: Mapping[str, Any]
+    network_config: Mapping[str, Any]
+    network: nn.Module
+    device: torch.device
+    input_shape: tuple[int, ...]
+    window_hu: tuple[float, float]
+    output_shape: tuple[int, ...]
+    activation: str
+    weights_file: Path
+    weights_digest: str
+    network_digest: str
+    metadata_digest: str
+    digest: str
+    model_card: str
+
+    def preprocess(self, batch_hu: torch.Tensor) -> torch.Tensor:
+        """Clip HU to ``window_hu`` and scale to [0, 1], as float32 on the model's device."""
+        low, high = self.window_hu
+        x = batch_hu.to(self.device, torch.float32).clamp(low, high)
+        return (x - low) / (high - low)
+
+    def score(self, batch_hu: torch.Tensor) -> torch.Tensor:
+        """Malignancy probabilities for a batch of CT patches.
+
+        Args:
+            batch_hu: Patches in HU, shape ``[B, *input_shape]``, on any device.
+
+        Returns:
+            Probabilities in [0, 1], shape ``[B]``, float32, on the CPU.
+
+        Raises:
+            ValueError: If the batch does not have shape ``[B, *input_shape]``.
+        """
+        if tuple(batch_hu.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"model {self.name!r} reads batches of shape [B, {_dims(self.input_shape)}], "
+                f"got {list(batch_hu.shape)}"
+            )
+        with torch.inference_mode():
+            raw = self.network(self.preprocess(batch_hu))
+            return self.probabilities(raw, batch_hu.shape[0]).cpu()
+
+    def probabilities(self, raw: Any, batch: int) -> torch.Tensor:
+        """The network's raw output ``[batch, *output_shape]`` as probabilities ``[batch]``.
+
+        Raises:
+            ValueError: If ``raw`` is not a tensor of that shape.
+        """
+        expected = (batch, *self.output_shape)
+        if not isinstance(raw, torch.Tensor):
+            raise ValueError(f"the network returned a {type(raw).__name__}, not a tensor")
+        if tuple(raw.shape) != expected:
+            raise ValueError(
+                f"the network returned shape {list(raw.shape)}, expected {list(expected)} "
+                "(batch, then output.shape)"
+            )
+        scores = raw.reshape(batch).float()
+        return torch.sigmoid(scores) if self.activation == "sigmoid" else scores
+
+
+def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load, check and probe the AI device in folder ``path``; run no code from it.
+
+    Args:
+        path: The device folder.
+        device: Where to put the network (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...).
+
+    Returns:
+        The loaded model, in eval mode, having passed the probe.
+
+    Raises:
+        SandboxInputError: One line naming the folder, the file and what is wrong.
+    """
+    folder = _check_folder(path)
+    target = _check_device(device)
+    metadata = _read_json(folder, METADATA)
+    network_json = _read_json(folder, NETWORK)
+    spec = _parse_metadata(folder, metadata)
+    net_cfg = _parse_network_config(folder, network_json)
+    network = _build_network(folder, net_cfg)
+    weights_file = _weights_file(folder)
+    weights_bytes = _read_bytes(folder, weights_file)
+    state = _read_state_dict(folder, weights_file, weights_bytes)
+    _load_weights(folder, weights_file, network, net_cfg.name, state)
+    network.to(target).eval().requires_grad_(False)
+    weights_digest = hashlib.sha256(weights_bytes).hexdigest()
+    network_digest = hashlib.sha256(canonical_json(network_json)).hexdigest()
+    metadata_digest = hashlib.sha256(canonical_json(metadata)).hexdigest()
+    model = LoadedModel(
+        name=spec.name,
+        version=spec.version,
+        folder=folder,
+        metadata=metadata,
+        network_config=network_json,
+        network=network,
+        device=target,
+        input_shape=spec.input.shape,
+        window_hu=spec.input.window_hu,
+        output_shape=spec.output.shape,
+        activation=spec.output.activation,
+        weights_file=weights_file,
+        weights_digest=weights_digest,
+        network_digest=network_digest,
+        metadata_digest=metadata_digest,
+        digest=bundle_digest(weights_digest, network_digest, metadata_digest),
+        model_card=_read_model_card(folder),
+    )
+    _probe(model, net_cfg.name)
+    return model
+
+
+def probe_bundle(path: str | Path) -> LoadedModel:
+    """The pre-run check of a device folder: load it on the CPU and probe it.
+
+    Raises:
+        SandboxInputError: One line naming the folder, the file and what is wrong.
+    """
+    return load_bundle(path, device="cpu")
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 (hex) of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(functools.partial(f.read, 1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def canonical_json(data: Any) -> bytes:
+    """UTF-8 JSON with sorted keys and no spaces: equal for equal content however formatted."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8")
+
+
+def bundle_digest(weights_digest: str, network_digest: str, metadata_digest: str) -> str:
+    """The model digest: sha256 over a version tag and the three part digests, one a line."""
+    text = f"{DIGEST_VERSION}\n{weights_digest}\n{network_digest}\n{metadata_digest}\n"
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+@functools.cache
+def allowed_networks() -> Mapping[str, type[nn.Module]]:
+    """Every network a device folder may name: ``monai.networks.nets`` and the project's own.
+
+    MONAI networks are the ``torch.nn.Module`` classes defined in MONAI and exported by
+    ``monai.networks.nets``, less :data:`REFUSED_MONAI`; the project's own come from
+    :data:`~sandbox.agents.nets.NETWORKS`.
+    """
+    found = {
+        name: obj
+        for name, obj in vars(monai_nets).items()
+        if isinstance(obj, type)
+        and issubclass(obj, nn.Module)
+        and obj.__module__.startswith("monai.")
+        and not name.startswith("_")
+        and name not in REFUSED_MONAI
+    }
+    return {**found, **NETWORKS}
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+def _fail(folder: Path, where: str, msg: str) -> NoReturn:
+    raise SandboxInputError(f"agent folder {folder}: {where}: {msg}")
+
+
+class _SpecError(ValueError):
+    """A cross-field metadata problem, raised inside validate.build and re-labelled."""
+
+
+def _spec_fail(key: str, msg: str) -> NoReturn:
+    raise _SpecError(f"key '{key}': {msg}")
+
+
+def _one_line(exc: BaseException, limit: int = 240) -> str:
+    """The first informative line of an exception's text, for a one-line message."""
+    lines = [s.strip() for s in str(exc).splitlines() if s.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return ", ".join(str(s) for s in shape)
+
+
+# --- folder and JSON ------------------------------------------------------------------------
+
+
+def _check_folder(path: str | Path) -> Path:
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise SandboxInputError(f"agent folder {folder}: does not exist")
+    if not folder.is_dir():
+        raise SandboxInputError(f"agent folder {folder}: is not a folder")
+    return folder.resolve()
+
+
+def _check_device(device: str | torch.device) -> torch.device:
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise SandboxInputError(f"device {device!r}: {_one_line(exc)}") from None
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise SandboxInputError(f"device {device!r}: CUDA is not available on this machine")
+    return target
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _read_json(folder: Path, rel: str) -> dict[str, Any]:
+    path = folder / rel
+    if not path.is_file():
+        _fail(folder, rel, "is missing")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+    except OSError as exc:
+        _fail(folder, rel, f"cannot be read: {_one_line(exc)}")
+    except json.JSONDecodeError as exc:
+        _fail(folder, rel, f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
+    except UnicodeDecodeError:
+        _fail(folder, rel, "is not UTF-8 text")
+    except (ValueError, RecursionError) as exc:
+        _fail(folder, rel, f"not valid JSON: {_one_line(exc)}")
+    if not isinstance(data, dict):
+        _fail(folder, rel, f"expected a JSON object at the top, got {type(data).__name__}")
+    _reject_expressions(folder, rel, data, "")
+    return data
+
+
+def _reject_expressions(folder: Path, rel: str, value: Any, key: str) -> None:
+    """Refuse MONAI expression, reference and macro strings anywhere (keys included)."""
+    if isinstance(value, str):
+        if value.startswith(EXPRESSION_PREFIXES):
+            _fail(
+                folder,
+                rel,
+                f"key '{key or '.'}': {value[:60]!r} looks like a MONAI expression or reference "
+                f"(starts with {value[0]!r}); device folders hold plain values only",
+            )
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            sub = f"{key}.{k}" if key else k
+            _reject_expressions(folder, rel, k, sub)
+            _reject_expressions(folder, rel, v, sub)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _reject_expressions(folder, rel, v, f"{key}[{i}]")
+
+
+def _build_part(folder: Path, rel: str, cls: type, data: Any, key: str, lenient: bool) -> Any:
+    """``validate.build`` with the folder and file in the message; ``lenient`` keeps extras."""
+    if lenient and isinstance(data, dict):
+        names = {f.name for f in cls.__dataclass_fields__.values()}
+        data = {k: v for k, v in data.items() if k in names}
+    try:
+        return build(cls, data, key)
+    except (SandboxInputError, _SpecError) as exc:
+        _fail(folder, rel, str(exc).removeprefix("config "))
+
+
+def _parse_metadata(folder: Path, metadata: dict[str, Any]) -> BundleMetadata:
+    spec = _build_part(folder, METADATA, BundleMetadata, metadata, "", lenient=True)
+    training = metadata["training_data"]
+    _build_part(folder, METADATA, TrainingData, training, "training_data", lenient=True)
+    return spec
+
+
+def _parse_network_config(folder: Path, data: dict[str, Any]) -> NetworkConfig:
+    cfg = _build_part(folder, NETWORK, NetworkConfig, data, "", lenient=False)
+    # validate.build wraps mappings read-only; the constructor gets the plain parsed values
+    return NetworkConfig(name=cfg.name, args=dict(data.get("args", {})))
+
+
+# --- network --------------------------------------------------------------------------------
+
+
+def _network_class(folder: Path, name: str) -> type[nn.Module]:
+    own = ", ".join(sorted(NETWORKS))
+    allowed = f"allowed: monai.networks.nets.* and the project's own: {own}"
+    if name in REFUSED_MONAI:
+        _fail(folder, NETWORK, f"network {name!r} is refused: it {REFUSED_MONAI[name]} ({allowed})")
+    networks = allowed_networks()
+    if name in networks:
+        return networks[name]
+    if not _CLASS_NAME.fullmatch(name):
+        why = (
+            "a file path"
+            if "/" in name or "\\" in name
+            else "a dotted path"
+            if "." in name
+            else "not a plain class name"
+        )
+        _fail(folder, NETWORK, f"network {name!r} is not allowed: {why} ({allowed})")
+    close = [n for n in networks if n.lower() == name.lower()] or _close_names(name, networks)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    _fail(folder, NETWORK, f"network {name!r} is not allowed ({allowed}){hint}")
+
+
+def _close_names(name: str, networks: Mapping[str, Any]) -> list[str]:
+    return difflib.get_close_matches(name, list(networks), n=1, cutoff=0.8)
+
+
+def _constructor_args(cls: type[nn.Module], args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` with every "pretrained"-like parameter that defaults to fetching turned off.
+
+    Raises:
+        ValueError: If ``args`` asks for pretrained or downloaded weights.
+    """
+    for key, value in args.items():
+        if _FETCH_ARG.search(key) and value not in (None, False):
+            raise ValueError(
+                f"network arg '{key}' = {value!r} asks for weights from outside the folder; "
+                "weights come only from models/ (remove it or set it to false)"
+            )
+    kwargs = dict(args)
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return kwargs
+    for p in params:
+        if p.name not in kwargs and _FETCH_ARG.search(p.name) and p.default is True:
+            kwargs[p.name] = False
+    return kwargs
+
+
+def _build_network(folder: Path, cfg: NetworkConfig) -> nn.Module:
+    cls = _network_class(folder, cfg.name)
+    try:
+        kwargs = _constructor_args(cls, cfg.args)
+    except ValueError as exc:
+        _fail(folder, NETWORK, str(exc))
+    try:
+        network = cls(**kwargs)
+    except Exception as exc:  # any constructor failure on folder-given args is a user error
+        _fail(folder, NETWORK, f"network {cfg.name!r} rejected its args: {_one_line(exc)}")
+    if not isinstance(network, nn.Module):
+        _fail(folder, NETWORK, f"network {cfg.name!r} did not build a torch module")
+    return network
+
+
+# --- weights --------------------------------------------------------------------------------
+
+
+def _weights_file(folder: Path) -> Path:
+    for rel in (SAFETENSORS, TORCH_PT):
+        if (folder / rel).is_file():
+            return folder / rel
+    _fail(folder, "models/", f"no weights: expected {SAFETENSORS} or {TORCH_PT}")
+
+
+def _read_bytes(folder: Path, path: Path) -> bytes:
+    # read once: the digest is of exactly the bytes that are loaded
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        _fail(folder, path.relative_to(folder).as_posix(), f"cannot be read: {_one_line(exc)}")
+
+
+def _read_state_dict(folder: Path, path: Path, data: bytes) -> dict[str, torch.Tensor]:
+    rel = path.relative_to(folder).as_posix()
+    if path.suffix == ".safetensors":
+        try:
+            return safetensors.torch.load(data)
+        except Exception as exc:  # the Rust reader raises its own error type
+            _fail(folder, rel, f"cannot read safetensors weights: {_one_line(exc)}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        _fail(folder, rel, f"refused to unpickle it (weights_only): {_unpickle_reason(exc)}")
+    except Exception as exc:
+        _fail(folder, rel, f"cannot read torch weights: {_one_line(exc)}")
+    return _check_state_dict(folder, rel, state)
+
+
+def _unpickle_reason(exc: pickle.UnpicklingError) -> str:
+    """The line of torch's weights-only refusal that says what was refused."""
+    boilerplate = ("Weights only load failed", "Check the documentation", "Please file an issue")
+    for line in str(exc).splitlines():
+        line = line.strip().removeprefix("WeightsUnpickler error:").strip()
+        if line and not line.startswith(boilerplate):
+            return line[:240]
+    return "not a plain state dict"
+
+
+def _check_state_dict(folder: Path, rel: str, state: Any) -> dict[str, torch.Tensor]:
+    if not isinstance(state, Mapping):
+        _fail(
+            folder,
+            rel,
+            f"expected a state dict (parameter names to tensors), got {type(state).__name__}",
+        )
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            _fail(
+                folder,
+                rel,
+                f"entry {key!r} holds a {type(value).__name__!r}, not a tensor: save "
+                "model.state_dict() itself",
+            )
+    return dict(state)
+
+
+def _load_weights(
+    folder: Path, path: Path, network: nn.Module, name: str, state: dict[str, torch.Tensor]
+) -> None:
+    rel = path.relative_to(folder).as_posix()
+    expected = network.state_dict()
+    prefix = f"weights do not fit network {name!r}"
+    missing = [k for k in expected if k not in state]
+    if missing:
+        _fail(folder, rel, f"{prefix}: missing key '{missing[0]}' ({len(missing)} missing)")
+    unexpected = [k for k in state if k not in expected]
+    if unexpected:
+        _fail(
+            folder,
+            rel,
+            f"{prefix}: unexpected key '{unexpected[0]}' ({len(unexpected)} unexpected)",
+        )
+    for key, tensor in expected.items():
+        if state[key].shape != tensor.shape:
+            _fail(
+                folder,
+                rel,
+                f"{prefix}: key '{key}' has shape {list(state[key].shape)}, "
+                f"the network expects {list(tensor.shape)}",
+            )
+    try:
+        network.load_state_dict(state, strict=True)
+    except Exception as exc:  # e.g. a dtype that cannot be copied into the parameter
+        _fail(folder, rel, f"{prefix}: {_one_line(exc)}")
+
+
+def _read_model_card(folder: Path) -> str:
+    path = folder / MODEL_CARD
+    if not path.is_file():
+        return ""
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+# --- probe ----------------------------------------------------------------------------------
+
+
+def _probe(model: LoadedModel, network_name: str) -> None:
+    """Score a seeded random batch in HU; the output must be finite probabilities of the shape."""
+    folder = model.folder
+    rel = model.weights_file.relative_to(folder).as_posix()
+    generator = torch.Generator().manual_seed(PROBE_SEED)
+    low, high = HU_RANGE
+    batch_hu = low + (high - low) * torch.rand(
+        (PROBE_BATCH, *model.input_shape), generator=generator
+    )
+    shape = f"[{PROBE_BATCH}, {_dims(model.input_shape)}]"
+    try:
+        with torch.inference_mode():
+            raw = model.network(model.preprocess(batch_hu))
+    except Exception as exc:  # a network that cannot read the declared input
+        _fail(
+            folder,
+            NETWORK,
+            f"probe: network {network_name!r} failed on a batch of input.shape {shape}: "
+            f"{_one_line(exc)}",
+        )
+    try:
+        scores = model.probabilities(raw, PROBE_BATCH)
+    except ValueError as exc:
+        _fail(folder, METADATA, f"probe on a batch of {shape}: {exc}")
+    if not bool(torch.isfinite(scores).all()):
+        _fail(folder, rel, f"probe: network {network_name!r} returned NaN or infinite scores")
+    if bool(((scores < 0) | (scores > 1)).any()):
+        _fail(
+            folder,
+            METADATA,
+            f"probe: scores {[round(float(s), 4) for s in scores]} are not probabilities in "
+            f"[0, 1] with output.activation {model.activation!r} (use 'sigmoid' for logits)",
+        )
