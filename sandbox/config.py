@@ -204,14 +204,37 @@ class Scenario:
 
 # ---------------------------------------------------------------- policy, runtime, run
 @dataclass(frozen=True)
+class OperatingPoint:
+    """Where an AI score becomes a positive call.
+
+    ``absolute``: score >= ``value``. ``percentile``: the ``value`` quantile (0-1) of the device's
+    reference (validation) score distribution. ``target_sensitivity``: the highest threshold
+    reaching ``target_sensitivity`` on the device's validation set.
+    """
+
+    mode: str = field(
+        default="absolute", metadata={"choices": ("absolute", "percentile", "target_sensitivity")}
+    )
+    value: float = field(default=0.5, metadata=PROB)
+    target_sensitivity: float = field(default=0.9, metadata={"gt": 0.0, "le": 1.0})
+
+
+AI_ROLES = ("second_reader", "triage", "rule_out", "concurrent", "safety_net")
+
+
+@dataclass(frozen=True)
 class Policy:
     name: str
-    role: str = field(metadata={"choices": ("none",)})
+    role: str = field(metadata={"choices": ("none", *AI_ROLES)})
     reading: str = field(metadata={"choices": ("single", "double")})
     discordance: str = field(
         default="arbitration", metadata={"choices": ("arbitration", "consensus")}
     )
     description: str = ""
+    threshold: OperatingPoint = field(default_factory=OperatingPoint)
+    audit_fraction: float = field(default=0.0, metadata=PROB)
+    concurrent_gain: float = field(default=0.5, metadata={"ge": 0.0, "le": 5.0})
+    automation_bias: float = field(default=0.4, metadata={"ge": 0.0, "lt": 1.0})
 
 
 @dataclass(frozen=True)
@@ -221,6 +244,9 @@ class Runtime:
     site_block_size: int = field(default=0, metadata={"ge": 0})
     progress: bool = True
     write_events: bool = True
+    device: str = field(default="auto", metadata={"choices": ("auto", "cpu", "cuda")})
+    ai_batch_size: int = field(default=256, metadata={"ge": 1, "le": 65536})
+    score_cache: str = "runs/.score_cache"
 
     def check(self, path: str) -> None:
         name = self.run_name
@@ -234,6 +260,7 @@ class RunConfig:
     scenario: Scenario
     policy: Policy
     runtime: Runtime
+    agent: str = ""
 
 
 SCENARIO_KEYS = ("cohort", "disease", "sites", "programme", "calibration", "description")
@@ -249,7 +276,9 @@ def run_config(data: Mapping[str, Any], scenario_name: str) -> RunConfig:
     scenario.setdefault("description", "")
     scn = build(Scenario, scenario, "")
     rest = build(_Rest, data, "")
-    return RunConfig(seed=rest.seed, scenario=scn, policy=rest.policy, runtime=rest.runtime)
+    return RunConfig(
+        seed=rest.seed, scenario=scn, policy=rest.policy, runtime=rest.runtime, agent=rest.agent
+    )
 
 
 @dataclass(frozen=True)
@@ -257,3 +286,4 @@ class _Rest:
     seed: int = field(metadata={"ge": 0, "lt": 2**63})
     policy: Policy
     runtime: Runtime
+    agent: str = ""

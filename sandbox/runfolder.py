@@ -81,7 +81,7 @@ def manifest(
         ),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "device": "cpu",  # the lung workflow runs no accelerator code
+        "device": next((a["device"] for a in extra.get("agents", {}).values()), "cpu"),
         "packages": {p: _version(p) for p in PACKAGES},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         **extra,

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 import simpy
 
+from sandbox.agents.inference import DeviceReader
 from sandbox.agents.readers import ReaderProfile, draw_reader
 from sandbox.config import RunConfig
 from sandbox.disease.history import History, sample_history
@@ -36,9 +37,9 @@ class SiteRecords:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def check_policy(cfg: RunConfig) -> None:
+def check_policy(cfg: RunConfig, threshold: float | None = None) -> None:
     """Fail before any work if the policy cannot run at some site."""
-    policy = make_policy(cfg.policy)
+    policy = make_policy(cfg.policy, threshold)
     for i, site in enumerate(cfg.scenario.sites):
         policy.check_site(site, i)
 
@@ -54,14 +55,18 @@ def simulate_sites(
     history: History,
     sites: Sequence[int] | None = None,
     progress: Callable[[int], None] | None = None,
+    ai: DeviceReader | None = None,
+    threshold: float | None = None,
 ) -> SiteRecords:
     """Run the SimPy model of each site in ``sites`` (default: all) over the whole horizon.
 
-    ``progress`` is called with simulated days as each site's clock advances.
+    ``progress`` is called with simulated days as each site's clock advances. AI policies need
+    ``ai`` (the device reader, shared by all sites of the unit) and ``threshold`` (the
+    resolved operating point).
     """
     streams = Streams(cfg.seed)
     scn = cfg.scenario
-    policy = make_policy(cfg.policy)
+    policy = make_policy(cfg.policy, threshold)
     site_ids = range(len(scn.sites)) if sites is None else sites
     events, backlog, rows_all = [], [], []
     dx_day = np.full(len(history), np.inf)
@@ -91,6 +96,7 @@ def simulate_sites(
             streams,
             scn.disease.n2_over_n1,
             progress,
+            ai,
         )
         model.run()
         events.append(events_frame(model.exams))

@@ -1,4 +1,4 @@
-"""What an exam's image shows: conspicuity now, rendered patches later."""
+"""What an exam's image shows: conspicuity, and the rendered patch a model reads."""
 
 from sandbox.imaging.conspicuity import (
     CONTRAST_HU,
@@ -8,5 +8,16 @@ from sandbox.imaging.conspicuity import (
     noise_sd_hu,
     peak_contrast_hu,
 )
+from sandbox.imaging.render import PatchSpec, most_suspicious, render_batch
 
-__all__ = ["CONTRAST_HU", "blur_sd_mm", "cnr", "conspicuity", "noise_sd_hu", "peak_contrast_hu"]
+__all__ = [
+    "CONTRAST_HU",
+    "PatchSpec",
+    "blur_sd_mm",
+    "cnr",
+    "conspicuity",
+    "most_suspicious",
+    "noise_sd_hu",
+    "peak_contrast_hu",
+    "render_batch",
+]

@@ -146,6 +146,33 @@ SCREEN_METRICS = [
         "days_to_dx",
         q=0.9,
     ),
+    _m("ai_scored_screens", "count", "screens scored by the AI device", "ai_scored"),
+    _m(
+        "ai_autonomous_share",
+        "proportion",
+        "screens reported by the AI with no human read / screens",
+        "ai_autonomous",
+        "screens",
+    ),
+    _m(
+        "ai_human_discordance",
+        "proportion",
+        "screens where the AI call differs from the first radiologist's call / screens with both",
+        "ai_discordant",
+        "ai_and_human",
+    ),
+    _m(
+        "screen_reads_saved",
+        "sum",
+        "reads saved on screens against independent double reading of every screen (2 per screen minus human reads; arbitration counted)",
+        "reads_saved",
+    ),
+    _m(
+        "ai_rule_out_missed_cancers",
+        "count",
+        "screens reported normal by the AI alone while a cancer was visible, and that cancer was not found in the round",
+        "ai_missed",
+    ),
 ]
 WORK_METRICS = [
     _m("exams", "count", "all LDCT exams (screens and follow-ups)", "exams"),
@@ -349,6 +376,25 @@ def compute_metrics(
         pl.col("n_fp_workups").sum().alias("fp_workups"),
         pl.col("n_benign_biopsies").sum().alias("benign_biopsies"),
         pl.col("days_to_dx").filter(pl.col("screen_detected")).alias("days_to_dx"),
+        pl.col("ai_score").is_not_null().sum().alias("ai_scored"),
+        pl.col("ai_autonomous").fill_null(False).sum().alias("ai_autonomous"),
+        (pl.col("ai_positive") != pl.col("human_positive"))
+        .fill_null(False)
+        .sum()
+        .alias("ai_discordant"),
+        (pl.col("ai_positive").is_not_null() & pl.col("human_positive").is_not_null())
+        .sum()
+        .alias("ai_and_human"),
+        (2 - pl.col("n_reads").cast(pl.Int64)).sum().alias("reads_saved"),
+        ((2 - pl.col("n_reads").cast(pl.Int64)) ** 2).sum().alias("reads_saved_sq"),
+        pl.len().alias("_n"),
+        (
+            pl.col("ai_autonomous").fill_null(False)
+            & pl.col("malignant_visible")
+            & ~pl.col("screen_detected")
+        )
+        .sum()
+        .alias("ai_missed"),
     ]
     work_aggs = [
         pl.len().alias("exams"),

@@ -31,6 +31,10 @@ EVENTS_SCHEMA = {
     "workup_diagnosis_day": pl.Float64,
     "workup_stage": pl.Utf8,
     "benign_biopsy": pl.Boolean,
+    "ai_score": pl.Float64,
+    "ai_positive": pl.Boolean,
+    "ai_autonomous": pl.Boolean,
+    "human_positive": pl.Boolean,
 }
 BACKLOG_SCHEMA = {"site": pl.Int16, "day": pl.Int32, "backlog": pl.Int32}
 

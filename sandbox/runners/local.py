@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from tqdm import tqdm
 from sandbox.agents.readers import ReaderProfile
 from sandbox.config import RunConfig
 from sandbox.runfolder import manifest, write_run
+from sandbox.runners.devices import prepare_device
 from sandbox.simulate import build_history, check_policy, merge_records, outcomes, simulate_sites
 
 
@@ -29,6 +30,7 @@ class RunResult:
     people: pl.DataFrame
     events: pl.DataFrame
     timings: dict[str, float]
+    agents: dict[str, Any] = field(default_factory=dict)
 
 
 def site_blocks(n_sites: int, block: int) -> list[list[int]]:
@@ -43,7 +45,12 @@ def simulate(
     """Run every unit of work serially and compute outcomes (no files written)."""
     show = cfg.runtime.progress if progress is None else progress
     timings: dict[str, float] = {}
-    check_policy(cfg)
+    t_dev = time.perf_counter()
+    dev = prepare_device(cfg)
+    threshold = None if dev is None else dev.threshold
+    check_policy(cfg, threshold)
+    if dev is not None:
+        timings["device_load_s"] = time.perf_counter() - t_dev
     t0 = time.perf_counter()
     bar = tqdm(
         total=cfg.scenario.cohort.size,
@@ -67,11 +74,29 @@ def simulate(
         leave=False,
     )
     parts = [
-        simulate_sites(cfg, profiles, history, block, bar.update)
+        simulate_sites(
+            cfg,
+            profiles,
+            history,
+            block,
+            bar.update,
+            None if dev is None else dev.reader,
+            threshold,
+        )
         for block in site_blocks(len(cfg.scenario.sites), cfg.runtime.site_block_size)
     ]
     bar.close()
     rec = merge_records(parts, len(history))
+    agents = {}
+    if dev is not None:
+        stats = dev.reader.stats
+        dev.reader.cache.save()
+        agents[cfg.agent or dev.manifest["name"]] = {
+            **dev.manifest,
+            "inferences": stats.inferences,
+            "cache_hits": stats.hits,
+            "batches": stats.batches,
+        }
     timings["workflow_s"] = time.perf_counter() - t1
     timings.update(rec.timings)
     t2 = time.perf_counter()
@@ -83,7 +108,7 @@ def simulate(
         )
     people, metrics = outcomes(cfg, history, rec)
     timings["outcomes_s"] = time.perf_counter() - t2
-    return RunResult(None, metrics, people, rec.events, timings)
+    return RunResult(None, metrics, people, rec.events, timings, agents)
 
 
 def run(
@@ -113,6 +138,7 @@ def run(
             "created_utc": stamp,
             "people": result.people.height,
             "exams": result.events.height,
+            "agents": result.agents,
         },
     )
     raw = {**raw, "scenario_name": cfg.scenario.name}

@@ -23,23 +23,38 @@ if TYPE_CHECKING:
 
 
 class ReadingService(Protocol):
-    def read(self, exam: Any, slot: int, boost: float = 1.0) -> simpy.Event: ...
+    def read(
+        self, exam: Any, slot: int, boost: float = 1.0, reviewer: int | None = None
+    ) -> simpy.Event: ...
+
+    def ai_score(self, exam: Any) -> simpy.Event: ...
 
 
 @dataclass(slots=True)
 class Decision:
+    """The report of an exam and how it came about.
+
+    ``ai_score``/``ai_positive`` are None when no AI read the exam; ``autonomous`` is True when
+    the report was issued by the AI with no human read.
+    """
+
     final: Read
     reads: list[Read]
     arbitrated: bool = False
+    ai_score: float | None = None
+    ai_positive: bool | None = None
+    autonomous: bool = False
 
 
 class ReadingPolicy:
     """Base policy: one independent read of every exam."""
 
     min_readers: ClassVar[int] = 1
+    uses_ai: ClassVar[bool] = False
 
-    def __init__(self, config: Policy) -> None:
+    def __init__(self, config: Policy, threshold: float | None = None) -> None:
         self.config = config
+        self.threshold = threshold
 
     def check_site(self, site: Site, index: int) -> None:
         n = sum(site.readers.values())
@@ -107,8 +122,14 @@ class DoubleReading(ReadingPolicy):
 
 
 POLICIES: dict[str, type[ReadingPolicy]] = {"single": SingleReading, "double": DoubleReading}
+# AI roles register here (sandbox.workflow.ai_policies): role -> class
+ROLES: dict[str, type[ReadingPolicy]] = {}
 
 
-def make_policy(config: Policy) -> ReadingPolicy:
-    """The policy object for a validated policy config."""
-    return POLICIES[config.reading](config)
+def make_policy(config: Policy, threshold: float | None = None) -> ReadingPolicy:
+    """The policy object for a validated policy config (``threshold``: the AI operating point)."""
+    if config.role == "none":
+        return POLICIES[config.reading](config)
+    import sandbox.workflow.ai_policies  # noqa: F401  (registers the AI roles)
+
+    return ROLES[config.role](config, threshold)

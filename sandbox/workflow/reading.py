@@ -77,6 +77,16 @@ def visible_findings(history: History, row: int, day: float, scanner: Scanner) -
     return out
 
 
+def most_suspicious(findings: list[Finding]) -> Finding | None:
+    """The finding an exam's image is centred on: the tumour if present, else the largest."""
+    if not findings:
+        return None
+    for f in findings:
+        if f.key == MALIGNANT_KEY:
+            return f
+    return max(findings, key=lambda f: f.size_mm)
+
+
 @dataclass(slots=True)
 class Prior:
     """What earlier reports said about a person's nodules: key -> (first seen day, last size)."""

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from sandbox.agents.inference import DeviceReader, ExamImage
 from sandbox.agents.readers import Reader
 from sandbox.config import Programme, Site
 from sandbox.disease.history import History
@@ -32,6 +33,7 @@ from sandbox.workflow.reading import (
     Prior,
     Read,
     categorise,
+    most_suspicious,
     read_exam,
     update_prior,
     visible_findings,
@@ -67,7 +69,13 @@ EXAM_COLUMNS = (
     "workup_diagnosis_day",
     "workup_stage",
     "benign_biopsy",
+    "ai_score",
+    "ai_positive",
+    "ai_autonomous",
+    "human_positive",
 )
+# exams scanned at the same moment are scored by the AI as one batch, this long after the scan
+AI_BATCH_DELAY_DAYS = 1.0 / 1440.0
 
 
 @dataclass(slots=True)
@@ -135,6 +143,7 @@ class SiteModel:
         streams: Streams,
         n2_over_n1: float,
         on_days: Callable[[int], None] | None = None,
+        ai: DeviceReader | None = None,
     ) -> None:
         self.env, self.index, self.site, self.readers = env, index, site, readers
         self.history, self.rows, self.programme, self.policy, self.streams = (
@@ -165,6 +174,8 @@ class SiteModel:
         self._hours = site.reading_hours_per_day / 24.0
         self._n2 = n2_over_n1
         self._on_days = on_days
+        self.ai = ai
+        self._ai_pending: list[tuple[Exam, simpy.Event]] = []
 
     # ------------------------------------------------------------ scheduling
     def start(self) -> None:
@@ -218,6 +229,32 @@ class SiteModel:
         self.pending_reads += 1
         self.worklist.put(ReadTask(exam, slot, boost, reviewer, done))
         return done
+
+    def ai_score(self, exam: Exam) -> simpy.Event:
+        """The AI's score of ``exam``'s image; exams scanned together are scored as one batch."""
+        if self.ai is None:
+            raise RuntimeError("this policy needs an AI device, and none was loaded")
+        event = self.env.event()
+        if not self._ai_pending:
+            self.env.process(self._ai_flush())
+        self._ai_pending.append((exam, event))
+        return event
+
+    def _ai_flush(self) -> Generator[Any, Any, None]:
+        yield self.env.timeout(AI_BATCH_DELAY_DAYS)
+        pending, self._ai_pending = self._ai_pending, []
+        images = [self._image(e) for e, _ in pending]
+        for (_, event), score in zip(pending, self.ai.scores(images), strict=True):
+            event.succeed(float(score))
+
+    def _image(self, exam: Exam) -> ExamImage:
+        f = most_suspicious(exam.visible)
+        scanner = self.site.scanner
+        if f is None:
+            return ExamImage(exam.person_id, int(exam.day), scanner, 0.0, 0, False)
+        return ExamImage(
+            exam.person_id, int(exam.day), scanner, f.size_mm, f.nodule_type, f.spiculated
+        )
 
     def _next_working_time(self, t: float) -> float:
         day = math.floor(t)
@@ -325,6 +362,10 @@ class SiteModel:
             math.nan,
             None,
             False,
+            decision.ai_score,
+            decision.ai_positive,
+            decision.autonomous,
+            decision.reads[0].positive if decision.reads else None,
         ]
         self.exams.append(rec)
         update_prior(prior, final.findings, day)

@@ -1,0 +1,69 @@
+"""Operating points: from a policy's threshold setting to a score cut-off.
+
+``absolute`` uses the value as given. ``percentile`` and ``target_sensitivity`` need the
+device's reference scores: ``configs/validation.json`` in the device folder, holding
+``{"scores": [...], "labels": [...]}`` (labels 1 = malignant) from held-out synthetic data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from sandbox.config import OperatingPoint
+from sandbox.errors import SandboxInputError
+
+
+def validation_set(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, labels) from the device's configs/validation.json; one-line errors."""
+    path = Path(folder) / "configs" / "validation.json"
+    if not path.is_file():
+        raise SandboxInputError(
+            f"agent folder {folder}: configs/validation.json is missing (needed for percentile and target-sensitivity operating points)"
+        )
+    try:
+        data = json.loads(path.read_text())
+        scores = np.asarray(data["scores"], dtype=float)
+        labels = np.asarray(data["labels"], dtype=int)
+    except (ValueError, KeyError, TypeError) as e:
+        raise SandboxInputError(
+            f"agent folder {folder}: configs/validation.json: malformed ({type(e).__name__}: {e})"
+        ) from e
+    if scores.shape != labels.shape or scores.ndim != 1 or len(scores) == 0:
+        raise SandboxInputError(
+            f"agent folder {folder}: configs/validation.json: 'scores' and 'labels' must be equal-length lists"
+        )
+    if not np.all(np.isfinite(scores)) or scores.min() < 0 or scores.max() > 1:
+        raise SandboxInputError(
+            f"agent folder {folder}: configs/validation.json: scores must be finite and in [0, 1]"
+        )
+    if not set(np.unique(labels)) <= {0, 1}:
+        raise SandboxInputError(
+            f"agent folder {folder}: configs/validation.json: labels must be 0 or 1"
+        )
+    return scores, labels
+
+
+def resolve_threshold(op: OperatingPoint, folder: Path) -> float:
+    """The score cut-off (score >= cut-off is positive) for ``op`` on the device in ``folder``."""
+    if op.mode == "absolute":
+        return op.value
+    scores, labels = validation_set(folder)
+    if op.mode == "percentile":
+        return float(np.quantile(scores, op.value))
+    positives = np.sort(scores[labels == 1])[::-1]
+    n = len(positives)
+    # a sensitivity of t can only be demonstrated with at least 1 / (1 - t) positive cases
+    needed = (
+        math.inf if op.target_sensitivity >= 1.0 else math.ceil(1.0 / (1.0 - op.target_sensitivity))
+    )
+    if n == 0 or n < needed:
+        raise SandboxInputError(
+            f"config key 'policy.threshold.target_sensitivity': {op.target_sensitivity} cannot be reached on "
+            f"the validation set of {folder} ({n} malignant cases; at least {needed} are needed)"
+        )
+    k = math.ceil(op.target_sensitivity * n)  # the k highest-scoring positives must be called
+    return float(positives[k - 1])

@@ -1,0 +1,80 @@
+"""Loading the AI device a policy needs, once per run, before any work starts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sandbox.config import RunConfig
+from sandbox.validate import to_dict
+
+
+@dataclass
+class DeviceSetup:
+    reader: Any  # sandbox.agents.inference.DeviceReader
+    threshold: float
+    manifest: dict[str, Any]
+
+
+def agent_folder(name: str) -> Path:
+    """A device folder: a name under the project's agents/ folder, or a path."""
+    from sandbox.configure import project_root
+
+    candidate = project_root() / "agents" / name
+    if name and "/" not in name and candidate.is_dir():
+        return candidate
+    return Path(name).expanduser()
+
+
+def pick_device(setting: str) -> str:
+    """'auto' -> 'cuda' when a GPU is present, else 'cpu'."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cohort_key(cfg: RunConfig) -> str:
+    """Identifies a cohort (scenario and seed): person ids name the same people only within one."""
+    blob = json.dumps(
+        {"seed": cfg.seed, "scenario": to_dict(cfg.scenario)}, sort_keys=True, default=str
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def prepare_device(cfg: RunConfig) -> DeviceSetup | None:
+    """Load, probe and set the operating point of the policy's device; None for standard of care.
+
+    Raises SandboxInputError (one line) for a bad folder, network, weights, probe or operating
+    point, before anything is simulated or written.
+    """
+    if cfg.policy.role == "none":
+        return None
+    from sandbox.agents.bundle import load_bundle
+    from sandbox.agents.inference import DeviceReader, ScoreCache
+    from sandbox.agents.operating_point import resolve_threshold
+
+    folder = agent_folder(cfg.agent)
+    device = pick_device(cfg.runtime.device)
+    model = load_bundle(folder, device)
+    threshold = resolve_threshold(cfg.policy.threshold, folder)
+    cache = ScoreCache(model.digest, cohort_key(cfg), Path(cfg.runtime.score_cache)).load()
+    reader = DeviceReader(model, cache, cfg.seed, cfg.runtime.ai_batch_size)
+    info = {
+        "name": model.name,
+        "version": model.version,
+        "folder": str(folder),
+        "digest": model.digest,
+        "weights_sha256": model.weights_digest,
+        "metadata_sha256": model.metadata_digest,
+        "network_sha256": model.network_digest,
+        "device": str(device),
+        "threshold": threshold,
+        "operating_point": to_dict(cfg.policy.threshold),
+        "cached_scores_at_start": len(cache.scores),
+    }
+    return DeviceSetup(reader, threshold, info)

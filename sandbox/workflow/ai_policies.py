@@ -1,0 +1,153 @@
+"""The AI roles as reading policies (DESIGN.md, "AI roles a policy can give the model").
+
+Each role wraps the human reading rule of the policy (``reading: single | double``) and asks the
+site's AI service for the exam's score; the operating point (``threshold``) turns a score into
+a positive call. The AI sees only the rendered image; readers see only what the image shows
+(and, in the concurrent role, the AI's output).
+
+* second_reader: the AI replaces the second human reader; discordance between the human read
+  and the AI call goes to a human arbiter.
+* triage: AI-positive exams are double read, AI-negative exams single read.
+* rule_out: AI-negative exams are reported normal with no human read, except an audit fraction
+  that is read anyway; AI-positive exams get the policy's human reading.
+* concurrent: readers see the AI output while reading: conspicuity is multiplied by
+  ``1 + concurrent_gain`` where the AI is positive and by ``1 - automation_bias`` where it is
+  negative (readers relax on a negative AI; Dratsch et al., Radiology 2023).
+* safety_net: after a negative human report, an AI-positive exam gets a second look by another
+  radiologist with the AI's mark (conspicuity doubled); a positive second look stands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from sandbox.workflow.lung_rads import C1
+from sandbox.workflow.policies import (
+    POLICIES,
+    ROLES,
+    Decision,
+    DoubleReading,
+    ReadingPolicy,
+    ReadingService,
+    SingleReading,
+)
+from sandbox.workflow.reading import Read
+
+AUTONOMOUS_READER = -1
+
+
+class AIRole(ReadingPolicy):
+    """Base of the AI roles: the human rule of ``reading`` plus an AI score per screen."""
+
+    uses_ai = True
+
+    def __init__(self, config, threshold: float | None = None) -> None:
+        super().__init__(config, threshold)
+        self.base = POLICIES[config.reading](config)
+
+    @property
+    def min_readers(self) -> int:  # type: ignore[override]
+        return self.base.min_readers
+
+    def positive(self, score: float) -> bool:
+        if self.threshold is None:
+            raise RuntimeError("an AI role needs a resolved operating point")
+        return score >= self.threshold
+
+    def decide_screen(self, service: ReadingService, exam: Any) -> Generator[Any, Any, Decision]:
+        score = yield service.ai_score(exam)
+        decision = yield from self.with_score(service, exam, score, self.positive(score))
+        decision.ai_score, decision.ai_positive = score, self.positive(score)
+        return decision
+
+    def with_score(
+        self, service: ReadingService, exam: Any, score: float, ai_pos: bool
+    ) -> Generator[Any, Any, Decision]:
+        raise NotImplementedError
+
+
+class SecondReader(AIRole):
+    """One human read; the AI is the second reader; discordance goes to a human arbiter."""
+
+    @property
+    def min_readers(self) -> int:  # type: ignore[override]
+        return 2
+
+    def with_score(self, service, exam, score, ai_pos):
+        r1 = yield service.read(exam, 0)
+        if r1.positive == ai_pos:
+            return Decision(r1, [r1])
+        r3 = yield service.read(exam, 2)
+        return Decision(r3, [r1, r3], arbitrated=True)
+
+
+class Triage(AIRole):
+    """AI-positive exams are double read; the others single read (MASAI)."""
+
+    def __init__(self, config, threshold: float | None = None) -> None:
+        super().__init__(config, threshold)
+        self.double = DoubleReading(config)
+        self.single = SingleReading(config)
+
+    @property
+    def min_readers(self) -> int:  # type: ignore[override]
+        return self.double.min_readers
+
+    def with_score(self, service, exam, score, ai_pos):
+        chosen = self.double if ai_pos else self.single
+        return (yield from chosen.decide_screen(service, exam))
+
+
+class RuleOut(AIRole):
+    """AI-negative exams are reported normal without a human read, except the audit fraction."""
+
+    def with_score(self, service, exam, score, ai_pos):
+        if not ai_pos and exam.u("ai.audit") >= self.config.audit_fraction:
+            normal = Read(AUTONOMOUS_READER, 0, [], C1, False, 0.0, -1, frozenset())
+            return Decision(normal, [], autonomous=True)
+        return (yield from self.base.decide_screen(service, exam))
+
+
+class Concurrent(AIRole):
+    """Readers read with the AI output on screen: gain where it is positive, bias where not."""
+
+    def with_score(self, service, exam, score, ai_pos):
+        boost = 1.0 + self.config.concurrent_gain if ai_pos else 1.0 - self.config.automation_bias
+        if self.config.reading == "single":
+            r = yield service.read(exam, 0, boost=boost)
+            return Decision(r, [r])
+        first, second = service.read(exam, 0, boost=boost), service.read(exam, 1, boost=boost)
+        yield first & second
+        r1, r2 = first.value, second.value
+        if r1.positive == r2.positive:
+            return Decision(r1 if r1.category >= r2.category else r2, [r1, r2])
+        r3 = yield service.read(exam, 2, boost=boost)
+        return Decision(r3, [r1, r2, r3], arbitrated=True)
+
+
+class SafetyNet(AIRole):
+    """A negative human report with a positive AI gets a marked second look (PRAIM)."""
+
+    @property
+    def min_readers(self) -> int:  # type: ignore[override]
+        return max(2, self.base.min_readers)
+
+    def with_score(self, service, exam, score, ai_pos):
+        decision = yield from self.base.decide_screen(service, exam)
+        if decision.final.positive or not ai_pos:
+            return decision
+        look = yield service.read(exam, 3, boost=2.0)
+        reads = [*decision.reads, look]
+        if look.positive:
+            return Decision(look, reads, arbitrated=True)
+        return Decision(decision.final, reads, decision.arbitrated)
+
+
+ROLES.update(
+    second_reader=SecondReader,
+    triage=Triage,
+    rule_out=RuleOut,
+    concurrent=Concurrent,
+    safety_net=SafetyNet,
+)
