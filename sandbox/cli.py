@@ -7,14 +7,17 @@ written; ``--debug`` (or HYDRA_FULL_ERROR=1) shows the traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import polars as pl
 
+from sandbox.config import Scanner
 from sandbox.errors import SandboxInputError
 
 SUMMARY = (
@@ -271,6 +274,73 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class TrainRecipe:
+    scenario: str
+    people: int = field(metadata={"ge": 100, "le": 10_000_000})
+    epochs: int = field(metadata={"ge": 1, "le": 1000})
+    seed: int = field(metadata={"ge": 0})
+    size: int = field(metadata={"ge": 8, "le": 256})
+    channels: tuple[int, ...]
+    learning_rate: float = field(metadata={"gt": 0, "le": 1})
+    scanners: tuple[Scanner, ...]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import yaml
+
+    from sandbox.configure import load, project_root
+    from sandbox.validate import build
+
+    opts = dict(o.split("=", 1) for o in args.overrides if "=" in o)
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        raise SandboxInputError(f"train: expected key=value, got {bad[0]!r}")
+    agent = opts.pop("agent", "lung_nodule_cnn")
+    recipe_path = project_root() / "conf" / "train" / f"{agent}.yaml"
+    if not recipe_path.is_file():
+        raise SandboxInputError(f"train: no training recipe for agent '{agent}' ({recipe_path})")
+    data = yaml.safe_load(recipe_path.read_text())
+    for k, v in opts.items():
+        if k not in data:
+            raise SandboxInputError(f"train: unknown key '{k}' (known: {', '.join(sorted(data))})")
+        data[k] = yaml.safe_load(v)
+    try:
+        recipe = build(TrainRecipe, data, "")
+    except SandboxInputError as e:
+        raise SandboxInputError(f"{recipe_path}: {e}") from e
+    cfg, _, _ = load([f"scenario={recipe.scenario}", "runtime=quiet"])
+    from sandbox.agents.train import train_device
+
+    folder = project_root() / "agents" / agent
+    command = "sandbox train agent=" + agent + "".join(f" {k}={v}" for k, v in opts.items())
+    meta = train_device(
+        cfg.scenario,
+        list(recipe.scanners),
+        folder,
+        recipe.seed,
+        recipe.people,
+        recipe.epochs,
+        recipe.size,
+        recipe.channels,
+        recipe.learning_rate,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+        command=command,
+    )
+    print(f"wrote {folder} (held-out AUC {meta['performance']['held_out']['overall']['auc']:.3f})")
+    return 0
+
+
+def cmd_agent_card(args: argparse.Namespace) -> int:
+    from sandbox.agents.bundle import load_bundle
+    from sandbox.runners.devices import agent_folder
+
+    model = load_bundle(agent_folder(args.agent))
+    print(model.model_card or json.dumps(model.metadata, indent=2))
+    print(f"digest: {model.digest}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sandbox", description="In-silico regulatory sandbox for AI in screening."
@@ -315,6 +385,17 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--max-evals", type=int, default=120)
     k.add_argument("--dry-run", action="store_true", help="fit and print, write nothing")
     k.set_defaults(func=cmd_calibrate)
+    t = sub.add_parser(
+        "train",
+        help="rebuild an AI device's weights from synthetic data (agent=NAME, recipe overrides)",
+    )
+    t.add_argument("overrides", nargs="*", help="agent=lung_nodule_cnn people=20000 epochs=4 ...")
+    t.set_defaults(func=cmd_train)
+    a = sub.add_parser(
+        "agent-card", help="what an AI device is, was trained on, and how it performs"
+    )
+    a.add_argument("agent", help="a folder name under agents/ or a path")
+    a.set_defaults(func=cmd_agent_card)
     return p
 
 
