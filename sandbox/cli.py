@@ -310,7 +310,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except SandboxInputError as e:
         raise SandboxInputError(f"{recipe_path}: {e}") from e
     cfg, _, _ = load([f"scenario={recipe.scenario}", "runtime=quiet"])
-    from sandbox.agents.train import train_device
+    from sandbox.runners.train import train_device
 
     folder = project_root() / "agents" / agent
     command = "sandbox train agent=" + agent + "".join(f" {k}={v}" for k, v in opts.items())

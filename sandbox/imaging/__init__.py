@@ -1,4 +1,8 @@
-"""What an exam's image shows: conspicuity, and the rendered patch a model reads."""
+"""What an exam's image shows: conspicuity, and the rendered patch a model reads.
+
+The renderer needs torch; it is imported on first use so that standard-of-care runs, which
+only need conspicuity, never load it.
+"""
 
 from sandbox.imaging.conspicuity import (
     CONTRAST_HU,
@@ -8,10 +12,11 @@ from sandbox.imaging.conspicuity import (
     noise_sd_hu,
     peak_contrast_hu,
 )
-from sandbox.imaging.render import PatchSpec, most_suspicious, render_batch
+from sandbox.imaging.findings import MALIGNANT_KEY, most_suspicious
 
 __all__ = [
     "CONTRAST_HU",
+    "MALIGNANT_KEY",
     "PatchSpec",
     "blur_sd_mm",
     "cnr",
@@ -21,3 +26,11 @@ __all__ = [
     "peak_contrast_hu",
     "render_batch",
 ]
+
+
+def __getattr__(name: str):
+    if name in ("PatchSpec", "render_batch"):
+        from sandbox.imaging import render
+
+        return getattr(render, name)
+    raise AttributeError(f"module 'sandbox.imaging' has no attribute {name!r}")

@@ -4,8 +4,9 @@ One patch is ``size``^3 voxels of ``spacing_mm`` (default 32^3 at 1 mm), in HU, 
 It holds, from the bottom up:
 
 * parenchyma at :data:`PARENCHYMA_HU` (-850 HU) plus a smooth anatomical texture: white noise
-  on a coarse lattice (:data:`TEXTURE_SCALE_MM` apart) interpolated by Gaussian blobs; each
-  voxel's weights are normalised so the texture SD is exactly :data:`TEXTURE_SD_HU` everywhere;
+  on a lattice :data:`TEXTURE_SCALE_MM` apart, spread by Gaussian blobs of SD
+  ``sqrt(TEXTURE_SCALE_MM^2 + blur_sd^2)``, with each voxel's weights normalised so that the
+  texture SD is :data:`TEXTURE_SD_HU` at every voxel;
 * :data:`VESSELS` vessels: straight tubes of 1-3 mm diameter (Gaussian cross-section whose FWHM
   is the diameter), +600-800 HU, random direction, axis 8-14 mm from the centre, so they never
   cross the central 8 mm (nor a nodule's centre). Their blurred tails are faded to exactly zero
@@ -16,11 +17,12 @@ It holds, from the bottom up:
   ``CONTRAST_HU[nodule_type]`` centred on voxel ``(size // 2,) * 3`` (no sub-voxel offset, so
   that voxel holds the peak). A part-solid nodule is a uniform sphere of the part-solid
   contrast, as in conspicuity. A spiculated one has :data:`SPICULES` thin radial rods
-  (Gaussian cross-section, 50-80 % of the nodule's contrast) reaching 2-6 mm beyond its
-  surface; they are faded to exactly zero inside half the radius, so the peak is untouched;
+  (1-1.8 mm thick, 60-90 % of the nodule's contrast) reaching 3-8 mm beyond its surface;
+  they are faded to exactly zero inside half the radius, so the peak is untouched;
 * the scanner: Gaussian blur, then white Gaussian noise of SD ``noise_sd_hu(scanner)`` per
-  voxel, then ``scanner.hu_offset`` added to every voxel. Values are not clipped to the
-  -1024 HU floor, so the noise stays Gaussian.
+  voxel (white, like conspicuity's sigma; whatever ``spacing_mm``), then ``scanner.hu_offset``
+  added to every voxel. Values are not clipped to the -1024 HU floor, so the noise stays
+  Gaussian.
 
 Objects overlap by taking the denser (maximum of the contrasts), the way tissue fills a voxel.
 
@@ -37,14 +39,19 @@ blurring only z) would lower the small-nodule peak below the isotropic-equivalen
 is not used, so the reader (who acts on conspicuity) and the model (which acts on pixels) see
 the same nodule.
 
-**Randomness** (invariants 1 and 2). Each patch draws from two CPU ``torch.Generator``\\ s
-seeded from keyed streams: ``render.anatomy`` keyed by the person (texture, vessels, the
-tumour's spicules: the same lungs at every exam and on every scanner) and ``render.noise``
-keyed by (person, exam key). The number of draws does not depend on the finding or the
-scanner. All draws happen first, patch by patch; everything after is element-wise tensor
-arithmetic over the batch (on ``device``), so a patch is bit-identical whatever batch, batch
-order or batch size it is rendered in, on a given device and build. CPU and GPU agree to
-float rounding (about 1e-4 HU), not bit for bit.
+**Randomness** (invariants 1 and 2). Each patch draws from two CPU generators
+(``torch.Generator``) seeded with 63 bits from keyed streams: ``render.anatomy`` keyed by the
+person (texture, vessels, the tumour's spicules: the same lungs at every exam and on every
+scanner) and ``render.noise`` keyed by (person, exam key). The number of draws does not depend
+on the finding or the scanner. All draws happen first, patch by patch; everything after is
+element-wise tensor arithmetic over the batch (on ``device``), so a patch is bit-identical
+whatever batch, batch order or batch size it is rendered in, and whatever the number of threads,
+on a given device and build. CPU and GPU agree to float rounding, not bit for bit (a ``gpu``
+test checks 0.05 HU).
+
+**Cost.** About 800 plain patches/s on one CPU core at 32^3; a spiculated patch costs about
+five plain ones. Memory is about eight float32 volumes per patch (1 MB at 32^3): render large
+cohorts in batches of a few hundred.
 """
 
 from __future__ import annotations
@@ -52,12 +59,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
 
 import torch
 
 from sandbox.config import Scanner
 from sandbox.imaging.conspicuity import CONTRAST_HU, FWHM_TO_SD, blur_sd_mm, noise_sd_hu
+from sandbox.imaging.findings import MALIGNANT_KEY, most_suspicious  # noqa: F401 (re-exported)
 from sandbox.rng import stream_key, uniform_scalar
 
 PARENCHYMA_HU = -850.0
@@ -72,21 +79,10 @@ SPICULES = 8
 SPICULE_WIDTH_MM = (1.0, 1.8)  # FWHM of the cross-section
 SPICULE_REACH_MM = (3.0, 8.0)  # how far beyond the nodule's surface a spicule ends
 SPICULE_CONTRAST = (0.6, 0.9)  # fraction of the nodule's contrast
-# sandbox.workflow.reading.MALIGNANT_KEY; imaging may not import workflow (layers point one
-# way), so the value is repeated here and a test checks the two agree.
-MALIGNANT_KEY = 15
 
 _TEXTURE_MARGIN_NODES = 4  # lattice nodes beyond each face, so blobs do not thin at the edges
 _SQRT2 = math.sqrt(2.0)
 _EXP_FLOOR = -80.0
-
-
-class _Finding(Protocol):
-    key: int
-    size_mm: float
-
-
-F = TypeVar("F", bound=_Finding)
 
 
 @dataclass(frozen=True)
@@ -114,25 +110,6 @@ class PatchSpec:
             raise ValueError(f"PatchSpec.diameter_mm must be >= 0, got {self.diameter_mm!r}")
         if self.nodule_type not in (0, 1, 2):
             raise ValueError(f"PatchSpec.nodule_type must be 0, 1 or 2, got {self.nodule_type!r}")
-
-
-def most_suspicious(findings: Sequence[F]) -> F | None:
-    """The finding an exam image is centred on.
-
-    Args:
-        findings: what the exam shows (``sandbox.workflow.reading.visible_findings``).
-
-    Returns:
-        The malignant finding (``key == MALIGNANT_KEY``) if present, else the largest (the
-        first of equals), or None when there are none.
-    """
-    best = None
-    for f in findings:
-        if f.key == MALIGNANT_KEY:
-            return f
-        if best is None or f.size_mm > best.size_mm:
-            best = f
-    return best
 
 
 def render_batch(
@@ -169,39 +146,38 @@ def render_batch(
     lattice_mm = _lattice_mm(size, spacing_mm)
     weights: dict[float, torch.Tensor] = {}
     m = len(lattice_mm)
-    texture = torch.empty((n, size, size, size))
-    noise = torch.empty((n, size, size, size))
+    texture = torch.empty((n, size, size, size), dtype=torch.float32)
+    noise = torch.empty((n, size, size, size), dtype=torch.float32)
     vessel_draws = torch.empty((n, VESSELS, 9), dtype=torch.float64)
     spicule_draws = torch.empty((n, SPICULES, 6), dtype=torch.float64)
     for i, spec in enumerate(specs):
         person, exam = (int(k) for k in spec.key)
         anatomy = _generator(anatomy_key, person, 0)
-        white = torch.randn((m, m, m), generator=anatomy)
+        white = torch.randn((m, m, m), generator=anatomy, dtype=torch.float32)
         torch.rand((VESSELS, 9), generator=anatomy, dtype=torch.float64, out=vessel_draws[i])
         torch.rand((SPICULES, 6), generator=anatomy, dtype=torch.float64, out=spicule_draws[i])
         torch.randn((size,) * 3, generator=_generator(noise_key, person, exam), out=noise[i])
-        s = blur_sd_mm(spec.scanner)
-        g = weights.get(s)
+        blur_sd = blur_sd_mm(spec.scanner)
+        g = weights.get(blur_sd)
         if g is None:
-            g = weights[s] = _texture_weights(lattice_mm, size, spacing_mm, s)
+            g = weights[blur_sd] = _texture_weights(lattice_mm, size, spacing_mm, blur_sd)
         # a fixed-shape contraction per patch: the texture is part of the patch's draw
         texture[i] = torch.einsum("abc,za,yb,xc->zyx", white, g, g, g)
 
     # ---- apply: deterministic, element-wise over the batch
     f64 = {"dtype": torch.float64, "device": dev}
-    diameter = torch.tensor([s.diameter_mm for s in specs], **f64)
-    contrast = torch.tensor([CONTRAST_HU[s.nodule_type] for s in specs], **f64)
-    blur = torch.tensor([blur_sd_mm(s.scanner) for s in specs], **f64)
-    sigma = torch.tensor([noise_sd_hu(s.scanner) for s in specs], dtype=torch.float32, device=dev)
-    level = torch.tensor(
-        [PARENCHYMA_HU + s.scanner.hu_offset for s in specs], dtype=torch.float32, device=dev
-    )
+    f32 = {"dtype": torch.float32, "device": dev}
+    diameter = torch.tensor([p.diameter_mm for p in specs], **f64)
+    contrast = torch.tensor([CONTRAST_HU[p.nodule_type] for p in specs], **f64)
+    blur = torch.tensor([blur_sd_mm(p.scanner) for p in specs], **f64)
+    sigma = torch.tensor([noise_sd_hu(p.scanner) for p in specs], **f32)
+    level = torch.tensor([PARENCHYMA_HU + p.scanner.hu_offset for p in specs], **f32)
     coord = (torch.arange(size, **f64) - size // 2) * spacing_mm
 
     objects = _vessels(vessel_draws.to(dev), blur, coord, size, spacing_mm)
     if bool((diameter > 0).any()):
         objects = torch.maximum(objects, _nodules(diameter, contrast, blur, size, spacing_mm))
-    spiky = [i for i, s in enumerate(specs) if s.spiculated and s.diameter_mm > 0.0]
+    spiky = [i for i, p in enumerate(specs) if p.spiculated and p.diameter_mm > 0.0]
     if spiky:
         idx = torch.tensor(spiky, device=dev)
         draws = spicule_draws[spiky].to(dev)
@@ -271,11 +247,12 @@ def _nodules(
 
 
 def _blurred_sphere(r: torch.Tensor, radius: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
-    """Fraction of ``N(r_vec, sd^2 I_3)`` inside a ball of ``radius`` at the origin, ``|r_vec| = r``.
+    """Fraction of ``N(p, sd^2 I_3)``, ``|p| = r``, inside the ball of ``radius`` at the origin.
 
-    ``(erf(a) + erf(b)) / 2 - sd / (r sqrt(2 pi)) (exp(-a'^2) - exp(-b'^2))`` with
-    ``a = (R - r) / (sd sqrt 2)``, ``b = (R + r) / (sd sqrt 2)``; the difference of exponentials
-    is written with expm1 so that r -> 0 tends smoothly to the peak formula of conspicuity.
+    With ``a = (R - r) / sd`` and ``b = (R + r) / sd``:
+    ``(erf(a / sqrt 2) + erf(b / sqrt 2)) / 2 - sd / (r sqrt(2 pi)) (exp(-a^2/2) - exp(-b^2/2))``.
+    The difference of exponentials is written with expm1, so r -> 0 tends smoothly to the peak
+    formula of conspicuity.
     """
     a = (radius - r) / sd
     b = (radius + r) / sd
@@ -307,7 +284,7 @@ def _vessels(
 
     A line through ``q`` (``q . e = 0``) along unit ``e``: squared distance
     ``rho^2 = P^T (I - e e^T) P - 2 q . P + |q|^2``, split into a (z, y) table, an x table and
-    a (z, y) table times x, so the full-volume work is four element-wise passes per vessel.
+    a (z, y) table times x, so the full-volume work is a few element-wise passes per vessel.
     """
     e = _direction(draws[..., 0:2])
     # the axis offset: a direction perpendicular to e, at a drawn distance

@@ -18,10 +18,10 @@ from sandbox.agents.readers import Reader
 from sandbox.config import Scanner
 from sandbox.disease.history import History
 from sandbox.imaging.conspicuity import conspicuity
+from sandbox.imaging.findings import MALIGNANT_KEY, most_suspicious  # noqa: F401
 from sandbox.rng import Streams
 from sandbox.workflow.lung_rads import C1, C3, GROWTH_MM, nlst_positive, nodule_category
 
-MALIGNANT_KEY = 15
 # a reader's spurious finding (vessel, scar, artefact): never carried into the prior report
 SPURIOUS_KEY = 32
 
@@ -75,16 +75,6 @@ def visible_findings(history: History, row: int, day: float, scanner: Scanner) -
             Finding(MALIGNANT_KEY, d, t, bool(c["spiculated"][row]), conspicuity(d, t, scanner))
         )
     return out
-
-
-def most_suspicious(findings: list[Finding]) -> Finding | None:
-    """The finding an exam's image is centred on: the tumour if present, else the largest."""
-    if not findings:
-        return None
-    for f in findings:
-        if f.key == MALIGNANT_KEY:
-            return f
-    return max(findings, key=lambda f: f.size_mm)
 
 
 @dataclass(slots=True)

@@ -25,8 +25,9 @@ import torch
 from sandbox.config import RACES, Scanner, Scenario
 from sandbox.disease.history import History, sample_history
 from sandbox.disease.natural_history import YEAR
+from sandbox.imaging.findings import MALIGNANT_KEY, most_suspicious
 from sandbox.rng import Streams
-from sandbox.workflow.reading import MALIGNANT_KEY, most_suspicious, visible_findings
+from sandbox.workflow.reading import visible_findings
 
 TYPE_NAMES = ("solid", "part_solid", "ground_glass")
 
@@ -155,6 +156,17 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     sums = np.bincount(inv, weights=ranks)
     ranks = (sums / counts)[inv]
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def seeded_init(net: torch.nn.Module, gen: torch.Generator) -> None:
+    """Re-initialise conv and linear layers from ``gen`` (PyTorch's default scheme), so the
+    weights depend on the seed and on nothing global."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv3d | torch.nn.Linear):
+            torch.nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=gen)
+            if m.bias is not None:
+                bound = 1.0 / math.sqrt(m.weight[0].numel())
+                torch.nn.init.uniform_(m.bias, -bound, bound, generator=gen)
 
 
 def preprocess(x: torch.Tensor, window: tuple[float, float]) -> torch.Tensor:
@@ -316,9 +328,8 @@ def train_device(
     log(f"rendered in {time.perf_counter() - t0:.0f} s")
     from sandbox.agents.nets import NoduleCNN
 
-    with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching global state
-        torch.manual_seed(seed)
-        net = NoduleCNN(1, list(channels), 1)
+    net = NoduleCNN(1, list(channels), 1)
+    seeded_init(net, torch.Generator().manual_seed(seed))
     losses = fit(
         net, x_train, torch.tensor(train.label, dtype=torch.float32), epochs, 64, lr, seed, log
     )
