@@ -7,6 +7,7 @@ sites share no state.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -98,7 +99,14 @@ def simulate_sites(
             progress,
             ai,
         )
-        model.run()
+        # full garbage collections walk every record of the run so far and dominate large runs;
+        # the model's objects are freed by reference counting, so defer them while it runs
+        thresholds = gc.get_threshold()
+        gc.set_threshold(thresholds[0], thresholds[1], 1000)
+        try:
+            model.run()
+        finally:
+            gc.set_threshold(*thresholds)
         events.append(events_frame(model.exams))
         backlog.append(
             pl.DataFrame(

@@ -112,6 +112,16 @@ class Exam:
         return Read(reader_id, 3, findings, cat, pos, minutes, top, suspicious)
 
 
+class Worklist(simpy.FilterStore):
+    """The reading worklist: a filter store that stops offering itself to waiting readers once it
+    is empty (SimPy's FilterStore walks every pending get after every put and get)."""
+
+    def _do_get(self, event):  # type: ignore[override]
+        if not self.items:
+            return False
+        return super()._do_get(event)
+
+
 @dataclass(slots=True)
 class ReadTask:
     exam: Exam
@@ -155,7 +165,7 @@ class SiteModel:
         )
         self.scanner_book = Calendar(site.scanners * site.exams_per_scanner_day)
         self.workup_book = Calendar(site.workup_slots_per_day)
-        self.worklist = simpy.FilterStore(env)
+        self.worklist = Worklist(env)
         self.heap: list[tuple[int, int, tuple]] = []
         self._seq = 0
         self.priors: dict[int, Prior] = {}
