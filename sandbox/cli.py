@@ -327,7 +327,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         log=lambda m: print(m, file=sys.stderr, flush=True),
         command=command,
     )
-    print(f"wrote {folder} (held-out AUC {meta['performance']['held_out']['overall']['auc']:.3f})")
+    print(f"wrote {folder} (held-out AUC {meta['performance']['held_out']['overall']['auc']})")
     return 0
 
 

@@ -57,13 +57,13 @@ def resolve_threshold(op: OperatingPoint, folder: Path) -> float:
     positives = np.sort(scores[labels == 1])[::-1]
     n = len(positives)
     # a sensitivity of t can only be demonstrated with at least 1 / (1 - t) positive cases
-    needed = (
-        math.inf if op.target_sensitivity >= 1.0 else math.ceil(1.0 / (1.0 - op.target_sensitivity))
-    )
+    eps = 1e-9  # 1 / (1 - 0.9) is 10.000000000000002 in floating point
+    t = op.target_sensitivity
+    needed = math.inf if t >= 1.0 else math.ceil(1.0 / (1.0 - t) - eps)
     if n == 0 or n < needed:
         raise SandboxInputError(
             f"config key 'policy.threshold.target_sensitivity': {op.target_sensitivity} cannot be reached on "
             f"the validation set of {folder} ({n} malignant cases; at least {needed} are needed)"
         )
-    k = math.ceil(op.target_sensitivity * n)  # the k highest-scoring positives must be called
+    k = max(1, math.ceil(t * n - eps))  # the k highest-scoring positives must be called
     return float(positives[k - 1])

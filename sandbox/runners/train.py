@@ -158,6 +158,11 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
+def _json_auc(value: float) -> float | None:
+    """AUC for JSON: None where it is undefined (a subgroup without both classes)."""
+    return None if math.isnan(value) else round(value, 4)
+
+
 def seeded_init(net: torch.nn.Module, gen: torch.Generator) -> None:
     """Re-initialise conv and linear layers from ``gen`` (PyTorch's default scheme), so the
     weights depend on the seed and on nothing global."""
@@ -227,11 +232,15 @@ def breakdown(scores: np.ndarray, cases: Cases, scanners: list[Scanner]) -> dict
     """AUC overall and per scanner, nodule type (cancer cases vs all negatives), sex and race."""
     lab = cases.label
     out: dict[str, Any] = {
-        "overall": {"auc": auc(scores, lab), "cases": len(lab), "malignant": int(lab.sum())}
+        "overall": {
+            "auc": _json_auc(auc(scores, lab)),
+            "cases": len(lab),
+            "malignant": int(lab.sum()),
+        }
     }
     out["by_scanner"] = {
         s.model: {
-            "auc": auc(scores[cases.scanner == i], lab[cases.scanner == i]),
+            "auc": _json_auc(auc(scores[cases.scanner == i], lab[cases.scanner == i])),
             "cases": int((cases.scanner == i).sum()),
         }
         for i, s in enumerate(scanners)
@@ -240,19 +249,19 @@ def breakdown(scores: np.ndarray, cases: Cases, scanners: list[Scanner]) -> dict
     for t, name in enumerate(TYPE_NAMES):
         m = (~lab) | (cases.nodule_type == t)
         out["by_nodule_type"][name] = {
-            "auc": auc(scores[m], lab[m]),
+            "auc": _json_auc(auc(scores[m], lab[m])),
             "malignant": int((lab & (cases.nodule_type == t)).sum()),
         }
     out["by_sex"] = {
         s: {
-            "auc": auc(scores[cases.sex == s], lab[cases.sex == s]),
+            "auc": _json_auc(auc(scores[cases.sex == s], lab[cases.sex == s])),
             "cases": int((cases.sex == s).sum()),
         }
         for s in ("F", "M")
     }
     out["by_race"] = {
         r: {
-            "auc": auc(scores[cases.race == r], lab[cases.race == r]),
+            "auc": _json_auc(auc(scores[cases.race == r], lab[cases.race == r])),
             "cases": int((cases.race == r).sum()),
         }
         for r in RACES
@@ -335,7 +344,7 @@ def train_device(
     )
     scores = predict(net, x_test)
     perf = breakdown(scores, test, scanners)
-    log(f"held-out AUC {perf['overall']['auc']:.3f}")
+    log(f"held-out AUC {perf['overall']['auc']}")
     network = {
         "name": "NoduleCNN",
         "args": {"in_channels": 1, "channels": list(channels), "out_features": 1},
@@ -382,7 +391,6 @@ def train_device(
         "performance": {
             "held_out": perf,
             "training_loss_by_epoch": [round(v, 5) for v in losses],
-            "training_seconds": round(time.perf_counter() - t0, 1),
         },
     }
     validation = {
@@ -398,7 +406,7 @@ def model_card(meta: dict[str, Any]) -> str:
 
     def rows(d: dict[str, Any]) -> str:
         return "\n".join(
-            f"| {k} | {v['auc']:.3f} | {v.get('cases', v.get('malignant', ''))} |"
+            f"| {k} | {'-' if v['auc'] is None else format(v['auc'], '.3f')} | {v.get('cases', v.get('malignant', ''))} |"
             for k, v in d.items()
         )
 
@@ -424,7 +432,7 @@ Reproduce: `{td["command"]}` (seed {td["seed"]}).
 
 ## Performance on held-out synthetic exams
 
-Overall AUC {perf["overall"]["auc"]:.3f} ({perf["overall"]["cases"]:,} cases, {perf["overall"]["malignant"]:,} malignant).
+Overall AUC {perf["overall"]["auc"]} ({perf["overall"]["cases"]:,} cases, {perf["overall"]["malignant"]:,} malignant).
 
 | scanner | AUC | cases |
 |---|---|---|

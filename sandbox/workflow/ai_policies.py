@@ -114,16 +114,7 @@ class Concurrent(AIRole):
 
     def with_score(self, service, exam, score, ai_pos):
         boost = 1.0 + self.config.concurrent_gain if ai_pos else 1.0 - self.config.automation_bias
-        if self.config.reading == "single":
-            r = yield service.read(exam, 0, boost=boost)
-            return Decision(r, [r])
-        first, second = service.read(exam, 0, boost=boost), service.read(exam, 1, boost=boost)
-        yield first & second
-        r1, r2 = first.value, second.value
-        if r1.positive == r2.positive:
-            return Decision(r1 if r1.category >= r2.category else r2, [r1, r2])
-        r3 = yield service.read(exam, 2, boost=boost)
-        return Decision(r3, [r1, r2, r3], arbitrated=True)
+        return (yield from self.base.decide_screen(service, exam, boost))
 
 
 class SafetyNet(AIRole):
@@ -131,7 +122,8 @@ class SafetyNet(AIRole):
 
     @property
     def min_readers(self) -> int:  # type: ignore[override]
-        return max(2, self.base.min_readers)
+        # the second look is by a radiologist who has not read the exam yet
+        return self.base.min_readers + 1
 
     def with_score(self, service, exam, score, ai_pos):
         decision = yield from self.base.decide_screen(service, exam)

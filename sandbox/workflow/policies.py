@@ -64,12 +64,17 @@ class ReadingPolicy:
                 f"policy '{self.config.name}' needs at least {self.min_readers} radiologists at site '{site.name}', it has {n}",
             )
 
-    def decide(self, service: ReadingService, exam: Any) -> Generator[Any, Any, Decision]:
-        read = yield service.read(exam, 0)
+    def decide(
+        self, service: ReadingService, exam: Any, boost: float = 1.0
+    ) -> Generator[Any, Any, Decision]:
+        """``boost`` multiplies conspicuity for every read (what readers are shown besides the image)."""
+        read = yield service.read(exam, 0, boost=boost)
         return Decision(read, [read])
 
-    def decide_screen(self, service: ReadingService, exam: Any) -> Generator[Any, Any, Decision]:
-        return (yield from self.decide(service, exam))
+    def decide_screen(
+        self, service: ReadingService, exam: Any, boost: float = 1.0
+    ) -> Generator[Any, Any, Decision]:
+        return (yield from self.decide(service, exam, boost))
 
     def process(self, service: ReadingService, exam: Any) -> Generator[Any, Any, Decision]:
         if exam.kind == "screen":
@@ -97,18 +102,20 @@ class DoubleReading(ReadingPolicy):
     def min_readers(self) -> int:  # type: ignore[override]
         return 3 if self.config.discordance == "arbitration" else 2
 
-    def decide_screen(self, service: ReadingService, exam: Any) -> Generator[Any, Any, Decision]:
-        first, second = service.read(exam, 0), service.read(exam, 1)
+    def decide_screen(
+        self, service: ReadingService, exam: Any, boost: float = 1.0
+    ) -> Generator[Any, Any, Decision]:
+        first, second = service.read(exam, 0, boost=boost), service.read(exam, 1, boost=boost)
         yield first & second
         r1, r2 = first.value, second.value
         if r1.positive == r2.positive:
             final = r1 if r1.category >= r2.category else r2
             return Decision(final, [r1, r2])
         if self.config.discordance == "arbitration":
-            r3 = yield service.read(exam, 2)
+            r3 = yield service.read(exam, 2, boost=boost)
             return Decision(r3, [r1, r2, r3], arbitrated=True)
         pos, neg = (r1, r2) if r1.positive else (r2, r1)
-        review = yield service.read(exam, 2, boost=2.0, reviewer=neg.reader_id)
+        review = yield service.read(exam, 2, boost=2.0 * boost, reviewer=neg.reader_id)
         kept_keys = {f.key for f in review.findings}
         kept = []
         for f in pos.findings:
