@@ -60,6 +60,13 @@ def prepare_device(cfg: RunConfig) -> DeviceSetup | None:
 
     folder = agent_folder(cfg.agent)
     device = pick_device(cfg.runtime.device)
+    if device == "cpu":
+        import torch
+
+        # rendering is many small tensor operations: intra-op threads only contend (measured
+        # several-fold slower with 2 threads on 2 cores); parallelism comes from running units
+        # of work side by side
+        torch.set_num_threads(1)
     model = load_bundle(folder, device)
     threshold = resolve_threshold(cfg.policy.threshold, folder)
     cache = ScoreCache(model.digest, cohort_key(cfg), Path(cfg.runtime.score_cache)).load()

@@ -76,6 +76,8 @@ EXAM_COLUMNS = (
 )
 # exams scanned at the same moment are scored by the AI as one batch, this long after the scan
 AI_BATCH_DELAY_DAYS = 1.0 / 1440.0
+# booked screens are scored this many days ahead, in batches of runtime.ai_batch_size
+AI_PREFETCH_DAYS = 14
 
 
 @dataclass(slots=True)
@@ -185,6 +187,7 @@ class SiteModel:
         self._n2 = n2_over_n1
         self._on_days = on_days
         self.ai = ai
+        self._prefetched_until = -1
         self._ai_pending: list[tuple[Exam, simpy.Event]] = []
 
     # ------------------------------------------------------------ scheduling
@@ -223,6 +226,8 @@ class SiteModel:
         horizon = self.history.horizon_day
         while self.env.now < horizon:
             today = int(self.env.now)
+            if self.ai is not None and today >= self._prefetched_until:
+                self._prefetch(today, today + AI_PREFETCH_DAYS)
             while self.heap and self.heap[0][0] <= today:
                 _, _, item = heapq.heappop(self.heap)
                 self.env.process(self.exam_process(*item, day=today + SCAN_TIME))
@@ -258,13 +263,33 @@ class SiteModel:
             event.succeed(float(score))
 
     def _image(self, exam: Exam) -> ExamImage:
-        f = most_suspicious(exam.visible)
+        return self._image_of(exam.person_id, exam.day, exam.visible)
+
+    def _image_of(self, person_id: int, day: float, visible: list[Finding]) -> ExamImage:
+        f = most_suspicious(visible)
         scanner = self.site.scanner
         if f is None:
-            return ExamImage(exam.person_id, int(exam.day), scanner, 0.0, 0, False)
-        return ExamImage(
-            exam.person_id, int(exam.day), scanner, f.size_mm, f.nodule_type, f.spiculated
-        )
+            return ExamImage(person_id, int(day), scanner, 0.0, 0, False)
+        return ExamImage(person_id, int(day), scanner, f.size_mm, f.nodule_type, f.spiculated)
+
+    def _prefetch(self, start: int, end: int) -> None:
+        """Score the screens booked in [start, end) in large batches ahead of time.
+
+        What an exam's image shows depends only on the person and the day, so booked screens
+        can be rendered and scored before they happen; when they do, their scores come from
+        the cache. Screens that end up not happening (death, diagnosis) cost an inference only.
+        """
+        self._prefetched_until = end
+        scanner = self.site.scanner
+        images = []
+        for day, _, item in self.heap:
+            if start <= day < end and item[3] == "screen":
+                row = item[0]
+                exam_day = day + SCAN_TIME
+                visible = visible_findings(self.history, row, exam_day, scanner)
+                images.append(self._image_of(int(self._pid[row]), exam_day, visible))
+        if images:
+            self.ai.scores(images)
 
     def _next_working_time(self, t: float) -> float:
         day = math.floor(t)
