@@ -2,7 +2,9 @@
 
 ``absolute`` uses the value as given. ``percentile`` and ``target_sensitivity`` need the
 device's reference scores: ``configs/validation.json`` in the device folder, holding
-``{"scores": [...], "labels": [...]}`` (labels 1 = malignant) from held-out synthetic data.
+``{"scores": [...], "labels": [...]}`` (labels 1 = malignant) from held-out synthetic data, and
+optionally ``"reference_scores"``: a uniform sample of screening exams, whose distribution the
+``percentile`` mode uses (the labelled set is usually enriched with cancers).
 """
 
 from __future__ import annotations
@@ -47,13 +49,36 @@ def validation_set(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return scores, labels
 
 
+def reference_scores(folder: Path) -> np.ndarray | None:
+    """``reference_scores`` of configs/validation.json (a uniform sample of screening exams), if any."""
+    data = json.loads((Path(folder) / "configs" / "validation.json").read_text())
+    ref = data.get("reference_scores")
+    if ref is None:
+        return None
+    arr = np.asarray(ref, dtype=float)
+    if (
+        arr.ndim != 1
+        or len(arr) == 0
+        or not np.all(np.isfinite(arr))
+        or arr.min() < 0
+        or arr.max() > 1
+    ):
+        raise SandboxInputError(
+            f"agent folder {folder}: configs/validation.json: reference_scores must be finite scores in [0, 1]"
+        )
+    return arr
+
+
 def resolve_threshold(op: OperatingPoint, folder: Path) -> float:
     """The score cut-off (score >= cut-off is positive) for ``op`` on the device in ``folder``."""
     if op.mode == "absolute":
         return op.value
     scores, labels = validation_set(folder)
     if op.mode == "percentile":
-        return float(np.quantile(scores, op.value))
+        # the screening population's own score distribution when the device provides it (the
+        # labelled validation set is enriched with cancers)
+        reference = reference_scores(folder)
+        return float(np.quantile(scores if reference is None else reference, op.value))
     positives = np.sort(scores[labels == 1])[::-1]
     n = len(positives)
     # a sensitivity of t can only be demonstrated with at least 1 / (1 - t) positive cases

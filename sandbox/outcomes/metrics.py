@@ -170,7 +170,7 @@ SCREEN_METRICS = [
     _m(
         "ai_rule_out_missed_cancers",
         "count",
-        "screens reported normal by the AI alone while a cancer was visible, and that cancer was not found in the round",
+        "screens reported normal by the AI alone while a cancer of at least 4 mm was in the image, and that cancer was not found in the round",
         "ai_missed",
     ),
 ]
@@ -252,6 +252,8 @@ METRICS_SCHEMA = {
     "n": pl.Int64,
 }
 SUBGROUPS = ("sex", "race", "age_band")
+# a tumour this large is reportable (the NLST positivity size): smaller ones are rarely seen by anyone
+REPORTABLE_MM = 4.0
 
 
 def _site_name(site_names: list[str]) -> pl.Expr:
@@ -391,6 +393,7 @@ def compute_metrics(
         (
             pl.col("ai_autonomous").fill_null(False)
             & pl.col("malignant_visible")
+            & (pl.col("malignant_diameter_mm") >= REPORTABLE_MM)
             & ~pl.col("screen_detected")
         )
         .sum()

@@ -60,9 +60,13 @@ def exam_cases(
     streams: Streams,
     negatives_per_positive: float,
     empty_share: float,
+    representative: float = 0.0,
 ) -> Cases:
     """Screening exams of ``history`` at each round, balanced: every exam showing a cancer, and
-    ``negatives_per_positive`` benign-finding or empty exams per cancer exam."""
+    ``negatives_per_positive`` benign-finding or empty exams per cancer exam.
+
+    With ``representative`` > 0, instead a uniform sample of that fraction of all exams (the
+    screening population's own mix, for reference score distributions)."""
     rows: list[tuple] = []
     people = history.people
     for row in range(len(history)):
@@ -96,12 +100,20 @@ def exam_cases(
     n_neg_find = int((~label & has_finding).sum())
     n_empty = int((~has_finding).sum())
     want_neg = negatives_per_positive * n_pos
+    if representative > 0:
+        keep = u < representative
+        sel = np.flatnonzero(keep)
+        return _cases(people, pid, row_idx, arr, label, sel, scanners, streams)
     keep = label.copy()
     keep |= (~label & has_finding) & (
         u < min(1.0, want_neg * (1 - empty_share) / max(n_neg_find, 1))
     )
     keep |= (~has_finding) & (u < min(1.0, want_neg * empty_share / max(n_empty, 1)))
     sel = np.flatnonzero(keep)
+    return _cases(people, pid, row_idx, arr, label, sel, scanners, streams)
+
+
+def _cases(people, pid, row_idx, arr, label, sel, scanners, streams) -> Cases:
     scanner = (
         streams.uniform("train.scanner", pid[sel], arr[sel, 1].astype(np.int64)) * len(scanners)
     ).astype(np.int64)
@@ -116,6 +128,31 @@ def exam_cases(
         sex=np.where(people["female"][row_idx[sel]] == 1, "F", "M"),
         race=np.array(RACES)[people["race"][row_idx[sel]]],
     )
+
+
+def held_out(person_id: np.ndarray, streams: Streams) -> np.ndarray:
+    """The held-out split, by person: a quarter of the people."""
+    return streams.uniform("train.split", person_id) < 0.25
+
+
+def reference_scores(
+    net,
+    history: History,
+    rounds: int,
+    scanners: list[Scanner],
+    streams: Streams,
+    seed: int,
+    size: int,
+    window: tuple[float, float],
+    n: int = 4000,
+) -> np.ndarray:
+    """Scores of a uniform sample of held-out people's screening exams: the score distribution
+    the device meets in screening (for percentile operating points), unlike the enriched
+    validation set."""
+    frac = min(1.0, n / max(0.25 * len(history) * rounds, 1.0))
+    ref = exam_cases(history, rounds, scanners, streams, 0.0, 0.0, representative=frac)
+    ref = ref.take(np.flatnonzero(held_out(ref.person_id, streams)))
+    return predict(net, preprocess(render_cases(ref, scanners, seed, size), window))
 
 
 def render_cases(
@@ -325,8 +362,8 @@ def train_device(
         negatives_per_positive=3.0,
         empty_share=0.25,
     )
-    held_out = streams.uniform("train.split", cases.person_id) < 0.25  # split by person
-    train, test = cases.take(np.flatnonzero(~held_out)), cases.take(np.flatnonzero(held_out))
+    test_mask = held_out(cases.person_id, streams)
+    train, test = cases.take(np.flatnonzero(~test_mask)), cases.take(np.flatnonzero(test_mask))
     log(
         f"{len(cases):,} cases from {people:,} people ({int(cases.label.sum()):,} malignant); "
         f"{len(train):,} train / {len(test):,} held out (by person)"
@@ -393,9 +430,13 @@ def train_device(
             "training_loss_by_epoch": [round(v, 5) for v in losses],
         },
     }
+    reference = reference_scores(
+        net, history, scenario.programme.rounds, scanners, streams, seed, size, window
+    )
     validation = {
         "scores": [round(float(s), 6) for s in scores],
         "labels": [int(v) for v in test.label],
+        "reference_scores": [round(float(s), 6) for s in reference],
     }
     write_bundle(folder, network, metadata, net.state_dict(), validation, model_card(metadata))
     return metadata
