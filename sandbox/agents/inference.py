@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from sandbox.config import Scanner
+from sandbox.errors import SandboxInputError
 
 if TYPE_CHECKING:
     from sandbox.agents.bundle import LoadedModel
@@ -72,7 +73,13 @@ class ScoreCache:
     def load(self) -> ScoreCache:
         p = self.path
         if p is not None and p.is_file():
-            frame = pl.read_parquet(p)
+            try:
+                frame = pl.read_parquet(p)
+                frame.select(list(CACHE_SCHEMA))
+            except (OSError, pl.exceptions.PolarsError) as e:
+                raise SandboxInputError(
+                    f"score cache {p} is unreadable ({type(e).__name__}); delete it and the scores will be recomputed"
+                ) from e
             self.scores.update(
                 ((pid, day, sc), float(s))
                 for pid, day, sc, s in frame.select(list(CACHE_SCHEMA)).iter_rows()

@@ -17,6 +17,14 @@ class DeviceSetup:
     reader: Any  # sandbox.agents.inference.DeviceReader
     threshold: float
     manifest: dict[str, Any]
+    previous_threads: int = 0  # torch threads to restore after the run (0: unchanged)
+
+    def close(self) -> None:
+        """Restore the process's torch thread count."""
+        if self.previous_threads:
+            import torch
+
+            torch.set_num_threads(self.previous_threads)
 
 
 def agent_folder(name: str) -> Path:
@@ -66,10 +74,14 @@ def prepare_device(cfg: RunConfig) -> DeviceSetup | None:
         # rendering is many small tensor operations: intra-op threads only contend (measured
         # several-fold slower with 2 threads on 2 cores); parallelism comes from running units
         # of work side by side
+        previous_threads = torch.get_num_threads()
         torch.set_num_threads(1)
+    else:
+        previous_threads = 0
     model = load_bundle(folder, device)
     threshold = resolve_threshold(cfg.policy.threshold, folder)
-    cache = ScoreCache(model.digest, cohort_key(cfg), Path(cfg.runtime.score_cache)).load()
+    cache_dir = Path(cfg.runtime.score_cache) if cfg.runtime.score_cache else None
+    cache = ScoreCache(model.digest, cohort_key(cfg), cache_dir).load()
     reader = DeviceReader(model, cache, cfg.seed, cfg.runtime.ai_batch_size)
     info = {
         "name": model.name,
@@ -84,4 +96,4 @@ def prepare_device(cfg: RunConfig) -> DeviceSetup | None:
         "operating_point": to_dict(cfg.policy.threshold),
         "cached_scores_at_start": len(cache.scores),
     }
-    return DeviceSetup(reader, threshold, info)
+    return DeviceSetup(reader, threshold, info, previous_threads)

@@ -47,6 +47,14 @@ def simulate(
     timings: dict[str, float] = {}
     t_dev = time.perf_counter()
     dev = prepare_device(cfg)
+    try:
+        return _simulate(cfg, profiles, show, dev, timings, t_dev)
+    finally:
+        if dev is not None:
+            dev.close()
+
+
+def _simulate(cfg, profiles, show, dev, timings, t_dev) -> RunResult:
     threshold = None if dev is None else dev.threshold
     check_policy(cfg, threshold)
     if dev is not None:
@@ -91,7 +99,7 @@ def simulate(
     if dev is not None:
         stats = dev.reader.stats
         dev.reader.cache.save()
-        agents[cfg.agent or dev.manifest["name"]] = {
+        agents[dev.manifest["name"]] = {
             **dev.manifest,
             "inferences": stats.inferences,
             "cache_hits": stats.hits,

@@ -30,6 +30,7 @@ from sandbox.rng import Streams
 from sandbox.workflow.reading import visible_findings
 
 TYPE_NAMES = ("solid", "part_solid", "ground_glass")
+TRAIN_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -350,7 +351,24 @@ def train_device(
     log: Callable[[str], None] = print,
     command: str = "",
 ) -> dict[str, Any]:
-    """Synthesise cases, train, evaluate on held-out people, write the device folder."""
+    """Synthesise cases, train, evaluate on held-out people, write the device folder.
+
+    Runs on one torch thread: floating-point sums, and so the weights, depend on the thread
+    count, and one thread makes them reproducible on any CPU.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TRAIN_THREADS)
+    try:
+        return _train_device(
+            scenario, scanners, folder, seed, people, epochs, size, channels, lr, log, command
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_device(
+    scenario, scanners, folder, seed, people, epochs, size, channels, lr, log, command
+):
     t0 = time.perf_counter()
     streams = Streams(seed)
     history = sample_history(scenario, streams, size=people)
@@ -423,6 +441,7 @@ def train_device(
             "malignant_cases": int(train.label.sum()),
             "rounds": scenario.programme.rounds,
             "seed": seed,
+            "torch_threads": TRAIN_THREADS,
             "command": command,
         },
         "performance": {
