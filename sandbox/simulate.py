@@ -107,7 +107,7 @@ def simulate_sites(
             model.run()
         finally:
             gc.set_threshold(*thresholds)
-        events.append(events_frame(model.exams))
+        events.append(events_frame(model.exams.as_dict()))
         backlog.append(
             pl.DataFrame(
                 {

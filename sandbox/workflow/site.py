@@ -25,6 +25,7 @@ from sandbox.disease.history import History
 from sandbox.disease.natural_history import YEAR, stage_at
 from sandbox.rng import Streams
 from sandbox.workflow.calendar import Calendar, is_workday
+from sandbox.workflow.exam_log import ExamLog
 from sandbox.workflow.lung_rads import CATEGORIES, FOLLOW_UP_DAYS, management
 from sandbox.workflow.policies import ReadingPolicy
 from sandbox.workflow.reading import (
@@ -174,7 +175,7 @@ class SiteModel:
         n = len(history)
         self.screen_dx_day = np.full(n, np.inf)
         self.screen_dx_stage = np.full(n, -1, dtype=np.int8)
-        self.exams: list[list[Any]] = []
+        self.exams = ExamLog(EXAM_COLUMNS)
         self.backlog: list[tuple[int, int]] = []
         self.pending_reads = 0  # reads requested and not yet completed
         self.reader_minutes = {r.reader_id: 0.0 for r in readers}
@@ -374,35 +375,36 @@ class SiteModel:
                 mgmt = "ct_6m"
         malignant = next((f for f in exam.visible if f.key == MALIGNANT_KEY), None)
         top = next((f.size_mm for f in final.findings if f.key == final.top_key), 0.0)
-        rec = [
-            exam.person_id,
-            self.index,
-            rnd,
-            seq,
-            kind,
-            due,
-            day,
-            self.env.now,
-            len(decision.reads),
-            sum(r.minutes for r in decision.reads),
-            decision.arbitrated,
-            CATEGORIES[final.category],
-            final.positive,
-            mgmt,
-            top,
-            malignant is not None,
-            any(f.key == MALIGNANT_KEY for f in final.findings),
-            malignant.size_mm if malignant else 0.0,
-            math.nan,
-            math.nan,
-            None,
-            False,
-            decision.ai_score,
-            decision.ai_positive,
-            decision.autonomous,
-            decision.reads[0].positive if decision.reads else None,
-        ]
-        self.exams.append(rec)
+        rec = self.exams.append(
+            (
+                exam.person_id,
+                self.index,
+                rnd,
+                seq,
+                kind,
+                due,
+                day,
+                self.env.now,
+                len(decision.reads),
+                sum(r.minutes for r in decision.reads),
+                decision.arbitrated,
+                CATEGORIES[final.category],
+                final.positive,
+                mgmt,
+                top,
+                malignant is not None,
+                any(f.key == MALIGNANT_KEY for f in final.findings),
+                malignant.size_mm if malignant else 0.0,
+                math.nan,
+                math.nan,
+                None,
+                False,
+                decision.ai_score,
+                decision.ai_positive,
+                decision.autonomous,
+                decision.reads[0].positive if decision.reads else None,
+            )
+        )
         update_prior(prior, final.findings, day)
         if kind == "screen" and rnd + 1 < self.programme.rounds:
             self.schedule(
@@ -418,7 +420,7 @@ class SiteModel:
             self.env.process(self.workup_process(row, exam, final, rec))
 
     def workup_process(
-        self, row: int, exam: Exam, final: Read, rec: list[Any]
+        self, row: int, exam: Exam, final: Read, rec: int
     ) -> Generator[Any, Any, None]:
         wday = self.workup_book.book(self.env.now + WORKUP_LEAD_DAYS) + DAY_START
         yield self.env.timeout(wday - self.env.now)
@@ -428,7 +430,7 @@ class SiteModel:
             or self.screen_dx_day[row] < math.inf  # already found by another work-up
         ):
             return
-        rec[18] = wday
+        self.exams.set(rec, "workup_day", wday)
         result_day = wday + self.site.workup_days_to_result
         c = self.history.cancer
         # the work-up (PET-CT, biopsy) examines every suspicious finding of the report
@@ -437,9 +439,10 @@ class SiteModel:
             stage = stage_at(d, float(c["nodal_mm"][row]), self._n2, float(c["distant_mm"][row]))
             self.screen_dx_day[row] = result_day
             self.screen_dx_stage[row] = STAGES.index(stage)
-            rec[19], rec[20] = result_day, stage
+            self.exams.set(rec, "workup_diagnosis_day", result_day)
+            self.exams.set(rec, "workup_stage", stage)
         elif exam.u("workup.biopsy") < self.programme.benign_biopsy_given_workup:
-            rec[21] = True
+            self.exams.set(rec, "benign_biopsy", True)
 
     def run(self) -> None:
         self.start()
