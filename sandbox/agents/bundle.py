@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import monai.networks.nets as monai_nets
-import safetensors.torch
 import torch
+from safetensors.torch import load as safetensors_load
 from torch import nn
 
 from sandbox.agents.nets import NETWORKS
@@ -250,7 +250,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> LoadedM
     weights_bytes = _read_bytes(folder, weights_file)
     state = _read_state_dict(folder, weights_file, weights_bytes)
     _load_weights(folder, weights_file, network, net_cfg.name, state)
-    network.to(target).eval().requires_grad_(False)
+    network.to(target).train(False).requires_grad_(False)  # inference: no dropout, running stats
     weights_digest = hashlib.sha256(weights_bytes).hexdigest()
     network_digest = hashlib.sha256(canonical_json(network_json)).hexdigest()
     metadata_digest = hashlib.sha256(canonical_json(metadata)).hexdigest()
@@ -532,7 +532,7 @@ def _read_state_dict(folder: Path, path: Path, data: bytes) -> dict[str, torch.T
     rel = path.relative_to(folder).as_posix()
     if path.suffix == ".safetensors":
         try:
-            return safetensors.torch.load(data)
+            return safetensors_load(data)
         except Exception as exc:  # the Rust reader raises its own error type
             _fail(folder, rel, f"cannot read safetensors weights: {_one_line(exc)}")
     try:

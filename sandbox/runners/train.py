@@ -254,13 +254,13 @@ def fit(
             total += float(loss.detach()) * len(idx)
         losses.append(total / len(y))
         log(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}")
-    net.eval()
+    net.train(False)
     return losses
 
 
 @torch.inference_mode()
 def predict(net: torch.nn.Module, x: torch.Tensor, batch: int = 512) -> np.ndarray:
-    net.eval()
+    net.train(False)
     return torch.cat(
         [torch.sigmoid(net(x[i : i + batch]).squeeze(-1)) for i in range(0, len(x), batch)]
     ).numpy()
