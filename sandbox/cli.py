@@ -43,6 +43,12 @@ SUMMARY = (
     "lung_cancer_deaths_per_100k_person_years",
     "life_years",
 )
+AI_SUMMARY = (
+    "ai_autonomous_share",
+    "ai_human_discordance",
+    "screen_reads_saved",
+    "ai_rule_out_missed_cancers",
+)
 BY_SITE = (
     "screens",
     "positive_rate",
@@ -126,7 +132,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{cfg.scenario.name} / {cfg.policy.name} / seed {cfg.seed}: {res.people.height:,} people, "
         f"{res.events.height:,} exams, {wall:.1f} s"
     )
-    print(summary_table({cfg.policy.name: res.metrics}, SUMMARY, "all", "all", "all"))
+    shown = SUMMARY if cfg.policy.role == "none" else (*SUMMARY, *AI_SUMMARY)
+    print(summary_table({cfg.policy.name: res.metrics}, shown, "all", "all", "all"))
     if len(cfg.scenario.sites) > 1:
         print("\nby site")
         print(
