@@ -73,3 +73,22 @@ def small_run(run_sim) -> RunResult:
 @pytest.fixture(scope="session")
 def small_cfg(load_config) -> RunConfig:
     return load_config(*SMALL)[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_device(tmp_path_factory) -> Path:
+    """The tiny AI device's folder (trained on first use in the session, then shared)."""
+    import testkit
+
+    folder = tmp_path_factory.getbasetemp() / "tiny_device" / "tiny_nodule_cnn"
+    if not folder.is_dir():
+        testkit.train_tiny(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_device):
+    """The tiny device, loaded and probed on the CPU."""
+    from sandbox.agents.bundle import load_bundle
+
+    return load_bundle(tiny_device, "cpu")

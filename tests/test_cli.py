@@ -6,34 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from testkit import assert_nothing_written, assert_one_line_error, run_cli
 
 from sandbox.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["cohort.size=200", "runtime=quiet"]
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse
-        code = int(e.code)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error:"), err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-
-
-def assert_nothing_written(out_dir: Path) -> None:
-    assert not out_dir.exists() or not any(out_dir.iterdir()), list(out_dir.iterdir())
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ exit code 2, no run folder), ``sandbox agent-card`` and ``sandbox train``."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -12,65 +11,23 @@ from pathlib import Path
 import polars as pl
 import pytest
 import safetensors.torch
+import testkit
 import torch
 import yaml
+from testkit import assert_nothing_written, assert_one_line_error, run_cli
 
 from sandbox.agents.bundle import bundle_digest, canonical_json, file_digest, load_bundle
-from sandbox.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "agents" / "lung_nodule_cnn"
 SMALL = ["cohort.size=300", "seed=3", "runtime=quiet", "runtime.device=cpu"]
 
 
-def _agents_conftest():
-    """tests/agents/conftest.py, the one definition of the tiny test device."""
-    path = ROOT / "tests" / "agents" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("tiny_device_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TINY_DEVICE = _agents_conftest()
-
-
-@pytest.fixture(scope="session")
-def tiny_device(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.getbasetemp() / "tiny_device" / "tiny_nodule_cnn"
-    if not folder.is_dir():
-        TINY_DEVICE.train_tiny(folder)
-    return folder
-
-
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Render, score and train on one torch thread (see tests/agents/conftest.py)."""
-    with TINY_DEVICE.one_torch_thread():
+    with testkit.one_torch_thread():
         yield
-
-
-def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse
-        code = int(e.code)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error:"), err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-
-
-def assert_nothing_written(out_dir: Path) -> None:
-    assert not out_dir.exists() or not any(out_dir.iterdir()), list(out_dir.iterdir())
 
 
 def copy_device(tiny_device: Path, tmp_path: Path) -> Path:

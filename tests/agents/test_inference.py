@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import testkit
 import torch
 from polars.testing import assert_frame_equal
 
@@ -31,10 +32,8 @@ RUN = ("scenario=lung_ldct", "cohort.size=300", "seed=13", "runtime=quiet", "run
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Render and score on one thread (a busy two-core machine; results do not depend on it)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with testkit.one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ reproducibility, and the shipped device's held-out AUC against its model card.""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import testkit
 from scipy import stats
 
 from sandbox.agents.bundle import load_bundle
@@ -25,31 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "agents" / "lung_nodule_cnn"
 
 
-def _agents_conftest():
-    """tests/agents/conftest.py, the one definition of the tiny test device."""
-    path = ROOT / "tests" / "agents" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("tiny_device_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TINY_DEVICE = _agents_conftest()
-
-
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Render, score and train on one torch thread (see tests/agents/conftest.py)."""
-    with TINY_DEVICE.one_torch_thread():
+    with testkit.one_torch_thread():
         yield
-
-
-@pytest.fixture(scope="session")
-def tiny_device(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.getbasetemp() / "tiny_device" / "tiny_nodule_cnn"
-    if not folder.is_dir():
-        TINY_DEVICE.train_tiny(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +39,7 @@ def scenario():
 
 @pytest.fixture(scope="module")
 def scanners() -> list[Scanner]:
-    return TINY_DEVICE.recipe_scanners()
+    return testkit.recipe_scanners()
 
 
 # ------------------------------------------------------------------ AUC
@@ -147,12 +127,12 @@ def test_tiny_device_folder_is_complete(tiny_device):
 
 def test_tiny_device_loads_with_its_declared_shape(tiny_device):
     model = load_bundle(tiny_device)
-    size = TINY_DEVICE.TINY["size"]
+    size = testkit.TINY["size"]
     assert model.name == "tiny_nodule_cnn"
     assert model.input_shape == (1, size, size, size)
     assert model.activation == "sigmoid"
     assert model.network_config["name"] == "NoduleCNN"
-    assert model.network_config["args"]["channels"] == list(TINY_DEVICE.TINY["channels"])
+    assert model.network_config["args"]["channels"] == list(testkit.TINY["channels"])
     assert "tiny_nodule_cnn" in model.model_card
 
 
@@ -162,14 +142,14 @@ def test_tiny_device_metadata_describes_its_training(tiny_device, scanners):
     assert td["scanners"] == [s.model for s in scanners]
     assert [p["model"] for p in td["scanner_parameters"]] == td["scanners"]
     assert td["scanner_parameters"][0]["slice_mm"] == scanners[0].slice_mm
-    assert td["people"] == TINY_DEVICE.TINY["people"]
-    assert td["seed"] == TINY_DEVICE.TINY["seed"]
+    assert td["people"] == testkit.TINY["people"]
+    assert td["seed"] == testkit.TINY["seed"]
     assert td["rounds"] >= 1
     assert "lung_ldct" in td["population"]
     assert 0 < td["malignant_cases"] < td["cases"]
     assert td["command"] == "tests: tiny device"
     perf = meta["performance"]
-    assert len(perf["training_loss_by_epoch"]) == TINY_DEVICE.TINY["epochs"]
+    assert len(perf["training_loss_by_epoch"]) == testkit.TINY["epochs"]
     overall = perf["held_out"]["overall"]
     assert 0.0 <= overall["auc"] <= 1.0
     assert set(perf["held_out"]) >= {"by_scanner", "by_nodule_type", "by_sex", "by_race"}
@@ -197,7 +177,7 @@ def test_validation_set_is_the_held_out_set_of_the_card(tiny_device):
 def test_loaded_device_reproduces_its_validation_scores(tiny_device, scenario, scanners):
     """The bundle path (render, window, network, sigmoid) scores the held-out exams as training
     did: preprocessing at training and at inference agree. The cases mirror train_device."""
-    opts = TINY_DEVICE.TINY
+    opts = testkit.TINY
     streams = Streams(opts["seed"])
     history = sample_history(scenario, streams, size=opts["people"])
     cases = exam_cases(history, scenario.programme.rounds, scanners, streams, 3.0, 0.25)
@@ -215,7 +195,7 @@ def twins(tmp_path_factory):
     root = tmp_path_factory.mktemp("twins")
     tinier = {"size": 8, "channels": (2,)}
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        TINY_DEVICE.train_tiny(root / name / "tiny", seed=seed, **tinier)
+        testkit.train_tiny(root / name / "tiny", seed=seed, **tinier)
     return root
 
 
@@ -240,7 +220,7 @@ def test_same_seed_gives_the_same_device_digest_whatever_the_clock(tmp_path, mon
         ticks = iter(range(1, 10_000))
         monkeypatch.setattr(train.time, "perf_counter", lambda s=step, t=ticks: next(t) * s)
         folder = tmp_path / str(step) / "tiny"
-        TINY_DEVICE.train_tiny(folder, size=8, channels=(2,))
+        testkit.train_tiny(folder, size=8, channels=(2,))
         monkeypatch.undo()
         digests.append(load_bundle(folder).digest)
     assert digests[0] == digests[1]
@@ -250,7 +230,7 @@ def test_a_small_training_run_writes_a_loadable_device(tmp_path):
     """Regression: a subgroup without a malignant held-out case has no AUC; it was written as
     NaN, which JSON does not have and load_bundle refuses, so the device could not be loaded."""
     folder = tmp_path / "small"
-    meta = TINY_DEVICE.train_tiny(folder, people=150, size=8, channels=(2,))
+    meta = testkit.train_tiny(folder, people=150, size=8, channels=(2,))
     by_type = meta["performance"]["held_out"]["by_nodule_type"]
     assert min(v["malignant"] for v in by_type.values()) == 0  # the case in point
     json.loads((folder / "configs" / "metadata.json").read_text(), parse_constant=_refuse)

@@ -8,7 +8,6 @@ against standard of care on the same people.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import testkit
 
 from sandbox.errors import SandboxInputError
 from sandbox.runners.devices import prepare_device
@@ -45,30 +45,10 @@ CONCURRENT_STRONG = (
 )
 
 
-def _agents_conftest():
-    """tests/agents/conftest.py, the one definition of the tiny test device."""
-    path = ROOT / "tests" / "agents" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("tiny_device_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TINY_DEVICE = _agents_conftest()
-
-
-@pytest.fixture(scope="session")
-def tiny_device(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.getbasetemp() / "tiny_device" / "tiny_nodule_cnn"
-    if not folder.is_dir():
-        TINY_DEVICE.train_tiny(folder)
-    return folder
-
-
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Render, score and train on one torch thread (see tests/agents/conftest.py)."""
-    with TINY_DEVICE.one_torch_thread():
+    with testkit.one_torch_thread():
         yield
 
 

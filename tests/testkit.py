@@ -1,15 +1,11 @@
-"""Fixtures for AI-device tests: a tiny device trained once per session by the real recipe code.
+"""Helpers shared by test files: CLI checks and a tiny AI device trained by the real recipe code.
 
-The device is trained with :func:`sandbox.runners.train.train_device` on the training scanners of
-``conf/train/lung_nodule_cnn.yaml``, but small (1,200 people, one epoch, 16^3 patches, two
-stages of 2 and 4 channels): a few seconds on one CPU core. Its held-out set has about 35
-malignant cases, enough for the shipped policies' operating points (a 0.95 target sensitivity
-needs 20) and far too few for a 0.9999 target.
-
-The folder lives at a fixed place under the session's base temporary folder, so test files
-elsewhere in the tree (which cannot see this conftest) train it once between them: see
-``tiny_device_folder`` in tests/workflow/test_ai_policies.py, tests/runners/test_train.py and
-tests/test_cli_ai.py.
+The tiny device is trained with :func:`sandbox.runners.train.train_device` on the training
+scanners of ``conf/train/lung_nodule_cnn.yaml``, but small (1,200 people, one epoch, 16^3
+patches, two stages of 2 and 4 channels): a few seconds on one CPU core. Its held-out set has
+about 35 malignant cases, enough for the shipped policies' operating points (a 0.95 target
+sensitivity needs 20) and far too few for a 0.9999 target. The ``tiny_device`` fixture
+(tests/conftest.py) trains it once per session.
 """
 
 from __future__ import annotations
@@ -18,15 +14,15 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import torch
 import yaml
 
+from sandbox.cli import main
 from sandbox.config import Scanner
 from sandbox.configure import load
 from sandbox.validate import build
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
+
 RECIPE = ROOT / "conf" / "train" / "lung_nodule_cnn.yaml"
 TINY = {"seed": 5, "people": 1200, "epochs": 1, "size": 16, "channels": (2, 4)}
 
@@ -41,6 +37,8 @@ def recipe_scanners() -> list[Scanner]:
 def one_torch_thread() -> Iterator[None]:
     """Run torch on one thread: on a busy two-core machine, many small multi-threaded ops
     mostly wait for each other (ten times slower or worse)."""
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -72,18 +70,25 @@ def train_tiny(folder: Path, **overrides) -> dict:
         )
 
 
-@pytest.fixture(scope="session")
-def tiny_device(tmp_path_factory) -> Path:
-    """The tiny device's folder (trained on first use in the session, then shared)."""
-    folder = tmp_path_factory.getbasetemp() / "tiny_device" / "tiny_nodule_cnn"
-    if not folder.is_dir():
-        train_tiny(folder)
-    return folder
+def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``sandbox argv``."""
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse
+        code = int(e.code)
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tiny_device):
-    """The tiny device, loaded and probed on the CPU."""
-    from sandbox.agents.bundle import load_bundle
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error:"), err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
 
-    return load_bundle(tiny_device, "cpu")
+
+def assert_nothing_written(out_dir: Path) -> None:
+    assert not out_dir.exists() or not any(out_dir.iterdir()), list(out_dir.iterdir())
