@@ -132,6 +132,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{cfg.scenario.name} / {cfg.policy.name} / seed {cfg.seed}: {res.people.height:,} people, "
         f"{res.events.height:,} exams, {wall:.1f} s"
     )
+    print(f"world:  {cfg.scenario.description}")
+    print(f"policy: {' '.join(cfg.policy.description.split())}")
+    print(
+        "all sites, all people, all rounds; shares are fractions, *_days in days; 95% intervals in"
+    )
+    print("parentheses; definitions in docs/metrics.md\n")
     shown = SUMMARY if cfg.policy.role == "none" else (*SUMMARY, *AI_SUMMARY)
     print(summary_table({cfg.policy.name: res.metrics}, shown, "all", "all", "all"))
     if len(cfg.scenario.sites) > 1:
@@ -423,6 +429,9 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: D103
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into e.g. `head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted; nothing was written", file=sys.stderr)
         return 130
