@@ -5,7 +5,7 @@ What it measures
     policy soc_double_read, the default cohort of 20,000, seed 7; only the output folder is
     changed so the repository is not littered) as a subprocess under ``/usr/bin/time -v``, and
     reports its wall time and peak resident memory. It also reads the stage timings
-    (``timings_s``) from the run folder's ``manifest.json``: cohort_and_history, workflow (and
+    (``timings_s``) from the run folder's ``manifest.json``: cohort_and_disease, workflow (and
     per site), outcomes, total (everything but writing the folder).
 
     Baseline, measured in the same invocation: a subprocess that only starts Python and imports
@@ -45,8 +45,8 @@ ROOT = _common.ROOT
 SANDBOX = Path(sys.executable).parent / "sandbox"
 TIME = Path("/usr/bin/time")
 BASELINE_CODE = (
-    "import sandbox.cli, sandbox.configure, sandbox.runners.local; "
-    "sandbox.configure.load(['runtime.out_dir=/nonexistent'])"
+    "import sandbox.cli, sandbox.compose, sandbox.runners.local; "
+    "sandbox.compose.load(['runtime.out_dir=/nonexistent'])"
 )
 
 

@@ -25,7 +25,7 @@ import torch
 from sandbox.agents.bundle import load_bundle
 from sandbox.agents.inference import DeviceReader, ExamImage, ScoreCache
 from sandbox.config import Scanner
-from sandbox.imaging.render import PatchSpec, render_batch
+from sandbox.programmes.lung_ldct.imaging.render import PatchSpec, render_batch
 from sandbox.runners.devices import agent_folder
 
 SCANNER = Scanner(

@@ -4,7 +4,7 @@ What it measures
     One policy (default soc_single_read), scenario lung_ldct, its 3 annual rounds, at
     ``--people`` (default 1,000,000) and at ``--baseline-people`` (default 100,000), each in
     its own fresh subprocess so that peak memory belongs to one run. Per stage: load (Hydra
-    compose + validation), cohort_and_history, workflow (per site), outcomes, write (the run
+    compose + validation), cohort_and_disease, workflow (per site), outcomes, write (the run
     folder's Parquet files and manifest, as ``sandbox run`` writes them), and the peak resident
     memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) reached by the end of each stage.
     Reported: wall seconds per stage, people/s and exams/s, peak RSS, and the ratio of each
@@ -14,7 +14,7 @@ What it measures
 Site capacity is scaled with the cohort
     lung_ldct's sites are sized for its default cohort of 20,000 (``--reference-people``). A
     run of N people multiplies each site's capacity by f = N / 20,000 so that capacity per
-    person stays the same: the config is built with ``sandbox.configure.load`` and then each
+    person stays the same: the config is built with ``sandbox.compose.load`` and then each
     ``Site`` is rebuilt with ``dataclasses.replace``:
 
     * scanner slots per day (the model only uses scanners x exams_per_scanner_day):
@@ -69,7 +69,7 @@ from pathlib import Path
 
 import _common
 
-STAGES = ("load_s", "cohort_and_history_s", "workflow_s", "outcomes_s", "write_s", "wall_s")
+STAGES = ("load_s", "cohort_and_disease_s", "workflow_s", "outcomes_s", "write_s", "wall_s")
 
 
 def scale_sites(cfg, factor: float):
@@ -130,7 +130,7 @@ def rss() -> float:
 # ---------------------------------------------------------------- one run (in a child process)
 def child(people: int, args: argparse.Namespace, profile_to: Path | None) -> dict:
     """One scaled run; the same steps as sandbox.runners.local.run, timed one by one."""
-    from sandbox.configure import load
+    from sandbox.compose import load
     from sandbox.runfolder import manifest, write_run
     from sandbox.runners.local import site_blocks
     from sandbox.simulate import (
@@ -185,7 +185,7 @@ def child(people: int, args: argparse.Namespace, profile_to: Path | None) -> dic
     if prof:
         prof.enable()
     history = build_history(cfg)
-    lap("cohort_and_history")
+    lap("cohort_and_disease")
     parts = [
         simulate_sites(cfg, profiles, history, block)
         for block in site_blocks(len(cfg.scenario.sites), cfg.runtime.site_block_size)
@@ -524,7 +524,7 @@ def main() -> int:
             m["gc_s"]["gen2_collections"],
         ]
     )
-    for stage in ("load", "cohort_and_history", "workflow", "outcomes", "write"):
+    for stage in ("load", "cohort_and_disease", "workflow", "outcomes", "write"):
         thr.append(
             [
                 f"peak RSS MiB after {stage}",

@@ -58,15 +58,12 @@ import polars as pl
 from scipy.special import erf, ndtri
 
 from sandbox.agents.readers import Reader, draw_reader
+from sandbox.compose import load
 from sandbox.config import RunConfig
-from sandbox.configure import load
-from sandbox.disease.history import History
-from sandbox.disease.natural_history import YEAR
-from sandbox.imaging.conspicuity import CONTRAST_HU, blur_sd_mm, noise_sd_hu
-from sandbox.rng import Streams
-from sandbox.runners.local import simulate
-from sandbox.simulate import build_history, merge_records, simulate_sites
-from sandbox.workflow.lung_rads import (
+from sandbox.programmes.lung_ldct.disease.history import History
+from sandbox.programmes.lung_ldct.disease.natural_history import YEAR
+from sandbox.programmes.lung_ldct.imaging.conspicuity import CONTRAST_HU, blur_sd_mm, noise_sd_hu
+from sandbox.programmes.lung_ldct.lung_rads import (
     C1,
     C2,
     C3,
@@ -77,7 +74,7 @@ from sandbox.workflow.lung_rads import (
     STABILITY_WINDOW_DAYS,
     nodule_category,
 )
-from sandbox.workflow.reading import (
+from sandbox.programmes.lung_ldct.reading import (
     MALIGNANT_KEY,
     SPURIOUS_KEY,
     Prior,
@@ -85,6 +82,9 @@ from sandbox.workflow.reading import (
     update_prior,
     visible_findings,
 )
+from sandbox.rng import Streams
+from sandbox.runners.local import simulate
+from sandbox.simulate import build_history, merge_records, simulate_sites
 from sandbox.workflow.site import EXAMS_PER_ROUND
 
 N_KEYS = max(MALIGNANT_KEY, SPURIOUS_KEY) + 1  # finding keys: benign 0..11, malignant, spurious
@@ -344,7 +344,7 @@ class VectorReplay:
         self.minutes = 0.0
 
     def conspicuity(self, d: np.ndarray, t: np.ndarray, site: np.ndarray) -> np.ndarray:
-        """Vector form of sandbox.imaging.conspicuity.conspicuity."""
+        """Vector form of sandbox.programmes.lung_ldct.imaging.conspicuity.conspicuity."""
         x = 0.5 * d / self.blur[site]
         frac = erf(x / math.sqrt(2.0)) - math.sqrt(2.0 / math.pi) * x * np.exp(-0.5 * x * x)
         peak = np.where(d > 0.0, np.asarray(CONTRAST_HU)[t] * frac, 0.0)
@@ -671,7 +671,7 @@ def main() -> int:
             f"vectorised vs loop replay, exams with a different category or positivity: {mismatch_vec_loop} of {n_exams:,}"
         )
     print(
-        f"other stages of the SimPy run (s): cohort_and_history {res.timings['cohort_and_history_s']:.2f}, "
+        f"other stages of the SimPy run (s): cohort_and_disease {res.timings['cohort_and_disease_s']:.2f}, "
         f"outcomes {res.timings['outcomes_s']:.2f}"
     )
 

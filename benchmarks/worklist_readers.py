@@ -35,7 +35,7 @@ import _common
 import simpy
 from scale import scale_sites
 
-from sandbox.configure import load
+from sandbox.compose import load
 from sandbox.simulate import build_history, simulate_sites
 
 

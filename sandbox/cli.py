@@ -121,7 +121,7 @@ def summary_table(
 
 # ---------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
-    from sandbox.configure import load
+    from sandbox.compose import load
     from sandbox.runners.local import run
 
     cfg, profiles, raw = load(args.overrides)
@@ -184,7 +184,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from sandbox.configure import load
+    from sandbox.compose import load
     from sandbox.runners.local import simulate
     from sandbox.validation.targets import compare, load_targets
 
@@ -222,7 +222,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from sandbox.configure import load, project_root
+    from sandbox.compose import load, project_root
     from sandbox.validation.calibrate import calibrate, get_params, write_fit
     from sandbox.validation.targets import load_targets
 
@@ -302,8 +302,8 @@ class TrainRecipe:
 def cmd_train(args: argparse.Namespace) -> int:
     import yaml
 
-    from sandbox.configure import load, project_root
-    from sandbox.validate import build
+    from sandbox.compose import load, project_root
+    from sandbox.typed import build
 
     opts = dict(o.split("=", 1) for o in args.overrides if "=" in o)
     bad = [o for o in args.overrides if "=" not in o]

@@ -2,6 +2,11 @@
 
 Hydra (or any loader) produces a plain mapping; :func:`run_config` turns it into these objects
 once, at the boundary. Library code never sees an OmegaConf object.
+
+What every programme shares lives here (sites and scanners, the screening schedule, policy,
+runtime). A scenario's ``cohort`` and ``disease`` sections, and the programme-specific keys of
+its ``programme`` section, are typed by the programme the scenario names
+(``programme.name``; see :mod:`sandbox.programmes`).
 """
 
 from __future__ import annotations
@@ -10,17 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.validate import build, fail
+from sandbox.typed import build, fail
 
-RACES = ("white", "black", "hispanic", "asian", "aian", "nhpi")
-HISTOLOGIES = ("adenocarcinoma", "squamous", "small_cell", "other")
-NODULE_TYPES = ("solid", "part_solid", "ground_glass")
-STAGES = ("I", "II", "III", "IV")
 POS = {"gt": 0.0}
 PROB = {"ge": 0.0, "le": 1.0}
 
 
-# ---------------------------------------------------------------- cohort
+# ---------------------------------------------------------------- shared value types
 @dataclass(frozen=True)
 class Range:
     min: float
@@ -29,113 +30,6 @@ class Range:
     def check(self, path: str) -> None:
         if self.min > self.max:
             fail(path, f"min {self.min} is above max {self.max}")
-
-
-@dataclass(frozen=True)
-class Population:
-    """Candidate population from which the eligible cohort is drawn."""
-
-    age: Range
-    female: float = field(metadata=PROB)
-    race: dict[str, float]
-    current_smoker: float = field(metadata=PROB)
-    cigs_per_day_median: float = field(metadata={"gt": 0, "le": 100})
-    cigs_per_day_sigma: float = field(metadata={"ge": 0, "le": 3})
-    smoking_start_age_mean: float = field(metadata={"ge": 8, "le": 40})
-    smoking_start_age_sd: float = field(metadata={"ge": 0, "le": 20})
-    years_since_quit_mean: float = field(metadata={"gt": 0, "le": 60})
-    education: tuple[float, ...]
-    bmi_mean: float = field(metadata={"ge": 12, "le": 60})
-    bmi_sd: float = field(metadata={"ge": 0, "le": 20})
-    copd: float = field(metadata=PROB)
-    personal_cancer_history: float = field(metadata=PROB)
-    family_history: float = field(metadata=PROB)
-
-    def check(self, path: str) -> None:
-        for r, p in self.race.items():
-            if r not in RACES:
-                fail(f"{path}.race.{r}", f"unknown race/ethnicity (known: {', '.join(RACES)})")
-            if not 0 <= p:
-                fail(f"{path}.race.{r}", f"{p} is negative")
-        if sum(self.race.values()) <= 0:
-            fail(f"{path}.race", "shares sum to zero")
-        if len(self.education) != 6 or min(self.education) < 0 or sum(self.education) <= 0:
-            fail(f"{path}.education", "needs six non-negative shares (PLCOm2012 levels 1-6)")
-
-
-@dataclass(frozen=True)
-class Eligibility:
-    rule: str = field(metadata={"choices": ("plcom2012", "uspstf2021", "nlst")})
-    plcom2012_threshold: float = field(default=0.0151, metadata=PROB)
-
-
-@dataclass(frozen=True)
-class Cohort:
-    size: int = field(metadata={"ge": 1, "le": 50_000_000})
-    population: Population
-    eligibility: Eligibility
-
-
-# ---------------------------------------------------------------- disease
-@dataclass(frozen=True)
-class Histology:
-    share: float = field(metadata={"ge": 0})
-    vdt_median_days: float = field(metadata={"gt": 0, "le": 10_000})
-    vdt_sigma: float = field(metadata={"ge": 0, "le": 3})
-    indolent_fraction: float = field(metadata=PROB)
-    spread_scale: float = field(metadata={"gt": 0, "le": 10})
-    type_mix: tuple[float, float, float]  # solid, part_solid, ground_glass
-    spiculated: float = field(metadata=PROB)
-
-
-@dataclass(frozen=True)
-class BenignNodules:
-    mean_count_at_start: float = field(metadata={"ge": 0, "le": 20})
-    new_per_year: float = field(metadata={"ge": 0, "le": 10})
-    size_median_mm: float = field(metadata={"gt": 0, "le": 30})
-    size_sigma: float = field(metadata={"ge": 0, "le": 2})
-    type_mix: tuple[float, float, float]
-    resolving_fraction: float = field(metadata=PROB)
-    resolve_median_days: float = field(metadata={"gt": 0})
-    growing_fraction: float = field(metadata=PROB)
-    growing_vdt_median_days: float = field(metadata={"gt": 0})
-
-
-@dataclass(frozen=True)
-class Disease:
-    incidence_multiplier: float = field(metadata={"gt": 0, "le": 50})
-    preclinical_window_years: float = field(metadata={"gt": 0, "le": 40})
-    onset_diameter_mm: float = field(metadata={"gt": 0, "le": 5})
-    indolent_vdt_median_days: float = field(metadata={"gt": 0})
-    clinical_hazard_per_year_at_20mm: float = field(metadata={"gt": 0, "le": 100})
-    clinical_hazard_size_exponent: float = field(metadata={"ge": 0, "le": 10})
-    metastatic_symptom_hazard_per_year: float = field(metadata={"ge": 0, "le": 100})
-    nodal_median_mm: float = field(metadata={"gt": 0})
-    nodal_sigma: float = field(metadata={"ge": 0, "le": 3})
-    n2_over_n1: float = field(metadata={"ge": 1})
-    distant_median_mm: float = field(metadata={"gt": 0})
-    distant_sigma: float = field(metadata={"ge": 0, "le": 3})
-    histology: dict[str, Histology]
-    benign: BenignNodules
-    survival_5y: dict[str, float]
-    median_survival_years_uncured: dict[str, float]
-    other_cause_gompertz_a: float = field(metadata={"gt": 0})
-    other_cause_gompertz_b: float = field(metadata={"gt": 0, "le": 1})
-    other_cause_smoker_hr: float = field(metadata={"gt": 0, "le": 20})
-
-    def check(self, path: str) -> None:
-        for h in self.histology:
-            if h not in HISTOLOGIES:
-                fail(
-                    f"{path}.histology.{h}", f"unknown histology (known: {', '.join(HISTOLOGIES)})"
-                )
-        for name in ("survival_5y", "median_survival_years_uncured"):
-            table = getattr(self, name)
-            if set(table) != set(STAGES):
-                fail(f"{path}.{name}", f"needs exactly the stages {', '.join(STAGES)}")
-        for s, v in self.survival_5y.items():
-            if not 0 <= v <= 1:
-                fail(f"{path}.survival_5y.{s}", f"{v} is not a probability")
 
 
 # ---------------------------------------------------------------- sites
@@ -167,16 +61,20 @@ class Site:
 
 
 # ---------------------------------------------------------------- programme
-@dataclass(frozen=True)
-class Programme:
+@dataclass(frozen=True, kw_only=True)
+class ProgrammeConfig:
+    """The screening schedule every programme shares; a programme subclasses it for its own keys.
+
+    ``name`` picks the programme (a key of :data:`sandbox.programmes.PROGRAMMES`); ``protocol``
+    picks one of that programme's reporting schemes.
+    """
+
+    name: str
     rounds: int = field(metadata={"ge": 1, "le": 30})
     interval_years: float = field(metadata={"gt": 0, "le": 10})
-    protocol: str = field(metadata={"choices": ("lung_rads_v2022", "nlst")})
-    nlst_threshold_mm: float = field(default=4.0, metadata={"gt": 0, "le": 30})
-    stable_exempt_years: float = field(default=2.0, metadata={"ge": 0, "le": 10})
+    protocol: str
     attendance: float = field(default=0.95, metadata=PROB)
     followup_adherence: float = field(default=0.9, metadata=PROB)
-    benign_biopsy_given_workup: float = field(default=0.25, metadata=PROB)
     interval_cancer_window_years: float = field(default=1.0, metadata={"gt": 0, "le": 5})
     follow_up_years_after_last_round: float = field(default=4.5, metadata={"ge": 0, "le": 30})
     schedule_spread_days: float = field(default=300.0, metadata={"ge": 0, "le": 3650})
@@ -184,12 +82,14 @@ class Programme:
 
 @dataclass(frozen=True)
 class Scenario:
+    """The world. ``cohort`` and ``disease`` are the named programme's own config types."""
+
     name: str
     description: str
-    cohort: Cohort
-    disease: Disease
+    cohort: Any
+    disease: Any
     sites: tuple[Site, ...]
-    programme: Programme
+    programme: ProgrammeConfig
     calibration: dict[str, Any] = field(default_factory=dict)
 
     def check(self, path: str) -> None:
@@ -247,6 +147,9 @@ class Runtime:
     device: str = field(default="auto", metadata={"choices": ("auto", "cpu", "cuda")})
     ai_batch_size: int = field(default=256, metadata={"ge": 1, "le": 65536})
     score_cache: str = "runs/.score_cache"
+    # all sites of a unit of work in one SimPy environment (one timeline for observers);
+    # results are identical either way
+    shared_clock: bool = False
 
     def check(self, path: str) -> None:
         name = self.run_name
@@ -268,12 +171,24 @@ SCENARIO_KEYS = ("cohort", "disease", "sites", "programme", "calibration", "desc
 
 def run_config(data: Mapping[str, Any], scenario_name: str) -> RunConfig:
     """Validate a composed config mapping (scenario keys at top level) into a :class:`RunConfig`."""
+    from sandbox.programmes import programme_class  # the registry; programmes import this module
+
     data = dict(data)
     if data.get("seed") is None:
         fail("seed", "is required (an integer); runs without a seed cannot be repeated")
     scenario = {k: data.pop(k) for k in SCENARIO_KEYS if k in data}
     scenario["name"] = scenario_name
     scenario.setdefault("description", "")
+    section = scenario.get("programme")
+    if not isinstance(section, Mapping):
+        fail("programme", f"expected a mapping, got {section!r}")
+    if "name" not in section:
+        fail("programme.name", "is required (the programme this scenario runs, e.g. lung_ldct)")
+    kind = programme_class(str(section["name"]))
+    for key, cls in kind.config_types().items():
+        if key not in scenario:
+            fail(key, "is required")
+        scenario[key] = build(cls, scenario[key], key)
     scn = build(Scenario, scenario, "")
     rest = build(_Rest, data, "")
     return RunConfig(

@@ -61,8 +61,75 @@ def uniform(key: int, person: np.ndarray, index: np.ndarray | int = 0) -> np.nda
     return ((z >> np.uint64(11)).astype(np.float64) + 0.5) * _TO_UNIT
 
 
+# ---------------------------------------------------------------- stream names
+STREAMS: dict[str, str] = {
+    "schedule.attend": "whether a person attends a screening round (index: round)",
+    "schedule.adhere": "whether a person attends a follow-up exam (index: exam key)",
+    "reader.*": "a radiologist's skill (generator keyed by site, profile and index in profile)",
+    "ai.audit": "whether an AI-cleared screen is read anyway (index: exam item key)",
+    "consensus": "whether a spurious finding survives consensus (index: exam item key)",
+    "render.*": "what a rendered image holds besides its findings (anatomy, noise)",
+    "train.*": "which synthetic exams train and test a device",
+}
+"""Every stream name, declared once with what it draws. A name ``family.*`` declares a family.
+Programmes declare theirs with :func:`declare_streams`; drawing from an undeclared stream fails."""
+
+
+def declare_streams(streams: dict[str, str]) -> None:
+    """Declare stream names (``name`` or ``family.*``) with what each draws."""
+    for name, purpose in streams.items():
+        if STREAMS.get(name, purpose) != purpose:
+            raise ValueError(f"random stream {name!r} is declared twice with different purposes")
+        STREAMS[name] = purpose
+
+
+def _declared(stream: str) -> bool:
+    if stream in STREAMS:
+        return True
+    parts = stream.split(".")
+    return any(".".join(parts[:i]) + ".*" in STREAMS for i in range(1, len(parts) + 1))
+
+
+# ---------------------------------------------------------------- keys within a person's stream
+EXAMS_PER_ROUND = 32  # exams in one round (the screen and its follow-ups)
+READ_SLOTS = 4  # independent reads of one exam (first, second, arbitration/review, second look)
+ITEMS = 64  # items drawn per exam or read (findings by key, or numbered draws)
+
+
+def exam_key(round: int, seq: int) -> int:
+    """Index of exam ``seq`` (0 = the screen) of round ``round`` in a person's streams."""
+    if not 0 <= seq < EXAMS_PER_ROUND:
+        raise OverflowError(
+            f"exam {seq} of round {round}: a round holds at most {EXAMS_PER_ROUND} exams"
+        )
+    if round < 0:
+        raise OverflowError(f"round {round} is negative")
+    return round * EXAMS_PER_ROUND + seq
+
+
+def item_key(exam: int, item: int = 0) -> int:
+    """Index of draw ``item`` of exam key ``exam``."""
+    if not 0 <= item < ITEMS:
+        raise OverflowError(f"item {item} of an exam: at most {ITEMS} items")
+    return exam * ITEMS + item
+
+
+def read_key(exam: int, slot: int, item: int = 0) -> int:
+    """Index of draw ``item`` (a finding's key) of read slot ``slot`` of exam key ``exam``."""
+    if not 0 <= slot < READ_SLOTS:
+        raise OverflowError(f"read slot {slot}: an exam has at most {READ_SLOTS} read slots")
+    if not 0 <= item < ITEMS:
+        raise OverflowError(f"item {item} of a read: at most {ITEMS} items")
+    return (exam * READ_SLOTS + slot) * ITEMS + item
+
+
+def label_key(label: str) -> int:
+    """A stable 32-bit integer for a label (e.g. a reader profile's name) in generator keys."""
+    return int.from_bytes(hashlib.blake2b(label.encode(), digest_size=4).digest(), "little")
+
+
 class Streams:
-    """Named, keyed streams under one root seed.
+    """Named, keyed streams under one root seed. Stream names must be declared in :data:`STREAMS`.
 
     Args:
         seed: the run's root seed.
@@ -75,6 +142,8 @@ class Streams:
     def key(self, stream: str) -> int:
         k = self._keys.get(stream)
         if k is None:
+            if not _declared(stream):
+                raise KeyError(f"random stream {stream!r} is not declared (sandbox.rng.STREAMS)")
             k = self._keys[stream] = stream_key(self.seed, stream)
         return k
 

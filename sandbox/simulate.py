@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,13 +20,14 @@ import simpy
 from sandbox.agents.inference import DeviceReader
 from sandbox.agents.readers import ReaderProfile, draw_reader
 from sandbox.config import RunConfig
-from sandbox.disease.history import History, sample_history
 from sandbox.outcomes.metrics import compute_metrics
-from sandbox.outcomes.people import resolve_people
-from sandbox.outcomes.schema import BACKLOG_SCHEMA, events_frame
+from sandbox.outcomes.schema import BACKLOG_SCHEMA
+from sandbox.programmes import Cohort, Programme, programme_for
 from sandbox.rng import Streams
+from sandbox.workflow.exam_log import ExamLog
+from sandbox.workflow.observers import Observer
 from sandbox.workflow.policies import make_policy
-from sandbox.workflow.site import SiteModel
+from sandbox.workflow.site import SiteModel, SiteSetup
 
 
 @dataclass
@@ -36,6 +38,7 @@ class SiteRecords:
     screen_dx_stage: np.ndarray
     rows: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    policy_versions: dict[str, list[dict]] = field(default_factory=dict)
 
 
 def check_policy(cfg: RunConfig, threshold: float | None = None) -> None:
@@ -45,83 +48,121 @@ def check_policy(cfg: RunConfig, threshold: float | None = None) -> None:
         policy.check_site(site, i)
 
 
-def build_history(cfg: RunConfig, progress: Callable[[int], None] | None = None) -> History:
+def build_cohort(
+    cfg: RunConfig,
+    progress: Callable[[int], None] | None = None,
+    programme: Programme | None = None,
+) -> Cohort:
     """The cohort and its disease histories for ``cfg`` (the same for every policy)."""
-    return sample_history(cfg.scenario, Streams(cfg.seed), progress=progress)
+    programme = programme or programme_for(cfg.scenario)
+    return programme.sample_cohort(Streams(cfg.seed), progress=progress)
+
+
+def site_readers(profiles: dict[str, ReaderProfile], site, s: int, streams: Streams) -> list:
+    """The radiologists of site ``s``, profile by profile (sorted by profile name)."""
+    readers = []
+    for name, count in sorted(site.readers.items()):
+        for _ in range(count):
+            k = len(readers)
+            readers.append(
+                draw_reader(profiles[name], streams.generator("reader", s, k), s * 1000 + k, s)
+            )
+    return readers
 
 
 def simulate_sites(
     cfg: RunConfig,
     profiles: dict[str, ReaderProfile],
-    history: History,
+    cohort: Cohort,
     sites: Sequence[int] | None = None,
     progress: Callable[[int], None] | None = None,
     ai: DeviceReader | None = None,
     threshold: float | None = None,
+    observers: Sequence[Observer] = (),
+    programme: Programme | None = None,
 ) -> SiteRecords:
     """Run the SimPy model of each site in ``sites`` (default: all) over the whole horizon.
 
     ``progress`` is called with simulated days as each site's clock advances. AI policies need
     ``ai`` (the device reader, shared by all sites of the unit) and ``threshold`` (the
-    resolved operating point).
+    resolved operating point). ``observers`` are told of every site's exams, work-ups,
+    diagnoses, deaths and days, after the site's exam log. With ``runtime.shared_clock`` all
+    sites run in one SimPy environment (one timeline); results are the same either way.
     """
     streams = Streams(cfg.seed)
     scn = cfg.scenario
+    programme = programme or programme_for(scn)
     policy = make_policy(cfg.policy, threshold)
-    site_ids = range(len(scn.sites)) if sites is None else sites
-    events, backlog, rows_all = [], [], []
-    dx_day = np.full(len(history), np.inf)
-    dx_stage = np.full(len(history), -1, dtype=np.int8)
-    timings = {}
+    site_ids = list(range(len(scn.sites)) if sites is None else sites)
+    shared = simpy.Environment() if cfg.runtime.shared_clock else None
+    models, logs = [], []
     for s in site_ids:
-        t0 = time.perf_counter()
         site = scn.sites[s]
-        readers = []
-        for name, count in sorted(site.readers.items()):
-            for _ in range(count):
-                k = len(readers)
-                readers.append(
-                    draw_reader(profiles[name], streams.generator("reader", s, k), s * 1000 + k, s)
-                )
-        rows = np.flatnonzero(history.people["site"] == s)
-        env = simpy.Environment()
-        model = SiteModel(
-            env,
-            s,
-            site,
-            readers,
-            history,
-            rows,
-            scn.programme,
-            policy,
-            streams,
-            scn.disease.n2_over_n1,
-            progress,
-            ai,
+        log = ExamLog(programme)
+        setup = SiteSetup(
+            index=s,
+            site=site,
+            readers=site_readers(profiles, site, s, streams),
+            programme=programme,
+            cohort=cohort,
+            rows=np.flatnonzero(cohort.people["site"] == s),
+            schedule=scn.programme,
+            policy=policy,
+            streams=streams,
+            ai=ai,
+            observers=(log, *observers),
+            on_days=progress,
         )
-        # full garbage collections walk every record of the run so far and dominate large runs;
-        # the model's objects are freed by reference counting, so defer them while it runs
-        thresholds = gc.get_threshold()
-        gc.set_threshold(thresholds[0], thresholds[1], 1000)
-        try:
-            model.run()
-        finally:
-            gc.set_threshold(*thresholds)
-        events.append(events_frame(model.exams.as_dict()))
+        models.append(SiteModel(shared or simpy.Environment(), setup))
+        logs.append(log)
+    timings: dict[str, float] = {}
+    with _deferred_full_gc():
+        if shared is not None:
+            t0 = time.perf_counter()
+            for m in models:
+                m.start()
+            shared.run(until=cohort.horizon_day + 1.0)
+            timings["sites_shared_clock_s"] = time.perf_counter() - t0
+        else:
+            for m in models:
+                t0 = time.perf_counter()
+                m.run()
+                timings[f"site_{m.name}_s"] = time.perf_counter() - t0
+    return _records(models, logs, len(cohort), timings)
+
+
+@contextmanager
+def _deferred_full_gc():
+    # full garbage collections walk every record of the run so far and dominate large runs;
+    # the model's objects are freed by reference counting, so defer them while it runs
+    thresholds = gc.get_threshold()
+    gc.set_threshold(thresholds[0], thresholds[1], 1000)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+def _records(models: list[SiteModel], logs: list[ExamLog], n: int, timings) -> SiteRecords:
+    dx_day = np.full(n, np.inf)
+    dx_stage = np.full(n, -1, dtype=np.int8)
+    events, backlog, rows_all, versions = [], [], [], {}
+    for m, log in zip(models, logs, strict=True):
+        events.append(log.frame())
         backlog.append(
             pl.DataFrame(
                 {
-                    "site": [s] * len(model.backlog),
-                    "day": [d for d, _ in model.backlog],
-                    "backlog": [b for _, b in model.backlog],
+                    "site": [m.index] * len(m.backlog),
+                    "day": [d for d, _ in m.backlog],
+                    "backlog": [b for _, b in m.backlog],
                 },
                 schema=BACKLOG_SCHEMA,
             )
         )
-        dx_day[rows] = model.screen_dx_day[rows]
-        dx_stage[rows] = model.screen_dx_stage[rows]
-        rows_all.append(rows)
-        timings[f"site_{site.name}_s"] = time.perf_counter() - t0
+        dx_day[m.rows] = m.screen_dx_day[m.rows]
+        dx_stage[m.rows] = m.screen_dx_stage[m.rows]
+        rows_all.append(m.rows)
+        versions[m.name] = [v.describe() for v in m.policy.versions]
     return SiteRecords(
         pl.concat(events),
         pl.concat(backlog),
@@ -129,6 +170,7 @@ def simulate_sites(
         dx_stage,
         np.concatenate(rows_all) if rows_all else np.array([], dtype=np.int64),
         timings,
+        versions,
     )
 
 
@@ -137,25 +179,34 @@ def merge_records(parts: Sequence[SiteRecords], n: int) -> SiteRecords:
     dx_day = np.full(n, np.inf)
     dx_stage = np.full(n, -1, dtype=np.int8)
     timings: dict[str, float] = {}
+    versions: dict[str, list[dict]] = {}
     for p in parts:
         dx_day[p.rows] = p.screen_dx_day[p.rows]
         dx_stage[p.rows] = p.screen_dx_stage[p.rows]
         timings.update(p.timings)
+        versions.update(p.policy_versions)
     events = pl.concat([p.events for p in parts]).sort("site", "person_id", "exam_day")
     backlog = pl.concat([p.backlog for p in parts]).sort("site", "day")
     return SiteRecords(
-        events, backlog, dx_day, dx_stage, np.concatenate([p.rows for p in parts]), timings
+        events,
+        backlog,
+        dx_day,
+        dx_stage,
+        np.concatenate([p.rows for p in parts]),
+        timings,
+        dict(sorted(versions.items())),
     )
 
 
 def outcomes(
-    cfg: RunConfig, history: History, rec: SiteRecords
+    cfg: RunConfig, cohort: Cohort, rec: SiteRecords, programme: Programme | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(people, metrics) frames from merged records."""
+    programme = programme or programme_for(cfg.scenario)
     screens = rec.events.filter(pl.col("exam_kind") == "screen").select(
         "person_id", "round", "exam_day"
     )
-    people = resolve_people(cfg.scenario, history, rec.screen_dx_day, rec.screen_dx_stage, screens)
+    people = programme.resolve_people(cohort, rec.screen_dx_day, rec.screen_dx_stage, screens)
     metrics = compute_metrics(
         rec.events,
         people,
@@ -164,5 +215,6 @@ def outcomes(
         cfg.scenario.name,
         cfg.policy.name,
         cfg.seed,
+        programme,
     )
     return people, metrics

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from sandbox.agents.readers import ReaderProfile
+from sandbox.compose import load
 from sandbox.config import RunConfig
-from sandbox.configure import load
 from sandbox.runners.local import RunResult, simulate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,8 +14,8 @@ import yaml
 from polars.testing import assert_frame_equal
 
 from sandbox.cli import main
+from sandbox.compose import load
 from sandbox.config import run_config
-from sandbox.configure import load
 from sandbox.outcomes import METRICS_SCHEMA, PEOPLE_SCHEMA
 from sandbox.outcomes.schema import EVENTS_SCHEMA
 from sandbox.runfolder import read_run, write_run
@@ -74,7 +74,7 @@ def test_manifest(runs):
         assert man["seed"] == 4
         assert man["code_version"]
         assert {"numpy", "simpy", "polars", "hydra-core"} <= set(man["packages"])
-        assert {"cohort_and_history_s", "workflow_s", "outcomes_s", "total_s"} <= set(
+        assert {"cohort_and_disease_s", "workflow_s", "outcomes_s", "total_s"} <= set(
             man["timings_s"]
         )
         assert all(v >= 0 for v in man["timings_s"].values())

@@ -17,9 +17,9 @@ from pathlib import Path
 import yaml
 
 from sandbox.cli import main
+from sandbox.compose import load
 from sandbox.config import Scanner
-from sandbox.configure import load
-from sandbox.validate import build
+from sandbox.typed import build
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -43,7 +43,7 @@ from torch import nn
 
 from sandbox.agents.nets import NETWORKS
 from sandbox.errors import SandboxInputError
-from sandbox.validate import build
+from sandbox.typed import build
 
 METADATA = "configs/metadata.json"
 NETWORK = "configs/network.json"

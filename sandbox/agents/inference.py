@@ -1,18 +1,25 @@
 """Batched, cached inference of an AI device on rendered exams.
 
-One loaded model per device is reused for the whole run. Exams are rendered and scored in
-batches; every score is cached by (model digest, person, exam day, scanner model), so a second
-policy, threshold or run on the same cohort replays scores instead of repeating inference
-(DESIGN.md invariant 2). The cache persists as one Parquet file per model digest.
+One loaded model per device is reused for the whole run. Exams are rendered (by the
+programme's renderer) and scored in batches; every score is cached by (model digest, person,
+exam day, scanner), so a second policy, threshold or run on the same cohort replays scores
+instead of repeating inference (DESIGN.md invariant 2). The cache persists as one Parquet file
+per (model digest, cohort key); the cohort key covers the seed, the image-relevant part of the
+scenario and the renderer's version. Runs sharing a cache merge their scores on save, under a
+file lock, so concurrent runs lose none.
 """
 
 from __future__ import annotations
 
+import fcntl
+import functools
+import hashlib
+import json
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -31,16 +38,20 @@ CACHE_SCHEMA = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ExamImage:
-    """What the device is shown: the exam's key and the finding the image contains."""
+class ImageSpec(Protocol):
+    """What a device is shown, as a programme specifies it: the exam's key and what its
+    renderer needs (e.g. the finding the image is centred on)."""
 
     person_id: int
     exam_day: int  # integer programme day of the scan
     scanner: Scanner
-    diameter_mm: float  # 0 = no finding in the field of view
-    nodule_type: int
-    spiculated: bool
+
+
+@functools.lru_cache(maxsize=64)
+def scanner_key(scanner: Scanner) -> str:
+    """The scanner as a cache key: its model and a digest of every parameter that shapes pixels."""
+    blob = json.dumps(asdict(scanner), sort_keys=True)
+    return f"{scanner.model}@{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
 
 @dataclass
@@ -52,7 +63,7 @@ class CacheStats:
 
 @dataclass
 class ScoreCache:
-    """Scores by (person, exam day, scanner model) for one model digest and one cohort.
+    """Scores by (person, exam day, :func:`scanner_key`) for one model digest and one cohort.
 
     ``cohort_key`` identifies the people and their histories (a digest of the scenario and the
     seed): person ids mean the same people only within one cohort.
@@ -88,11 +99,25 @@ class ScoreCache:
         return self
 
     def save(self) -> None:
-        """Write the cache if it grew (temporary file, then rename)."""
+        """Merge this run's scores into the cache file if it grew.
+
+        Under an exclusive lock on ``<file>.lock``: read what other runs saved meanwhile, merge,
+        write a temporary file and rename it, so concurrent runs lose no scores.
+        """
         p = self.path
         if p is None or len(self.scores) == self._loaded:
             return
         p.parent.mkdir(parents=True, exist_ok=True)
+        with open(p.with_name(p.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            mine = self.scores
+            self.scores = {}
+            self.load()
+            self.scores.update(mine)
+            self._write(p)
+        self._loaded = len(self.scores)
+
+    def _write(self, p: Path) -> None:
         keys = list(self.scores)
         frame = pl.DataFrame(
             {
@@ -106,7 +131,6 @@ class ScoreCache:
         tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
         frame.write_parquet(tmp)
         tmp.replace(p)
-        self._loaded = len(self.scores)
 
 
 class DeviceReader:
@@ -117,24 +141,33 @@ class DeviceReader:
         cache: the score cache for ``model.digest``.
         seed: root seed (images are rendered deterministically from it and the exam key).
         batch_size: exams rendered and scored per forward pass.
+        render: the programme's renderer, ``render(images, seed, size, device)`` -> a tensor
+            ``[B, *input_shape]`` (:meth:`sandbox.programmes.base.Programme.render`).
     """
 
     def __init__(
-        self, model: LoadedModel, cache: ScoreCache, seed: int, batch_size: int = 256
+        self,
+        model: LoadedModel,
+        cache: ScoreCache,
+        seed: int,
+        batch_size: int = 256,
+        *,
+        render: Callable[[Sequence[Any], int, int, str], Any],
     ) -> None:
         if cache.digest != model.digest:
             raise ValueError("the score cache belongs to another model")
         self.model, self.cache, self.seed, self.batch_size = model, cache, seed, batch_size
+        self.render = render
         self.stats = CacheStats()
         shape = model.input_shape
         self.size = int(shape[-1])
 
-    def scores(self, exams: Sequence[ExamImage]) -> np.ndarray:
+    def scores(self, exams: Sequence[ImageSpec]) -> np.ndarray:
         """Scores in [0, 1] for ``exams``; only exams not in the cache are rendered and inferred."""
         out = np.empty(len(exams), dtype=np.float64)
         todo: list[int] = []
         for i, e in enumerate(exams):
-            s = self.cache.scores.get((e.person_id, e.exam_day, e.scanner.model))
+            s = self.cache.scores.get((e.person_id, e.exam_day, scanner_key(e.scanner)))
             if s is None:
                 todo.append(i)
             else:
@@ -145,21 +178,13 @@ class DeviceReader:
             batch = self.infer([exams[i] for i in chunk])
             for i, s in zip(chunk, batch, strict=True):
                 e = exams[i]
-                self.cache.scores[(e.person_id, e.exam_day, e.scanner.model)] = float(s)
+                self.cache.scores[(e.person_id, e.exam_day, scanner_key(e.scanner))] = float(s)
                 out[i] = s
         return out
 
-    def infer(self, exams: Sequence[ExamImage]) -> np.ndarray:
+    def infer(self, exams: Sequence[ImageSpec]) -> np.ndarray:
         """Render and score without the cache (one batch)."""
-        from sandbox.imaging.render import PatchSpec, render_batch
-
-        specs = [
-            PatchSpec(
-                (e.person_id, e.exam_day), e.diameter_mm, e.nodule_type, e.spiculated, e.scanner
-            )
-            for e in exams
-        ]
-        images = render_batch(specs, self.seed, size=self.size, device=self.model.device)
+        images = self.render(exams, self.seed, self.size, self.model.device)
         scores = self.model.score(images).detach().cpu().numpy().astype(np.float64)
         self.stats.inferences += len(exams)
         self.stats.batches += 1

@@ -1,20 +1,22 @@
 """Metric definitions (the one place they live) and their computation from a run's records.
 
 Each metric is computed per site x subgroup x round, with "all" as the margin of each
-dimension, and carries a 95% interval. docs/metrics.md documents every name in
-:data:`METRICS`; a test keeps the two in step.
+dimension, and carries a 95% interval. :data:`METRICS` are every programme's; a programme adds
+its own (:meth:`sandbox.programmes.base.Programme.metric_definitions`), and
+:func:`metric_catalogue` lists both. docs/metrics.md documents every name; a test keeps the two
+in step.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
 
-from sandbox.config import STAGES
 from sandbox.outcomes.intervals import garwood, mean_ci, quantile_ci, wilson
-from sandbox.workflow.lung_rads import CATEGORIES
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ def _m(
 
 SCREEN_METRICS = [
     _m("screens", "count", "screening exams performed", "screens"),
-    _m("positives", "count", "positive screens (Lung-RADS >= 3, or the NLST rule)", "positives"),
+    _m("positives", "count", "positive screens (under the programme's protocol)", "positives"),
     _m("positive_rate", "proportion", "positive screens / screens", "positives", "screens"),
     _m(
         "recall_rate",
@@ -44,31 +46,12 @@ SCREEN_METRICS = [
         "recalls",
         "screens",
     ),
-    *[
-        _m(
-            f"lung_rads_{c}_share",
-            "proportion",
-            f"screens reported as Lung-RADS {c} / screens",
-            f"lr_{c}",
-            "screens",
-        )
-        for c in CATEGORIES
-    ],
     _m(
         "screen_detected_cancers",
         "count",
         "cancers diagnosed through a screen's work-up before symptoms",
         "screen_detected",
     ),
-    *[
-        _m(
-            f"screen_detected_stage_{s}",
-            "count",
-            f"screen-detected cancers at stage {s}",
-            f"sd_stage_{s}",
-        )
-        for s in STAGES
-    ],
     _m(
         "cancer_detection_rate_per_1000",
         "per_1000",
@@ -117,7 +100,7 @@ SCREEN_METRICS = [
         "false_positives",
         "positives",
     ),
-    _m("workups", "count", "diagnostic work-ups (Lung-RADS 4B/4X) performed", "workups"),
+    _m("workups", "count", "diagnostic work-ups performed", "workups"),
     _m(
         "false_positive_workups",
         "count",
@@ -170,12 +153,12 @@ SCREEN_METRICS = [
     _m(
         "ai_rule_out_missed_cancers",
         "count",
-        "screens reported normal by the AI alone while a cancer of at least 4 mm was in the image, and that cancer was not found in the round",
+        "screens reported normal by the AI alone while a cancer of at least the programme's reportable size (lung: 4 mm) was in the image, and that cancer was not found in the round",
         "ai_missed",
     ),
 ]
 WORK_METRICS = [
-    _m("exams", "count", "all LDCT exams (screens and follow-ups)", "exams"),
+    _m("exams", "count", "all exams (screens and follow-ups)", "exams"),
     _m(
         "human_reads", "count", "reads by radiologists, arbitration and consensus included", "reads"
     ),
@@ -197,35 +180,6 @@ WORK_METRICS = [
 ]
 PEOPLE_METRICS = [
     _m("people", "count", "people in the cohort", "people"),
-    _m(
-        "lung_cancers_diagnosed",
-        "count",
-        "lung cancers diagnosed by any route within each person's follow-up",
-        "diagnosed",
-    ),
-    *[
-        _m(
-            f"stage_{s}_share",
-            "proportion",
-            f"diagnosed lung cancers at stage {s} / all diagnosed",
-            f"dx_stage_{s}",
-            "diagnosed",
-        )
-        for s in STAGES
-    ],
-    _m(
-        "lung_cancer_deaths",
-        "count",
-        "deaths from lung cancer within each person's follow-up",
-        "lc_deaths",
-    ),
-    _m(
-        "lung_cancer_deaths_per_100k_person_years",
-        "per_100k_py",
-        "lung cancer deaths per 100,000 person-years",
-        "lc_deaths",
-        "person_years",
-    ),
     _m("life_years", "sum", "person-years lived within each person's follow-up", "person_years"),
 ]
 SITE_METRICS = [
@@ -237,6 +191,34 @@ SITE_METRICS = [
     )
 ]
 METRICS = {m.name: m for m in SCREEN_METRICS + WORK_METRICS + PEOPLE_METRICS + SITE_METRICS}
+"""The metrics every programme reports (a programme adds its own: :func:`metric_catalogue`)."""
+
+
+def stage_metrics(stages: Sequence[str]) -> list[Metric]:
+    """Screen-detected cancers by stage, for a programme's stages."""
+    return [
+        _m(
+            f"screen_detected_stage_{s}",
+            "count",
+            f"screen-detected cancers at stage {s}",
+            f"sd_stage_{s}",
+        )
+        for s in stages
+    ]
+
+
+def programme_metrics(programme: Any) -> tuple[list[Metric], list[Metric], list[Metric]]:
+    """(screen, people, all) metrics of ``programme`` beyond :data:`METRICS`."""
+    own = programme.metric_definitions()
+    screen = stage_metrics(programme.stages) + list(own.get("screen", ()))
+    people = list(own.get("people", ()))
+    return screen, people, screen + people
+
+
+def metric_catalogue(programme: Any) -> dict[str, Metric]:
+    """Every metric a run of ``programme`` reports, by name."""
+    return {**METRICS, **{m.name: m for m in programme_metrics(programme)[2]}}
+
 
 METRICS_SCHEMA = {
     "scenario": pl.Utf8,
@@ -252,8 +234,6 @@ METRICS_SCHEMA = {
     "n": pl.Int64,
 }
 SUBGROUPS = ("sex", "race", "age_band")
-# a tumour this large is reportable (the NLST positivity size): smaller ones are rarely seen by anyone
-REPORTABLE_MM = 4.0
 
 
 def _site_name(site_names: list[str]) -> pl.Expr:
@@ -336,8 +316,14 @@ def compute_metrics(
     scenario: str,
     policy: str,
     seed: int,
+    programme: Any,
 ) -> pl.DataFrame:
-    """Long-format metrics table (:data:`METRICS_SCHEMA`) from a run's records."""
+    """Long-format metrics table (:data:`METRICS_SCHEMA`) from a run's records.
+
+    ``programme`` (a :class:`sandbox.programmes.base.Programme`) adds its stages, its own
+    metrics and the aggregations that feed them.
+    """
+    screen_metrics, people_metrics, _ = programme_metrics(programme)
     subgroup_cols = people.select(
         "person_id", *SUBGROUPS, "diagnosis_mode", "diagnosis_round", "diagnosis_day", "stage"
     )
@@ -362,11 +348,10 @@ def compute_metrics(
         pl.len().alias("screens"),
         pl.col("positive").sum().alias("positives"),
         (pl.col("management") != "next_round").sum().alias("recalls"),
-        *[(pl.col("lung_rads") == c).sum().alias(f"lr_{c}") for c in CATEGORIES],
         pl.col("screen_detected").sum().alias("screen_detected"),
         *[
             (pl.col("screen_detected") & (pl.col("stage") == s)).sum().alias(f"sd_stage_{s}")
-            for s in STAGES
+            for s in programme.stages
         ],
         pl.col("interval").sum().alias("interval"),
         cancer_in_window.sum().alias("cancers_in_window"),
@@ -393,11 +378,12 @@ def compute_metrics(
         (
             pl.col("ai_autonomous").fill_null(False)
             & pl.col("malignant_visible")
-            & (pl.col("malignant_diameter_mm") >= REPORTABLE_MM)
+            & (pl.col("malignant_diameter_mm") >= programme.reportable_mm)
             & ~pl.col("screen_detected")
         )
         .sum()
         .alias("ai_missed"),
+        *programme.screen_aggregations(),
     ]
     work_aggs = [
         pl.len().alias("exams"),
@@ -409,9 +395,7 @@ def compute_metrics(
     ]
     people_aggs = [
         pl.len().alias("people"),
-        pl.col("diagnosis_day").is_not_null().sum().alias("diagnosed"),
-        *[(pl.col("stage") == s).sum().alias(f"dx_stage_{s}") for s in STAGES],
-        (pl.col("death_cause") == "lung_cancer").sum().alias("lc_deaths"),
+        *programme.people_aggregations(),
         pl.col("person_years").sum().alias("person_years"),
         (pl.col("person_years") ** 2).sum().alias("person_years_sq"),
         pl.len().alias("_n"),
@@ -419,11 +403,11 @@ def compute_metrics(
     keys = ["_site", "_subgroup", "_round"]
     parts: list[pl.DataFrame] = []
     for v in _views(screens, site_names, True):
-        parts += _rows(v.group_by(keys).agg(aggs), SCREEN_METRICS)
+        parts += _rows(v.group_by(keys).agg(aggs), SCREEN_METRICS + screen_metrics)
     for v in _views(ex, site_names, True):
         parts += _rows(v.group_by(keys).agg(work_aggs), WORK_METRICS)
     for v in _views(people, site_names, False):
-        parts += _rows(v.group_by(keys).agg(people_aggs), PEOPLE_METRICS)
+        parts += _rows(v.group_by(keys).agg(people_aggs), PEOPLE_METRICS + people_metrics)
     bl = backlog.group_by("site").agg(pl.col("backlog").max(), pl.len().alias("_n"))
     bl = pl.concat(
         [

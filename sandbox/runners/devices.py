@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.config import RunConfig
-from sandbox.validate import to_dict
+from sandbox.programmes import programme_for
+from sandbox.typed import to_dict
 
 
 @dataclass
@@ -29,7 +30,7 @@ class DeviceSetup:
 
 def agent_folder(name: str) -> Path:
     """A device folder: a name under the project's agents/ folder, or a path."""
-    from sandbox.configure import project_root
+    from sandbox.compose import project_root
 
     candidate = project_root() / "agents" / name
     if name and "/" not in name and candidate.is_dir():
@@ -47,9 +48,19 @@ def pick_device(setting: str) -> str:
 
 
 def cohort_key(cfg: RunConfig) -> str:
-    """Identifies a cohort (scenario and seed): person ids name the same people only within one."""
+    """Identifies what the images of a cohort show: the seed, the image-relevant part of the
+    scenario (the programme says which: not staffing, capacity or policy) and the renderer's
+    version. Person ids name the same people, and images the same pixels, only within one."""
+    programme = programme_for(cfg.scenario)
     blob = json.dumps(
-        {"seed": cfg.seed, "scenario": to_dict(cfg.scenario)}, sort_keys=True, default=str
+        {
+            "seed": cfg.seed,
+            "programme": programme.name,
+            "scenario": to_dict(programme.image_relevant()),
+            "renderer": programme.renderer_version(),
+        },
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -82,7 +93,10 @@ def prepare_device(cfg: RunConfig) -> DeviceSetup | None:
     threshold = resolve_threshold(cfg.policy.threshold, folder)
     cache_dir = Path(cfg.runtime.score_cache) if cfg.runtime.score_cache else None
     cache = ScoreCache(model.digest, cohort_key(cfg), cache_dir).load()
-    reader = DeviceReader(model, cache, cfg.seed, cfg.runtime.ai_batch_size)
+    programme = programme_for(cfg.scenario)
+    reader = DeviceReader(
+        model, cache, cfg.seed, cfg.runtime.ai_batch_size, render=programme.render
+    )
     info = {
         "name": model.name,
         "version": model.version,

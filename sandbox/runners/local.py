@@ -18,9 +18,10 @@ from tqdm import tqdm
 
 from sandbox.agents.readers import ReaderProfile
 from sandbox.config import RunConfig
+from sandbox.programmes import programme_for
 from sandbox.runfolder import manifest, write_run
 from sandbox.runners.devices import prepare_device
-from sandbox.simulate import build_history, check_policy, merge_records, outcomes, simulate_sites
+from sandbox.simulate import build_cohort, check_policy, merge_records, outcomes, simulate_sites
 
 
 @dataclass
@@ -31,6 +32,7 @@ class RunResult:
     events: pl.DataFrame
     timings: dict[str, float]
     agents: dict[str, Any] = field(default_factory=dict)
+    policy_versions: dict[str, list[dict]] = field(default_factory=dict)
 
 
 def site_blocks(n_sites: int, block: int) -> list[list[int]]:
@@ -68,13 +70,14 @@ def _simulate(cfg, profiles, show, dev, timings, t_dev) -> RunResult:
         file=sys.stderr,
         leave=False,
     )
-    history = build_history(cfg, bar.update)
+    programme = programme_for(cfg.scenario)
+    cohort = build_cohort(cfg, bar.update, programme)
     bar.close()
-    timings["cohort_and_history_s"] = time.perf_counter() - t0
+    timings["cohort_and_disease_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     n_sites = len(cfg.scenario.sites)
     bar = tqdm(
-        total=int(history.horizon_day) // 30 * 30 * n_sites,
+        total=int(cohort.horizon_day) // 30 * 30 * n_sites,
         desc=f"{cfg.policy.name}: simulating {n_sites} sites",
         unit="site-day",
         disable=not show,
@@ -85,16 +88,17 @@ def _simulate(cfg, profiles, show, dev, timings, t_dev) -> RunResult:
         simulate_sites(
             cfg,
             profiles,
-            history,
+            cohort,
             block,
             bar.update,
             None if dev is None else dev.reader,
             threshold,
+            programme=programme,
         )
         for block in site_blocks(len(cfg.scenario.sites), cfg.runtime.site_block_size)
     ]
     bar.close()
-    rec = merge_records(parts, len(history))
+    rec = merge_records(parts, len(cohort))
     agents = {}
     if dev is not None:
         stats = dev.reader.stats
@@ -110,13 +114,13 @@ def _simulate(cfg, profiles, show, dev, timings, t_dev) -> RunResult:
     t2 = time.perf_counter()
     if show:
         print(
-            f"computing outcomes and metrics for {len(history):,} people ...",
+            f"computing outcomes and metrics for {len(cohort):,} people ...",
             file=sys.stderr,
             flush=True,
         )
-    people, metrics = outcomes(cfg, history, rec)
+    people, metrics = outcomes(cfg, cohort, rec, programme)
     timings["outcomes_s"] = time.perf_counter() - t2
-    return RunResult(None, metrics, people, rec.events, timings, agents)
+    return RunResult(None, metrics, people, rec.events, timings, agents, rec.policy_versions)
 
 
 def run(
@@ -147,6 +151,7 @@ def run(
             "people": result.people.height,
             "exams": result.events.height,
             "agents": result.agents,
+            "policy_versions": result.policy_versions,
         },
     )
     raw = {**raw, "scenario_name": cfg.scenario.name}

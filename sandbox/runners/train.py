@@ -22,12 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from sandbox.config import RACES, Scanner, Scenario
-from sandbox.disease.history import History, sample_history
-from sandbox.disease.natural_history import YEAR
-from sandbox.imaging.findings import MALIGNANT_KEY, most_suspicious
+from sandbox.config import Scanner, Scenario
+from sandbox.programmes.lung_ldct.config import RACES
+from sandbox.programmes.lung_ldct.disease.history import History, sample_history
+from sandbox.programmes.lung_ldct.disease.natural_history import YEAR
+from sandbox.programmes.lung_ldct.imaging.findings import MALIGNANT_KEY, most_suspicious
+from sandbox.programmes.lung_ldct.reading import visible_findings
 from sandbox.rng import Streams
-from sandbox.workflow.reading import visible_findings
 
 TYPE_NAMES = ("solid", "part_solid", "ground_glass")
 TRAIN_THREADS = 1
@@ -159,7 +160,7 @@ def reference_scores(
 def render_cases(
     cases: Cases, scanners: list[Scanner], seed: int, size: int, batch: int = 256
 ) -> torch.Tensor:
-    from sandbox.imaging.render import PatchSpec, render_batch
+    from sandbox.programmes.lung_ldct.imaging.render import PatchSpec, render_batch
 
     out = []
     for start in range(0, len(cases), batch):

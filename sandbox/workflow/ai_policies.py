@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from sandbox.workflow.lung_rads import C1
 from sandbox.workflow.policies import (
     POLICIES,
     ROLES,
@@ -32,9 +31,6 @@ from sandbox.workflow.policies import (
     ReadingService,
     SingleReading,
 )
-from sandbox.workflow.reading import Read
-
-AUTONOMOUS_READER = -1
 
 
 class AIRole(ReadingPolicy):
@@ -104,8 +100,7 @@ class RuleOut(AIRole):
 
     def with_score(self, service, exam, score, ai_pos):
         if not ai_pos and exam.u("ai.audit") >= self.config.audit_fraction:
-            normal = Read(AUTONOMOUS_READER, 0, [], C1, False, 0.0, -1, frozenset())
-            return Decision(normal, [], autonomous=True)
+            return Decision(service.programme.normal_report(), [], autonomous=True)
         return (yield from self.base.decide_screen(service, exam))
 
 

@@ -1,4 +1,4 @@
-"""The exam event log, kept as one column per field while the simulation runs.
+"""The exam event log: the first observer, kept as one column per field while the run goes on.
 
 A million-person run logs millions of exams; one container per exam would dominate memory and
 every full garbage collection. Numeric fields go to typed arrays (raw machine values), the rest
@@ -7,51 +7,80 @@ to plain lists of shared objects (booleans, None, interned strings).
 
 from __future__ import annotations
 
+import math
 from array import array
-from collections.abc import Sequence
-from typing import Any
+from dataclasses import fields
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
 
-# typecodes of the numeric columns: q int64, h int16, d float64
-TYPECODES = {
-    "person_id": "q",
-    "site": "h",
-    "round": "h",
-    "exam_seq": "h",
-    "due_day": "d",
-    "exam_day": "d",
-    "reported_day": "d",
-    "n_reads": "h",
-    "reader_minutes": "d",
-    "top_finding_mm": "d",
-    "malignant_diameter_mm": "d",
-    "workup_day": "d",
-    "workup_diagnosis_day": "d",
-}
+import numpy as np
+import polars as pl
+
+from sandbox.workflow.exam import RECORD_FIELDS, ExamRecord, events_schema
+from sandbox.workflow.observers import Observer, WorkupDone
+
+if TYPE_CHECKING:
+    from sandbox.programmes.base import Programme
+    from sandbox.workflow.site import SiteModel
+
+_TYPECODES = {pl.Int64: "q", pl.Int16: "h", pl.Float64: "d"}
+_NUMPY = {"q": np.int64, "h": np.int16, "d": np.float64}
+_WORKUP_FIELDS = ("workup_day", "workup_diagnosis_day", "workup_stage", "benign_biopsy")
 
 
-class ExamLog:
-    """Append-only rows, stored by column; single fields can be set later (work-up results)."""
+class ExamLog(Observer):
+    """Append-only exam records by column; work-up results are filled in when they happen.
 
-    def __init__(self, names: Sequence[str]) -> None:
-        self.names = tuple(names)
-        self._index = {n: i for i, n in enumerate(self.names)}
+    Args:
+        programme: the programme whose vocabularies type the columns.
+    """
+
+    def __init__(self, programme: Programme | type[Programme]) -> None:
+        self.schema = events_schema(programme)
+        # numbers that are never missing go to typed arrays; the rest to lists
+        nullable = [f.type.endswith("| None") for f in fields(ExamRecord)]
         self.columns: list[Any] = [
-            array(TYPECODES[n]) if n in TYPECODES else [] for n in self.names
+            array(_TYPECODES[d]) if d in _TYPECODES and not null else []
+            for d, null in zip(self.schema.values(), nullable, strict=True)
         ]
+        self._index = {name: i for i, name in enumerate(RECORD_FIELDS)}
+        self._get = attrgetter(*RECORD_FIELDS)
+        self._workup_rows: dict[tuple[int, int, int, int], int] = {}
         self._n = 0
 
     def __len__(self) -> int:
         return self._n
 
-    def append(self, values: Sequence[Any]) -> int:
-        """Add one exam; returns its row index."""
-        for column, value in zip(self.columns, values, strict=True):
+    def on_exam(self, site: SiteModel, record: ExamRecord) -> None:
+        for column, value in zip(self.columns, self._get(record), strict=True):
             column.append(value)
+        if record.management == "workup":
+            key = (record.site, record.person_id, record.round, record.exam_seq)
+            self._workup_rows[key] = self._n
         self._n += 1
-        return self._n - 1
 
-    def set(self, row: int, name: str, value: Any) -> None:
-        self.columns[self._index[name]][row] = value
+    def on_workup(self, site: SiteModel, event: WorkupDone) -> None:
+        row = self._workup_rows.pop((site.index, event.person_id, event.round, event.exam_seq))
+        values = (
+            event.workup_day,
+            math.nan if event.diagnosis_day is None else event.diagnosis_day,
+            event.stage,
+            event.benign_biopsy,
+        )
+        for name, value in zip(_WORKUP_FIELDS, values, strict=True):
+            self.columns[self._index[name]][row] = value
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(zip(self.names, self.columns, strict=True))
+    def frame(self) -> pl.DataFrame:
+        """The log as a frame of ``events.parquet``'s schema, NaN days as nulls."""
+        data = {}
+        for (name, dtype), col in zip(self.schema.items(), self.columns, strict=True):
+            if isinstance(col, array):
+                np_type = _NUMPY[col.typecode]
+                data[name] = np.frombuffer(col, dtype=np_type) if len(col) else np.empty(0, np_type)
+            else:
+                loose = pl.Utf8 if isinstance(dtype, pl.Enum) else dtype
+                data[name] = pl.Series(name, col, dtype=loose, strict=False)
+        frame = pl.DataFrame(data).with_columns(
+            pl.col("workup_day", "workup_diagnosis_day").fill_nan(None)
+        )
+        return frame.cast(self.schema).sort("site", "person_id", "exam_day")

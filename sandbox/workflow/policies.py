@@ -5,7 +5,9 @@ the site's :class:`ReadingService` and returns a :class:`Decision`. New roles (t
 subclass :class:`ReadingPolicy` and register in :data:`POLICIES`; the workflow never branches
 on a policy's name.
 
-Screening exams are read as the policy says; follow-up LDCTs (3- and 6-month) are read once.
+Screening exams are read as the policy says; follow-up exams are read once. What a read
+reports, and what two discordant readers agree on, is the programme's
+(``service.programme``).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from sandbox.config import Policy, Site
-from sandbox.validate import fail
-from sandbox.workflow.reading import SPURIOUS_KEY, Read
+from sandbox.programmes.base import Read
+from sandbox.typed import fail
 
 if TYPE_CHECKING:
     import simpy
@@ -28,6 +30,9 @@ class ReadingService(Protocol):
     ) -> simpy.Event: ...
 
     def ai_score(self, exam: Any) -> simpy.Event: ...
+
+    @property
+    def programme(self) -> Any: ...
 
 
 @dataclass(slots=True)
@@ -90,13 +95,11 @@ class DoubleReading(ReadingPolicy):
     """Two independent reads; discordance on positivity goes to arbitration or consensus.
 
     * arbitration: a third radiologist reads independently and their report stands;
-    * consensus: the two readers review the flagged findings together; a true lesion is kept
-      if the second reader, now looking at the marked location, sees it (conspicuity doubled);
-      a spurious finding survives discussion with probability 0.35.
-    Concordant positives take the more suspicious of the two reports.
+    * consensus: the reader who called it negative reviews the exam with the other's marks
+      (conspicuity doubled); the programme turns the two reads and the review into the agreed
+      report.
+    Concordant reports take the more suspicious of the two.
     """
-
-    CONSENSUS_KEEP_SPURIOUS = 0.35
 
     @property
     def min_readers(self) -> int:  # type: ignore[override]
@@ -116,15 +119,7 @@ class DoubleReading(ReadingPolicy):
             return Decision(r3, [r1, r2, r3], arbitrated=True)
         pos, neg = (r1, r2) if r1.positive else (r2, r1)
         review = yield service.read(exam, 2, boost=2.0 * boost, reviewer=neg.reader_id)
-        kept_keys = {f.key for f in review.findings}
-        kept = []
-        for f in pos.findings:
-            if f.key == SPURIOUS_KEY:
-                if exam.u("consensus", f.key) < self.CONSENSUS_KEEP_SPURIOUS:
-                    kept.append(f)
-            elif f.key in kept_keys or any(g.key == f.key for g in neg.findings):
-                kept.append(f)
-        final = exam.categorise(kept, reader_id=pos.reader_id, minutes=review.minutes)
+        final = service.programme.consensus(exam, pos, neg, review)
         return Decision(final, [r1, r2, review], arbitrated=True)
 
 

@@ -1,118 +1,44 @@
-"""One screening site as a SimPy model.
+"""One screening site as a SimPy model: the engine every programme shares.
 
 Scanner appointments and work-up slots are appointment books with a fixed number of slots per
 working day; the reading worklist is a queue served by the site's radiologists in their working
-hours. Exams flow: invitation -> scan -> reads (as the policy says) -> Lung-RADS -> next round,
-follow-up LDCT, or work-up -> diagnosis. Backlogs delay reports and work-ups, and a tumour keeps
-growing while it waits.
+hours. Exams flow: invitation -> scan -> reads (as the policy in force says) -> the
+programme's report and management -> next round, a follow-up exam, or work-up -> diagnosis.
+Backlogs delay reports and work-ups, and disease keeps progressing while it waits.
+
+What an exam shows, how a reader reports it, what follows a report and what a work-up finds
+are the programme's (:class:`sandbox.programmes.base.Programme`); who reads is the policy's.
+Observers hear of every report, work-up, diagnosis and death, and of each day's start.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import simpy
 
-from sandbox.agents.inference import DeviceReader, ExamImage
 from sandbox.agents.readers import Reader
-from sandbox.config import Programme, Site
-from sandbox.disease.history import History
-from sandbox.disease.natural_history import YEAR, stage_at
-from sandbox.rng import Streams
+from sandbox.config import ProgrammeConfig, Site
+from sandbox.programmes.base import Cohort, PersonEvent, Programme, Read
+from sandbox.rng import Streams, exam_key
 from sandbox.workflow.calendar import Calendar, is_workday
-from sandbox.workflow.exam_log import ExamLog
-from sandbox.workflow.lung_rads import CATEGORIES, FOLLOW_UP_DAYS, management
+from sandbox.workflow.exam import NAN, Exam, ExamRecord
+from sandbox.workflow.observers import LivePolicy, Observer, WorkupDone
 from sandbox.workflow.policies import ReadingPolicy
-from sandbox.workflow.reading import (
-    MALIGNANT_KEY,
-    Finding,
-    Prior,
-    Read,
-    categorise,
-    most_suspicious,
-    read_exam,
-    update_prior,
-    visible_findings,
-)
 
+YEAR = 365.25
 DAY_START = 8.0 / 24.0
 SCAN_TIME = 9.0 / 24.0
 WORKUP_LEAD_DAYS = 7.0
-# key space for exams within a round (screen + follow-ups): draws for exam k of round r use r * 32 + k
-EXAMS_PER_ROUND = 32
-STAGES = ("I", "II", "III", "IV")
-
-EXAM_COLUMNS = (
-    "person_id",
-    "site",
-    "round",
-    "exam_seq",
-    "exam_kind",
-    "due_day",
-    "exam_day",
-    "reported_day",
-    "n_reads",
-    "reader_minutes",
-    "arbitrated",
-    "lung_rads",
-    "positive",
-    "management",
-    "top_finding_mm",
-    "malignant_visible",
-    "malignant_reported",
-    "malignant_diameter_mm",
-    "workup_day",
-    "workup_diagnosis_day",
-    "workup_stage",
-    "benign_biopsy",
-    "ai_score",
-    "ai_positive",
-    "ai_autonomous",
-    "human_positive",
-)
 # exams scanned at the same moment are scored by the AI as one batch, this long after the scan
 AI_BATCH_DELAY_DAYS = 1.0 / 1440.0
 # booked screens are scored this many days ahead, in batches of runtime.ai_batch_size
 AI_PREFETCH_DAYS = 14
-
-
-@dataclass(slots=True)
-class Exam:
-    site: SiteModel
-    row: int
-    person_id: int
-    round: int
-    seq: int
-    kind: str
-    due_day: float
-    day: float
-    visible: list[Finding]
-    prior: Prior
-    taken: set[int] = field(default_factory=set)
-
-    @property
-    def index(self) -> int:
-        return self.round * EXAMS_PER_ROUND + self.seq
-
-    def u(self, stream: str, k: int = 0) -> float:
-        return self.site.streams.u(stream, self.person_id, self.index * 64 + k)
-
-    def categorise(self, findings: list[Finding], reader_id: int, minutes: float) -> Read:
-        p = self.site.programme
-        cat, pos, top, suspicious = categorise(
-            findings,
-            self.prior,
-            self.day,
-            p.protocol,
-            p.nlst_threshold_mm,
-            p.stable_exempt_years * YEAR,
-        )
-        return Read(reader_id, 3, findings, cat, pos, minutes, top, suspicious)
 
 
 class Worklist(simpy.FilterStore):
@@ -134,87 +60,99 @@ class ReadTask:
     done: simpy.Event
 
 
+@dataclass(frozen=True)
+class SiteSetup:
+    """Everything a site model needs besides its environment.
+
+    Args:
+        index: site index in the scenario. site: its config. readers: its radiologists.
+        programme: the programme object. cohort: the programme's cohort (all sites').
+        rows: indices into ``cohort`` of the people screened here. schedule: the scenario's
+        ``programme`` section. policy: the run's policy (version 0 of the live policy).
+        streams: keyed random streams. ai: the AI device reader, when the policy uses one.
+        observers: told of reports, work-ups, diagnoses, deaths and days (the exam log first).
+        on_days: progress callback, called with simulated days every 30 days.
+    """
+
+    index: int
+    site: Site
+    readers: Sequence[Reader]
+    programme: Programme
+    cohort: Cohort
+    rows: np.ndarray
+    schedule: ProgrammeConfig
+    policy: ReadingPolicy
+    streams: Streams
+    ai: Any = None  # sandbox.agents.inference.DeviceReader
+    observers: Sequence[Observer] = ()
+    on_days: Callable[[int], None] | None = None
+
+
 class SiteModel:
     """The SimPy model of one site over the programme's horizon.
 
     Args:
-        env: the SimPy environment (one per site: sites share nothing).
-        index: site index in the scenario. site: its config. readers: its radiologists.
-        history: the cohort. rows: indices into ``history`` of the people screened here.
+        env: the SimPy environment (its own, or one shared by the sites of a unit of work:
+            sites share nothing but the clock).
+        setup: the site's parts (:class:`SiteSetup`).
     """
 
-    def __init__(
-        self,
-        env: simpy.Environment,
-        index: int,
-        site: Site,
-        readers: list[Reader],
-        history: History,
-        rows: np.ndarray,
-        programme: Programme,
-        policy: ReadingPolicy,
-        streams: Streams,
-        n2_over_n1: float,
-        on_days: Callable[[int], None] | None = None,
-        ai: DeviceReader | None = None,
-    ) -> None:
-        self.env, self.index, self.site, self.readers = env, index, site, readers
-        self.history, self.rows, self.programme, self.policy, self.streams = (
-            history,
-            rows,
-            programme,
-            policy,
-            streams,
-        )
-        self.scanner_book = Calendar(site.scanners * site.exams_per_scanner_day)
-        self.workup_book = Calendar(site.workup_slots_per_day)
+    def __init__(self, env: simpy.Environment, setup: SiteSetup) -> None:
+        self.env = env
+        self.index, self.site, self.readers = setup.index, setup.site, list(setup.readers)
+        self.name = setup.site.name
+        self.programme, self.cohort, self.rows = setup.programme, setup.cohort, setup.rows
+        self.schedule_cfg, self.streams, self.ai = setup.schedule, setup.streams, setup.ai
+        self.observers = list(setup.observers)
+        self.policy = LivePolicy(self, setup.policy)
+        self.scanner_book = Calendar(setup.site.scanners * setup.site.exams_per_scanner_day)
+        self.workup_book = Calendar(setup.site.workup_slots_per_day)
         self.worklist = Worklist(env)
         self.heap: list[tuple[int, int, tuple]] = []
         self._seq = 0
-        self.priors: dict[int, Prior] = {}
-        n = len(history)
+        self.priors: dict[int, Any] = {}
+        n = len(setup.cohort)
         self.screen_dx_day = np.full(n, np.inf)
         self.screen_dx_stage = np.full(n, -1, dtype=np.int8)
-        self.exams = ExamLog(EXAM_COLUMNS)
         self.backlog: list[tuple[int, int]] = []
         self.pending_reads = 0  # reads requested and not yet completed
-        self.reader_minutes = {r.reader_id: 0.0 for r in readers}
-        c, p = history.cancer, history.people
-        self._pid = p["person_id"]
-        self._death = c["other_death_day"]
-        self._clinical = c["clinical_day"]
-        self._end = p["end_day"]
-        self._hours = site.reading_hours_per_day / 24.0
-        self._n2 = n2_over_n1
-        self._on_days = on_days
-        self.ai = ai
+        self.reader_minutes = {r.reader_id: 0.0 for r in self.readers}
+        people = setup.cohort.people
+        self._pid = people["person_id"]
+        self._exit = setup.cohort.exit_days()
+        self._end = people["end_day"]
+        self._hours = setup.site.reading_hours_per_day / 24.0
+        self._on_days = setup.on_days
         self._prefetched_until = -1
         self._ai_pending: list[tuple[Exam, simpy.Event]] = []
+        self._person_events: list[tuple[float, int, int, PersonEvent]] = []
+        self._dead: set[int] = set()
+
+    @property
+    def now(self) -> float:
+        return self.env.now
 
     # ------------------------------------------------------------ scheduling
     def start(self) -> None:
-        base = self.history.people["entry_day"][self.rows]
+        base = self.cohort.people["entry_day"][self.rows]
         self._base = dict(zip(self.rows.tolist(), base.tolist(), strict=True))
         for i in np.argsort(base, kind="stable"):
             self.schedule(int(self.rows[i]), 0, 0, "screen", float(base[i]))
+        self._queue_clinical_events()
         self.env.process(self.dispatcher())
         for r in self.readers:
             self.env.process(self.reader_loop(r))
 
     def schedule(self, row: int, rnd: int, seq: int, kind: str, due: float) -> None:
         pid = int(self._pid[row])
-        while (
-            kind == "screen"
-            and self.streams.u("schedule.attend", pid, rnd) >= self.programme.attendance
-        ):
+        p = self.schedule_cfg
+        while kind == "screen" and self.streams.u("schedule.attend", pid, rnd) >= p.attendance:
             rnd += 1
-            if rnd >= self.programme.rounds:
+            if rnd >= p.rounds:
                 return
-            due = self._base[row] + rnd * self.programme.interval_years * YEAR
-        if (
-            kind != "screen"
-            and self.streams.u("schedule.adhere", pid, rnd * EXAMS_PER_ROUND + seq)
-            >= self.programme.followup_adherence
+            due = self._base[row] + rnd * p.interval_years * YEAR
+        if kind != "screen" and (
+            self.streams.u("schedule.adhere", pid, exam_key(rnd, seq)) >= p.followup_adherence
         ):
             return
         if due >= self._end[row]:
@@ -224,9 +162,12 @@ class SiteModel:
         heapq.heappush(self.heap, (day, self._seq, (row, rnd, seq, kind, due)))
 
     def dispatcher(self) -> Generator[Any, Any, None]:
-        horizon = self.history.horizon_day
+        horizon = self.cohort.horizon_day
         while self.env.now < horizon:
             today = int(self.env.now)
+            self._emit_person_events(today)
+            for ob in self.observers:
+                ob.on_day(self, today)
             if self.ai is not None and today >= self._prefetched_until:
                 self._prefetch(today, today + AI_PREFETCH_DAYS)
             while self.heap and self.heap[0][0] <= today:
@@ -236,6 +177,45 @@ class SiteModel:
             if self._on_days and today % 30 == 29:
                 self._on_days(30)
             yield self.env.timeout(1.0)
+
+    # ------------------------------------------------------------ diagnoses and deaths
+    def _queue_clinical_events(self) -> None:
+        """Queue the clinical diagnoses and other-cause deaths of this site's people."""
+        for row, event in self.programme.person_timeline(self.cohort, self.rows):
+            self._push_person(event.day, row, event)
+
+    def _push_person(self, day: float, row: int, event: PersonEvent) -> None:
+        if day < self._end[row]:
+            self._seq += 1
+            heapq.heappush(self._person_events, (day, self._seq, row, event))
+
+    def _emit_person_events(self, today: int) -> None:
+        """Tell observers of the diagnoses and deaths that happened before ``today``.
+
+        A cancer is diagnosed by the route that comes first: a screen's work-up result before
+        the day symptoms surface, or else clinically. A diagnosis queues the cancer death the
+        programme's survival model gives; nothing is told of a person after their death.
+        """
+        q = self._person_events
+        while q and q[0][0] < today:
+            day, _, row, ev = heapq.heappop(q)
+            if row in self._dead:
+                continue
+            if ev.kind == "diagnosis":
+                screen_first = self.screen_dx_day[row] < self.programme.clinical_day(
+                    self.cohort, row
+                )
+                if (ev.route == "screen") != screen_first:
+                    continue  # the other route diagnosed this cancer first
+                death = self.programme.cancer_death_day(self.cohort, row, day, ev.stage)
+                if math.isfinite(death):
+                    self._push_person(
+                        death, row, PersonEvent("death", ev.person_id, death, "cancer")
+                    )
+            else:
+                self._dead.add(row)
+            for ob in self.observers:
+                ob.on_person(self, ev)
 
     # ------------------------------------------------------------ reading
     def read(
@@ -259,19 +239,12 @@ class SiteModel:
     def _ai_flush(self) -> Generator[Any, Any, None]:
         yield self.env.timeout(AI_BATCH_DELAY_DAYS)
         pending, self._ai_pending = self._ai_pending, []
-        images = [self._image(e) for e, _ in pending]
+        images = [
+            self.programme.image_of(e.person_id, e.day, self.site.scanner, e.shows)
+            for e, _ in pending
+        ]
         for (_, event), score in zip(pending, self.ai.scores(images), strict=True):
             event.succeed(float(score))
-
-    def _image(self, exam: Exam) -> ExamImage:
-        return self._image_of(exam.person_id, exam.day, exam.visible)
-
-    def _image_of(self, person_id: int, day: float, visible: list[Finding]) -> ExamImage:
-        f = most_suspicious(visible)
-        scanner = self.site.scanner
-        if f is None:
-            return ExamImage(person_id, int(day), scanner, 0.0, 0, False)
-        return ExamImage(person_id, int(day), scanner, f.size_mm, f.nodule_type, f.spiculated)
 
     def _prefetch(self, start: int, end: int) -> None:
         """Score the screens booked in [start, end) in large batches ahead of time.
@@ -281,14 +254,14 @@ class SiteModel:
         the cache. Screens that end up not happening (death, diagnosis) cost an inference only.
         """
         self._prefetched_until = end
-        scanner = self.site.scanner
+        scanner, prog = self.site.scanner, self.programme
         images = []
         for day, _, item in self.heap:
             if start <= day < end and item[3] == "screen":
                 row = item[0]
                 exam_day = day + SCAN_TIME
-                visible = visible_findings(self.history, row, exam_day, scanner)
-                images.append(self._image_of(int(self._pid[row]), exam_day, visible))
+                shows = prog.exam_shows(self.cohort, row, exam_day, scanner)
+                images.append(prog.image_of(int(self._pid[row]), exam_day, scanner, shows))
         if images:
             self.ai.scores(images)
 
@@ -309,28 +282,14 @@ class SiteModel:
                 return task.reviewer == rid
             return rid not in task.exam.taken
 
-        p = self.programme
+        prog = self.programme
         while True:
             task = yield self.worklist.get(mine)
             task.exam.taken.add(rid)
             start = self._next_working_time(self.env.now)
             if start > self.env.now:
                 yield self.env.timeout(start - self.env.now)
-            e = task.exam
-            result = read_exam(
-                reader,
-                e.visible,
-                e.prior,
-                self.streams,
-                e.person_id,
-                e.index,
-                task.slot,
-                e.day,
-                p.protocol,
-                p.nlst_threshold_mm,
-                p.stable_exempt_years * YEAR,
-                task.boost,
-            )
+            result = prog.read(reader, task.exam, task.slot, task.boost)
             self.reader_minutes[rid] += result.minutes
             yield self.env.timeout(result.minutes / 1440.0)
             self.pending_reads -= 1
@@ -343,14 +302,16 @@ class SiteModel:
         if day > self.env.now:
             yield self.env.timeout(day - self.env.now)
         if (
-            self._death[row] <= day
-            or self._clinical[row] <= day
+            self._exit[row] <= day  # died, or symptoms led to a diagnosis
             or self.screen_dx_day[row] < math.inf  # found by an earlier work-up
             or self._end[row] <= day  # pushed past the person's follow-up by a full calendar
         ):
             return
-        prior = self.priors.setdefault(row, Prior({}))
-        scanner = self.site.scanner
+        prog = self.programme
+        prior = self.priors.get(row)
+        if prior is None:
+            prior = self.priors[row] = prog.new_prior()
+        version = self.policy.at(day)
         exam = Exam(
             self,
             row,
@@ -360,90 +321,83 @@ class SiteModel:
             kind,
             due,
             day,
-            visible_findings(self.history, row, day, scanner),
+            prog.exam_shows(self.cohort, row, day, self.site.scanner),
             prior,
+            version.version,
         )
-        decision = yield from self.policy.process(self, exam)
+        decision = yield from version.policy.process(self, exam)
         final = decision.final
-        mgmt = management(final.category)
-        if self.programme.protocol == "nlst":
-            # NLST: a negative screen returns to the annual round; a positive one with no
-            # Lung-RADS-actionable nodule (e.g. a stable or 4-6 mm nodule) gets a 6-month LDCT
-            if not final.positive:
-                mgmt = "next_round"
-            elif mgmt == "next_round":
-                mgmt = "ct_6m"
-        malignant = next((f for f in exam.visible if f.key == MALIGNANT_KEY), None)
-        top = next((f.size_mm for f in final.findings if f.key == final.top_key), 0.0)
-        rec = self.exams.append(
-            (
-                exam.person_id,
-                self.index,
-                rnd,
-                seq,
-                kind,
-                due,
-                day,
-                self.env.now,
-                len(decision.reads),
-                sum(r.minutes for r in decision.reads),
-                decision.arbitrated,
-                CATEGORIES[final.category],
-                final.positive,
-                mgmt,
-                top,
-                malignant is not None,
-                any(f.key == MALIGNANT_KEY for f in final.findings),
-                malignant.size_mm if malignant else 0.0,
-                math.nan,
-                math.nan,
-                None,
-                False,
-                decision.ai_score,
-                decision.ai_positive,
-                decision.autonomous,
-                decision.reads[0].positive if decision.reads else None,
-            )
+        mgmt = prog.manage(exam, final)
+        record = ExamRecord(
+            person_id=exam.person_id,
+            site=self.index,
+            round=rnd,
+            exam_seq=seq,
+            exam_kind=kind,
+            due_day=due,
+            exam_day=day,
+            reported_day=self.env.now,
+            n_reads=len(decision.reads),
+            reader_minutes=sum(r.minutes for r in decision.reads),
+            arbitrated=decision.arbitrated,
+            positive=final.positive,
+            management=mgmt,
+            workup_day=NAN,
+            workup_diagnosis_day=NAN,
+            workup_stage=None,
+            benign_biopsy=False,
+            ai_score=decision.ai_score,
+            ai_positive=decision.ai_positive,
+            ai_autonomous=decision.autonomous,
+            human_positive=decision.reads[0].positive if decision.reads else None,
+            policy_version=exam.policy_version,
+            **prog.exam_fields(exam, final),
         )
-        update_prior(prior, final.findings, day)
-        if kind == "screen" and rnd + 1 < self.programme.rounds:
+        for ob in self.observers:
+            ob.on_exam(self, record)
+        prog.after_report(exam, final)
+        p = self.schedule_cfg
+        if kind == "screen" and rnd + 1 < p.rounds:
             self.schedule(
-                row,
-                rnd + 1,
-                0,
-                "screen",
-                self._base[row] + (rnd + 1) * self.programme.interval_years * YEAR,
+                row, rnd + 1, 0, "screen", self._base[row] + (rnd + 1) * p.interval_years * YEAR
             )
-        if mgmt in FOLLOW_UP_DAYS:
-            self.schedule(row, rnd, seq + 1, mgmt, day + FOLLOW_UP_DAYS[mgmt])
+        if mgmt in prog.follow_up_days:
+            self.schedule(row, rnd, seq + 1, mgmt, day + prog.follow_up_days[mgmt])
         elif mgmt == "workup":
-            self.env.process(self.workup_process(row, exam, final, rec))
+            self.env.process(self.workup_process(row, exam, final))
 
-    def workup_process(
-        self, row: int, exam: Exam, final: Read, rec: int
-    ) -> Generator[Any, Any, None]:
+    def workup_process(self, row: int, exam: Exam, final: Read) -> Generator[Any, Any, None]:
         wday = self.workup_book.book(self.env.now + WORKUP_LEAD_DAYS) + DAY_START
         yield self.env.timeout(wday - self.env.now)
         if (
-            self._death[row] <= wday
-            or self._clinical[row] <= wday
+            self._exit[row] <= wday
             or self.screen_dx_day[row] < math.inf  # already found by another work-up
         ):
             return
-        self.exams.set(rec, "workup_day", wday)
-        result_day = wday + self.site.workup_days_to_result
-        c = self.history.cancer
-        # the work-up (PET-CT, biopsy) examines every suspicious finding of the report
-        if MALIGNANT_KEY in final.suspicious and c["onset_day"][row] <= wday:
-            d = self.history.cancer_diameter(row, wday)
-            stage = stage_at(d, float(c["nodal_mm"][row]), self._n2, float(c["distant_mm"][row]))
-            self.screen_dx_day[row] = result_day
-            self.screen_dx_stage[row] = STAGES.index(stage)
-            self.exams.set(rec, "workup_diagnosis_day", result_day)
-            self.exams.set(rec, "workup_stage", stage)
-        elif exam.u("workup.biopsy") < self.programme.benign_biopsy_given_workup:
-            self.exams.set(rec, "benign_biopsy", True)
+        outcome = self.programme.workup(self.cohort, exam, final, wday)
+        dx_day = None
+        if outcome.diagnosed:
+            dx_day = wday + self.site.workup_days_to_result
+            self.screen_dx_day[row] = dx_day
+            self.screen_dx_stage[row] = self.programme.stages.index(outcome.stage)
+            self._push_person(
+                dx_day,
+                row,
+                PersonEvent("diagnosis", exam.person_id, dx_day, "screen", outcome.stage),
+            )
+        event = WorkupDone(
+            exam.person_id,
+            exam.round,
+            exam.seq,
+            wday,
+            dx_day,
+            outcome.stage if outcome.diagnosed else None,
+            outcome.benign_biopsy,
+        )
+        for ob in self.observers:
+            ob.on_workup(self, event)
 
     def run(self) -> None:
+        """Run this site alone in its environment to the end of the horizon."""
         self.start()
-        self.env.run(until=self.history.horizon_day + 1.0)
+        self.env.run(until=self.cohort.horizon_day + 1.0)

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sandbox.agents import Reader, ReaderProfile, draw_reader
-from sandbox.configure import load_reader_profiles
+from sandbox.compose import load_reader_profiles
 from sandbox.rng import Streams
 
 

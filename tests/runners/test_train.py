@@ -14,9 +14,9 @@ import testkit
 from scipy import stats
 
 from sandbox.agents.bundle import load_bundle
+from sandbox.compose import load
 from sandbox.config import Scanner
-from sandbox.configure import load
-from sandbox.disease.history import sample_history
+from sandbox.programmes.lung_ldct.disease.history import sample_history
 from sandbox.rng import Streams
 from sandbox.runners import train
 from sandbox.runners.train import auc, breakdown, exam_cases, render_cases

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from sandbox.cli import main
-from sandbox.configure import load
+from sandbox.compose import load
 from sandbox.runners.local import simulate
 from sandbox.validation import compare, load_targets
 from sandbox.validation.targets import loss

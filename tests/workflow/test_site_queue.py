@@ -26,10 +26,10 @@ import simpy
 
 import sandbox.workflow.site as site_module
 from sandbox.agents.readers import Reader
-from sandbox.disease import sample_history
+from sandbox.programmes.lung_ldct.disease import sample_history
+from sandbox.programmes.lung_ldct.reading import Prior
 from sandbox.rng import Streams
 from sandbox.workflow import SiteModel, is_workday, make_policy
-from sandbox.workflow.reading import Prior
 from sandbox.workflow.site import DAY_START, Exam
 
 MINUTES_PER_DAY = 1440.0

@@ -1,0 +1,91 @@
+"""The Hydra boundary: compose conf/ and scenarios/, then validate into frozen objects.
+
+Only this module (and the CLI) touch Hydra/OmegaConf; everything below receives a
+:class:`~sandbox.config.RunConfig`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sandbox.agents.readers import ReaderProfile
+from sandbox.config import RunConfig, run_config
+from sandbox.errors import SandboxInputError
+from sandbox.typed import build
+
+
+def project_root() -> Path:
+    """The folder holding conf/, scenarios/ and agents/ (SANDBOX_HOME overrides)."""
+    env = os.environ.get("SANDBOX_HOME")
+    return Path(env) if env else Path(__file__).resolve().parents[1]
+
+
+def compose(overrides: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
+    """Compose the run config with Hydra; returns (plain mapping, scenario name)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf, open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    conf = project_root() / "conf"
+    try:
+        with initialize_config_dir(str(conf), version_base=None):
+            cfg = hydra_compose("config", overrides=list(overrides), return_hydra_config=True)
+            choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+            with open_dict(cfg):
+                del cfg["hydra"]
+            data = OmegaConf.to_container(cfg, resolve=True)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise SandboxInputError(_hydra_message(e)) from e
+    except yaml.YAMLError as e:  # pragma: no cover - hydra wraps most of these
+        raise SandboxInputError(f"malformed YAML: {' '.join(str(e).split())}") from e
+    return data, str(choices.get("scenario"))
+
+
+def _hydra_message(e: Exception) -> str:
+    msg = " ".join(str(e).split())
+    if "Could not find 'scenario/" in msg or "Could not load 'scenario/" in msg:
+        return f"unknown scenario: {msg} (scenarios live in {project_root() / 'scenarios'})"
+    if "Could not find 'policy/" in msg or "Could not load 'policy/" in msg:
+        return f"unknown policy: {msg} (policies live in {project_root() / 'conf' / 'policy'})"
+    return msg
+
+
+def load_reader_profiles(names: set[str] | None = None) -> dict[str, ReaderProfile]:
+    """Reader profiles from agents/readers/*.yaml, validated."""
+    folder = project_root() / "agents" / "readers"
+    out = {}
+    for path in sorted(folder.glob("*.yaml")):
+        if names is not None and path.stem not in names:
+            continue
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise SandboxInputError(f"{path}: malformed YAML ({' '.join(str(e).split())})") from e
+        try:
+            out[path.stem] = build(ReaderProfile, data, "")
+        except SandboxInputError as e:
+            raise SandboxInputError(f"{path}: {e}") from e
+    return out
+
+
+def load(
+    overrides: list[str] | tuple[str, ...] = (),
+) -> tuple[RunConfig, dict[str, ReaderProfile], dict[str, Any]]:
+    """Compose, validate and resolve reader profiles: (config, profiles, raw mapping)."""
+    data, scenario = compose(overrides)
+    cfg = run_config(data, scenario)
+    wanted = {name for s in cfg.scenario.sites for name in s.readers}
+    profiles = load_reader_profiles(wanted)
+    for i, s in enumerate(cfg.scenario.sites):
+        for name in s.readers:
+            if name not in profiles:
+                raise SandboxInputError(
+                    f"config key 'sites[{i}].readers.{name}': no reader profile {name}.yaml in {project_root() / 'agents' / 'readers'}"
+                )
+    return cfg, profiles, data

@@ -1,0 +1,232 @@
+"""The Programme seam: what a screening programme owns, and what the engine asks of it.
+
+The engine (:mod:`sandbox.workflow`) runs calendars, worklists, readers, AI batching and time
+for any programme; everything about the disease, the image, the report and what follows it is
+the programme's. A programme is a subclass of :class:`Programme` registered by name in
+:data:`sandbox.programmes.PROGRAMMES`; a scenario names it (``programme.name``).
+
+The engine treats a programme's findings, per-person prior state and image specification as
+opaque values; it reads only the :class:`Read` a reader produces and the
+:class:`WorkupOutcome` of a work-up.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import numpy as np
+import polars as pl
+
+from sandbox.config import ProgrammeConfig, Scanner, Scenario
+from sandbox.rng import Streams
+
+if TYPE_CHECKING:
+    from sandbox.agents.readers import Reader
+    from sandbox.workflow.exam import Exam
+
+
+class Cohort(Protocol):
+    """What the engine needs of a programme's cohort (a struct of arrays, one entry per person).
+
+    ``people`` holds at least ``person_id``, ``site`` (site index), ``entry_day`` (first
+    invitation) and ``end_day`` (end of follow-up); ``horizon_day`` is the last day simulated.
+    """
+
+    people: dict[str, np.ndarray]
+    horizon_day: float
+
+    def __len__(self) -> int: ...
+
+    def exit_days(self) -> np.ndarray:
+        """Per person, the day they leave screening for reasons of their own (death, symptoms)."""
+        ...
+
+
+@dataclass(slots=True)
+class Read:
+    """One reader's report of one exam, in the programme's reporting scheme.
+
+    ``category`` is the scheme's category as an index in ascending order of suspicion (so two
+    reports compare by it); ``findings`` are the programme's reported findings; ``top_key`` is
+    the finding that drives the category (-1 if none); ``suspicious`` are the keys of the
+    findings a work-up would examine.
+    """
+
+    reader_id: int
+    slot: int
+    findings: list[Any]
+    category: int
+    positive: bool
+    minutes: float
+    top_key: int = -1
+    suspicious: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkupOutcome:
+    """What a work-up found: a cancer (with its stage) or not, and whether a benign biopsy was done."""
+
+    diagnosed: bool
+    stage: str | None = None
+    benign_biopsy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PersonEvent:
+    """A diagnosis or a death, when it happens (``day``), for observers.
+
+    ``kind``: ``diagnosis`` (``route`` ``screen`` or ``clinical``, with ``stage``) or ``death``
+    (``route`` is the cause: ``cancer`` or ``other``).
+    """
+
+    kind: str
+    person_id: int
+    day: float
+    route: str
+    stage: str | None = None
+
+
+class Programme(ABC):
+    """A screening programme: cohort and disease, exam findings, reporting, management, work-up.
+
+    Subclasses set the class attributes and implement the abstract methods; the engine never
+    branches on a programme's name. Methods called per exam take the engine's
+    :class:`~sandbox.workflow.exam.Exam` (person, round, day, site scanner, what the exam shows,
+    the person's prior state, keyed draws via ``exam.u``).
+
+    Args:
+        scenario: the validated scenario (its ``cohort``, ``disease`` and ``programme`` are of
+            the types :meth:`config_types` names).
+    """
+
+    name: ClassVar[str]
+    #: exam kinds: the screen first, then the follow-up exams management can order
+    exam_kinds: ClassVar[tuple[str, ...]]
+    #: management outcomes: ``next_round``, the follow-up kinds, ``workup``
+    management_kinds: ClassVar[tuple[str, ...]]
+    #: days from the exam to each follow-up kind
+    follow_up_days: ClassVar[dict[str, float]]
+    #: disease stages, earliest first
+    stages: ClassVar[tuple[str, ...]]
+    #: the report column of the event log (the scheme's category) and its categories
+    report_column: ClassVar[str]
+    report_categories: ClassVar[tuple[str, ...]]
+    #: a malignant finding at least this large counts as missed if the AI alone cleared it
+    reportable_mm: ClassVar[float] = 0.0
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+
+    @property
+    def config(self) -> ProgrammeConfig:
+        return self.scenario.programme
+
+    # ---------------------------------------------------------------- configuration
+    @classmethod
+    @abstractmethod
+    def config_types(cls) -> dict[str, type]:
+        """The config dataclasses of the scenario sections ``cohort``, ``disease``, ``programme``."""
+
+    # ---------------------------------------------------------------- cohort and disease
+    @abstractmethod
+    def sample_cohort(
+        self, streams: Streams, progress: Callable[[int], None] | None = None
+    ) -> Cohort:
+        """The cohort with its disease histories (independent of any policy)."""
+
+    # ---------------------------------------------------------------- one exam
+    @abstractmethod
+    def exam_shows(self, cohort: Cohort, row: int, day: float, scanner: Scanner) -> Any:
+        """What an exam of person ``row`` on ``day`` on ``scanner`` shows (the findings)."""
+
+    @abstractmethod
+    def new_prior(self) -> Any:
+        """A person's prior state before their first report (what earlier reports said)."""
+
+    @abstractmethod
+    def read(self, reader: Reader, exam: Exam, slot: int, boost: float = 1.0) -> Read:
+        """One reader's independent read in read slot ``slot``; ``boost`` multiplies conspicuity."""
+
+    @abstractmethod
+    def normal_report(self) -> Read:
+        """The report of an exam cleared with no human read (the AI alone)."""
+
+    @abstractmethod
+    def consensus(self, exam: Exam, positive: Read, negative: Read, review: Read) -> Read:
+        """The report two discordant readers agree on, after ``negative``'s reader reviews."""
+
+    @abstractmethod
+    def manage(self, exam: Exam, final: Read) -> str:
+        """What follows the report: ``next_round``, a follow-up kind, or ``workup``."""
+
+    @abstractmethod
+    def after_report(self, exam: Exam, final: Read) -> None:
+        """Record the report in the person's prior state (the comparison for the next exam)."""
+
+    @abstractmethod
+    def workup(self, cohort: Cohort, exam: Exam, final: Read, day: float) -> WorkupOutcome:
+        """The work-up on ``day`` of the findings ``final`` calls suspicious."""
+
+    @abstractmethod
+    def exam_fields(self, exam: Exam, final: Read) -> dict[str, Any]:
+        """The programme's fields of the exam record: ``report_column`` and the finding columns
+        ``top_finding_mm``, ``malignant_visible``, ``malignant_reported``, ``malignant_diameter_mm``."""
+
+    # ---------------------------------------------------------------- the person's timeline
+    @abstractmethod
+    def person_timeline(
+        self, cohort: Cohort, rows: np.ndarray
+    ) -> Iterable[tuple[int, PersonEvent]]:
+        """(row, event) for the clinical diagnoses (with stage) and the deaths from other causes
+        that the natural history of people ``rows`` holds, whatever screening does."""
+
+    @abstractmethod
+    def clinical_day(self, cohort: Cohort, row: int) -> float:
+        """Day person ``row``'s cancer would surface clinically (inf: never)."""
+
+    def cancer_death_day(self, cohort: Cohort, row: int, dx_day: float, stage: str | None) -> float:
+        """Day person ``row`` dies of the cancer diagnosed on ``dx_day`` (inf: does not)."""
+        return float("inf")
+
+    # ---------------------------------------------------------------- AI devices
+    def image_of(self, person_id: int, day: float, scanner: Scanner, shows: Any) -> Any:
+        """The image specification an AI device is shown (None: this programme has no images)."""
+        return None
+
+    def render(self, images: Sequence[Any], seed: int, size: int, device: str) -> Any:
+        """Render a batch of image specifications as a tensor ``[B, *input_shape]``."""
+        raise NotImplementedError(f"programme '{self.name}' renders no images")
+
+    def renderer_version(self) -> str:
+        """Identifies the renderer (code and parameters); part of every cached score's key."""
+        return f"{self.name}:no-renderer"
+
+    def image_relevant(self) -> dict[str, Any]:
+        """The parts of the scenario that change what an exam's image shows (score cache key)."""
+        return {"cohort": self.scenario.cohort, "disease": self.scenario.disease}
+
+    # ---------------------------------------------------------------- outcomes
+    @abstractmethod
+    def resolve_people(
+        self,
+        cohort: Cohort,
+        screen_dx_day: np.ndarray,
+        screen_dx_stage: np.ndarray,
+        screens: pl.DataFrame,
+    ) -> pl.DataFrame:
+        """One row per person: subgroup columns, diagnosis route and stage, death."""
+
+    def metric_definitions(self) -> Sequence[Any]:
+        """The programme's own metrics (:class:`sandbox.outcomes.metrics.Metric`)."""
+        return ()
+
+    def screen_aggregations(self) -> list[pl.Expr]:
+        """Polars aggregations feeding the programme's screen metrics."""
+        return []
+
+    def people_aggregations(self) -> list[pl.Expr]:
+        """Polars aggregations feeding the programme's people metrics."""
+        return []

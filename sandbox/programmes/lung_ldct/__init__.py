@@ -1,0 +1,1 @@
+"""Lung cancer screening with low-dose CT (NLST, Lung-RADS v2022)."""

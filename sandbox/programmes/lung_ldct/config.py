@@ -1,0 +1,140 @@
+"""The lung programme's configuration: population, eligibility, disease, reporting keys.
+
+Built by :func:`sandbox.config.run_config` for a scenario whose ``programme.name`` is
+``lung_ldct``; errors name the dotted key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sandbox.config import PROB, ProgrammeConfig, Range
+from sandbox.typed import fail
+
+RACES = ("white", "black", "hispanic", "asian", "aian", "nhpi")
+HISTOLOGIES = ("adenocarcinoma", "squamous", "small_cell", "other")
+NODULE_TYPES = ("solid", "part_solid", "ground_glass")
+STAGES = ("I", "II", "III", "IV")
+
+
+# ---------------------------------------------------------------- cohort
+@dataclass(frozen=True)
+class Population:
+    """Candidate population from which the eligible cohort is drawn."""
+
+    age: Range
+    female: float = field(metadata=PROB)
+    race: dict[str, float]
+    current_smoker: float = field(metadata=PROB)
+    cigs_per_day_median: float = field(metadata={"gt": 0, "le": 100})
+    cigs_per_day_sigma: float = field(metadata={"ge": 0, "le": 3})
+    smoking_start_age_mean: float = field(metadata={"ge": 8, "le": 40})
+    smoking_start_age_sd: float = field(metadata={"ge": 0, "le": 20})
+    years_since_quit_mean: float = field(metadata={"gt": 0, "le": 60})
+    education: tuple[float, ...]
+    bmi_mean: float = field(metadata={"ge": 12, "le": 60})
+    bmi_sd: float = field(metadata={"ge": 0, "le": 20})
+    copd: float = field(metadata=PROB)
+    personal_cancer_history: float = field(metadata=PROB)
+    family_history: float = field(metadata=PROB)
+
+    def check(self, path: str) -> None:
+        for r, p in self.race.items():
+            if r not in RACES:
+                fail(f"{path}.race.{r}", f"unknown race/ethnicity (known: {', '.join(RACES)})")
+            if not 0 <= p:
+                fail(f"{path}.race.{r}", f"{p} is negative")
+        if sum(self.race.values()) <= 0:
+            fail(f"{path}.race", "shares sum to zero")
+        if len(self.education) != 6 or min(self.education) < 0 or sum(self.education) <= 0:
+            fail(f"{path}.education", "needs six non-negative shares (PLCOm2012 levels 1-6)")
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    rule: str = field(metadata={"choices": ("plcom2012", "uspstf2021", "nlst")})
+    plcom2012_threshold: float = field(default=0.0151, metadata=PROB)
+
+
+@dataclass(frozen=True)
+class Cohort:
+    size: int = field(metadata={"ge": 1, "le": 50_000_000})
+    population: Population
+    eligibility: Eligibility
+
+
+# ---------------------------------------------------------------- disease
+@dataclass(frozen=True)
+class Histology:
+    share: float = field(metadata={"ge": 0})
+    vdt_median_days: float = field(metadata={"gt": 0, "le": 10_000})
+    vdt_sigma: float = field(metadata={"ge": 0, "le": 3})
+    indolent_fraction: float = field(metadata=PROB)
+    spread_scale: float = field(metadata={"gt": 0, "le": 10})
+    type_mix: tuple[float, float, float]  # solid, part_solid, ground_glass
+    spiculated: float = field(metadata=PROB)
+
+
+@dataclass(frozen=True)
+class BenignNodules:
+    mean_count_at_start: float = field(metadata={"ge": 0, "le": 20})
+    new_per_year: float = field(metadata={"ge": 0, "le": 10})
+    size_median_mm: float = field(metadata={"gt": 0, "le": 30})
+    size_sigma: float = field(metadata={"ge": 0, "le": 2})
+    type_mix: tuple[float, float, float]
+    resolving_fraction: float = field(metadata=PROB)
+    resolve_median_days: float = field(metadata={"gt": 0})
+    growing_fraction: float = field(metadata=PROB)
+    growing_vdt_median_days: float = field(metadata={"gt": 0})
+
+
+@dataclass(frozen=True)
+class Disease:
+    incidence_multiplier: float = field(metadata={"gt": 0, "le": 50})
+    preclinical_window_years: float = field(metadata={"gt": 0, "le": 40})
+    onset_diameter_mm: float = field(metadata={"gt": 0, "le": 5})
+    indolent_vdt_median_days: float = field(metadata={"gt": 0})
+    clinical_hazard_per_year_at_20mm: float = field(metadata={"gt": 0, "le": 100})
+    clinical_hazard_size_exponent: float = field(metadata={"ge": 0, "le": 10})
+    metastatic_symptom_hazard_per_year: float = field(metadata={"ge": 0, "le": 100})
+    nodal_median_mm: float = field(metadata={"gt": 0})
+    nodal_sigma: float = field(metadata={"ge": 0, "le": 3})
+    n2_over_n1: float = field(metadata={"ge": 1})
+    distant_median_mm: float = field(metadata={"gt": 0})
+    distant_sigma: float = field(metadata={"ge": 0, "le": 3})
+    histology: dict[str, Histology]
+    benign: BenignNodules
+    survival_5y: dict[str, float]
+    median_survival_years_uncured: dict[str, float]
+    other_cause_gompertz_a: float = field(metadata={"gt": 0})
+    other_cause_gompertz_b: float = field(metadata={"gt": 0, "le": 1})
+    other_cause_smoker_hr: float = field(metadata={"gt": 0, "le": 20})
+
+    def check(self, path: str) -> None:
+        for h in self.histology:
+            if h not in HISTOLOGIES:
+                fail(
+                    f"{path}.histology.{h}", f"unknown histology (known: {', '.join(HISTOLOGIES)})"
+                )
+        for name in ("survival_5y", "median_survival_years_uncured"):
+            table = getattr(self, name)
+            if set(table) != set(STAGES):
+                fail(f"{path}.{name}", f"needs exactly the stages {', '.join(STAGES)}")
+        for s, v in self.survival_5y.items():
+            if not 0 <= v <= 1:
+                fail(f"{path}.survival_5y.{s}", f"{v} is not a probability")
+
+
+# ---------------------------------------------------------------- programme
+@dataclass(frozen=True, kw_only=True)
+class LungProgrammeConfig(ProgrammeConfig):
+    """The schedule plus the lung reporting keys.
+
+    ``protocol``: ``lung_rads_v2022`` or ``nlst`` (the reporting schemes of
+    :mod:`sandbox.programmes.lung_ldct.lung_rads`).
+    """
+
+    protocol: str = field(metadata={"choices": ("lung_rads_v2022", "nlst")})
+    nlst_threshold_mm: float = field(default=4.0, metadata={"gt": 0, "le": 30})
+    stable_exempt_years: float = field(default=2.0, metadata={"ge": 0, "le": 10})
+    benign_biopsy_given_workup: float = field(default=0.25, metadata=PROB)

@@ -1,0 +1,123 @@
+"""The cohort with its disease histories: who is screened, and what is in their lungs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sandbox.config import Scenario
+from sandbox.errors import SandboxInputError
+from sandbox.programmes.lung_ldct.cohort import assign_sites, sample_candidates
+from sandbox.programmes.lung_ldct.disease.natural_history import YEAR, sample_cancers
+from sandbox.programmes.lung_ldct.disease.nodules import sample_benign_nodules
+from sandbox.rng import Streams
+
+
+@dataclass(frozen=True)
+class History:
+    """Struct of arrays. ``people`` and ``cancer`` are aligned (one entry per person);
+    ``nodules`` is flat, with person ``i``'s nodules at ``nodule_start[i]:nodule_start[i+1]``.
+
+    All days are programme days. Person ``i`` enters (is invited) on ``people["entry_day"][i]``
+    and is followed until ``people["end_day"][i]``; their natural history is drawn relative to
+    entry and shifted, so every person has the same follow-up however invitations are spread.
+    """
+
+    people: dict[str, np.ndarray]
+    cancer: dict[str, np.ndarray]
+    nodules: dict[str, np.ndarray]
+    nodule_start: np.ndarray
+    horizon_day: float
+    candidates_drawn: int
+    onset_diameter_mm: float
+
+    def __len__(self) -> int:
+        return len(self.people["person_id"])
+
+    def exit_days(self) -> np.ndarray:
+        """Per person, the day they leave screening: symptoms lead to a diagnosis, or death."""
+        return np.minimum(self.cancer["clinical_day"], self.cancer["other_death_day"])
+
+    def cancer_diameter(self, row: int, day: float) -> float:
+        """Diameter (mm) of person ``row``'s tumour on ``day`` (0 before onset or without cancer)."""
+        onset = float(self.cancer["onset_day"][row])
+        if day < onset:
+            return 0.0
+        return self.onset_diameter_mm * 2.0 ** (
+            (day - onset) / (3.0 * float(self.cancer["vdt_days"][row]))
+        )
+
+
+def follow_up_days(scenario: Scenario) -> float:
+    """Days each person is followed from entry: the rounds, then the follow-up period."""
+    p = scenario.programme
+    return ((p.rounds - 1) * p.interval_years + p.follow_up_years_after_last_round) * YEAR
+
+
+def horizon_day(scenario: Scenario) -> float:
+    """Last programme day simulated: the last invitation plus the follow-up."""
+    return scenario.programme.schedule_spread_days + follow_up_days(scenario)
+
+
+def sample_history(
+    scenario: Scenario,
+    streams: Streams,
+    size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> History:
+    """Draw the eligible cohort (in candidate-id order) with cancers and benign nodules.
+
+    Candidates who had a clinically diagnosed lung cancer before entry are not screened (a
+    history of lung cancer excludes them), as in the trials.
+    """
+    n = scenario.cohort.size if size is None else size
+    horizon = follow_up_days(scenario)
+    parts_p, parts_c = [], []
+    got, next_id = 0, 0
+    block = max(4 * n, 20_000)
+    while got < n:
+        ids = np.arange(next_id, next_id + block, dtype=np.int64)
+        next_id += block
+        cand = sample_candidates(scenario.cohort, streams, ids)
+        keep = cand.pop("eligible")
+        cand = {k: v[keep] for k, v in cand.items()}
+        canc = sample_cancers(scenario.disease, streams, cand, horizon)
+        ok = canc["clinical_day"] >= 0.0
+        cand = {k: v[ok] for k, v in cand.items()}
+        canc = {k: v[ok] for k, v in canc.items()}
+        parts_p.append(cand)
+        parts_c.append(canc)
+        got += len(cand["person_id"])
+        if progress:
+            progress(min(len(cand["person_id"]), n - (got - len(cand["person_id"]))))
+        if next_id > 1000 * max(n, 1000):
+            raise SandboxInputError(
+                "config key 'cohort.eligibility': the rule accepts almost no candidates from cohort.population"
+            )
+    people = {k: np.concatenate([p[k] for p in parts_p])[:n] for k in parts_p[0]}
+    cancer = {k: np.concatenate([c[k] for c in parts_c])[:n] for k in parts_c[0]}
+    people["site"] = assign_sites(streams, people["person_id"], [s.share for s in scenario.sites])
+    nod = sample_benign_nodules(scenario.disease.benign, streams, people["person_id"], horizon)
+    start = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(start, nod["row"] + 1, 1)
+    entry = (
+        streams.uniform("schedule.entry", people["person_id"])
+        * scenario.programme.schedule_spread_days
+    )
+    people["entry_day"] = entry
+    people["end_day"] = entry + horizon
+    for key in ("onset_day", "clinical_day", "other_death_day"):
+        cancer[key] = cancer[key] + entry
+    nod["appear_day"] = nod["appear_day"] + entry[nod["row"]]
+    nod["resolve_day"] = nod["resolve_day"] + entry[nod["row"]]
+    return History(
+        people,
+        cancer,
+        nod,
+        np.cumsum(start),
+        horizon_day(scenario),
+        next_id,
+        scenario.disease.onset_diameter_mm,
+    )

@@ -1,0 +1,216 @@
+"""Lung cancer natural history, independent of any screening policy.
+
+Model (times in days from the person's entry, shifted to programme days by
+:func:`sandbox.programmes.lung_ldct.disease.history.sample_history`; sizes in mm of longest diameter):
+
+* **Onset** of a preclinical tumour at diameter ``d0`` arrives as a Poisson process with the
+  person's annual hazard ``-ln(1 - r6) / 6 * incidence_multiplier`` (``r6`` = PLCOm2012 six-year
+  risk), over a window starting ``preclinical_window_years`` before entry so that
+  prevalent cancers exist at the first round. Only the first onset counts.
+* **Growth** is exponential in volume: ``d(t) = d0 * 2 ** ((t - onset) / (3 * vdt))``, the volume
+  doubling time log-normal by histology, with an indolent fraction on a long doubling time.
+* **Clinical detection** (symptoms) has hazard ``c * (d / 20 mm) ** k`` per year, solved in
+  closed form, plus a constant hazard once distant spread has occurred.
+* **Spread**: each tumour draws the diameter at which nodal (N1; N2 at ``n2_over_n1`` times that)
+  and distant spread occur, log-normal, scaled by histology; stage at any time follows from
+  size and spread (:func:`stage_at`).
+* **Other-cause death**: Gompertz hazard ``a * exp(b * age)`` per year, times a hazard ratio for
+  current smokers (its square root for former smokers), conditional on being alive at the start.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import ndtri
+
+from sandbox.programmes.lung_ldct.config import HISTOLOGIES, STAGES, Disease
+from sandbox.rng import Streams
+
+YEAR = 365.25
+STAGE_INDEX = {s: i for i, s in enumerate(STAGES)}
+
+
+def onset_hazard_per_year(risk_6y: np.ndarray, multiplier: float) -> np.ndarray:
+    """Annual hazard of preclinical onset from a six-year risk."""
+    return -np.log1p(-np.clip(risk_6y, 0.0, 0.999)) / 6.0 * multiplier
+
+
+def clinical_time_after_onset(
+    u: np.ndarray, vdt_days: np.ndarray, d0: float, c_per_year: float, k: float
+) -> np.ndarray:
+    """Days from onset to symptomatic detection driven by size, inverting the cumulative hazard.
+
+    With ``d(t) = d0 exp(g t)``, ``g = ln 2 / (3 vdt)`` and hazard ``h(t) = c/365.25 (d(t)/20)^k``,
+    ``H(t) = c/365.25 (d0/20)^k (exp(k g t) - 1) / (k g)``; the time is ``H^-1(-ln u)``.
+    """
+    g = math.log(2.0) / (3.0 * vdt_days)
+    h0 = c_per_year / YEAR * (d0 / 20.0) ** k
+    e = -np.log(u)
+    if k == 0:
+        return e / h0
+    return np.log1p(e * k * g / h0) / (k * g)
+
+
+def diameter_at(t: np.ndarray, onset: np.ndarray, vdt_days: np.ndarray, d0: float) -> np.ndarray:
+    """Longest diameter (mm) at day ``t``; 0 before onset."""
+    dt = np.asarray(t, dtype=float) - onset
+    d = d0 * np.exp2(np.maximum(dt, 0.0) / (3.0 * vdt_days))
+    return np.where(dt >= 0, d, 0.0)
+
+
+def time_to_diameter(d: np.ndarray, vdt_days: np.ndarray, d0: float) -> np.ndarray:
+    """Days from onset until the tumour reaches diameter ``d`` (mm)."""
+    return 3.0 * vdt_days * np.log2(np.maximum(d, d0) / d0)
+
+
+def stage_at(diameter_mm: float, nodal_mm: float, n2_over_n1: float, distant_mm: float) -> str:
+    """Stage group (I-IV) from size and spread thresholds, simplified from IASLC 8th edition.
+
+    M1 -> IV; N2 -> III; N1 -> II if T <= 50 mm else III; N0 -> I if T <= 40 mm, II if
+    T <= 70 mm, else III (T4).
+    """
+    if diameter_mm >= distant_mm:
+        return "IV"
+    if diameter_mm >= nodal_mm * n2_over_n1:
+        return "III"
+    if diameter_mm >= nodal_mm:
+        return "II" if diameter_mm <= 50.0 else "III"
+    if diameter_mm <= 40.0:
+        return "I"
+    return "II" if diameter_mm <= 70.0 else "III"
+
+
+def other_cause_death_day(
+    u: np.ndarray, age: np.ndarray, hr: np.ndarray, a: float, b: float
+) -> np.ndarray:
+    """Days to death from other causes, Gompertz conditional on being alive at ``age``."""
+    years = np.log1p(b * -np.log(u) / (a * hr * np.exp(b * age))) / b
+    return years * YEAR
+
+
+def sample_cancers(
+    disease: Disease, streams: Streams, people: dict[str, np.ndarray], horizon_day: float
+) -> dict[str, np.ndarray]:
+    """Each person's lung cancer course (or none) and other-cause death day.
+
+    Returns arrays aligned with ``people``: ``has_cancer``, ``onset_day``, ``vdt_days``,
+    ``histology`` (index into HISTOLOGIES), ``nodule_type`` (0 solid, 1 part-solid, 2 GGN),
+    ``spiculated``, ``indolent``, ``nodal_mm``, ``distant_mm``, ``clinical_day`` (inf if never),
+    ``clinical_stage`` (index into STAGES; -1 if none), ``cure_u``, ``survival_u``,
+    ``other_death_day``.
+    """
+    ids = people["person_id"]
+    n = len(ids)
+    u = lambda name: streams.uniform(f"disease.{name}", ids)  # noqa: E731
+    window = disease.preclinical_window_years * YEAR
+    h = onset_hazard_per_year(people["plcom2012_6y"], disease.incidence_multiplier)
+    onset = -window + (-np.log(u("onset"))) / np.maximum(h, 1e-12) * YEAR
+    has = onset < horizon_day
+
+    hist_names = [name for name in HISTOLOGIES if name in disease.histology]
+    hists = [disease.histology[name] for name in hist_names]
+    shares = np.array([hh.share for hh in hists])
+    cdf = np.cumsum(shares / shares.sum())
+    local = np.minimum(np.searchsorted(cdf, u("histology"), side="right"), len(hists) - 1)
+    histology = np.array([HISTOLOGIES.index(nm) for nm in hist_names], dtype=np.int8)[local]
+
+    med = np.array([hh.vdt_median_days for hh in hists])[local]
+    sig = np.array([hh.vdt_sigma for hh in hists])[local]
+    indolent_p = np.array([hh.indolent_fraction for hh in hists])[local]
+    indolent = u("indolent") < indolent_p
+    z = ndtri(u("vdt"))
+    vdt = np.where(
+        indolent, disease.indolent_vdt_median_days * np.exp(0.4 * z), med * np.exp(sig * z)
+    )
+    vdt = np.clip(vdt, 20.0, 20000.0)
+
+    type_mix = np.array([hh.type_mix for hh in hists], dtype=float)[local]
+    type_cdf = np.cumsum(type_mix / type_mix.sum(axis=1, keepdims=True), axis=1)
+    nodule_type = (u("nodule_type")[:, None] > type_cdf[:, :-1]).sum(axis=1).astype(np.int8)
+    spiculated = u("spiculated") < np.array([hh.spiculated for hh in hists])[local]
+
+    scale = np.array([hh.spread_scale for hh in hists])[local]
+    nodal = disease.nodal_median_mm * scale * np.exp(disease.nodal_sigma * ndtri(u("nodal")))
+    distant = (
+        disease.distant_median_mm * scale * np.exp(disease.distant_sigma * ndtri(u("distant")))
+    )
+    distant = np.maximum(distant, nodal)
+
+    d0 = disease.onset_diameter_mm
+    t_size = clinical_time_after_onset(
+        u("clinical"),
+        vdt,
+        d0,
+        disease.clinical_hazard_per_year_at_20mm,
+        disease.clinical_hazard_size_exponent,
+    )
+    t_meta = time_to_diameter(distant, vdt, d0)
+    if disease.metastatic_symptom_hazard_per_year > 0:
+        t_meta_sym = (
+            t_meta
+            + (-np.log(u("metastatic_symptoms")))
+            / disease.metastatic_symptom_hazard_per_year
+            * YEAR
+        )
+    else:
+        t_meta_sym = np.full(n, np.inf)
+    clinical = np.where(has, onset + np.minimum(t_size, t_meta_sym), np.inf)
+    d_clin = diameter_at(clinical, onset, vdt, d0)
+    clinical_stage = np.full(n, -1, dtype=np.int8)
+    for i in np.flatnonzero(has & np.isfinite(clinical)):
+        clinical_stage[i] = STAGE_INDEX[
+            stage_at(d_clin[i], nodal[i], disease.n2_over_n1, distant[i])
+        ]
+
+    hr = np.where(
+        people["current_smoker"] == 1,
+        disease.other_cause_smoker_hr,
+        np.sqrt(disease.other_cause_smoker_hr),
+    )
+    other_death = other_cause_death_day(
+        u("other_death"),
+        people["age"],
+        hr,
+        disease.other_cause_gompertz_a,
+        disease.other_cause_gompertz_b,
+    )
+    return {
+        "has_cancer": has,
+        "onset_day": np.where(has, onset, np.inf),
+        "vdt_days": vdt,
+        "histology": histology,
+        "nodule_type": nodule_type,
+        "spiculated": spiculated,
+        "indolent": indolent & has,
+        "nodal_mm": nodal,
+        "distant_mm": distant,
+        "clinical_day": clinical,
+        "clinical_stage": clinical_stage,
+        "cure_u": u("cure"),
+        "survival_u": u("survival"),
+        "other_death_day": other_death,
+    }
+
+
+def lung_cancer_death_day(
+    stage: str,
+    diagnosis_day: float,
+    clinical_day: float,
+    cure_u: float,
+    survival_u: float,
+    disease: Disease,
+) -> float:
+    """Day of death from lung cancer after diagnosis at ``stage`` (inf if cured).
+
+    Cure probability is the stage's five-year survival; the uncured survive an exponential time
+    with the stage's median, counted from the later of diagnosis and the day symptoms would
+    have led to diagnosis, so that earlier diagnosis earns no lead-time survival.
+    """
+    if cure_u < disease.survival_5y[stage]:
+        return math.inf
+    median = disease.median_survival_years_uncured[stage]
+    years = -math.log(survival_u) * median / math.log(2.0)
+    start = diagnosis_day if not math.isfinite(clinical_day) else max(diagnosis_day, clinical_day)
+    return start + years * YEAR

@@ -1,0 +1,71 @@
+"""The lung programme's own metrics: Lung-RADS shares, lung cancers by stage, lung cancer deaths.
+
+They join the metrics every programme reports (:data:`sandbox.outcomes.metrics.METRICS`);
+docs/metrics.md documents each name.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from sandbox.outcomes.metrics import Metric
+from sandbox.programmes.lung_ldct.config import STAGES
+from sandbox.programmes.lung_ldct.lung_rads import CATEGORIES
+
+
+def definitions() -> dict[str, list[Metric]]:
+    """Screen and people metrics, by the view they are computed on."""
+    screen = [
+        Metric(
+            f"lung_rads_{c}_share",
+            "proportion",
+            f"screens reported as Lung-RADS {c} / screens",
+            f"lr_{c}",
+            "screens",
+        )
+        for c in CATEGORIES
+    ]
+    people = [
+        Metric(
+            "lung_cancers_diagnosed",
+            "count",
+            "lung cancers diagnosed by any route within each person's follow-up",
+            "diagnosed",
+        ),
+        *[
+            Metric(
+                f"stage_{s}_share",
+                "proportion",
+                f"diagnosed lung cancers at stage {s} / all diagnosed",
+                f"dx_stage_{s}",
+                "diagnosed",
+            )
+            for s in STAGES
+        ],
+        Metric(
+            "lung_cancer_deaths",
+            "count",
+            "deaths from lung cancer within each person's follow-up",
+            "lc_deaths",
+        ),
+        Metric(
+            "lung_cancer_deaths_per_100k_person_years",
+            "per_100k_py",
+            "lung cancer deaths per 100,000 person-years",
+            "lc_deaths",
+            "person_years",
+        ),
+    ]
+    return {"screen": screen, "people": people}
+
+
+def screen_aggregations() -> list[pl.Expr]:
+    return [(pl.col("lung_rads") == c).sum().alias(f"lr_{c}") for c in CATEGORIES]
+
+
+def people_aggregations() -> list[pl.Expr]:
+    return [
+        pl.col("diagnosis_day").is_not_null().sum().alias("diagnosed"),
+        *[(pl.col("stage") == s).sum().alias(f"dx_stage_{s}") for s in STAGES],
+        (pl.col("death_cause") == "lung_cancer").sum().alias("lc_deaths"),
+    ]

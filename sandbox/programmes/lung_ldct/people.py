@@ -1,0 +1,153 @@
+"""Per-person outcomes: how and when each cancer was diagnosed, at what stage, and who died of what."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+
+from sandbox.config import Scenario
+from sandbox.programmes.lung_ldct.cohort import age_band
+from sandbox.programmes.lung_ldct.config import RACES, STAGES
+from sandbox.programmes.lung_ldct.disease.history import History
+from sandbox.programmes.lung_ldct.disease.natural_history import YEAR, lung_cancer_death_day
+
+DIAGNOSIS_MODES = (
+    "none",
+    "screen",
+    "interval",
+    "not_screened",
+    "after_screening",
+)
+DEATH_CAUSES = ("alive", "lung_cancer", "other")
+
+PEOPLE_SCHEMA = {
+    "person_id": pl.Int64,
+    "site": pl.Int16,
+    "sex": pl.Enum(["F", "M"]),
+    "race": pl.Enum(list(RACES)),
+    "age_band": pl.Utf8,
+    "age": pl.Float64,
+    "pack_years": pl.Float64,
+    "plcom2012_6y": pl.Float64,
+    "entry_day": pl.Float64,
+    "end_day": pl.Float64,
+    "has_cancer": pl.Boolean,
+    "histology": pl.Utf8,
+    "indolent": pl.Boolean,
+    "onset_day": pl.Float64,
+    "clinical_day": pl.Float64,
+    "diagnosis_day": pl.Float64,
+    "diagnosis_mode": pl.Enum(list(DIAGNOSIS_MODES)),
+    "diagnosis_round": pl.Int16,
+    "stage": pl.Utf8,
+    "death_day": pl.Float64,
+    "death_cause": pl.Enum(list(DEATH_CAUSES)),
+    "person_years": pl.Float64,
+}
+
+
+def resolve_people(
+    scenario: Scenario,
+    history: History,
+    screen_dx_day: np.ndarray,
+    screen_dx_stage: np.ndarray,
+    screens: pl.DataFrame,
+) -> pl.DataFrame:
+    """Combine natural history with what screening did, one row per person.
+
+    ``screens`` holds the screening exams (person_id, round, exam_day). A cancer is
+    *screen-detected* if its screening work-up ends before symptoms would have surfaced,
+    an *interval* cancer if diagnosed clinically within the interval window after a screen of
+    that person that did not diagnose it, *after_screening* if diagnosed clinically later than
+    that window after the person's last screen (the programme's end, or rounds missed), and
+    *not_screened* if before the person's first screen.
+    """
+    p, c = history.people, history.cancer
+    n = len(history)
+    entry, end = p["entry_day"], p["end_day"]  # each person's follow-up window
+    window = scenario.programme.interval_cancer_window_years * YEAR
+    clinical = c["clinical_day"]
+    other = c["other_death_day"]
+    dx_screen_first = screen_dx_day < clinical
+    dx_day = np.where(dx_screen_first, screen_dx_day, clinical)
+    diagnosed = c["has_cancer"] & (dx_day < np.minimum(other, end))
+    dx_day = np.where(diagnosed, dx_day, np.inf)
+
+    by_person = screens.group_by("person_id").agg(
+        pl.col("exam_day").sort(), pl.col("round").sort_by("exam_day")
+    )
+    days: dict[int, list[float]] = dict(
+        zip(by_person["person_id"].to_list(), by_person["exam_day"].to_list(), strict=True)
+    )
+    rounds: dict[int, list[int]] = dict(
+        zip(by_person["person_id"].to_list(), by_person["round"].to_list(), strict=True)
+    )
+
+    mode = np.zeros(n, dtype=np.int8)
+    dx_round = np.full(n, -1, dtype=np.int16)
+    stage = np.full(n, "", dtype=object)
+    death = other.copy()
+    cause = np.where(other < end, 2, 0).astype(np.int8)
+    disease = scenario.disease
+    for i in np.flatnonzero(diagnosed):
+        pid = int(p["person_id"][i])
+        sday = days.get(pid, [])
+        before = [k for k, d in enumerate(sday) if d <= dx_day[i]]
+        if dx_screen_first[i]:
+            mode[i] = 1
+            st = STAGES[screen_dx_stage[i]]
+        else:
+            st = STAGES[c["clinical_stage"][i]]
+            if not before:
+                mode[i] = 3
+            elif dx_day[i] - sday[before[-1]] <= window:
+                mode[i] = 2
+            else:
+                mode[i] = 4
+        if before:
+            dx_round[i] = rounds[pid][before[-1]]
+        stage[i] = st
+        lc = lung_cancer_death_day(
+            st,
+            float(dx_day[i]),
+            float(clinical[i]),
+            float(c["cure_u"][i]),
+            float(c["survival_u"][i]),
+            disease,
+        )
+        if lc < min(other[i], end[i]):
+            death[i], cause[i] = lc, 1
+    death = np.where(cause > 0, death, np.inf)
+    person_years = (np.minimum(death, end) - entry) / YEAR
+    hist_names = np.array(["adenocarcinoma", "squamous", "small_cell", "other"])
+    return pl.DataFrame(
+        {
+            "person_id": p["person_id"],
+            "site": p["site"],
+            "sex": np.where(p["female"] == 1, "F", "M"),
+            "race": np.array(RACES)[p["race"]],
+            "age_band": age_band(p["age"]),
+            "age": p["age"],
+            "pack_years": p["pack_years"],
+            "plcom2012_6y": p["plcom2012_6y"],
+            "entry_day": entry,
+            "end_day": end,
+            "has_cancer": c["has_cancer"],
+            "histology": np.where(c["has_cancer"], hist_names[c["histology"]], ""),
+            "indolent": c["indolent"],
+            "onset_day": c["onset_day"],
+            "clinical_day": clinical,
+            "diagnosis_day": np.where(diagnosed, dx_day, math.nan),
+            "diagnosis_mode": np.array(DIAGNOSIS_MODES)[mode],
+            "diagnosis_round": dx_round,
+            "stage": stage.astype(str),
+            "death_day": np.where(np.isfinite(death), death, math.nan),
+            "death_cause": np.array(DEATH_CAUSES)[cause],
+            "person_years": person_years,
+        },
+        schema=PEOPLE_SCHEMA,
+    ).with_columns(
+        pl.col("diagnosis_day", "death_day").fill_nan(None), pl.col("stage").replace("", None)
+    )

@@ -1,0 +1,281 @@
+"""Lung cancer screening with low-dose CT, as a :class:`~sandbox.programmes.base.Programme`.
+
+The cohort is drawn by PLCOm2012, USPSTF 2021 or NLST eligibility; each person carries a lung
+cancer natural history and benign nodules; an exam shows the nodules present that day with
+their conspicuity on the site's scanner; readers report in Lung-RADS v2022, and the scheme
+(Lung-RADS v2022 or the NLST rule) decides positivity and management; the work-up (PET-CT,
+biopsy) examines the suspicious findings; an AI device reads a rendered CT patch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import polars as pl
+
+from sandbox.agents.readers import Reader
+from sandbox.config import Scanner, Scenario
+from sandbox.programmes.base import Cohort as CohortProtocol
+from sandbox.programmes.base import PersonEvent, Programme, Read, WorkupOutcome
+from sandbox.programmes.lung_ldct import metrics as lung_metrics
+from sandbox.programmes.lung_ldct.config import STAGES, Cohort, Disease, LungProgrammeConfig
+from sandbox.programmes.lung_ldct.disease.history import History, sample_history
+from sandbox.programmes.lung_ldct.disease.natural_history import (
+    YEAR,
+    lung_cancer_death_day,
+    stage_at,
+)
+from sandbox.programmes.lung_ldct.imaging.findings import MALIGNANT_KEY, most_suspicious
+from sandbox.programmes.lung_ldct.lung_rads import (
+    C1,
+    CATEGORIES,
+    FOLLOW_UP_DAYS,
+    MANAGEMENT,
+    SCHEMES,
+    LungRadsV2022,
+    NLSTRule,
+)
+from sandbox.programmes.lung_ldct.people import resolve_people
+from sandbox.programmes.lung_ldct.reading import (
+    SPURIOUS_KEY,
+    Finding,
+    Prior,
+    categorise,
+    read_exam,
+    update_prior,
+    visible_findings,
+)
+from sandbox.rng import Streams, declare_streams
+
+AUTONOMOUS_READER = -1
+# a spurious finding survives the consensus discussion with this probability
+CONSENSUS_KEEP_SPURIOUS = 0.35
+# the renderer's code and parameters: a change to either invalidates cached scores
+_RENDERER_FILES = ("imaging/render.py", "imaging/conspicuity.py")
+
+declare_streams(
+    {
+        "cohort.*": "a candidate's age, sex, race, smoking, risk factors and site",
+        "disease.*": "a person's lung cancer: onset, histology, growth, spread, symptoms, survival, other-cause death",
+        "benign.*": "a person's benign nodules: count, size, type, growth, resolution",
+        "schedule.entry": "the day a person is first invited",
+        "read.*": "one read: detection and size of each finding, spurious findings, reading time",
+        "workup.biopsy": "whether a work-up without cancer includes a benign biopsy",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ExamImage:
+    """What the device is shown: the exam's key and the finding the image is centred on."""
+
+    person_id: int
+    exam_day: int  # integer programme day of the scan
+    scanner: Scanner
+    diameter_mm: float  # 0 = no finding in the field of view
+    nodule_type: int
+    spiculated: bool
+
+
+class LungLDCT(Programme):
+    """Lung LDCT screening: Lung-RADS v2022 or NLST reporting, management and work-up."""
+
+    name: ClassVar[str] = "lung_ldct"
+    exam_kinds: ClassVar[tuple[str, ...]] = ("screen", "ct_6m", "ct_3m")
+    management_kinds: ClassVar[tuple[str, ...]] = MANAGEMENT
+    follow_up_days: ClassVar[dict[str, float]] = FOLLOW_UP_DAYS
+    stages: ClassVar[tuple[str, ...]] = STAGES
+    report_column: ClassVar[str] = "lung_rads"
+    report_categories: ClassVar[tuple[str, ...]] = CATEGORIES
+    # a tumour this large is reportable (the NLST positivity size)
+    reportable_mm: ClassVar[float] = 4.0
+
+    def __init__(self, scenario: Scenario) -> None:
+        super().__init__(scenario)
+        p: LungProgrammeConfig = scenario.programme
+        self.scheme: LungRadsV2022 = (
+            NLSTRule(p.nlst_threshold_mm, p.stable_exempt_years * YEAR)
+            if SCHEMES[p.protocol] is NLSTRule
+            else SCHEMES[p.protocol]()
+        )
+        self._streams: Streams | None = None
+        self._n2 = scenario.disease.n2_over_n1
+
+    @classmethod
+    def config_types(cls) -> dict[str, type]:
+        return {"cohort": Cohort, "disease": Disease, "programme": LungProgrammeConfig}
+
+    # ---------------------------------------------------------------- cohort and disease
+    def sample_cohort(
+        self, streams: Streams, progress: Callable[[int], None] | None = None
+    ) -> History:
+        self._streams = streams
+        return sample_history(self.scenario, streams, progress=progress)
+
+    def person_timeline(
+        self, cohort: History, rows: np.ndarray
+    ) -> Iterable[tuple[int, PersonEvent]]:
+        c, pid, end = cohort.cancer, cohort.people["person_id"], cohort.people["end_day"]
+        clinical, other = c["clinical_day"][rows], c["other_death_day"][rows]
+        stage = c["clinical_stage"][rows]
+        dx = c["has_cancer"][rows] & (clinical < np.minimum(other, end[rows]))
+        for i in np.flatnonzero(dx):
+            r = int(rows[i])
+            day = float(clinical[i])
+            yield r, PersonEvent("diagnosis", int(pid[r]), day, "clinical", STAGES[stage[i]])
+        for i in np.flatnonzero(other < end[rows]):
+            r = int(rows[i])
+            yield r, PersonEvent("death", int(pid[r]), float(other[i]), "other")
+
+    def clinical_day(self, cohort: History, row: int) -> float:
+        return float(cohort.cancer["clinical_day"][row])
+
+    def cancer_death_day(
+        self, cohort: History, row: int, dx_day: float, stage: str | None
+    ) -> float:
+        c = cohort.cancer
+        return lung_cancer_death_day(
+            stage,
+            dx_day,
+            float(c["clinical_day"][row]),
+            float(c["cure_u"][row]),
+            float(c["survival_u"][row]),
+            self.scenario.disease,
+        )
+
+    # ---------------------------------------------------------------- one exam
+    def exam_shows(self, cohort: History, row: int, day: float, scanner: Scanner) -> list[Finding]:
+        return visible_findings(cohort, row, day, scanner)
+
+    def new_prior(self) -> Prior:
+        return Prior({})
+
+    def read(self, reader: Reader, exam: Any, slot: int, boost: float = 1.0) -> Read:
+        return read_exam(
+            reader,
+            exam.shows,
+            exam.prior,
+            exam.site.streams,
+            exam.person_id,
+            exam.index,
+            slot,
+            exam.day,
+            self.scheme,
+            boost,
+        )
+
+    def normal_report(self) -> Read:
+        return Read(AUTONOMOUS_READER, 0, [], C1, False, 0.0, -1, frozenset())
+
+    def consensus(self, exam: Any, positive: Read, negative: Read, review: Read) -> Read:
+        """A true lesion is kept if the reviewing reader, now looking at the marked location,
+        sees it (or had reported it); a spurious one survives discussion with probability
+        :data:`CONSENSUS_KEEP_SPURIOUS`."""
+        kept_keys = {f.key for f in review.findings} | {f.key for f in negative.findings}
+        kept = []
+        for f in positive.findings:
+            if f.key == SPURIOUS_KEY:
+                if exam.u("consensus", f.key) < CONSENSUS_KEEP_SPURIOUS:
+                    kept.append(f)
+            elif f.key in kept_keys:
+                kept.append(f)
+        cat, pos, top, suspicious = categorise(kept, exam.prior, exam.day, self.scheme)
+        return Read(positive.reader_id, 3, kept, cat, pos, review.minutes, top, suspicious)
+
+    def manage(self, exam: Any, final: Read) -> str:
+        return self.scheme.manage(final.category, final.positive)
+
+    def after_report(self, exam: Any, final: Read) -> None:
+        update_prior(exam.prior, final.findings, exam.day)
+
+    def workup(self, cohort: History, exam: Any, final: Read, day: float) -> WorkupOutcome:
+        """PET-CT and biopsy of every suspicious finding of the report."""
+        row, c = exam.row, cohort.cancer
+        if MALIGNANT_KEY in final.suspicious and c["onset_day"][row] <= day:
+            d = cohort.cancer_diameter(row, day)
+            stage = stage_at(d, float(c["nodal_mm"][row]), self._n2, float(c["distant_mm"][row]))
+            return WorkupOutcome(True, stage)
+        benign = exam.u("workup.biopsy") < self.scenario.programme.benign_biopsy_given_workup
+        return WorkupOutcome(False, None, benign)
+
+    def exam_fields(self, exam: Any, final: Read) -> dict[str, Any]:
+        malignant = next((f for f in exam.shows if f.key == MALIGNANT_KEY), None)
+        top = next((f.size_mm for f in final.findings if f.key == final.top_key), 0.0)
+        return {
+            "report": CATEGORIES[final.category],
+            "top_finding_mm": top,
+            "malignant_visible": malignant is not None,
+            "malignant_reported": any(f.key == MALIGNANT_KEY for f in final.findings),
+            "malignant_diameter_mm": malignant.size_mm if malignant else 0.0,
+        }
+
+    # ---------------------------------------------------------------- AI devices
+    def image_of(self, person_id: int, day: float, scanner: Scanner, shows: Any) -> ExamImage:
+        f = most_suspicious(shows)
+        if f is None:
+            return ExamImage(person_id, int(day), scanner, 0.0, 0, False)
+        return ExamImage(person_id, int(day), scanner, f.size_mm, f.nodule_type, f.spiculated)
+
+    def render(self, images: Sequence[ExamImage], seed: int, size: int, device: str) -> Any:
+        return render_images(images, seed, size, device)
+
+    def renderer_version(self) -> str:
+        return renderer_version()
+
+    def image_relevant(self) -> dict[str, Any]:
+        p = self.scenario.programme
+        return {
+            "cohort": self.scenario.cohort,
+            "disease": self.scenario.disease,
+            # entry days and follow-up shape what is in the lungs on a given programme day
+            "schedule": {
+                "rounds": p.rounds,
+                "interval_years": p.interval_years,
+                "follow_up_years_after_last_round": p.follow_up_years_after_last_round,
+                "schedule_spread_days": p.schedule_spread_days,
+            },
+        }
+
+    # ---------------------------------------------------------------- outcomes
+    def resolve_people(
+        self,
+        cohort: CohortProtocol,
+        screen_dx_day: np.ndarray,
+        screen_dx_stage: np.ndarray,
+        screens: pl.DataFrame,
+    ) -> pl.DataFrame:
+        return resolve_people(self.scenario, cohort, screen_dx_day, screen_dx_stage, screens)
+
+    def metric_definitions(self):
+        return lung_metrics.definitions()
+
+    def screen_aggregations(self) -> list[pl.Expr]:
+        return lung_metrics.screen_aggregations()
+
+    def people_aggregations(self) -> list[pl.Expr]:
+        return lung_metrics.people_aggregations()
+
+
+def render_images(images: Sequence[ExamImage], seed: int, size: int, device: str) -> Any:
+    """CT patches ``[B, 1, size, size, size]`` in HU for ``images`` (imports torch)."""
+    from sandbox.programmes.lung_ldct.imaging.render import PatchSpec, render_batch
+
+    specs = [
+        PatchSpec((e.person_id, e.exam_day), e.diameter_mm, e.nodule_type, e.spiculated, e.scanner)
+        for e in images
+    ]
+    return render_batch(specs, seed, size=size, device=device)
+
+
+def renderer_version() -> str:
+    """Digest of the renderer's source (its code and its parameters)."""
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in _RENDERER_FILES:
+        h.update((root / name).read_bytes())
+    return "lung_ct_patch:" + h.hexdigest()[:16]

@@ -1,0 +1,150 @@
+"""What an exam shows, and what a reader reports from it.
+
+``visible_findings`` lists the nodules present on the exam day with their conspicuity on the
+site's scanner; ``read_exam`` is one reader's independent read: which findings they detect,
+the sizes they measure, the spurious findings they call, and the Lung-RADS category that
+follows given the person's prior reports. Every draw is keyed by (person, round, exam in round,
+read slot, finding), so the same read is the same under every policy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from scipy.special import ndtri
+
+from sandbox.agents.readers import Reader
+from sandbox.config import Scanner
+from sandbox.programmes.base import Read
+from sandbox.programmes.lung_ldct.disease.history import History
+from sandbox.programmes.lung_ldct.imaging.conspicuity import conspicuity
+from sandbox.programmes.lung_ldct.imaging.findings import MALIGNANT_KEY, most_suspicious  # noqa: F401
+from sandbox.programmes.lung_ldct.lung_rads import C1, C3, GROWTH_MM, LungRadsV2022, nodule_category
+from sandbox.rng import Streams, read_key
+
+# a reader's spurious finding (vessel, scar, artefact): never carried into the prior report
+SPURIOUS_KEY = 32
+
+
+@dataclass(slots=True)
+class Finding:
+    key: int  # benign nodule index within person (0-11), MALIGNANT_KEY or SPURIOUS_KEY
+    size_mm: float  # true diameter for visible findings, measured diameter for reported ones
+    nodule_type: int
+    spiculated: bool
+    conspicuity: float = 0.0
+
+
+def visible_findings(history: History, row: int, day: float, scanner: Scanner) -> list[Finding]:
+    """Nodules present in person ``row``'s lungs on ``day``, with conspicuity on ``scanner``."""
+    out: list[Finding] = []
+    nod = history.nodules
+    entry = float(history.people["entry_day"][row])
+    for k in range(int(history.nodule_start[row]), int(history.nodule_start[row + 1])):
+        appear = nod["appear_day"][k]
+        if appear > day or nod["resolve_day"][k] <= day:
+            continue
+        size = float(nod["size_mm"][k])
+        vdt = nod["vdt_days"][k]
+        if math.isfinite(vdt):
+            size *= 2.0 ** ((day - max(appear, entry)) / (3.0 * vdt))
+        t = int(nod["nodule_type"][k])
+        out.append(
+            Finding(
+                k - int(history.nodule_start[row]), size, t, False, conspicuity(size, t, scanner)
+            )
+        )
+    c = history.cancer
+    onset = c["onset_day"][row]
+    if onset <= day:
+        d = history.cancer_diameter(row, day)
+        t = int(c["nodule_type"][row])
+        out.append(
+            Finding(MALIGNANT_KEY, d, t, bool(c["spiculated"][row]), conspicuity(d, t, scanner))
+        )
+    return out
+
+
+@dataclass(slots=True)
+class Prior:
+    """What earlier reports said about a person's nodules: key -> (first seen day, last size)."""
+
+    seen: dict[int, tuple[float, float]]
+    screened: bool = False
+
+
+def categorise(
+    findings: list[Finding], prior: Prior, day: float, scheme: LungRadsV2022
+) -> tuple[int, bool, int, frozenset[int]]:
+    """(Lung-RADS category, positive under ``scheme``, key of the driving finding,
+    keys of the suspicious findings (category 3 or above))."""
+    cat, top, top_size, positive = C1, -1, -1.0, False
+    suspicious = []
+    per_finding = scheme.per_finding
+    for f in findings:
+        if not prior.screened:
+            status, first = "baseline", day
+        elif f.key not in prior.seen:
+            status, first = "new", day
+        else:
+            first, last = prior.seen[f.key]
+            status = "growing" if f.size_mm - last > GROWTH_MM else "stable"
+        c = nodule_category(f.size_mm, f.nodule_type, status, f.spiculated)
+        if c > cat or (c == cat and f.size_mm > top_size):
+            cat, top, top_size = c, f.key, f.size_mm
+        if c >= C3:
+            suspicious.append(f.key)
+        if per_finding and scheme.finding_positive(f.size_mm, status, first, day):
+            positive = True
+    if not per_finding:
+        positive = scheme.positive(cat)
+    return cat, positive, top, frozenset(suspicious)
+
+
+def read_exam(
+    reader: Reader,
+    visible: list[Finding],
+    prior: Prior,
+    streams: Streams,
+    person_id: int,
+    exam_index: int,
+    slot: int,
+    day: float,
+    scheme: LungRadsV2022,
+    boost: float = 1.0,
+) -> Read:
+    """One reader's independent read of one exam.
+
+    ``boost`` multiplies conspicuity (a second look at a marked location during consensus).
+    """
+    reported: list[Finding] = []
+    for f in visible:
+        k = read_key(exam_index, slot, f.key)
+        if streams.u("read.detect", person_id, k) < reader.detect_probability(
+            f.conspicuity * boost
+        ):
+            size = reader.measure_mm(f.size_mm, streams.u("read.size", person_id, k))
+            spic = f.spiculated and f.size_mm >= 8.0
+            reported.append(Finding(f.key, size, f.nodule_type, spic, f.conspicuity))
+    k0 = read_key(exam_index, slot)
+    if streams.u("read.fp", person_id, k0) < reader.fp_per_exam:
+        z = float(ndtri(streams.u("read.fp_size", person_id, k0)))
+        size = reader.fp_size_median_mm * math.exp(0.3 * z)
+        reported.append(Finding(SPURIOUS_KEY, size, 0, False, 0.0))
+    cat, positive, top, suspicious = categorise(reported, prior, day, scheme)
+    minutes = reader.read_minutes(streams.u("read.minutes", person_id, k0))
+    return Read(reader.reader_id, slot, reported, cat, positive, minutes, top, suspicious)
+
+
+def update_prior(prior: Prior, findings: list[Finding], day: float) -> None:
+    """Record the reported findings of an exam as the comparison for the next one.
+
+    Spurious findings are not carried over: the next reader does not find them again.
+    """
+    for f in findings:
+        if f.key == SPURIOUS_KEY:
+            continue
+        first = prior.seen[f.key][0] if f.key in prior.seen else day
+        prior.seen[f.key] = (first, f.size_mm)
+    prior.screened = True

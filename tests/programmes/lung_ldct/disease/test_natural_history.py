@@ -1,0 +1,209 @@
+"""Sampled natural history against its analytic expectations.
+
+The samples come from the project's keyed streams, so each check is deterministic; the
+tolerances are a few standard errors of the estimate at the sample size used.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import integrate, stats
+
+from sandbox.config import STAGES
+from sandbox.programmes.lung_ldct.disease import (
+    YEAR,
+    clinical_time_after_onset,
+    diameter_at,
+    lung_cancer_death_day,
+    onset_hazard_per_year,
+    other_cause_death_day,
+    sample_cancers,
+    stage_at,
+    time_to_diameter,
+)
+from sandbox.rng import Streams
+
+N = 40_000
+
+
+def _u(name: str, n: int = N) -> np.ndarray:
+    return Streams(2024).uniform(name, np.arange(n))
+
+
+def _cum_hazard_numeric(t_days: float, vdt: float, d0: float, c: float, k: float) -> float:
+    """H(t) by quadrature of the size-driven hazard, independent of the closed form."""
+
+    def h(s):
+        d = d0 * 2.0 ** (s / (3.0 * vdt))
+        return c / YEAR * (d / 20.0) ** k
+
+    return integrate.quad(h, 0.0, t_days, limit=200)[0]
+
+
+@pytest.mark.parametrize("vdt, c, k", [(150.0, 0.6, 3.0), (400.0, 1.5, 2.0), (80.0, 0.3, 4.0)])
+def test_clinical_time_matches_analytic_survival(vdt, c, k):
+    d0 = 1.0
+    t = clinical_time_after_onset(_u("clinical"), np.full(N, vdt), d0, c, k)
+    cdf = np.vectorize(lambda x: 1.0 - math.exp(-_cum_hazard_numeric(x, vdt, d0, c, k)))
+    # KS on a subsample: the numerical CDF is evaluated per point
+    assert stats.kstest(t[:3000], cdf).pvalue > 1e-3
+    # mean = integral of the survival function
+    surv = lambda x: math.exp(-_cum_hazard_numeric(x, vdt, d0, c, k))  # noqa: E731
+    upper = float(np.quantile(t, 0.999999)) * 3
+    mean = integrate.quad(surv, 0, upper, limit=400)[0]
+    assert t.mean() == pytest.approx(mean, abs=5 * t.std() / math.sqrt(N))
+
+
+def test_clinical_time_without_size_dependence_is_exponential():
+    c = 0.5
+    t = clinical_time_after_onset(_u("clinical0"), np.full(N, 100.0), 1.0, c, 0.0)
+    rate = c / YEAR * (1.0 / 20.0) ** 0  # hazard does not depend on size
+    assert t.mean() == pytest.approx(1 / rate, rel=5 / math.sqrt(N))
+    assert stats.kstest(t * rate, "expon").pvalue > 1e-3
+
+
+def test_clinical_time_inverts_cumulative_hazard_exactly():
+    u = np.array([0.9, 0.5, 0.1, 1e-6])
+    vdt, d0, c, k = 200.0, 1.0, 0.6, 3.0
+    t = clinical_time_after_onset(u, np.full(4, vdt), d0, c, k)
+    for ui, ti in zip(u, t, strict=True):
+        assert _cum_hazard_numeric(ti, vdt, d0, c, k) == pytest.approx(-math.log(ui), rel=1e-6)
+
+
+@pytest.mark.parametrize("age, hr", [(55.0, 1.0), (70.0, 2.0)])
+def test_gompertz_other_cause_death(age, hr):
+    a, b = 3.0e-5, 0.085
+    days = other_cause_death_day(_u(f"death{age}"), np.full(N, age), np.full(N, hr), a, b)
+    years = days / YEAR
+    cum = lambda t: a * hr * math.exp(b * age) * (math.exp(b * t) - 1.0) / b  # noqa: E731
+    mean = integrate.quad(lambda t: math.exp(-cum(t)), 0, 200)[0]
+    assert years.mean() == pytest.approx(mean, abs=5 * years.std() / math.sqrt(N))
+    for horizon in (5.0, 10.0):
+        expected = math.exp(-cum(horizon))
+        observed = (years > horizon).mean()
+        assert observed == pytest.approx(expected, abs=5 * math.sqrt(expected * (1 - expected) / N))
+    assert stats.kstest(years[:5000], lambda t: 1 - np.exp(-np.vectorize(cum)(t))).pvalue > 1e-3
+
+
+def test_onset_hazard_reproduces_six_year_risk():
+    r6 = np.array([0.005, 0.0151, 0.05, 0.2])
+    h = onset_hazard_per_year(r6, 1.0)
+    np.testing.assert_allclose(1 - np.exp(-6 * h), r6, rtol=1e-12)
+    np.testing.assert_allclose(onset_hazard_per_year(r6, 2.5), 2.5 * h)
+
+
+@pytest.mark.parametrize("r6", [0.01, 0.04])
+def test_fraction_with_onset_in_window(small_cfg, r6):
+    disease = small_cfg.scenario.disease
+    people = {
+        "person_id": np.arange(N, dtype=np.int64),
+        "plcom2012_6y": np.full(N, r6),
+        "current_smoker": np.ones(N, dtype=np.int8),
+        "age": np.full(N, 60.0),
+    }
+    horizon = 6 * YEAR
+    c = sample_cancers(disease, Streams(31), people, horizon)
+    h = onset_hazard_per_year(np.array(r6), disease.incidence_multiplier)
+    span_years = disease.preclinical_window_years + horizon / YEAR
+    p = 1 - math.exp(-h * span_years)
+    assert c["has_cancer"].mean() == pytest.approx(p, abs=5 * math.sqrt(p * (1 - p) / N))
+    onset = c["onset_day"][c["has_cancer"]]
+    assert onset.min() >= -disease.preclinical_window_years * YEAR and onset.max() < horizon
+    # onset is exponential(h) from the window start, truncated to the window: check the shape
+    start = -disease.preclinical_window_years * YEAR
+    x = (onset - start) / YEAR
+    trunc_cdf = lambda t: (1 - np.exp(-h * t)) / p  # noqa: E731
+    assert stats.kstest(x, trunc_cdf).pvalue > 1e-3
+
+
+def test_sampled_cancers_are_consistent(small_cfg):
+    disease = small_cfg.scenario.disease
+    people = {
+        "person_id": np.arange(N, dtype=np.int64),
+        "plcom2012_6y": np.full(N, 0.05),
+        "current_smoker": (np.arange(N) % 2).astype(np.int8),
+        "age": np.full(N, 65.0),
+    }
+    c = sample_cancers(disease, Streams(32), people, 8 * YEAR)
+    has = c["has_cancer"]
+    assert np.all(np.isinf(c["onset_day"][~has])) and np.all(np.isinf(c["clinical_day"][~has]))
+    assert np.all(c["clinical_day"][has] > c["onset_day"][has])
+    assert np.all(c["clinical_stage"][~has] == -1)
+    assert np.all((c["clinical_stage"][has] >= 0) & (c["clinical_stage"][has] < len(STAGES)))
+    assert np.all(c["distant_mm"] >= c["nodal_mm"])
+    assert np.all((c["vdt_days"] >= 20) & (c["vdt_days"] <= 20000))
+    assert not np.any(c["indolent"] & ~has)
+    # smokers die sooner from other causes (hazard ratio > 1)
+    smoker = people["current_smoker"] == 1
+    assert np.median(c["other_death_day"][smoker]) < np.median(c["other_death_day"][~smoker])
+    # histology shares
+    shares = np.array([h.share for h in disease.histology.values()])
+    observed = np.bincount(c["histology"], minlength=len(shares)) / N
+    np.testing.assert_allclose(observed, shares / shares.sum(), atol=0.01)
+
+
+@given(vdt=st.floats(20, 5000), d0=st.floats(0.5, 5), t=st.floats(0, 5000))
+def test_volume_doubles_every_vdt(vdt, d0, t):
+    d_t = diameter_at(np.array(t), 0.0, vdt, d0)
+    d_next = diameter_at(np.array(t + 3 * vdt), 0.0, vdt, d0)
+    assert float(d_next) == pytest.approx(2 * float(d_t), rel=1e-9)  # diameter: x2 per 3 VDT
+    v_ratio = (diameter_at(np.array(t + vdt), 0.0, vdt, d0) / d_t) ** 3
+    assert float(v_ratio) == pytest.approx(2.0, rel=1e-9)  # volume: x2 per VDT
+    assert float(time_to_diameter(np.array(float(d_t)), vdt, d0)) == pytest.approx(
+        t, abs=1e-6 * max(1, t)
+    )
+
+
+def test_no_tumour_before_onset():
+    d = diameter_at(np.array([-5.0, 0.0, 10.0]), 0.0, 100.0, 1.0)
+    assert d[0] == 0.0 and d[1] == 1.0 and d[2] > 1.0
+
+
+@given(
+    nodal=st.floats(5, 80),
+    n2=st.floats(1, 3),
+    extra=st.floats(0, 100),
+    d1=st.floats(0.5, 200),
+    d2=st.floats(0.5, 200),
+)
+def test_stage_never_regresses_as_a_tumour_grows(nodal, n2, extra, d1, d2):
+    distant = nodal + extra
+    lo, hi = sorted((d1, d2))
+    s_lo = STAGES.index(stage_at(lo, nodal, n2, distant))
+    s_hi = STAGES.index(stage_at(hi, nodal, n2, distant))
+    assert s_lo <= s_hi
+    if hi >= distant:
+        assert s_hi == 3
+
+
+def test_lung_cancer_death_cure_fraction_and_median(small_cfg):
+    disease = small_cfg.scenario.disease
+    u1, u2 = _u("cure", 20_000), _u("surv", 20_000)
+    for stage in STAGES:
+        days = np.array(
+            [
+                lung_cancer_death_day(stage, 0.0, math.inf, a, b, disease)
+                for a, b in zip(u1, u2, strict=True)
+            ]
+        )
+        cured = np.isinf(days)
+        p = disease.survival_5y[stage]
+        assert cured.mean() == pytest.approx(p, abs=5 * math.sqrt(p * (1 - p) / 20_000) + 1e-9)
+        if (~cured).sum() > 1000:
+            median = np.median(days[~cured]) / YEAR
+            assert median == pytest.approx(disease.median_survival_years_uncured[stage], rel=0.08)
+
+
+def test_no_lead_time_survival_gain():
+    # diagnosed early by screening but not cured: death is counted from when symptoms would have come
+    from types import SimpleNamespace
+
+    disease = SimpleNamespace(survival_5y={"I": 0.0}, median_survival_years_uncured={"I": 2.0})
+    early = lung_cancer_death_day("I", 100.0, 500.0, 0.5, 0.5, disease)
+    late = lung_cancer_death_day("I", 500.0, 500.0, 0.5, 0.5, disease)
+    assert early == late == pytest.approx(500.0 + 2.0 * YEAR)

@@ -1,0 +1,220 @@
+"""Findings, one reader's read, the Lung-RADS category that follows, and reading policies."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from sandbox.agents.readers import Reader
+from sandbox.config import Policy, Site
+from sandbox.errors import SandboxInputError
+from sandbox.programmes.lung_ldct.lung_rads import C2, C3, C4B
+from sandbox.programmes.lung_ldct.reading import (
+    MALIGNANT_KEY,
+    SPURIOUS_KEY,
+    Finding,
+    Prior,
+    categorise,
+    read_exam,
+    update_prior,
+)
+from sandbox.rng import Streams
+from sandbox.workflow import POLICIES, make_policy
+from sandbox.workflow.policies import DoubleReading, SingleReading
+
+READER = Reader(
+    reader_id=7,
+    site=0,
+    profile="t",
+    c50=14.0,
+    slope=2.5,
+    fp_per_exam=0.05,
+    fp_size_median_mm=5.0,
+    size_error_sd_mm=0.5,
+    size_bias_mm=0.0,
+    read_minutes_median=3.0,
+    read_minutes_sigma=0.35,
+)
+
+
+def _read(
+    visible,
+    prior=None,
+    slot=0,
+    person=1,
+    exam=0,
+    protocol="lung_rads_v2022",
+    boost=1.0,
+    reader=READER,
+):
+    return read_exam(
+        reader,
+        visible,
+        prior or Prior({}),
+        Streams(5),
+        person,
+        exam,
+        slot,
+        100.0,
+        protocol,
+        4.0,
+        730.5,
+        boost,
+    )
+
+
+def test_read_is_a_pure_function_of_its_keys():
+    vis = [Finding(0, 5.0, 0, False, 20.0), Finding(MALIGNANT_KEY, 9.0, 0, True, 60.0)]
+    a, b = _read(vis), _read(vis)
+    assert a == b
+    assert a.reader_id == 7 and a.slot == 0 and a.minutes > 0
+
+
+def test_conspicuous_findings_are_found_and_invisible_ones_are_not():
+    bright = [Finding(MALIGNANT_KEY, 12.0, 0, False, 1e6)]
+    faint = [Finding(0, 3.0, 2, False, 1e-3)]
+    assert all(
+        any(f.key == MALIGNANT_KEY for f in _read(bright, person=p).findings) for p in range(200)
+    )
+    assert not any(any(f.key == 0 for f in _read(faint, person=p).findings) for p in range(200))
+
+
+def test_boost_only_helps_detection():
+    vis = [Finding(0, 5.0, 0, False, 14.0)]
+    plain = sum(any(f.key == 0 for f in _read(vis, person=p).findings) for p in range(2000))
+    boosted = sum(
+        any(f.key == 0 for f in _read(vis, person=p, boost=2.0).findings) for p in range(2000)
+    )
+    assert boosted > plain
+    assert plain == pytest.approx(1000, abs=120)  # conspicuity = c50: found half the time
+
+
+def test_spurious_findings_have_their_own_keys_and_rate():
+    n = 4000
+    fps = [f for p in range(n) for f in _read([], person=p).findings]
+    assert all(f.key == SPURIOUS_KEY for f in fps)
+    assert len(fps) / n == pytest.approx(READER.fp_per_exam, abs=0.015)
+
+
+def test_categorise_uses_prior_reports():
+    f = Finding(0, 7.0, 0, False)
+    baseline = categorise([f], Prior({}), 0.0, "lung_rads_v2022", 4.0, 730.0)
+    assert baseline[:2] == (C3, True) and baseline[3] == frozenset({0})
+    prior = Prior({})
+    update_prior(prior, [f], 0.0)
+    assert prior.screened and prior.seen[0] == (0.0, 7.0)
+    assert (
+        categorise([Finding(0, 7.5, 0, False)], prior, 365.0, "lung_rads_v2022", 4.0, 730.0)[0]
+        == C2
+    )  # stable
+    assert (
+        categorise([Finding(0, 9.0, 0, False)], prior, 365.0, "lung_rads_v2022", 4.0, 730.0)[0]
+        == C4B
+    )  # growing, >= 8 mm
+    assert (
+        categorise([Finding(1, 4.5, 0, False)], prior, 365.0, "lung_rads_v2022", 4.0, 730.0)[0]
+        == C3
+    )  # new
+    update_prior(prior, [Finding(0, 7.4, 0, False)], 365.0)
+    assert prior.seen[0] == (0.0, 7.4)  # first-seen day kept, size updated
+
+
+def test_categorise_nlst_rule_and_empty_exam():
+    assert categorise([], Prior({}), 0.0, "nlst", 4.0, 730.0) == (0, False, -1, frozenset())
+    cat, pos, top, suspicious = categorise(
+        [Finding(3, 4.2, 2, False)], Prior({}), 0.0, "nlst", 4.0, 730.0
+    )
+    assert pos and top == 3 and cat == C2 and not suspicious  # NLST positive although Lung-RADS 2
+
+
+def test_spurious_findings_are_not_carried_into_the_prior():
+    prior = Prior({})
+    update_prior(prior, [Finding(SPURIOUS_KEY, 7.0, 0, False), Finding(2, 5.0, 0, False)], 0.0)
+    assert set(prior.seen) == {2}
+
+
+def _site(readers: dict[str, int]) -> Site:
+    from sandbox.config import Scanner
+
+    return Site(
+        name="s",
+        share=1.0,
+        scanner=Scanner("m", 1.0, 70.0, 1.0, 1.0),
+        scanners=1,
+        exams_per_scanner_day=10,
+        readers=readers,
+        reading_hours_per_day=4.0,
+        workup_slots_per_day=2,
+        workup_days_to_result=10.0,
+    )
+
+
+@pytest.mark.parametrize(
+    "reading, discordance, needed",
+    [("single", "arbitration", 1), ("double", "arbitration", 3), ("double", "consensus", 2)],
+)
+def test_policies_check_staffing(reading, discordance, needed):
+    policy = make_policy(Policy(name="p", role="none", reading=reading, discordance=discordance))
+    assert isinstance(policy, POLICIES[reading])
+    policy.check_site(_site({"x": needed}), 0)
+    if needed > 1:
+        with pytest.raises(SandboxInputError, match=r"sites\[4\]\.readers"):
+            policy.check_site(_site({"x": needed - 1}), 4)
+
+
+def test_policy_registry():
+    assert POLICIES == {"single": SingleReading, "double": DoubleReading}
+    assert dataclasses.is_dataclass(Policy)
+
+
+def _one_person_history(entry: float, appear: float, vdt: float, onset: float = float("inf")):
+    import numpy as np
+
+    from sandbox.programmes.lung_ldct.disease.history import History
+
+    people = {
+        "person_id": np.array([0]),
+        "entry_day": np.array([entry]),
+        "end_day": np.array([entry + 3000.0]),
+    }
+    cancer = {
+        "onset_day": np.array([onset]),
+        "vdt_days": np.array([100.0]),
+        "nodule_type": np.array([0]),
+        "spiculated": np.array([False]),
+    }
+    nodules = {
+        "row": np.array([0, 0]),
+        "appear_day": np.array([appear, entry + 50.0]),
+        "resolve_day": np.array([np.inf, entry + 80.0]),
+        "size_mm": np.array([5.0, 4.0]),
+        "vdt_days": np.array([vdt, np.inf]),
+        "nodule_type": np.array([0, 2]),
+    }
+    return History(people, cancer, nodules, np.array([0, 2]), entry + 3000.0, 1, 1.0)
+
+
+def test_visible_findings_follow_the_natural_history():
+    from sandbox.config import Scanner
+    from sandbox.programmes.lung_ldct.reading import visible_findings
+
+    scanner = Scanner("m", 1.0, 70.0, 1.0, 1.0)
+    entry, vdt = 400.0, 300.0
+    h = _one_person_history(entry, -float("inf"), vdt, onset=entry + 10.0)
+    # a prevalent growing nodule has its drawn size at entry and doubles in volume every VDT
+    at_entry = {f.key: f for f in visible_findings(h, 0, entry, scanner)}
+    assert set(at_entry) == {0} and at_entry[0].size_mm == pytest.approx(5.0)
+    later = {f.key: f for f in visible_findings(h, 0, entry + 3 * vdt, scanner)}
+    assert later[0].size_mm == pytest.approx(10.0)
+    # a new nodule is present from its appearance until it resolves
+    assert {f.key for f in visible_findings(h, 0, entry + 60.0, scanner)} == {0, 1, MALIGNANT_KEY}
+    assert 1 not in {f.key for f in visible_findings(h, 0, entry + 80.0, scanner)}
+    # the tumour is visible from onset, at its natural-history diameter
+    tumour = next(
+        f for f in visible_findings(h, 0, entry + 310.0, scanner) if f.key == MALIGNANT_KEY
+    )
+    assert tumour.size_mm == pytest.approx(
+        2.0
+    )  # 1 mm at onset, doubling in diameter every 3 x 100 days
+    assert tumour.conspicuity > 0
