@@ -23,7 +23,8 @@ import _common
 import torch
 
 from sandbox.agents.bundle import load_bundle
-from sandbox.agents.inference import DeviceReader, ExamImage, ScoreCache
+from sandbox.agents.inference import DeviceReader, ScoreCache
+from sandbox.programmes.lung_ldct.programme import ExamImage, render_images
 from sandbox.config import Scanner
 from sandbox.programmes.lung_ldct.imaging.render import PatchSpec, render_batch
 from sandbox.runners.devices import agent_folder
@@ -79,7 +80,13 @@ def main() -> None:
     sync()
     bare = args.batches * args.batch / (time.perf_counter() - t)
 
-    reader = DeviceReader(model, ScoreCache(model.digest, "bench"), seed=7, batch_size=args.batch)
+    reader = DeviceReader(
+        model,
+        ScoreCache(model.digest, "bench"),
+        seed=7,
+        batch_size=args.batch,
+        render=render_images,
+    )
     todo = [exams(args.batch, (k + 1) * 10_000_000) for k in range(args.batches)]
     t = time.perf_counter()
     for b in todo:

@@ -134,7 +134,7 @@ def child(people: int, args: argparse.Namespace, profile_to: Path | None) -> dic
     from sandbox.runfolder import manifest, write_run
     from sandbox.runners.local import site_blocks
     from sandbox.simulate import (
-        build_history,
+        build_cohort,
         check_policy,
         merge_records,
         outcomes,
@@ -184,7 +184,7 @@ def child(people: int, args: argparse.Namespace, profile_to: Path | None) -> dic
     prof = cProfile.Profile() if profile_to else None
     if prof:
         prof.enable()
-    history = build_history(cfg)
+    history = build_cohort(cfg)
     lap("cohort_and_disease")
     parts = [
         simulate_sites(cfg, profiles, history, block)

@@ -84,7 +84,7 @@ from sandbox.programmes.lung_ldct.reading import (
 )
 from sandbox.rng import Streams
 from sandbox.runners.local import simulate
-from sandbox.simulate import build_history, merge_records, simulate_sites
+from sandbox.simulate import build_cohort, merge_records, simulate_sites
 from sandbox.workflow.site import EXAMS_PER_ROUND
 
 N_KEYS = max(MALIGNANT_KEY, SPURIOUS_KEY) + 1  # finding keys: benign 0..11, malignant, spurious
@@ -571,7 +571,7 @@ def main() -> int:
     simpy_s = res.timings["workflow_s"]
     ev = res.events
 
-    history = build_history(cfg)
+    history = build_cohort(cfg)
     readers = site_readers(cfg, profiles)
     sorted_ev = ev.sort("person_id", "exam_day", maintain_order=True)
     ex = exam_list(sorted_ev, history, readers)

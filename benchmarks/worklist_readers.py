@@ -36,7 +36,7 @@ import simpy
 from scale import scale_sites
 
 from sandbox.compose import load
-from sandbox.simulate import build_history, simulate_sites
+from sandbox.simulate import build_cohort, simulate_sites
 
 
 class StopWhenEmptyFilterStore(simpy.FilterStore):
@@ -81,7 +81,7 @@ def main() -> int:
         ]
     )
     base = scale_sites(cfg, args.people / args.reference_people)
-    history = build_history(base)
+    history = build_cohort(base)
     rows, results, ref = [], [], {}
     for rf in args.reader_factors:
         sites = tuple(

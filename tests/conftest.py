@@ -15,7 +15,11 @@ import pytest
 from sandbox.agents.readers import ReaderProfile
 from sandbox.compose import load
 from sandbox.config import RunConfig
+from sandbox.rng import declare_streams
 from sandbox.runners.local import RunResult, simulate
+
+# ad-hoc uniforms that tests draw for themselves live under test.*
+declare_streams({"test.*": "draws made by the tests themselves"})
 
 ROOT = Path(__file__).resolve().parents[1]
 

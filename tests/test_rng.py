@@ -8,7 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from sandbox.rng import Streams, stream_key, uniform, uniform_scalar
+from sandbox.rng import declare_streams, Streams, stream_key, uniform, uniform_scalar
+
+# streams these tests draw from, declared as every stream must be
+declare_streams({n: "rng tests" for n in ("a", "b", "e", "g", "x", "y", "z", "moments")})
 
 N = 200_000
 ids = st.integers(min_value=0, max_value=2**62)
@@ -38,6 +41,7 @@ def test_different_seed_or_stream_different_numbers():
     stream=st.text(min_size=1, max_size=20),
 )
 def test_scalar_is_bit_identical_to_vectorised(seed, person, index, stream):
+    stream = f"test.{stream}"
     s = Streams(seed)
     vec = s.uniform(stream, np.array([person]), np.array([index]))[0]
     assert s.u(stream, person, index) == vec  # exact, not approximate
@@ -121,3 +125,27 @@ def test_generator_is_keyed_and_repeatable():
 def test_extreme_seeds_work(seed):
     u = Streams(seed).uniform("x", np.arange(10))
     assert np.all((u > 0) & (u < 1))
+
+
+def test_undeclared_streams_are_refused():
+    with pytest.raises(KeyError, match="not declared"):
+        Streams(1).u("nobody.declared.this", 1)
+
+
+def test_exam_keys_refuse_overflow_instead_of_reusing_draws():
+    from sandbox.rng import EXAMS_PER_ROUND, READ_SLOTS, exam_key, item_key, read_key
+
+    keys = {
+        read_key(exam_key(r, s), slot, k)
+        for r in range(3)
+        for s in range(EXAMS_PER_ROUND)
+        for slot in range(READ_SLOTS)
+        for k in (0, 15, 63)
+    }
+    assert len(keys) == 3 * EXAMS_PER_ROUND * READ_SLOTS * 3  # all distinct
+    with pytest.raises(OverflowError, match="at most 32 exams"):
+        exam_key(0, EXAMS_PER_ROUND)  # the 33rd exam of a round
+    with pytest.raises(OverflowError, match="read slots"):
+        read_key(exam_key(0, 0), READ_SLOTS)  # a fifth read slot
+    with pytest.raises(OverflowError):
+        item_key(exam_key(0, 0), 64)

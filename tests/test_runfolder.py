@@ -16,8 +16,12 @@ from polars.testing import assert_frame_equal
 from sandbox.cli import main
 from sandbox.compose import load
 from sandbox.config import run_config
-from sandbox.outcomes import METRICS_SCHEMA, PEOPLE_SCHEMA
-from sandbox.outcomes.schema import EVENTS_SCHEMA
+from sandbox.outcomes import METRICS_SCHEMA
+from sandbox.programmes.lung_ldct.people import PEOPLE_SCHEMA
+from sandbox.programmes.lung_ldct.programme import LungLDCT
+from sandbox.workflow.exam import events_schema
+
+EVENTS_SCHEMA = events_schema(LungLDCT)
 from sandbox.runfolder import read_run, write_run
 
 OVERRIDES = [

@@ -219,9 +219,11 @@ class Programme(ABC):
     ) -> pl.DataFrame:
         """One row per person: subgroup columns, diagnosis route and stage, death."""
 
-    def metric_definitions(self) -> Sequence[Any]:
-        """The programme's own metrics (:class:`sandbox.outcomes.metrics.Metric`)."""
-        return ()
+    @classmethod
+    def metric_definitions(cls) -> dict[str, Sequence[Any]]:
+        """The programme's own metrics (:class:`sandbox.outcomes.metrics.Metric`) by view:
+        ``screen`` (one row per screen) and ``people`` (one row per person)."""
+        return {}
 
     def screen_aggregations(self) -> list[pl.Expr]:
         """Polars aggregations feeding the programme's screen metrics."""

@@ -19,7 +19,8 @@ import testkit
 import torch
 from polars.testing import assert_frame_equal
 
-from sandbox.agents.inference import CACHE_SCHEMA, DeviceReader, ExamImage, ScoreCache
+from sandbox.agents.inference import CACHE_SCHEMA, DeviceReader, ScoreCache, scanner_key
+from sandbox.programmes.lung_ldct.programme import ExamImage, render_images
 from sandbox.agents.operating_point import resolve_threshold, validation_set
 from sandbox.config import OperatingPoint
 from sandbox.errors import SandboxInputError
@@ -69,7 +70,22 @@ def test_score_cache_round_trip(tmp_path):
     mtime = cache.path.stat().st_mtime_ns
     again.save()
     assert cache.path.stat().st_mtime_ns == mtime
-    assert [p.name for p in tmp_path.iterdir()] == [cache.path.name]  # no temporary left
+    # no temporary left (the lock file stays: removing it would race with another run)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        cache.path.name,
+        cache.path.name + ".lock",
+    ]
+
+
+def test_runs_sharing_a_cache_lose_no_scores(tmp_path):
+    first = ScoreCache("d" * 64, "c" * 64, tmp_path).load()
+    second = ScoreCache("d" * 64, "c" * 64, tmp_path).load()  # both start from an empty file
+    first.scores[(1, 10, "a")] = 0.25
+    second.scores[(2, 20, "a")] = 0.5
+    first.save()
+    second.save()  # merges what the first saved meanwhile
+    merged = ScoreCache("d" * 64, "c" * 64, tmp_path).load()
+    assert merged.scores == {(1, 10, "a"): 0.25, (2, 20, "a"): 0.5}
 
 
 def test_score_cache_without_a_folder_stays_in_memory():
@@ -82,11 +98,13 @@ def test_score_cache_without_a_folder_stays_in_memory():
 # ------------------------------------------------------------------ DeviceReader
 def test_device_reader_refuses_another_models_cache(tiny_model):
     with pytest.raises(ValueError, match="another model"):
-        DeviceReader(tiny_model, ScoreCache("0" * 64, "c"), seed=1)
+        DeviceReader(tiny_model, ScoreCache("0" * 64, "c"), seed=1, render=render_images)
 
 
 def test_device_reader_scores_once_then_replays(tiny_model, scanners):
-    reader = DeviceReader(tiny_model, ScoreCache(tiny_model.digest, "c"), seed=1, batch_size=10)
+    reader = DeviceReader(
+        tiny_model, ScoreCache(tiny_model.digest, "c"), seed=1, batch_size=10, render=render_images
+    )
     batch = exams(scanners)
     first = reader.scores(batch)
     assert first.shape == (len(batch),) and ((first >= 0) & (first <= 1)).all()
@@ -99,7 +117,9 @@ def test_device_reader_scores_once_then_replays(tiny_model, scanners):
 
 
 def test_cache_key_is_person_day_and_scanner(tiny_model, scanners):
-    reader = DeviceReader(tiny_model, ScoreCache(tiny_model.digest, "c"), seed=1)
+    reader = DeviceReader(
+        tiny_model, ScoreCache(tiny_model.digest, "c"), seed=1, render=render_images
+    )
     e = exams(scanners, n=1)[0]
     reader.scores([e])
     other_scanner = ExamImage(e.person_id, e.exam_day, scanners[1], e.diameter_mm, 0, False)
@@ -107,9 +127,9 @@ def test_cache_key_is_person_day_and_scanner(tiny_model, scanners):
     reader.scores([other_scanner, other_day])
     assert reader.stats.inferences == 3
     assert set(reader.cache.scores) == {
-        (e.person_id, e.exam_day, scanners[0].model),
-        (e.person_id, e.exam_day, scanners[1].model),
-        (e.person_id, e.exam_day + 1, scanners[0].model),
+        (e.person_id, e.exam_day, scanner_key(scanners[0])),
+        (e.person_id, e.exam_day, scanner_key(scanners[1])),
+        (e.person_id, e.exam_day + 1, scanner_key(scanners[0])),
     }
 
 
@@ -119,7 +139,9 @@ def test_scores_do_not_depend_on_the_batch(tiny_model, scanners):
     batch = exams(scanners)
     scores = {}
     for size in (1, 7, 64):
-        reader = DeviceReader(tiny_model, ScoreCache(tiny_model.digest, "c"), 1, size)
+        reader = DeviceReader(
+            tiny_model, ScoreCache(tiny_model.digest, "c"), 1, size, render=render_images
+        )
         scores[size] = reader.scores(batch)
         assert reader.stats.batches == math.ceil(len(batch) / size)
     np.testing.assert_allclose(scores[1], scores[64], rtol=0, atol=1e-6)
@@ -128,8 +150,12 @@ def test_scores_do_not_depend_on_the_batch(tiny_model, scanners):
 
 def test_scores_follow_the_render_seed(tiny_model, scanners):
     batch = exams(scanners, n=6)
-    a = DeviceReader(tiny_model, ScoreCache(tiny_model.digest, "c"), 1).scores(batch)
-    b = DeviceReader(tiny_model, ScoreCache(tiny_model.digest, "c"), 2).scores(batch)
+    a = DeviceReader(
+        tiny_model, ScoreCache(tiny_model.digest, "c"), 1, render=render_images
+    ).scores(batch)
+    b = DeviceReader(
+        tiny_model, ScoreCache(tiny_model.digest, "c"), 2, render=render_images
+    ).scores(batch)
     assert not np.array_equal(a, b)
 
 
@@ -250,10 +276,10 @@ def cache_keys(folder: Path) -> dict[str, set[tuple[int, int, str]]]:
 
 
 def screen_keys(res, scanners) -> set[tuple[int, int, str]]:
-    """The cache keys of a run's screening exams: (person, integer exam day, scanner model)."""
+    """The cache keys of a run's screening exams: (person, integer exam day, scanner key)."""
     s = res.events.filter(pl.col("exam_kind") == "screen")
     days = s["exam_day"].floor().cast(pl.Int64)
-    models = [scanners[i].model for i in s["site"]]
+    models = [scanner_key(scanners[i]) for i in s["site"]]
     return set(zip(s["person_id"], days, models, strict=True))
 
 

@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from sandbox.agents import Reader, ReaderProfile, draw_reader
 from sandbox.compose import load_reader_profiles
-from sandbox.rng import Streams
+from sandbox.rng import Streams, declare_streams
+
+declare_streams({"m": "reader tests: measurement draws"})
 
 
 @pytest.fixture(scope="module")

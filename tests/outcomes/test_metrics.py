@@ -10,7 +10,7 @@ import pytest
 
 from sandbox.outcomes import METRICS, METRICS_SCHEMA
 from sandbox.outcomes.metrics import SUBGROUPS
-from sandbox.workflow import CATEGORIES
+from sandbox.programmes.lung_ldct.lung_rads import CATEGORIES
 
 COUNTS = [m.name for m in METRICS.values() if m.kind == "count"]
 SUMS = [m.name for m in METRICS.values() if m.kind == "sum"]

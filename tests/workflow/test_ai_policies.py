@@ -19,7 +19,7 @@ import testkit
 
 from sandbox.errors import SandboxInputError
 from sandbox.runners.devices import prepare_device
-from sandbox.simulate import build_history, check_policy, simulate_sites
+from sandbox.simulate import build_cohort, check_policy, simulate_sites
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ("scenario=lung_ldct", "cohort.size=600", "seed=3", "runtime=quiet", "runtime.device=cpu")
@@ -246,7 +246,7 @@ def final_backlogs(load_config, device_args, *overrides: str) -> dict[int, int] 
         check_policy(cfg, dev.threshold)
     except SandboxInputError as e:
         return str(e)
-    rec = simulate_sites(cfg, profiles, build_history(cfg), None, None, dev.reader, dev.threshold)
+    rec = simulate_sites(cfg, profiles, build_cohort(cfg), None, None, dev.reader, dev.threshold)
     last = rec.backlog.group_by("site").agg(pl.col("backlog").sort_by("day").last())
     return dict(last.iter_rows())
 

@@ -28,9 +28,12 @@ import sandbox.workflow.site as site_module
 from sandbox.agents.readers import Reader
 from sandbox.programmes.lung_ldct.disease import sample_history
 from sandbox.programmes.lung_ldct.reading import Prior
-from sandbox.rng import Streams
-from sandbox.workflow import SiteModel, is_workday, make_policy
-from sandbox.workflow.site import DAY_START, Exam
+from sandbox.programmes import programme_for
+from sandbox.rng import Streams, declare_streams
+from sandbox.workflow import Exam, SiteModel, SiteSetup, is_workday, make_policy
+from sandbox.workflow.site import DAY_START
+
+declare_streams({"queue.*": "the queueing harness's arrivals"})
 
 MINUTES_PER_DAY = 1440.0
 
@@ -70,18 +73,18 @@ def make_site(
     scn = cfg.scenario
     site = dataclasses.replace(scn.sites[0], reading_hours_per_day=hours)
     env = simpy.Environment()
-    model = SiteModel(
-        env,
-        0,
-        site,
-        readers,
-        history,
-        np.arange(len(history)),
-        scn.programme,
-        policy or make_policy(cfg.policy),
-        Streams(99),
-        scn.disease.n2_over_n1,
+    setup = SiteSetup(
+        index=0,
+        site=site,
+        readers=readers,
+        programme=programme_for(scn),
+        cohort=history,
+        rows=np.arange(len(history)),
+        schedule=scn.programme,
+        policy=policy or make_policy(cfg.policy),
+        streams=Streams(99),
     )
+    model = SiteModel(env, setup)
     for r in readers:
         env.process(model.reader_loop(r))
     return env, model

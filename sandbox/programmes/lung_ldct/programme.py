@@ -251,7 +251,8 @@ class LungLDCT(Programme):
     ) -> pl.DataFrame:
         return resolve_people(self.scenario, cohort, screen_dx_day, screen_dx_stage, screens)
 
-    def metric_definitions(self):
+    @classmethod
+    def metric_definitions(cls):
         return lung_metrics.definitions()
 
     def screen_aggregations(self) -> list[pl.Expr]:

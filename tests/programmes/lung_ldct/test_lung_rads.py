@@ -6,7 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sandbox.workflow import CATEGORIES, management, nlst_positive, nodule_category
+from sandbox.programmes.lung_ldct.lung_rads import (
+    CATEGORIES,
+    management,
+    nlst_positive,
+    nodule_category,
+)
 
 C = {c: i for i, c in enumerate(CATEGORIES)}
 sizes = st.floats(min_value=0.5, max_value=60, allow_nan=False)

@@ -9,7 +9,7 @@ import pytest
 from sandbox.agents.readers import Reader
 from sandbox.config import Policy, Site
 from sandbox.errors import SandboxInputError
-from sandbox.programmes.lung_ldct.lung_rads import C2, C3, C4B
+from sandbox.programmes.lung_ldct.lung_rads import C2, C3, C4B, LungRadsV2022, NLSTRule
 from sandbox.programmes.lung_ldct.reading import (
     MALIGNANT_KEY,
     SPURIOUS_KEY,
@@ -22,6 +22,12 @@ from sandbox.programmes.lung_ldct.reading import (
 from sandbox.rng import Streams
 from sandbox.workflow import POLICIES, make_policy
 from sandbox.workflow.policies import DoubleReading, SingleReading
+
+
+def scheme(protocol: str, threshold_mm: float = 4.0, stable_days: float = 730.5):
+    """The reporting scheme of ``protocol`` (NLST: ``threshold_mm``, exempt after ``stable_days``)."""
+    return NLSTRule(threshold_mm, stable_days) if protocol == "nlst" else LungRadsV2022()
+
 
 READER = Reader(
     reader_id=7,
@@ -57,9 +63,7 @@ def _read(
         exam,
         slot,
         100.0,
-        protocol,
-        4.0,
-        730.5,
+        scheme(protocol),
         boost,
     )
 
@@ -99,21 +103,27 @@ def test_spurious_findings_have_their_own_keys_and_rate():
 
 def test_categorise_uses_prior_reports():
     f = Finding(0, 7.0, 0, False)
-    baseline = categorise([f], Prior({}), 0.0, "lung_rads_v2022", 4.0, 730.0)
+    baseline = categorise([f], Prior({}), 0.0, scheme("lung_rads_v2022", 4.0, 730.0))
     assert baseline[:2] == (C3, True) and baseline[3] == frozenset({0})
     prior = Prior({})
     update_prior(prior, [f], 0.0)
     assert prior.screened and prior.seen[0] == (0.0, 7.0)
     assert (
-        categorise([Finding(0, 7.5, 0, False)], prior, 365.0, "lung_rads_v2022", 4.0, 730.0)[0]
+        categorise(
+            [Finding(0, 7.5, 0, False)], prior, 365.0, scheme("lung_rads_v2022", 4.0, 730.0)
+        )[0]
         == C2
     )  # stable
     assert (
-        categorise([Finding(0, 9.0, 0, False)], prior, 365.0, "lung_rads_v2022", 4.0, 730.0)[0]
+        categorise(
+            [Finding(0, 9.0, 0, False)], prior, 365.0, scheme("lung_rads_v2022", 4.0, 730.0)
+        )[0]
         == C4B
     )  # growing, >= 8 mm
     assert (
-        categorise([Finding(1, 4.5, 0, False)], prior, 365.0, "lung_rads_v2022", 4.0, 730.0)[0]
+        categorise(
+            [Finding(1, 4.5, 0, False)], prior, 365.0, scheme("lung_rads_v2022", 4.0, 730.0)
+        )[0]
         == C3
     )  # new
     update_prior(prior, [Finding(0, 7.4, 0, False)], 365.0)
@@ -121,9 +131,9 @@ def test_categorise_uses_prior_reports():
 
 
 def test_categorise_nlst_rule_and_empty_exam():
-    assert categorise([], Prior({}), 0.0, "nlst", 4.0, 730.0) == (0, False, -1, frozenset())
+    assert categorise([], Prior({}), 0.0, scheme("nlst", 4.0, 730.0)) == (0, False, -1, frozenset())
     cat, pos, top, suspicious = categorise(
-        [Finding(3, 4.2, 2, False)], Prior({}), 0.0, "nlst", 4.0, 730.0
+        [Finding(3, 4.2, 2, False)], Prior({}), 0.0, scheme("nlst", 4.0, 730.0)
     )
     assert pos and top == 3 and cat == C2 and not suspicious  # NLST positive although Lung-RADS 2
 

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from sandbox.config import Eligibility
+from sandbox.programmes.lung_ldct.config import Eligibility
 from sandbox.programmes.lung_ldct.cohort import (
     age_band,
     assign_sites,

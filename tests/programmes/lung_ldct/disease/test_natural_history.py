@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import integrate, stats
 
-from sandbox.config import STAGES
+from sandbox.programmes.lung_ldct.config import STAGES
 from sandbox.programmes.lung_ldct.disease import (
     YEAR,
     clinical_time_after_onset,
@@ -32,7 +32,7 @@ N = 40_000
 
 
 def _u(name: str, n: int = N) -> np.ndarray:
-    return Streams(2024).uniform(name, np.arange(n))
+    return Streams(2024).uniform(f"test.{name}", np.arange(n))
 
 
 def _cum_hazard_numeric(t_days: float, vdt: float, d0: float, c: float, k: float) -> float:
