@@ -23,7 +23,7 @@ from sandbox.config import RunConfig
 from sandbox.outcomes.metrics import compute_metrics
 from sandbox.outcomes.schema import BACKLOG_SCHEMA
 from sandbox.programmes import Cohort, Programme, programme_for
-from sandbox.rng import Streams
+from sandbox.rng import Streams, label_key
 from sandbox.workflow.exam_log import ExamLog
 from sandbox.workflow.observers import Observer
 from sandbox.workflow.policies import make_policy
@@ -59,14 +59,17 @@ def build_cohort(
 
 
 def site_readers(profiles: dict[str, ReaderProfile], site, s: int, streams: Streams) -> list:
-    """The radiologists of site ``s``, profile by profile (sorted by profile name)."""
+    """The radiologists of site ``s``, profile by profile (sorted by profile name).
+
+    Each one's skill is keyed by (site, profile, index within the profile), so adding a
+    radiologist of one profile redraws nobody else (common random numbers for staffing).
+    """
     readers = []
     for name, count in sorted(site.readers.items()):
-        for _ in range(count):
+        for j in range(count):
             k = len(readers)
-            readers.append(
-                draw_reader(profiles[name], streams.generator("reader", s, k), s * 1000 + k, s)
-            )
+            rng = streams.generator("reader", s, label_key(name), j)
+            readers.append(draw_reader(profiles[name], rng, s * 1000 + k, s))
     return readers
 
 

@@ -106,3 +106,20 @@ def test_read_minutes_are_lognormal_around_the_median():
     minutes = np.array([r.read_minutes(x) for x in u])
     assert np.median(minutes) == pytest.approx(3.0, rel=0.02)
     assert minutes.mean() == pytest.approx(3.0 * np.exp(0.4**2 / 2), rel=0.02)
+
+
+def test_adding_a_radiologist_redraws_nobody_else(load_config):
+    """Skill is keyed by (site, profile, index in profile): staffing changes keep the others."""
+    import dataclasses
+
+    from sandbox.simulate import site_readers
+
+    cfg, profiles, _ = load_config("scenario=lung_ldct", "seed=4", "runtime=quiet")
+    site = cfg.scenario.sites[0]
+    more = dict(site.readers)
+    more["general_radiologist"] = more.get("general_radiologist", 0) + 1
+    a = site_readers(profiles, site, 0, Streams(4))
+    b = site_readers(profiles, dataclasses.replace(site, readers=more), 0, Streams(4))
+    skill = lambda rs, p: [(r.c50, r.fp_per_exam, r.size_bias_mm) for r in rs if r.profile == p]  # noqa: E731
+    assert skill(a, "thoracic_radiologist") == skill(b, "thoracic_radiologist")
+    assert len(skill(b, "general_radiologist")) == len(skill(a, "general_radiologist")) + 1
