@@ -24,9 +24,9 @@ import torch
 
 from sandbox.agents.bundle import load_bundle
 from sandbox.agents.inference import DeviceReader, ScoreCache
-from sandbox.programmes.lung_ldct.programme import ExamImage, render_images
 from sandbox.config import Scanner
 from sandbox.programmes.lung_ldct.imaging.render import PatchSpec, render_batch
+from sandbox.programmes.lung_ldct.programme import ExamImage, render_images
 from sandbox.runners.devices import agent_folder
 
 SCANNER = Scanner(

@@ -124,9 +124,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sandbox.compose import load
     from sandbox.runners.local import run
 
-    cfg, profiles, raw = load(args.overrides)
+    cfg, profiles, _ = load(args.overrides)
     t0 = time.perf_counter()
-    res = run(cfg, profiles, raw, list(args.overrides))
+    res = run(cfg, profiles, list(args.overrides))
     wall = time.perf_counter() - t0
     print(
         f"{cfg.scenario.name} / {cfg.policy.name} / seed {cfg.seed}: {res.people.height:,} people, "
@@ -309,7 +309,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     bad = [o for o in args.overrides if "=" not in o]
     if bad:
         raise SandboxInputError(f"train: expected key=value, got {bad[0]!r}")
-    agent = opts.pop("agent", "lung_nodule_cnn")
+    agent = opts.pop("agent", None) or load(["runtime=quiet"])[0].agent
     recipe_path = project_root() / "conf" / "train" / f"{agent}.yaml"
     if not recipe_path.is_file():
         raise SandboxInputError(f"train: no training recipe for agent '{agent}' ({recipe_path})")
@@ -323,7 +323,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except SandboxInputError as e:
         raise SandboxInputError(f"{recipe_path}: {e}") from e
     cfg, _, _ = load([f"scenario={recipe.scenario}", "runtime=quiet"])
-    from sandbox.runners.train import train_device
+    from sandbox.programmes.lung_ldct.train import train_device
 
     folder = project_root() / "agents" / agent
     command = "sandbox train agent=" + agent + "".join(f" {k}={v}" for k, v in opts.items())
@@ -402,7 +402,9 @@ def parser() -> argparse.ArgumentParser:
         "train",
         help="rebuild an AI device's weights from synthetic data (agent=NAME, recipe overrides)",
     )
-    t.add_argument("overrides", nargs="*", help="agent=lung_nodule_cnn people=20000 epochs=4 ...")
+    t.add_argument(
+        "overrides", nargs="*", help="agent=<name under agents/> people=20000 epochs=4 ..."
+    )
     t.set_defaults(func=cmd_train)
     a = sub.add_parser(
         "agent-card", help="what an AI device is, was trained on, and how it performs"

@@ -196,6 +196,23 @@ def run_config(data: Mapping[str, Any], scenario_name: str) -> RunConfig:
     )
 
 
+def resolved(cfg: RunConfig) -> dict[str, Any]:
+    """The fully resolved config as a plain mapping (defaults filled in), the inverse of
+    :func:`run_config`: ``run_config(d, d.pop("scenario_name"))`` rebuilds ``cfg``."""
+    from sandbox.typed import to_dict
+
+    scn = to_dict(cfg.scenario)
+    out = {k: scn[k] for k in SCENARIO_KEYS}
+    out.update(
+        seed=cfg.seed,
+        policy=to_dict(cfg.policy),
+        runtime=to_dict(cfg.runtime),
+        agent=cfg.agent,
+        scenario_name=cfg.scenario.name,
+    )
+    return out
+
+
 @dataclass(frozen=True)
 class _Rest:
     seed: int = field(metadata={"ge": 0, "lt": 2**63})

@@ -88,6 +88,18 @@ def manifest(
     }
 
 
+def reader_profiles(profiles: dict[str, Any]) -> dict[str, Any]:
+    """The reader profiles a run used: contents and a digest of each (canonical JSON)."""
+    from sandbox.typed import to_dict
+
+    out = {}
+    for name, profile in sorted(profiles.items()):
+        body = to_dict(profile)
+        blob = json.dumps(body, sort_keys=True).encode()
+        out[name] = {"sha256": hashlib.sha256(blob).hexdigest(), "profile": body}
+    return out
+
+
 def write_run(
     folder: Path, config: dict[str, Any], man: dict[str, Any], tables: dict[str, pl.DataFrame]
 ) -> Path:

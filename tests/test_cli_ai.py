@@ -134,7 +134,7 @@ def test_corrupt_score_cache_is_not_a_traceback(tiny_device, tmp_path, capsys):
         f"runtime.score_cache={cache}",
     ]
     assert run_cli(argv, capsys)[0] == 0
-    (cache_file,) = cache.iterdir()
+    (cache_file,) = cache.glob("*.parquet")
     cache_file.write_bytes(b"not parquet")
     code, _, err = run_cli([*argv, "runtime.run_name=again"], capsys)
     assert "Traceback" not in err

@@ -10,9 +10,43 @@ from pathlib import Path
 import pytest
 
 SANDBOX = Path(__file__).resolve().parents[1] / "sandbox"
-# one way down: a package may import only packages before it (and the shared foundations)
-CHAIN = ("cohort", "disease", "imaging", "agents", "workflow", "outcomes")
-FOUNDATIONS = {"config", "rng", "validate", "errors"}
+# one way down: every module of the package has a rank, and imports only modules of its rank or
+# below (longest matching prefix decides; the engine never imports a programme package)
+RANKS = {
+    "sandbox.errors": 0,
+    "sandbox.typed": 0,
+    "sandbox.rng": 0,
+    "sandbox.config": 0,
+    "sandbox.programmes.base": 1,
+    "sandbox.agents": 2,
+    "sandbox.workflow": 3,
+    "sandbox.outcomes": 4,
+    "sandbox.programmes": 5,  # the registry and the programme packages plug into the engine
+    "sandbox.simulate": 6,
+    "sandbox.compose": 6,
+    "sandbox.runfolder": 6,
+    "sandbox.runners": 7,
+    "sandbox.validation": 8,
+    "sandbox.cli": 9,
+    "sandbox": 9,  # sandbox/__init__.py
+}
+# upward imports allowed inside a function only (looking up the registry at call time)
+LAZY_UPWARD = {
+    ("sandbox.config", "sandbox.programmes"),
+    ("sandbox.agents.nets", "sandbox.programmes"),
+}
+# the simulation core: no UI, cluster or config framework
+CORE = (
+    "sandbox.errors",
+    "sandbox.typed",
+    "sandbox.rng",
+    "sandbox.config",
+    "sandbox.programmes",
+    "sandbox.agents",
+    "sandbox.workflow",
+    "sandbox.outcomes",
+    "sandbox.simulate",
+)
 FORBIDDEN = {"ray", "streamlit", "hydra", "omegaconf"}
 # numpy.random names that build explicit generators; everything else there is global state
 ALLOWED_NP_RANDOM = {
@@ -27,38 +61,80 @@ ALLOWED_NP_RANDOM = {
 }
 
 
-def modules(package: str | None = None) -> list[Path]:
-    root = SANDBOX / package if package else SANDBOX
-    return sorted(root.rglob("*.py"))
+def modules() -> list[Path]:
+    return sorted(SANDBOX.rglob("*.py"))
 
 
-def imported(path: Path) -> set[str]:
-    """Fully qualified names of every module imported by ``path`` (anywhere in the file)."""
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SANDBOX.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def rank(module: str) -> int:
+    parts = module.split(".")
+    for i in range(len(parts), 0, -1):
+        if ".".join(parts[:i]) in RANKS:
+            return RANKS[".".join(parts[:i])]
+    raise AssertionError(f"{module} has no rank in RANKS: give it one")
+
+
+def imports(path: Path) -> list[tuple[str, bool]]:
+    """(fully qualified module, imported at module level) for every import in ``path`` that
+    runs (imports under ``if TYPE_CHECKING:`` are for type hints only and never run)."""
+    tree = ast.parse(path.read_text())
+    top = {id(n) for n in tree.body}
+    hints = {
+        id(n)
+        for t in tree.body
+        if isinstance(t, ast.If) and "TYPE_CHECKING" in ast.unparse(t.test)
+        for n in t.body
+    }
+    out = []
+    for node in ast.walk(tree):
+        if id(node) in hints:
+            continue
+        names = []
         if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names}
+            names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            out.add(node.module)
-            out |= {f"{node.module}.{a.name}" for a in node.names}
+            names = [node.module]
+        out += [(n, id(node) in top) for n in names]
     return out
 
 
-@pytest.mark.parametrize("package", CHAIN)
-def test_simulation_packages_import_no_ui_or_config_framework(package):
-    for path in modules(package):
-        bad = {m for m in imported(path) if m.split(".")[0] in FORBIDDEN}
-        assert not bad, f"{path.relative_to(SANDBOX.parent)} imports {sorted(bad)}"
+def test_every_module_has_a_rank():
+    for path in modules():
+        rank(module_name(path))
 
 
-@pytest.mark.parametrize("package", CHAIN)
-def test_imports_go_one_way_down(package):
-    allowed = set(CHAIN[: CHAIN.index(package) + 1]) | FOUNDATIONS
-    for path in modules(package):
-        for m in imported(path):
-            parts = m.split(".")
-            if parts[0] == "sandbox" and len(parts) > 1:
-                assert parts[1] in allowed, f"{path.relative_to(SANDBOX.parent)} imports {m}"
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(SANDBOX.parent)))
+def test_imports_go_one_way_down(path):
+    me = module_name(path)
+    for m, top_level in imports(path):
+        if not m.startswith("sandbox.") or m == me:
+            continue
+        if rank(m) > rank(me):
+            lazy_ok = not top_level and any(
+                me.startswith(a) and m.startswith(b) for a, b in LAZY_UPWARD
+            )
+            assert lazy_ok, f"{me} (rank {rank(me)}) imports {m} (rank {rank(m)})"
+
+
+def test_the_engine_knows_no_programme():
+    for path in modules():
+        me = module_name(path)
+        if me.startswith(("sandbox.workflow", "sandbox.agents", "sandbox.outcomes")):
+            for m, _ in imports(path):
+                assert not m.startswith("sandbox.programmes.") or m == "sandbox.programmes.base", (
+                    f"{me} imports {m}"
+                )
+
+
+def test_simulation_core_imports_no_ui_cluster_or_config_framework():
+    for path in modules():
+        if module_name(path).startswith(CORE):
+            bad = {m for m, _ in imports(path) if m.split(".")[0] in FORBIDDEN}
+            assert not bad, f"{path.relative_to(SANDBOX.parent)} imports {sorted(bad)}"
 
 
 def test_importing_the_simulation_pulls_in_no_hydra_ray_or_streamlit():

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from sandbox.rng import declare_streams, Streams, stream_key, uniform, uniform_scalar
+from sandbox.rng import Streams, declare_streams, stream_key, uniform, uniform_scalar
 
 # streams these tests draw from, declared as every stream must be
 declare_streams({n: "rng tests" for n in ("a", "b", "e", "g", "x", "y", "z", "moments")})

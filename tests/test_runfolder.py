@@ -19,10 +19,10 @@ from sandbox.config import run_config
 from sandbox.outcomes import METRICS_SCHEMA
 from sandbox.programmes.lung_ldct.people import PEOPLE_SCHEMA
 from sandbox.programmes.lung_ldct.programme import LungLDCT
+from sandbox.runfolder import read_run, write_run
 from sandbox.workflow.exam import events_schema
 
 EVENTS_SCHEMA = events_schema(LungLDCT)
-from sandbox.runfolder import read_run, write_run
 
 OVERRIDES = [
     "scenario=lung_ldct",
@@ -103,6 +103,28 @@ def test_config_yaml_rebuilds_the_run_config(runs):
     cfg = run_config(data, name)
     expected, _, _ = load(OVERRIDES + [f"runtime.out_dir={runs}"])
     assert cfg == expected
+
+
+def test_config_yaml_is_resolved_and_manifest_holds_profiles_and_policy_versions(runs):
+    f = next(p for p in folders(runs) if "single" in p.name)
+    data = yaml.safe_load((f / "config.yaml").read_text())
+    # defaults the YAML files never spell out are filled in
+    assert data["runtime"]["shared_clock"] is False
+    assert data["policy"]["threshold"] == {
+        "mode": "absolute",
+        "value": 0.5,
+        "target_sensitivity": 0.9,
+    }
+    assert data["programme"]["name"] == "lung_ldct"
+    man = json.loads((f / "manifest.json").read_text())
+    profiles = man["reader_profiles"]
+    assert set(profiles) == {n for s in data["sites"] for n in s["readers"]}
+    for entry in profiles.values():
+        blob = json.dumps(entry["profile"], sort_keys=True).encode()
+        assert entry["sha256"] == hashlib.sha256(blob).hexdigest()
+    versions = man["policy_versions"]
+    assert set(versions) == {s["name"] for s in data["sites"]}
+    assert all(v == [{**v[0], "version": 0, "reason": "as run"}] for v in versions.values())
 
 
 def test_repeat_command_reproduces_the_metrics(runs, tmp_path):

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from sandbox.config import RunConfig
-from sandbox.runners.local import RunResult, simulate
 from sandbox.programmes.lung_ldct.lung_rads import CATEGORIES, management
+from sandbox.runners.local import RunResult, simulate
 from sandbox.workflow import is_workday
 
 POLICIES = ("soc_single_read", "soc_double_read", "soc_double_read_consensus")

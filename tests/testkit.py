@@ -1,6 +1,6 @@
 """Helpers shared by test files: CLI checks and a tiny AI device trained by the real recipe code.
 
-The tiny device is trained with :func:`sandbox.runners.train.train_device` on the training
+The tiny device is trained with :func:`sandbox.programmes.lung_ldct.train.train_device` on the training
 scanners of ``conf/train/lung_nodule_cnn.yaml``, but small (1,200 people, one epoch, 16^3
 patches, two stages of 2 and 4 channels): a few seconds on one CPU core. Its held-out set has
 about 35 malignant cases, enough for the shipped policies' operating points (a 0.95 target
@@ -50,7 +50,7 @@ def one_torch_thread() -> Iterator[None]:
 def train_tiny(folder: Path, **overrides) -> dict:
     """Train a tiny device into ``folder`` with the reference recipe's scenario and scanners
     (on one thread: weights are bit-identical only for the same thread count)."""
-    from sandbox.runners.train import train_device
+    from sandbox.programmes.lung_ldct.train import train_device
 
     opts = {**TINY, **overrides}
     scenario = yaml.safe_load(RECIPE.read_text())["scenario"]

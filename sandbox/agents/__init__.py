@@ -18,7 +18,7 @@ if TYPE_CHECKING:
         load_bundle,
         probe_bundle,
     )
-    from sandbox.agents.nets import NETWORKS
+    from sandbox.agents.nets import NETWORKS, project_networks
 
 _LAZY = {
     "LoadedModel": "sandbox.agents.bundle",
@@ -27,6 +27,7 @@ _LAZY = {
     "load_bundle": "sandbox.agents.bundle",
     "probe_bundle": "sandbox.agents.bundle",
     "NETWORKS": "sandbox.agents.nets",
+    "project_networks": "sandbox.agents.nets",
 }
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "file_digest",
     "load_bundle",
     "probe_bundle",
+    "project_networks",
 ]
 
 

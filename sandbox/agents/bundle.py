@@ -11,7 +11,7 @@ A device folder follows the MONAI bundle layout, JSON only::
 
 Untrusted folders run no code on load (design invariant 7): the network is looked up by name
 in an allow-list (classes of ``monai.networks.nets`` and the project's own
-:data:`~sandbox.agents.nets.NETWORKS`), never imported from a path; its arguments are plain JSON
+:func:`~sandbox.agents.nets.project_networks`), never imported from a path; its arguments are plain JSON
 values and no string may use MONAI's expression or reference syntax (``$``, ``@``, ``%``);
 weights are read with safetensors or ``torch.load(weights_only=True)``. Every problem found
 raises :class:`~sandbox.errors.SandboxInputError` with one line naming the folder, the file and
@@ -41,7 +41,7 @@ import torch
 from safetensors.torch import load as safetensors_load
 from torch import nn
 
-from sandbox.agents.nets import NETWORKS
+from sandbox.agents.nets import project_networks
 from sandbox.errors import SandboxInputError
 from sandbox.typed import build
 
@@ -313,7 +313,7 @@ def allowed_networks() -> Mapping[str, type[nn.Module]]:
 
     MONAI networks are the ``torch.nn.Module`` classes defined in MONAI and exported by
     ``monai.networks.nets``, less :data:`REFUSED_MONAI`; the project's own come from
-    :data:`~sandbox.agents.nets.NETWORKS`.
+    :func:`~sandbox.agents.nets.project_networks` (shared ones and each programme's).
     """
     found = {
         name: obj
@@ -324,7 +324,7 @@ def allowed_networks() -> Mapping[str, type[nn.Module]]:
         and not name.startswith("_")
         and name not in REFUSED_MONAI
     }
-    return {**found, **NETWORKS}
+    return {**found, **project_networks()}
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -447,7 +447,7 @@ def _parse_network_config(folder: Path, data: dict[str, Any]) -> NetworkConfig:
 
 
 def _network_class(folder: Path, name: str) -> type[nn.Module]:
-    own = ", ".join(sorted(NETWORKS))
+    own = ", ".join(sorted(project_networks()))
     allowed = f"allowed: monai.networks.nets.* and the project's own: {own}"
     if name in REFUSED_MONAI:
         _fail(folder, NETWORK, f"network {name!r} is refused: it {REFUSED_MONAI[name]} ({allowed})")

@@ -108,7 +108,7 @@ class ScoreCache:
         if p is None or len(self.scores) == self._loaded:
             return
         p.parent.mkdir(parents=True, exist_ok=True)
-        with open(p.with_name(p.name + ".lock"), "w") as lock:
+        with open(p.with_name(f".{p.name}.lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             mine = self.scores
             self.scores = {}

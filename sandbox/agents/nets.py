@@ -1,63 +1,25 @@
 """The project's own networks, allowed in AI device folders beside ``monai.networks.nets``.
 
 A device folder names its network in ``configs/network.json``; the loader looks the name up in
-:data:`NETWORKS` (and in ``monai.networks.nets``) and never imports a path from the folder. To
-add a network, define it here with plain-valued constructor arguments and register it in
+:func:`project_networks` (and in ``monai.networks.nets``) and never imports a path from the
+folder. Each programme contributes its networks (``Programme.networks``); a network shared by
+every programme would be defined here with plain-valued constructor arguments and added to
 :data:`NETWORKS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import torch
 from torch import nn
 
-
-class NoduleCNN(nn.Module):
-    """A small 3D CNN that scores a CT patch for malignancy.
-
-    Each stage is a stride-2 3x3x3 convolution, batch norm and ReLU, halving every spatial
-    size; global average pooling and a linear layer then give ``out_features`` logits.
-
-    Args:
-        in_channels: Image channels (1 for CT).
-        channels: Feature channels of each stage; one stage per entry.
-        out_features: Logits per patch (1 for a malignancy score).
-
-    Raises:
-        ValueError: If any size is not a positive integer or ``channels`` is empty.
-    """
-
-    def __init__(
-        self,
-        in_channels: int = 1,
-        channels: Sequence[int] = (8, 16, 32),
-        out_features: int = 1,
-    ) -> None:
-        super().__init__()
-        sizes = [in_channels, *channels, out_features]
-        if not channels or any(isinstance(s, bool) or not isinstance(s, int) for s in sizes):
-            raise ValueError("in_channels, channels and out_features must be positive integers")
-        if min(sizes) < 1:
-            raise ValueError("in_channels, channels and out_features must be positive integers")
-        stages: list[nn.Module] = []
-        c_in = in_channels
-        for c_out in channels:
-            stages += [
-                nn.Conv3d(c_in, c_out, kernel_size=3, stride=2, padding=1, bias=False),
-                nn.BatchNorm3d(c_out),
-                nn.ReLU(inplace=True),
-            ]
-            c_in = c_out
-        self.features = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool3d(1)
-        self.head = nn.Linear(c_in, out_features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, out_features]`` for patches ``[B, in_channels, D, H, W]``."""
-        return self.head(torch.flatten(self.pool(self.features(x)), 1))
+NETWORKS: dict[str, type[nn.Module]] = {}
+"""Networks every programme may use, by the name a ``configs/network.json`` uses."""
 
 
-NETWORKS: dict[str, type[nn.Module]] = {"NoduleCNN": NoduleCNN}
-"""The project's own networks, by the name a ``configs/network.json`` uses."""
+def project_networks() -> dict[str, type[nn.Module]]:
+    """:data:`NETWORKS` and every registered programme's own networks, by name."""
+    from sandbox.programmes import PROGRAMMES  # the registry sits above the agents layer
+
+    out = dict(NETWORKS)
+    for programme in PROGRAMMES.values():
+        out.update(programme.networks())
+    return out

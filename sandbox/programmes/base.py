@@ -192,6 +192,11 @@ class Programme(ABC):
         return float("inf")
 
     # ---------------------------------------------------------------- AI devices
+    @classmethod
+    def networks(cls) -> dict[str, type]:
+        """The programme's own networks that device folders may name (imports torch)."""
+        return {}
+
     def image_of(self, person_id: int, day: float, scanner: Scanner, shows: Any) -> Any:
         """The image specification an AI device is shown (None: this programme has no images)."""
         return None

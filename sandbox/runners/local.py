@@ -17,9 +17,9 @@ import polars as pl
 from tqdm import tqdm
 
 from sandbox.agents.readers import ReaderProfile
-from sandbox.config import RunConfig
+from sandbox.config import RunConfig, resolved
 from sandbox.programmes import programme_for
-from sandbox.runfolder import manifest, write_run
+from sandbox.runfolder import manifest, reader_profiles, write_run
 from sandbox.runners.devices import prepare_device
 from sandbox.simulate import build_cohort, check_policy, merge_records, outcomes, simulate_sites
 
@@ -126,11 +126,11 @@ def _simulate(cfg, profiles, show, dev, timings, t_dev) -> RunResult:
 def run(
     cfg: RunConfig,
     profiles: dict[str, ReaderProfile],
-    raw: dict[str, Any],
     overrides: list[str],
     command: list[str] | None = None,
 ) -> RunResult:
-    """Simulate and write a complete run folder under ``runtime.out_dir``."""
+    """Simulate and write a complete run folder under ``runtime.out_dir``; its config.yaml is
+    the fully resolved config."""
     t0 = time.perf_counter()
     result = simulate(cfg, profiles)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -152,8 +152,8 @@ def run(
             "exams": result.events.height,
             "agents": result.agents,
             "policy_versions": result.policy_versions,
+            "reader_profiles": reader_profiles(profiles),
         },
     )
-    raw = {**raw, "scenario_name": cfg.scenario.name}
-    result.folder = write_run(Path(cfg.runtime.out_dir) / name, raw, man, tables)
+    result.folder = write_run(Path(cfg.runtime.out_dir) / name, resolved(cfg), man, tables)
     return result

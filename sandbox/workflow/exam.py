@@ -1,7 +1,7 @@
 """One exam as the engine sees it, and the typed record it leaves in the event log.
 
 :class:`ExamRecord` is declared once: its fields are the event log's columns, in order (the
-``report`` field is written under the programme's report column, e.g. ``lung_rads``), and
+``report`` field is written under the programme's report column), and
 :func:`events_schema` derives the Parquet schema from it and the programme's vocabularies.
 """
 

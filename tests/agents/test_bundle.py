@@ -15,12 +15,12 @@ import safetensors.torch
 import torch
 
 from sandbox.agents import (
-    NETWORKS,
     LoadedModel,
     allowed_networks,
     file_digest,
     load_bundle,
     probe_bundle,
+    project_networks,
 )
 from sandbox.agents.bundle import _constructor_args
 from sandbox.errors import SandboxInputError
@@ -208,7 +208,7 @@ def test_pt_state_dict_bundle_loads_and_safetensors_wins(tmp_path):
 
 
 def test_project_network_loads(tmp_path):
-    assert "NoduleCNN" in NETWORKS
+    assert "NoduleCNN" in project_networks()
     config = {"name": "NoduleCNN", "args": {"in_channels": 1, "channels": [2, 4]}}
     model = load_bundle(make_bundle(tmp_path / "own", network=config))
     assert model.score(torch.zeros(4, 1, SIDE, SIDE, SIDE)).shape == (4,)
@@ -221,7 +221,9 @@ def test_allow_list_is_monai_networks_and_the_projects_own():
     assert all(issubclass(cls, torch.nn.Module) for cls in networks.values())
     import monai.networks.nets as monai_nets
 
-    assert not set(NETWORKS) & set(vars(monai_nets)), "a project network shadows a MONAI one"
+    assert not set(project_networks()) & set(vars(monai_nets)), (
+        "a project network shadows a MONAI one"
+    )
 
 
 # --- malicious pickles ----------------------------------------------------------------------

@@ -20,10 +20,10 @@ import torch
 from polars.testing import assert_frame_equal
 
 from sandbox.agents.inference import CACHE_SCHEMA, DeviceReader, ScoreCache, scanner_key
-from sandbox.programmes.lung_ldct.programme import ExamImage, render_images
 from sandbox.agents.operating_point import resolve_threshold, validation_set
 from sandbox.config import OperatingPoint
 from sandbox.errors import SandboxInputError
+from sandbox.programmes.lung_ldct.programme import ExamImage, render_images
 from sandbox.runners.devices import cohort_key, prepare_device
 from sandbox.runners.local import simulate
 
@@ -71,10 +71,8 @@ def test_score_cache_round_trip(tmp_path):
     again.save()
     assert cache.path.stat().st_mtime_ns == mtime
     # no temporary left (the lock file stays: removing it would race with another run)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        cache.path.name,
-        cache.path.name + ".lock",
-    ]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [f".{cache.path.name}.lock", cache.path.name]
 
 
 def test_runs_sharing_a_cache_lose_no_scores(tmp_path):

@@ -8,9 +8,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sandbox.outcomes import METRICS, METRICS_SCHEMA
+from sandbox.outcomes import METRICS_SCHEMA, metric_catalogue
+from sandbox.programmes.lung_ldct.programme import LungLDCT
 from sandbox.outcomes.metrics import SUBGROUPS
 from sandbox.programmes.lung_ldct.lung_rads import CATEGORIES
+
+METRICS = metric_catalogue(LungLDCT)  # every metric a lung run reports
 
 COUNTS = [m.name for m in METRICS.values() if m.kind == "count"]
 SUMS = [m.name for m in METRICS.values() if m.kind == "sum"]

@@ -82,7 +82,7 @@ def test_toy_programme_runs_under_every_policy(toy_runs, policy):
 def test_toy_people_are_the_same_under_every_policy(toy_runs):
     """Common random numbers hold for any programme: the cohort does not depend on the policy."""
     first = None
-    for _, events, people, _ in toy_runs.values():
+    for _, _events, people, _ in toy_runs.values():
         key = people.select("person_id", "site", "sex")
         assert first is None or key.equals(first)
         first = key

@@ -26,9 +26,9 @@ import simpy
 
 import sandbox.workflow.site as site_module
 from sandbox.agents.readers import Reader
+from sandbox.programmes import programme_for
 from sandbox.programmes.lung_ldct.disease import sample_history
 from sandbox.programmes.lung_ldct.reading import Prior
-from sandbox.programmes import programme_for
 from sandbox.rng import Streams, declare_streams
 from sandbox.workflow import Exam, SiteModel, SiteSetup, is_workday, make_policy
 from sandbox.workflow.site import DAY_START

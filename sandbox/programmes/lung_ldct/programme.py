@@ -215,6 +215,12 @@ class LungLDCT(Programme):
         }
 
     # ---------------------------------------------------------------- AI devices
+    @classmethod
+    def networks(cls) -> dict[str, type]:
+        from sandbox.programmes.lung_ldct.nets import NoduleCNN
+
+        return {"NoduleCNN": NoduleCNN}
+
     def image_of(self, person_id: int, day: float, scanner: Scanner, shows: Any) -> ExamImage:
         f = most_suspicious(shows)
         if f is None:

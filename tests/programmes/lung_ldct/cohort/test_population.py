@@ -7,13 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from sandbox.programmes.lung_ldct.config import Eligibility
 from sandbox.programmes.lung_ldct.cohort import (
     age_band,
     assign_sites,
     plcom2012_risk,
     sample_candidates,
 )
+from sandbox.programmes.lung_ldct.config import Eligibility
 from sandbox.rng import Streams
 
 BASE = dict(

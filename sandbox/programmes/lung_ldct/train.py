@@ -391,7 +391,7 @@ def _train_device(
     x_train = preprocess(render_cases(train, scanners, seed, size), window)
     x_test = preprocess(render_cases(test, scanners, seed, size), window)
     log(f"rendered in {time.perf_counter() - t0:.0f} s")
-    from sandbox.agents.nets import NoduleCNN
+    from sandbox.programmes.lung_ldct.nets import NoduleCNN
 
     net = NoduleCNN(1, list(channels), 1)
     seeded_init(net, torch.Generator().manual_seed(seed))
@@ -478,7 +478,7 @@ def model_card(meta: dict[str, Any]) -> str:
 **Input.** {meta["input"]["shape"]} patch, {meta["input"]["units"]}, {meta["input"]["spacing_mm"]} mm voxels,
 windowed to {meta["input"]["window_hu"]} HU. **Output.** {meta["output"]["meaning"]} (sigmoid of one logit).
 
-**Network.** `NoduleCNN` (sandbox/agents/nets.py), a small 3D CNN.
+**Network.** `NoduleCNN` (sandbox/programmes/lung_ldct/nets.py), a small 3D CNN.
 
 ## Training data
 

@@ -1,4 +1,4 @@
-"""Training the reference device (sandbox/runners/train.py): cases, AUC, a tiny training run,
+"""Training the reference device (sandbox/programmes/lung_ldct/train.py): cases, AUC, a tiny training run,
 reproducibility, and the shipped device's held-out AUC against its model card."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from scipy import stats
 from sandbox.agents.bundle import load_bundle
 from sandbox.compose import load
 from sandbox.config import Scanner
+from sandbox.programmes.lung_ldct import train
 from sandbox.programmes.lung_ldct.disease.history import sample_history
+from sandbox.programmes.lung_ldct.train import auc, breakdown, exam_cases, render_cases
 from sandbox.rng import Streams
-from sandbox.runners import train
-from sandbox.runners.train import auc, breakdown, exam_cases, render_cases
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "agents" / "lung_nodule_cnn"
