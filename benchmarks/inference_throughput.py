@@ -4,9 +4,9 @@ Measures, in one process and on the same batch size:
 
 * **bare forward**: ``LoadedModel.score`` on a batch already rendered and resident in memory
   (windowing, the network's forward pass and the sigmoid: the limit of inference);
-* **pipeline**: ``DeviceReader.scores`` on exams not yet in the cache: rendering each exam's
+* **pipeline**: ``DeviceScorer.scores`` on exams not yet in the cache: rendering each exam's
   patch from its key, the forward pass, and writing the scores to the cache;
-* **replay**: the same ``DeviceReader.scores`` call again, served from the cache.
+* **replay**: the same ``DeviceScorer.scores`` call again, served from the cache.
 
 The ratio pipeline / bare is the share of the forward pass's throughput that the whole path
 keeps. Run:
@@ -23,7 +23,7 @@ import _common
 import torch
 
 from sandbox.agents.bundle import load_bundle
-from sandbox.agents.inference import DeviceReader, ScoreCache
+from sandbox.agents.inference import DeviceScorer, ScoreCache
 from sandbox.config import Scanner
 from sandbox.programmes.lung_ldct.imaging.render import PatchSpec, render_batch
 from sandbox.programmes.lung_ldct.programme import ExamImage, render_images
@@ -80,7 +80,7 @@ def main() -> None:
     sync()
     bare = args.batches * args.batch / (time.perf_counter() - t)
 
-    reader = DeviceReader(
+    scorer = DeviceScorer(
         model,
         ScoreCache(model.digest, "bench"),
         seed=7,
@@ -90,13 +90,13 @@ def main() -> None:
     todo = [exams(args.batch, (k + 1) * 10_000_000) for k in range(args.batches)]
     t = time.perf_counter()
     for b in todo:
-        reader.scores(b)
+        scorer.scores(b)
     sync()
     pipeline = args.batches * args.batch / (time.perf_counter() - t)
 
     t = time.perf_counter()
     for b in todo:
-        reader.scores(b)
+        scorer.scores(b)
     replay = args.batches * args.batch / (time.perf_counter() - t)
 
     t = time.perf_counter()

@@ -57,10 +57,11 @@ import numpy as np
 import polars as pl
 from scipy.special import erf, ndtri
 
-from sandbox.agents.readers import Reader, draw_reader
+from sandbox.agents.readers import Reader
 from sandbox.compose import load
 from sandbox.config import RunConfig
-from sandbox.programmes.lung_ldct.disease.history import History
+from sandbox.programmes import programme_for
+from sandbox.programmes.lung_ldct.disease.history import LungCohort
 from sandbox.programmes.lung_ldct.disease.natural_history import YEAR
 from sandbox.programmes.lung_ldct.imaging.conspicuity import CONTRAST_HU, blur_sd_mm, noise_sd_hu
 from sandbox.programmes.lung_ldct.lung_rads import (
@@ -82,10 +83,10 @@ from sandbox.programmes.lung_ldct.reading import (
     update_prior,
     visible_findings,
 )
-from sandbox.rng import Streams
+from sandbox.rng import EXAMS_PER_ROUND, Streams
 from sandbox.runners.local import simulate
 from sandbox.simulate import build_cohort, merge_records, simulate_sites
-from sandbox.workflow.site import EXAMS_PER_ROUND
+from sandbox.simulate import site_readers as simulate_site_readers
 
 N_KEYS = max(MALIGNANT_KEY, SPURIOUS_KEY) + 1  # finding keys: benign 0..11, malignant, spurious
 STATUSES = ("baseline", "new", "growing", "stable")
@@ -112,20 +113,13 @@ class Exams:
 def site_readers(cfg: RunConfig, profiles) -> list[list[Reader]]:
     """The site's radiologists exactly as ``simulate_sites`` draws them."""
     streams = Streams(cfg.seed)
-    out = []
-    for s, site in enumerate(cfg.scenario.sites):
-        readers = []
-        for name, count in sorted(site.readers.items()):
-            for _ in range(count):
-                k = len(readers)
-                readers.append(
-                    draw_reader(profiles[name], streams.generator("reader", s, k), s * 1000 + k, s)
-                )
-        out.append(readers)
-    return out
+    return [
+        simulate_site_readers(profiles, site, s, streams)
+        for s, site in enumerate(cfg.scenario.sites)
+    ]
 
 
-def exam_list(events: pl.DataFrame, history: History, readers: list[list[Reader]]) -> Exams:
+def exam_list(events: pl.DataFrame, history: LungCohort, readers: list[list[Reader]]) -> Exams:
     """The replay's input from a SimPy event log sorted by (person_id, exam_day) (not timed)."""
     ev = events  # sorted by (person_id, exam_day) by the caller
     pid = ev["person_id"].to_numpy()
@@ -158,12 +152,11 @@ def exam_list(events: pl.DataFrame, history: History, readers: list[list[Reader]
 
 # ---------------------------------------------------------------- loop replay (project functions)
 def replay_loop(
-    cfg: RunConfig, history: History, exams: Exams, readers: list[list[Reader]], double: bool
+    cfg: RunConfig, history: LungCohort, exams: Exams, readers: list[list[Reader]], double: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """(category, positive) per exam, with the project's scalar reading functions."""
     streams = Streams(cfg.seed)
-    p = cfg.scenario.programme
-    stable = p.stable_exempt_years * YEAR
+    scheme = programme_for(cfg.scenario).scheme  # the lung reporting scheme of the scenario
     flat = [r for rs in readers for r in rs]
     scanners = [s.scanner for s in cfg.scenario.sites]
     cat = np.zeros(len(exams), dtype=np.int8)
@@ -188,9 +181,7 @@ def replay_loop(
             idx,
             0,
             day,
-            p.protocol,
-            p.nlst_threshold_mm,
-            stable,
+            scheme,
         )
         final = first
         if double and exams.screen[i]:
@@ -203,9 +194,7 @@ def replay_loop(
                 idx,
                 1,
                 day,
-                p.protocol,
-                p.nlst_threshold_mm,
-                stable,
+                scheme,
             )
             if first.positive == second.positive:
                 final = first if first.category >= second.category else second
@@ -219,9 +208,7 @@ def replay_loop(
                     idx,
                     2,
                     day,
-                    p.protocol,
-                    p.nlst_threshold_mm,
-                    stable,
+                    scheme,
                 )
         update_prior(prior, final.findings, day)
         cat[i], pos[i] = final.category, final.positive
@@ -312,7 +299,7 @@ def cat_cat(parts: list[Found]) -> Found:
 class VectorReplay:
     """The reading flow on arrays. State: each person's prior reports in dense (row, key) arrays."""
 
-    def __init__(self, cfg: RunConfig, history: History, readers: list[list[Reader]]) -> None:
+    def __init__(self, cfg: RunConfig, history: LungCohort, readers: list[list[Reader]]) -> None:
         self.h = history
         p = cfg.scenario.programme
         self.protocol, self.nlst_mm, self.stable_days = (

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import simpy
 
-from sandbox.agents.inference import DeviceReader
+from sandbox.agents.inference import DeviceScorer
 from sandbox.agents.readers import ReaderProfile, draw_reader
 from sandbox.config import RunConfig
 from sandbox.outcomes.metrics import compute_metrics
@@ -79,7 +79,7 @@ def simulate_sites(
     cohort: Cohort,
     sites: Sequence[int] | None = None,
     progress: Callable[[int], None] | None = None,
-    ai: DeviceReader | None = None,
+    ai: DeviceScorer | None = None,
     threshold: float | None = None,
     observers: Sequence[Observer] = (),
     programme: Programme | None = None,

@@ -133,7 +133,7 @@ class ScoreCache:
         tmp.replace(p)
 
 
-class DeviceReader:
+class DeviceScorer:
     """Scores exam images with one loaded model: render, infer, cache.
 
     Args:

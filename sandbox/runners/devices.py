@@ -15,7 +15,7 @@ from sandbox.typed import to_dict
 
 @dataclass
 class DeviceSetup:
-    reader: Any  # sandbox.agents.inference.DeviceReader
+    scorer: Any  # sandbox.agents.inference.DeviceScorer
     threshold: float
     manifest: dict[str, Any]
     previous_threads: int = 0  # torch threads to restore after the run (0: unchanged)
@@ -74,7 +74,7 @@ def prepare_device(cfg: RunConfig) -> DeviceSetup | None:
     if cfg.policy.role == "none":
         return None
     from sandbox.agents.bundle import load_bundle
-    from sandbox.agents.inference import DeviceReader, ScoreCache
+    from sandbox.agents.inference import DeviceScorer, ScoreCache
     from sandbox.agents.operating_point import resolve_threshold
 
     folder = agent_folder(cfg.agent)
@@ -94,7 +94,7 @@ def prepare_device(cfg: RunConfig) -> DeviceSetup | None:
     cache_dir = Path(cfg.runtime.score_cache) if cfg.runtime.score_cache else None
     cache = ScoreCache(model.digest, cohort_key(cfg), cache_dir).load()
     programme = programme_for(cfg.scenario)
-    reader = DeviceReader(
+    scorer = DeviceScorer(
         model, cache, cfg.seed, cfg.runtime.ai_batch_size, render=programme.render
     )
     info = {
@@ -110,4 +110,4 @@ def prepare_device(cfg: RunConfig) -> DeviceSetup | None:
         "operating_point": to_dict(cfg.policy.threshold),
         "cached_scores_at_start": len(cache.scores),
     }
-    return DeviceSetup(reader, threshold, info, previous_threads)
+    return DeviceSetup(scorer, threshold, info, previous_threads)

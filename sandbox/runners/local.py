@@ -91,7 +91,7 @@ def _simulate(cfg, profiles, show, dev, timings, t_dev) -> RunResult:
             cohort,
             block,
             bar.update,
-            None if dev is None else dev.reader,
+            None if dev is None else dev.scorer,
             threshold,
             programme=programme,
         )
@@ -101,8 +101,8 @@ def _simulate(cfg, profiles, show, dev, timings, t_dev) -> RunResult:
     rec = merge_records(parts, len(cohort))
     agents = {}
     if dev is not None:
-        stats = dev.reader.stats
-        dev.reader.cache.save()
+        stats = dev.scorer.stats
+        dev.scorer.cache.save()
         agents[dev.manifest["name"]] = {
             **dev.manifest,
             "inferences": stats.inferences,

@@ -83,7 +83,7 @@ class SiteSetup:
     schedule: ProgrammeConfig
     policy: ReadingPolicy
     streams: Streams
-    ai: Any = None  # sandbox.agents.inference.DeviceReader
+    ai: Any = None  # sandbox.agents.inference.DeviceScorer
     observers: Sequence[Observer] = ()
     on_days: Callable[[int], None] | None = None
 

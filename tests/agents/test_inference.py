@@ -1,6 +1,6 @@
 """Batched, cached inference (invariant 2) and operating points.
 
-Unit checks of :class:`ScoreCache`, :class:`DeviceReader` and ``resolve_threshold``, then whole
+Unit checks of :class:`ScoreCache`, :class:`DeviceScorer` and ``resolve_threshold``, then whole
 runs with the tiny device (tests/agents/conftest.py) sharing one score-cache folder: a second
 policy replays the first one's scores, a repeated run infers nothing, and a warm cache gives
 the same results as a cold one.
@@ -19,7 +19,7 @@ import testkit
 import torch
 from polars.testing import assert_frame_equal
 
-from sandbox.agents.inference import CACHE_SCHEMA, DeviceReader, ScoreCache, scanner_key
+from sandbox.agents.inference import CACHE_SCHEMA, DeviceScorer, ScoreCache, scanner_key
 from sandbox.agents.operating_point import resolve_threshold, validation_set
 from sandbox.config import OperatingPoint
 from sandbox.errors import SandboxInputError
@@ -93,38 +93,38 @@ def test_score_cache_without_a_folder_stays_in_memory():
     assert cache.path is None
 
 
-# ------------------------------------------------------------------ DeviceReader
-def test_device_reader_refuses_another_models_cache(tiny_model):
+# ------------------------------------------------------------------ DeviceScorer
+def test_device_scorer_refuses_another_models_cache(tiny_model):
     with pytest.raises(ValueError, match="another model"):
-        DeviceReader(tiny_model, ScoreCache("0" * 64, "c"), seed=1, render=render_images)
+        DeviceScorer(tiny_model, ScoreCache("0" * 64, "c"), seed=1, render=render_images)
 
 
-def test_device_reader_scores_once_then_replays(tiny_model, scanners):
-    reader = DeviceReader(
+def test_device_scorer_scores_once_then_replays(tiny_model, scanners):
+    scorer = DeviceScorer(
         tiny_model, ScoreCache(tiny_model.digest, "c"), seed=1, batch_size=10, render=render_images
     )
     batch = exams(scanners)
-    first = reader.scores(batch)
+    first = scorer.scores(batch)
     assert first.shape == (len(batch),) and ((first >= 0) & (first <= 1)).all()
-    assert (reader.stats.inferences, reader.stats.hits, reader.stats.batches) == (24, 0, 3)
+    assert (scorer.stats.inferences, scorer.stats.hits, scorer.stats.batches) == (24, 0, 3)
     assert len(np.unique(first)) > 1
-    second = reader.scores(batch[::-1])
+    second = scorer.scores(batch[::-1])
     np.testing.assert_array_equal(second, first[::-1])
-    assert (reader.stats.inferences, reader.stats.hits, reader.stats.batches) == (24, 24, 3)
-    assert reader.scores([]).shape == (0,)
+    assert (scorer.stats.inferences, scorer.stats.hits, scorer.stats.batches) == (24, 24, 3)
+    assert scorer.scores([]).shape == (0,)
 
 
 def test_cache_key_is_person_day_and_scanner(tiny_model, scanners):
-    reader = DeviceReader(
+    scorer = DeviceScorer(
         tiny_model, ScoreCache(tiny_model.digest, "c"), seed=1, render=render_images
     )
     e = exams(scanners, n=1)[0]
-    reader.scores([e])
+    scorer.scores([e])
     other_scanner = ExamImage(e.person_id, e.exam_day, scanners[1], e.diameter_mm, 0, False)
     other_day = ExamImage(e.person_id, e.exam_day + 1, e.scanner, e.diameter_mm, 0, False)
-    reader.scores([other_scanner, other_day])
-    assert reader.stats.inferences == 3
-    assert set(reader.cache.scores) == {
+    scorer.scores([other_scanner, other_day])
+    assert scorer.stats.inferences == 3
+    assert set(scorer.cache.scores) == {
         (e.person_id, e.exam_day, scanner_key(scanners[0])),
         (e.person_id, e.exam_day, scanner_key(scanners[1])),
         (e.person_id, e.exam_day + 1, scanner_key(scanners[0])),
@@ -137,21 +137,21 @@ def test_scores_do_not_depend_on_the_batch(tiny_model, scanners):
     batch = exams(scanners)
     scores = {}
     for size in (1, 7, 64):
-        reader = DeviceReader(
+        scorer = DeviceScorer(
             tiny_model, ScoreCache(tiny_model.digest, "c"), 1, size, render=render_images
         )
-        scores[size] = reader.scores(batch)
-        assert reader.stats.batches == math.ceil(len(batch) / size)
+        scores[size] = scorer.scores(batch)
+        assert scorer.stats.batches == math.ceil(len(batch) / size)
     np.testing.assert_allclose(scores[1], scores[64], rtol=0, atol=1e-6)
     np.testing.assert_allclose(scores[7], scores[64], rtol=0, atol=1e-6)
 
 
 def test_scores_follow_the_render_seed(tiny_model, scanners):
     batch = exams(scanners, n=6)
-    a = DeviceReader(
+    a = DeviceScorer(
         tiny_model, ScoreCache(tiny_model.digest, "c"), 1, render=render_images
     ).scores(batch)
-    b = DeviceReader(
+    b = DeviceScorer(
         tiny_model, ScoreCache(tiny_model.digest, "c"), 2, render=render_images
     ).scores(batch)
     assert not np.array_equal(a, b)
@@ -246,6 +246,20 @@ def test_cohort_key_follows_seed_and_scenario_not_policy(load_config):
     assert cohort_key(load_config(*RUN, "policy=ai_second_reader")[0]) == key
     assert cohort_key(load_config(*RUN, "policy=ai_triage", "seed=14")[0]) != key
     assert cohort_key(load_config(*RUN, "policy=ai_triage", "cohort.size=301")[0]) != key
+
+
+def test_cohort_key_ignores_staffing_and_follows_the_renderer(load_config, monkeypatch):
+    """Only what changes the images changes the key: not reading hours or capacity."""
+    from sandbox.programmes.lung_ldct import programme as lung
+
+    key = cohort_key(load_config(*RUN, "policy=ai_triage")[0])
+    staffing = ("sites.0.reading_hours_per_day=3.0", "sites.1.workup_slots_per_day=1")
+    for o in staffing:
+        assert cohort_key(load_config(*RUN, "policy=ai_triage", o)[0]) == key, o
+    spread = "programme.schedule_spread_days=100"  # moves everyone in time: other images
+    assert cohort_key(load_config(*RUN, "policy=ai_triage", spread)[0]) != key
+    monkeypatch.setattr(lung, "renderer_version", lambda: "lung_ct_patch:changed")
+    assert cohort_key(load_config(*RUN, "policy=ai_triage")[0]) != key
 
 
 def test_a_device_run_restores_torch_threads(load_config, tiny_device, tmp_path):

@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 
 from sandbox.outcomes import METRICS_SCHEMA, metric_catalogue
-from sandbox.programmes.lung_ldct.programme import LungLDCT
 from sandbox.outcomes.metrics import SUBGROUPS
 from sandbox.programmes.lung_ldct.lung_rads import CATEGORIES
+from sandbox.programmes.lung_ldct.programme import LungLDCT
 
 METRICS = metric_catalogue(LungLDCT)  # every metric a lung run reports
 

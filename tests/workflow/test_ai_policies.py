@@ -246,7 +246,7 @@ def final_backlogs(load_config, device_args, *overrides: str) -> dict[int, int] 
         check_policy(cfg, dev.threshold)
     except SandboxInputError as e:
         return str(e)
-    rec = simulate_sites(cfg, profiles, build_cohort(cfg), None, None, dev.reader, dev.threshold)
+    rec = simulate_sites(cfg, profiles, build_cohort(cfg), None, None, dev.scorer, dev.threshold)
     last = rec.backlog.group_by("site").agg(pl.col("backlog").sort_by("day").last())
     return dict(last.iter_rows())
 

@@ -10,7 +10,7 @@ import polars as pl
 from sandbox.config import Scenario
 from sandbox.programmes.lung_ldct.cohort import age_band
 from sandbox.programmes.lung_ldct.config import RACES, STAGES
-from sandbox.programmes.lung_ldct.disease.history import History
+from sandbox.programmes.lung_ldct.disease.history import LungCohort
 from sandbox.programmes.lung_ldct.disease.natural_history import YEAR, lung_cancer_death_day
 
 DIAGNOSIS_MODES = (
@@ -50,7 +50,7 @@ PEOPLE_SCHEMA = {
 
 def resolve_people(
     scenario: Scenario,
-    history: History,
+    history: LungCohort,
     screen_dx_day: np.ndarray,
     screen_dx_stage: np.ndarray,
     screens: pl.DataFrame,

@@ -24,7 +24,7 @@ from sandbox.programmes.base import Cohort as CohortProtocol
 from sandbox.programmes.base import PersonEvent, Programme, Read, WorkupOutcome
 from sandbox.programmes.lung_ldct import metrics as lung_metrics
 from sandbox.programmes.lung_ldct.config import STAGES, Cohort, Disease, LungProgrammeConfig
-from sandbox.programmes.lung_ldct.disease.history import History, sample_history
+from sandbox.programmes.lung_ldct.disease.history import LungCohort, sample_history
 from sandbox.programmes.lung_ldct.disease.natural_history import (
     YEAR,
     lung_cancer_death_day,
@@ -113,12 +113,12 @@ class LungLDCT(Programme):
     # ---------------------------------------------------------------- cohort and disease
     def sample_cohort(
         self, streams: Streams, progress: Callable[[int], None] | None = None
-    ) -> History:
+    ) -> LungCohort:
         self._streams = streams
         return sample_history(self.scenario, streams, progress=progress)
 
     def person_timeline(
-        self, cohort: History, rows: np.ndarray
+        self, cohort: LungCohort, rows: np.ndarray
     ) -> Iterable[tuple[int, PersonEvent]]:
         c, pid, end = cohort.cancer, cohort.people["person_id"], cohort.people["end_day"]
         clinical, other = c["clinical_day"][rows], c["other_death_day"][rows]
@@ -132,11 +132,11 @@ class LungLDCT(Programme):
             r = int(rows[i])
             yield r, PersonEvent("death", int(pid[r]), float(other[i]), "other")
 
-    def clinical_day(self, cohort: History, row: int) -> float:
+    def clinical_day(self, cohort: LungCohort, row: int) -> float:
         return float(cohort.cancer["clinical_day"][row])
 
     def cancer_death_day(
-        self, cohort: History, row: int, dx_day: float, stage: str | None
+        self, cohort: LungCohort, row: int, dx_day: float, stage: str | None
     ) -> float:
         c = cohort.cancer
         return lung_cancer_death_day(
@@ -149,7 +149,9 @@ class LungLDCT(Programme):
         )
 
     # ---------------------------------------------------------------- one exam
-    def exam_shows(self, cohort: History, row: int, day: float, scanner: Scanner) -> list[Finding]:
+    def exam_shows(
+        self, cohort: LungCohort, row: int, day: float, scanner: Scanner
+    ) -> list[Finding]:
         return visible_findings(cohort, row, day, scanner)
 
     def new_prior(self) -> Prior:
@@ -193,7 +195,7 @@ class LungLDCT(Programme):
     def after_report(self, exam: Any, final: Read) -> None:
         update_prior(exam.prior, final.findings, exam.day)
 
-    def workup(self, cohort: History, exam: Any, final: Read, day: float) -> WorkupOutcome:
+    def workup(self, cohort: LungCohort, exam: Any, final: Read, day: float) -> WorkupOutcome:
         """PET-CT and biopsy of every suspicious finding of the report."""
         row, c = exam.row, cohort.cancer
         if MALIGNANT_KEY in final.suspicious and c["onset_day"][row] <= day:

@@ -17,7 +17,7 @@ from scipy.special import ndtri
 from sandbox.agents.readers import Reader
 from sandbox.config import Scanner
 from sandbox.programmes.base import Read
-from sandbox.programmes.lung_ldct.disease.history import History
+from sandbox.programmes.lung_ldct.disease.history import LungCohort
 from sandbox.programmes.lung_ldct.imaging.conspicuity import conspicuity
 from sandbox.programmes.lung_ldct.imaging.findings import MALIGNANT_KEY, most_suspicious  # noqa: F401
 from sandbox.programmes.lung_ldct.lung_rads import C1, C3, GROWTH_MM, LungRadsV2022, nodule_category
@@ -36,7 +36,7 @@ class Finding:
     conspicuity: float = 0.0
 
 
-def visible_findings(history: History, row: int, day: float, scanner: Scanner) -> list[Finding]:
+def visible_findings(history: LungCohort, row: int, day: float, scanner: Scanner) -> list[Finding]:
     """Nodules present in person ``row``'s lungs on ``day``, with conspicuity on ``scanner``."""
     out: list[Finding] = []
     nod = history.nodules

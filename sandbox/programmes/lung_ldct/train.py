@@ -24,7 +24,7 @@ import torch
 
 from sandbox.config import Scanner, Scenario
 from sandbox.programmes.lung_ldct.config import RACES
-from sandbox.programmes.lung_ldct.disease.history import History, sample_history
+from sandbox.programmes.lung_ldct.disease.history import LungCohort, sample_history
 from sandbox.programmes.lung_ldct.disease.natural_history import YEAR
 from sandbox.programmes.lung_ldct.imaging.findings import MALIGNANT_KEY, most_suspicious
 from sandbox.programmes.lung_ldct.reading import visible_findings
@@ -56,7 +56,7 @@ class Cases:
 
 
 def exam_cases(
-    history: History,
+    history: LungCohort,
     rounds: int,
     scanners: list[Scanner],
     streams: Streams,
@@ -139,7 +139,7 @@ def held_out(person_id: np.ndarray, streams: Streams) -> np.ndarray:
 
 def reference_scores(
     net,
-    history: History,
+    history: LungCohort,
     rounds: int,
     scanners: list[Scanner],
     streams: Streams,

@@ -181,7 +181,7 @@ def test_policy_registry():
 def _one_person_history(entry: float, appear: float, vdt: float, onset: float = float("inf")):
     import numpy as np
 
-    from sandbox.programmes.lung_ldct.disease.history import History
+    from sandbox.programmes.lung_ldct.disease.history import LungCohort
 
     people = {
         "person_id": np.array([0]),
@@ -202,7 +202,7 @@ def _one_person_history(entry: float, appear: float, vdt: float, onset: float = 
         "vdt_days": np.array([vdt, np.inf]),
         "nodule_type": np.array([0, 2]),
     }
-    return History(people, cancer, nodules, np.array([0, 2]), entry + 3000.0, 1, 1.0)
+    return LungCohort(people, cancer, nodules, np.array([0, 2]), entry + 3000.0, 1, 1.0)
 
 
 def test_visible_findings_follow_the_natural_history():

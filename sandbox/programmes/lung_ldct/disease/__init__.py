@@ -1,6 +1,6 @@
 """Disease natural history, independent of any policy."""
 
-from sandbox.programmes.lung_ldct.disease.history import History, sample_history
+from sandbox.programmes.lung_ldct.disease.history import LungCohort, sample_history
 from sandbox.programmes.lung_ldct.disease.natural_history import (
     YEAR,
     clinical_time_after_onset,
@@ -16,7 +16,7 @@ from sandbox.programmes.lung_ldct.disease.nodules import sample_benign_nodules
 
 __all__ = [
     "YEAR",
-    "History",
+    "LungCohort",
     "clinical_time_after_onset",
     "diameter_at",
     "lung_cancer_death_day",

@@ -16,7 +16,7 @@ from sandbox.rng import Streams
 
 
 @dataclass(frozen=True)
-class History:
+class LungCohort:
     """Struct of arrays. ``people`` and ``cancer`` are aligned (one entry per person);
     ``nodules`` is flat, with person ``i``'s nodules at ``nodule_start[i]:nodule_start[i+1]``.
 
@@ -66,7 +66,7 @@ def sample_history(
     streams: Streams,
     size: int | None = None,
     progress: Callable[[int], None] | None = None,
-) -> History:
+) -> LungCohort:
     """Draw the eligible cohort (in candidate-id order) with cancers and benign nodules.
 
     Candidates who had a clinically diagnosed lung cancer before entry are not screened (a
@@ -112,7 +112,7 @@ def sample_history(
         cancer[key] = cancer[key] + entry
     nod["appear_day"] = nod["appear_day"] + entry[nod["row"]]
     nod["resolve_day"] = nod["resolve_day"] + entry[nod["row"]]
-    return History(
+    return LungCohort(
         people,
         cancer,
         nod,
