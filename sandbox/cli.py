@@ -37,12 +37,20 @@ SUMMARY = (
     "reader_hours",
     "worklist_wait_days_p95",
     "worst_backlog",
-    "stage_I_share",
-    "stage_IV_share",
-    "lung_cancer_deaths",
-    "lung_cancer_deaths_per_100k_person_years",
     "life_years",
 )
+"""Headline metrics of every programme; a programme adds its own (``Programme.summary_metrics``)."""
+
+
+def summary_for(programme_name: str | None) -> tuple[str, ...]:
+    """The headline metrics of a run of ``programme_name`` (generic ones if unknown)."""
+    from sandbox.programmes import PROGRAMMES
+
+    cls = PROGRAMMES.get(programme_name or "")
+    own = cls.summary_metrics if cls is not None else ()
+    return (*SUMMARY[:-1], *own, SUMMARY[-1])
+
+
 AI_SUMMARY = (
     "ai_autonomous_share",
     "ai_human_discordance",
@@ -138,7 +146,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "all sites, all people, all rounds; shares are fractions, *_days in days; 95% intervals in"
     )
     print("parentheses; definitions in docs/metrics.md\n")
-    shown = SUMMARY if cfg.policy.role == "none" else (*SUMMARY, *AI_SUMMARY)
+    summary = summary_for(cfg.scenario.programme.name)
+    shown = summary if cfg.policy.role == "none" else (*summary, *AI_SUMMARY)
     print(summary_table({cfg.policy.name: res.metrics}, shown, "all", "all", "all"))
     if len(cfg.scenario.sites) > 1:
         print("\nby site")
@@ -164,7 +173,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for r in runs:
         label = f"{r['manifest'].get('policy', '?')} [{r['folder'].name}]"
         frames[label if label not in frames else str(r["folder"])] = r["metrics"]
-    metrics = args.metric or list(SUMMARY)
+    names = {(r["config"].get("programme") or {}).get("name") for r in runs}
+    metrics = args.metric or list(summary_for(names.pop() if len(names) == 1 else None))
     known = set().union(*(set(f["metric"].unique()) for f in frames.values()))
     bad = [m for m in metrics if m not in known]
     if bad:

@@ -116,6 +116,8 @@ class Programme(ABC):
     report_categories: ClassVar[tuple[str, ...]]
     #: a malignant finding at least this large counts as missed if the AI alone cleared it
     reportable_mm: ClassVar[float] = 0.0
+    #: the programme's own metrics in a run's headline summary (``sandbox run``, ``compare``)
+    summary_metrics: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario

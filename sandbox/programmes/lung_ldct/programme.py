@@ -94,6 +94,12 @@ class LungLDCT(Programme):
     report_categories: ClassVar[tuple[str, ...]] = CATEGORIES
     # a tumour this large is reportable (the NLST positivity size)
     reportable_mm: ClassVar[float] = 4.0
+    summary_metrics: ClassVar[tuple[str, ...]] = (
+        "stage_I_share",
+        "stage_IV_share",
+        "lung_cancer_deaths",
+        "lung_cancer_deaths_per_100k_person_years",
+    )
 
     def __init__(self, scenario: Scenario) -> None:
         super().__init__(scenario)
