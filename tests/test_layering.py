@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -199,3 +200,17 @@ def test_the_checker_catches_global_randomness():
         and "import random" in found
     )
     assert not any("default_rng" in f for f in found)
+
+
+def test_nothing_lung_specific_outside_the_lung_programme():
+    """Lung-RADS, nodules and PLCOm2012 belong to sandbox/programmes/lung_ldct/ alone."""
+    pattern = re.compile(r"lung.?rads|nodule|plcom", re.IGNORECASE)
+    lung = SANDBOX / "programmes" / "lung_ldct"
+    found = [
+        f"{path.relative_to(SANDBOX.parent)}:{i}"
+        for path in modules()
+        if lung not in path.parents
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not found, found

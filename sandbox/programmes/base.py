@@ -118,6 +118,9 @@ class Programme(ABC):
     reportable_mm: ClassVar[float] = 0.0
     #: the programme's own metrics in a run's headline summary (``sandbox run``, ``compare``)
     summary_metrics: ClassVar[tuple[str, ...]] = ()
+    #: what its renderer gives an AI device: pixel units and spatial dimensions (None: no images)
+    image_units: ClassVar[str | None] = None
+    image_spatial_dims: ClassVar[int] = 0
 
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
@@ -173,9 +176,10 @@ class Programme(ABC):
         """The work-up on ``day`` of the findings ``final`` calls suspicious."""
 
     @abstractmethod
-    def exam_fields(self, exam: Exam, final: Read) -> dict[str, Any]:
-        """The programme's fields of the exam record: ``report_column`` and the finding columns
-        ``top_finding_mm``, ``malignant_visible``, ``malignant_reported``, ``malignant_diameter_mm``."""
+    def exam_fields(self, exam: Exam, final: Read) -> tuple[str, float, bool, bool, float]:
+        """The programme's fields of the exam record, in this order: the report category (a name
+        in ``report_categories``), ``top_finding_mm``, ``malignant_visible``,
+        ``malignant_reported``, ``malignant_diameter_mm`` (:class:`~sandbox.workflow.exam.ExamRecord`)."""
 
     # ---------------------------------------------------------------- the person's timeline
     @abstractmethod

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.config import RunConfig
+from sandbox.errors import SandboxInputError
 from sandbox.programmes import programme_for
 from sandbox.typed import to_dict
 
@@ -65,6 +66,17 @@ def cohort_key(cfg: RunConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def check_device_reads(model: Any, programme: Any) -> None:
+    """One line if the device does not read the images the programme renders."""
+    units = model.metadata.get("input", {}).get("units")
+    dims = len(model.input_shape) - 1
+    if units != programme.image_units or dims != programme.image_spatial_dims:
+        raise SandboxInputError(
+            f"{model.folder}/configs/metadata.json: input is {dims}-D in {units}, but programme "
+            f"'{programme.name}' renders {programme.image_spatial_dims}-D images in {programme.image_units}"
+        )
+
+
 def prepare_device(cfg: RunConfig) -> DeviceSetup | None:
     """Load, probe and set the operating point of the policy's device; None for standard of care.
 
@@ -89,11 +101,16 @@ def prepare_device(cfg: RunConfig) -> DeviceSetup | None:
         torch.set_num_threads(1)
     else:
         previous_threads = 0
+    programme = programme_for(cfg.scenario)
+    if programme.image_units is None:
+        raise SandboxInputError(
+            f"policy '{cfg.policy.name}': programme '{programme.name}' renders no images for an AI device"
+        )
     model = load_bundle(folder, device)
+    check_device_reads(model, programme)
     threshold = resolve_threshold(cfg.policy.threshold, folder)
     cache_dir = Path(cfg.runtime.score_cache) if cfg.runtime.score_cache else None
     cache = ScoreCache(model.digest, cohort_key(cfg), cache_dir).load()
-    programme = programme_for(cfg.scenario)
     scorer = DeviceScorer(
         model, cache, cfg.seed, cfg.runtime.ai_batch_size, render=programme.render
     )

@@ -95,6 +95,8 @@ class LivePolicy:
 
     def at(self, day: float) -> PolicyVersion:
         """The version in force for an exam scanned on ``day``."""
+        if len(self.versions) == 1:
+            return self.versions[0]
         for v in reversed(self.versions):
             if v.from_day <= day:
                 return v

@@ -104,6 +104,7 @@ class SiteModel:
         self.programme, self.cohort, self.rows = setup.programme, setup.cohort, setup.rows
         self.schedule_cfg, self.streams, self.ai = setup.schedule, setup.streams, setup.ai
         self.observers = list(setup.observers)
+        self._on_exam = [ob.on_exam for ob in self.observers]
         self.policy = LivePolicy(self, setup.policy)
         self.scanner_book = Calendar(setup.site.scanners * setup.site.exams_per_scanner_day)
         self.workup_book = Calendar(setup.site.workup_slots_per_day)
@@ -177,6 +178,7 @@ class SiteModel:
             if self._on_days and today % 30 == 29:
                 self._on_days(30)
             yield self.env.timeout(1.0)
+        self._emit_person_events(math.inf)  # what happened on the last, partial day
 
     # ------------------------------------------------------------ diagnoses and deaths
     def _queue_clinical_events(self) -> None:
@@ -323,38 +325,46 @@ class SiteModel:
             day,
             prog.exam_shows(self.cohort, row, day, self.site.scanner),
             prior,
+            exam_key(rnd, seq),
             version.version,
         )
         decision = yield from version.policy.process(self, exam)
         final = decision.final
         mgmt = prog.manage(exam, final)
-        record = ExamRecord(
-            person_id=exam.person_id,
-            site=self.index,
-            round=rnd,
-            exam_seq=seq,
-            exam_kind=kind,
-            due_day=due,
-            exam_day=day,
-            reported_day=self.env.now,
-            n_reads=len(decision.reads),
-            reader_minutes=sum(r.minutes for r in decision.reads),
-            arbitrated=decision.arbitrated,
-            positive=final.positive,
-            management=mgmt,
-            workup_day=NAN,
-            workup_diagnosis_day=NAN,
-            workup_stage=None,
-            benign_biopsy=False,
-            ai_score=decision.ai_score,
-            ai_positive=decision.ai_positive,
-            ai_autonomous=decision.autonomous,
-            human_positive=decision.reads[0].positive if decision.reads else None,
-            policy_version=exam.policy_version,
-            **prog.exam_fields(exam, final),
+        report, top_mm, malignant_visible, malignant_reported, malignant_mm = prog.exam_fields(
+            exam, final
         )
-        for ob in self.observers:
-            ob.on_exam(self, record)
+        record = ExamRecord(
+            exam.person_id,  # person_id
+            self.index,  # site
+            rnd,  # round
+            seq,  # exam_seq
+            kind,  # exam_kind
+            due,  # due_day
+            day,  # exam_day
+            self.env.now,  # reported_day
+            len(decision.reads),  # n_reads
+            sum(r.minutes for r in decision.reads),  # reader_minutes
+            decision.arbitrated,  # arbitrated
+            report,  # report (the programme's report column)
+            final.positive,  # positive
+            mgmt,  # management
+            top_mm,  # top_finding_mm
+            malignant_visible,  # malignant_visible
+            malignant_reported,  # malignant_reported
+            malignant_mm,  # malignant_diameter_mm
+            NAN,  # workup_day (filled in by the exam log when the work-up happens)
+            NAN,  # workup_diagnosis_day
+            None,  # workup_stage
+            False,  # benign_biopsy
+            decision.ai_score,  # ai_score
+            decision.ai_positive,  # ai_positive
+            decision.autonomous,  # ai_autonomous
+            decision.reads[0].positive if decision.reads else None,  # human_positive
+            exam.policy_version,  # policy_version
+        )
+        for on_exam in self._on_exam:
+            on_exam(self, record)
         prog.after_report(exam, final)
         p = self.schedule_cfg
         if kind == "screen" and rnd + 1 < p.rounds:

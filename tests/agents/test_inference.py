@@ -262,6 +262,23 @@ def test_cohort_key_ignores_staffing_and_follows_the_renderer(load_config, monke
     assert cohort_key(load_config(*RUN, "policy=ai_triage")[0]) != key
 
 
+def test_a_device_must_read_what_the_programme_renders(
+    load_config, tiny_device, tmp_path, monkeypatch
+):
+    from sandbox.errors import SandboxInputError
+    from sandbox.programmes.lung_ldct.programme import LungLDCT
+
+    cfg = load_config(
+        *RUN, "policy=ai_triage", f"agent={tiny_device}", f"runtime.score_cache={tmp_path}"
+    )[0]
+    monkeypatch.setattr(LungLDCT, "image_spatial_dims", 2)  # as if the programme rendered 2-D
+    with pytest.raises(SandboxInputError, match=r"metadata\.json: input is 3-D in HU.*2-D"):
+        prepare_device(cfg)
+    monkeypatch.setattr(LungLDCT, "image_units", None)
+    with pytest.raises(SandboxInputError, match="renders no images"):
+        prepare_device(cfg)
+
+
 def test_a_device_run_restores_torch_threads(load_config, tiny_device, tmp_path):
     # CPU rendering runs on one thread while the device is in use; closing restores the setting
     cfg = load_config(

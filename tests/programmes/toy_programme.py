@@ -190,16 +190,16 @@ class Toy(Programme):
             return WorkupOutcome(True, "small" if size < 10.0 else "large")
         return WorkupOutcome(False, None, exam.u("toy.biopsy") < 0.3)
 
-    def exam_fields(self, exam, final: Read) -> dict[str, Any]:
+    def exam_fields(self, exam, final: Read):
         lesion = next((f for f in exam.shows if f.key == 0), None)
         top = next((f.size_mm for f in final.findings if f.key == final.top_key), 0.0)
-        return {
-            "report": self.report_categories[final.category],
-            "top_finding_mm": top,
-            "malignant_visible": lesion is not None,
-            "malignant_reported": any(f.key == 0 for f in final.findings),
-            "malignant_diameter_mm": lesion.size_mm if lesion else 0.0,
-        }
+        return (
+            self.report_categories[final.category],
+            top,
+            lesion is not None,
+            any(f.key == 0 for f in final.findings),
+            lesion.size_mm if lesion else 0.0,
+        )
 
     def image_of(self, person_id: int, day: float, scanner: Scanner, shows: Any) -> ToyImage:
         return ToyImage(person_id, int(day), scanner, shows[0].size_mm if shows else 0.0)

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from sandbox.config import Policy
-from sandbox.simulate import build_cohort, simulate_sites
+from sandbox.simulate import build_cohort, outcomes, simulate_sites
 from sandbox.workflow import Observer
 
 RUN = (
@@ -138,6 +138,28 @@ def test_observers_hear_every_exam_workup_diagnosis_and_death(base, plain):
         assert e.person_id not in dead
         if e.kind == "death":
             dead[e.person_id] = e.day
+
+
+def test_what_observers_are_told_matches_the_people_table(base):
+    """Diagnoses and deaths told in simulated time agree with the run's resolved outcomes."""
+    cfg, _, cohort = base
+    rec = Recorder()
+    people = outcomes(cfg, cohort, run(base, rec))[0]
+    told = [c[3] for c in rec.calls if c[0] == "person"]
+
+    def count(kind, routes):
+        return sum(e.kind == kind and e.route in routes for e in told)
+
+    modes = people["diagnosis_mode"].value_counts()
+    n = dict(zip(modes["diagnosis_mode"].cast(pl.Utf8), modes["count"], strict=True))
+    assert count("diagnosis", {"screen"}) == n.get("screen", 0)
+    clinical = sum(n.get(m, 0) for m in ("interval", "not_screened", "after_screening"))
+    assert count("diagnosis", {"clinical"}) == clinical
+    causes = people["death_cause"].cast(pl.Utf8)
+    assert count("death", {"cancer"}) == (causes == "lung_cancer").sum()
+    assert count("death", {"other"}) == (causes == "other").sum()
+    stages = sorted(e.stage for e in told if e.kind == "diagnosis")
+    assert stages == sorted(people["stage"].drop_nulls().to_list())
 
 
 def test_a_shared_clock_gives_the_same_results_on_one_timeline(base, plain):

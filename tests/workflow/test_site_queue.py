@@ -29,7 +29,7 @@ from sandbox.agents.readers import Reader
 from sandbox.programmes import programme_for
 from sandbox.programmes.lung_ldct.disease import sample_history
 from sandbox.programmes.lung_ldct.reading import Prior
-from sandbox.rng import Streams, declare_streams
+from sandbox.rng import Streams, declare_streams, exam_key
 from sandbox.workflow import Exam, SiteModel, SiteSetup, is_workday, make_policy
 from sandbox.workflow.site import DAY_START
 
@@ -91,7 +91,7 @@ def make_site(
 
 
 def new_exam(model: SiteModel, person: int, day: float) -> Exam:
-    return Exam(model, 0, person, 0, 0, "screen", day, day, [], Prior({}))
+    return Exam(model, 0, person, 0, 0, "screen", day, day, [], Prior({}), exam_key(0, 0))
 
 
 def run_queue(env, model, n: int, rate_per_day: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

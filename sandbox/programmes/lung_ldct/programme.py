@@ -94,6 +94,8 @@ class LungLDCT(Programme):
     report_categories: ClassVar[tuple[str, ...]] = CATEGORIES
     # a tumour this large is reportable (the NLST positivity size)
     reportable_mm: ClassVar[float] = 4.0
+    image_units: ClassVar[str | None] = "HU"  # a CT patch, [1, D, H, W]
+    image_spatial_dims: ClassVar[int] = 3
     summary_metrics: ClassVar[tuple[str, ...]] = (
         "stage_I_share",
         "stage_IV_share",
@@ -211,16 +213,19 @@ class LungLDCT(Programme):
         benign = exam.u("workup.biopsy") < self.scenario.programme.benign_biopsy_given_workup
         return WorkupOutcome(False, None, benign)
 
-    def exam_fields(self, exam: Any, final: Read) -> dict[str, Any]:
-        malignant = next((f for f in exam.shows if f.key == MALIGNANT_KEY), None)
-        top = next((f.size_mm for f in final.findings if f.key == final.top_key), 0.0)
-        return {
-            "report": CATEGORIES[final.category],
-            "top_finding_mm": top,
-            "malignant_visible": malignant is not None,
-            "malignant_reported": any(f.key == MALIGNANT_KEY for f in final.findings),
-            "malignant_diameter_mm": malignant.size_mm if malignant else 0.0,
-        }
+    def exam_fields(self, exam: Any, final: Read) -> tuple[str, float, bool, bool, float]:
+        malignant_mm = -1.0
+        for f in exam.shows:
+            if f.key == MALIGNANT_KEY:
+                malignant_mm = f.size_mm
+        top, reported = 0.0, False
+        for f in final.findings:
+            if f.key == final.top_key:
+                top = f.size_mm
+            if f.key == MALIGNANT_KEY:
+                reported = True
+        visible = malignant_mm >= 0.0
+        return CATEGORIES[final.category], top, visible, reported, max(malignant_mm, 0.0)
 
     # ---------------------------------------------------------------- AI devices
     @classmethod

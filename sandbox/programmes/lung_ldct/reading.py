@@ -119,15 +119,16 @@ def read_exam(
     ``boost`` multiplies conspicuity (a second look at a marked location during consensus).
     """
     reported: list[Finding] = []
+    # finding keys are below ITEMS by construction (benign 0-11, MALIGNANT_KEY, SPURIOUS_KEY)
+    k0 = read_key(exam_index, slot)
     for f in visible:
-        k = read_key(exam_index, slot, f.key)
+        k = k0 + f.key
         if streams.u("read.detect", person_id, k) < reader.detect_probability(
             f.conspicuity * boost
         ):
             size = reader.measure_mm(f.size_mm, streams.u("read.size", person_id, k))
             spic = f.spiculated and f.size_mm >= 8.0
             reported.append(Finding(f.key, size, f.nodule_type, spic, f.conspicuity))
-    k0 = read_key(exam_index, slot)
     if streams.u("read.fp", person_id, k0) < reader.fp_per_exam:
         z = float(ndtri(streams.u("read.fp_size", person_id, k0)))
         size = reader.fp_size_median_mm * math.exp(0.3 * z)

@@ -228,3 +228,12 @@ def test_visible_findings_follow_the_natural_history():
         2.0
     )  # 1 mm at onset, doubling in diameter every 3 x 100 days
     assert tumour.conspicuity > 0
+
+
+def test_finding_keys_fit_in_a_read_key():
+    """read_exam adds a finding's key to the read's base key: every key must be below ITEMS."""
+    from sandbox.programmes.lung_ldct.disease.nodules import MAX_NODULES
+    from sandbox.rng import ITEMS
+
+    assert max(MAX_NODULES - 1, MALIGNANT_KEY, SPURIOUS_KEY) < ITEMS
+    assert MAX_NODULES - 1 < MALIGNANT_KEY < SPURIOUS_KEY  # keys never collide
