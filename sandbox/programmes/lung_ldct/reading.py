@@ -39,30 +39,23 @@ class Finding:
 def visible_findings(history: LungCohort, row: int, day: float, scanner: Scanner) -> list[Finding]:
     """Nodules present in person ``row``'s lungs on ``day``, with conspicuity on ``scanner``."""
     out: list[Finding] = []
-    nod = history.nodules
-    entry = float(history.people["entry_day"][row])
-    for k in range(int(history.nodule_start[row]), int(history.nodule_start[row + 1])):
-        appear = nod["appear_day"][k]
-        if appear > day or nod["resolve_day"][k] <= day:
+    sc = history.scalars
+    entry = sc.entry_day[row]
+    first = sc.nodule_start[row]
+    for k in range(first, sc.nodule_start[row + 1]):
+        appear = sc.appear_day[k]
+        if appear > day or sc.resolve_day[k] <= day:
             continue
-        size = float(nod["size_mm"][k])
-        vdt = nod["vdt_days"][k]
+        size = sc.size_mm[k]
+        vdt = sc.nodule_vdt_days[k]
         if math.isfinite(vdt):
             size *= 2.0 ** ((day - max(appear, entry)) / (3.0 * vdt))
-        t = int(nod["nodule_type"][k])
-        out.append(
-            Finding(
-                k - int(history.nodule_start[row]), size, t, False, conspicuity(size, t, scanner)
-            )
-        )
-    c = history.cancer
-    onset = c["onset_day"][row]
-    if onset <= day:
+        t = sc.nodule_type[k]
+        out.append(Finding(k - first, size, t, False, conspicuity(size, t, scanner)))
+    if sc.onset_day[row] <= day:
         d = history.cancer_diameter(row, day)
-        t = int(c["nodule_type"][row])
-        out.append(
-            Finding(MALIGNANT_KEY, d, t, bool(c["spiculated"][row]), conspicuity(d, t, scanner))
-        )
+        t = sc.cancer_type[row]
+        out.append(Finding(MALIGNANT_KEY, d, t, sc.spiculated[row], conspicuity(d, t, scanner)))
     return out
 
 

@@ -18,6 +18,7 @@ from sandbox.programmes.lung_ldct.reading import (
     categorise,
     read_exam,
     update_prior,
+    visible_findings,
 )
 from sandbox.rng import Streams
 from sandbox.workflow import POLICIES, make_policy
@@ -237,3 +238,18 @@ def test_finding_keys_fit_in_a_read_key():
 
     assert max(MAX_NODULES - 1, MALIGNANT_KEY, SPURIOUS_KEY) < ITEMS
     assert MAX_NODULES - 1 < MALIGNANT_KEY < SPURIOUS_KEY  # keys never collide
+
+
+def test_a_cohort_pickles_after_fast_reads(small_cfg):
+    """The cohort's scalar views are a cache: a pickled copy (another process) rebuilds them."""
+    import pickle
+
+    from sandbox.simulate import build_cohort
+
+    cohort = build_cohort(small_cfg)
+    scanner = small_cfg.scenario.sites[0].scanner
+    rows = [r for r in range(len(cohort)) if cohort.nodule_start[r + 1] > cohort.nodule_start[r]]
+    before = [visible_findings(cohort, r, 500.0, scanner) for r in rows[:50]]
+    copy = pickle.loads(pickle.dumps(cohort))
+    assert [visible_findings(copy, r, 500.0, scanner) for r in rows[:50]] == before
+    assert any(before)

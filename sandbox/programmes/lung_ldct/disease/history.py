@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,6 +14,23 @@ from sandbox.programmes.lung_ldct.cohort import assign_sites, sample_candidates
 from sandbox.programmes.lung_ldct.disease.natural_history import YEAR, sample_cancers
 from sandbox.programmes.lung_ldct.disease.nodules import sample_benign_nodules
 from sandbox.rng import Streams
+
+
+@dataclass(frozen=True, slots=True)
+class Scalars:
+    """Memoryviews of a cohort's per-person and per-nodule columns (see ``LungCohort.scalars``)."""
+
+    entry_day: memoryview
+    nodule_start: memoryview
+    appear_day: memoryview
+    resolve_day: memoryview
+    size_mm: memoryview
+    nodule_vdt_days: memoryview
+    nodule_type: memoryview
+    onset_day: memoryview
+    vdt_days: memoryview
+    cancer_type: memoryview
+    spiculated: memoryview
 
 
 @dataclass(frozen=True)
@@ -40,14 +58,39 @@ class LungCohort:
         """Per person, the day they leave screening: symptoms lead to a diagnosis, or death."""
         return np.minimum(self.cancer["clinical_day"], self.cancer["other_death_day"])
 
+    def __getstate__(self) -> dict:
+        # memoryviews do not pickle: a copy sent to another process rebuilds them on first use
+        state = dict(self.__dict__)
+        state.pop("scalars", None)
+        return state
+
+    @functools.cached_property
+    def scalars(self) -> Scalars:
+        """Zero-copy views of the columns read exam by exam (indexing one gives a Python number,
+        several times faster than indexing a numpy array)."""
+        v = lambda a: memoryview(np.ascontiguousarray(a))  # noqa: E731
+        nod, c = self.nodules, self.cancer
+        return Scalars(
+            v(self.people["entry_day"]),
+            v(self.nodule_start),
+            v(nod["appear_day"]),
+            v(nod["resolve_day"]),
+            v(nod["size_mm"]),
+            v(nod["vdt_days"]),
+            v(nod["nodule_type"]),
+            v(c["onset_day"]),
+            v(c["vdt_days"]),
+            v(c["nodule_type"]),
+            v(c["spiculated"]),
+        )
+
     def cancer_diameter(self, row: int, day: float) -> float:
         """Diameter (mm) of person ``row``'s tumour on ``day`` (0 before onset or without cancer)."""
-        onset = float(self.cancer["onset_day"][row])
+        sc = self.scalars
+        onset = sc.onset_day[row]
         if day < onset:
             return 0.0
-        return self.onset_diameter_mm * 2.0 ** (
-            (day - onset) / (3.0 * float(self.cancer["vdt_days"][row]))
-        )
+        return self.onset_diameter_mm * 2.0 ** ((day - onset) / (3.0 * sc.vdt_days[row]))
 
 
 def follow_up_days(scenario: Scenario) -> float:
