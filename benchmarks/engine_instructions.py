@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import hashlib, sys
-try:
-    from sandbox.compose import load
-except ImportError:  # older layout
+try:  # the older layout first: an installed newer checkout may answer for sandbox.compose
     from sandbox.configure import load
+except ImportError:
+    from sandbox.compose import load
 import sandbox.simulate as sim
 build = getattr(sim, "build_cohort", None) or getattr(sim, "build_history")
 if sys.argv[4] == "1":
