@@ -10,6 +10,8 @@ import argparse
 import json
 import math
 import os
+import re
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -19,6 +21,15 @@ import polars as pl
 
 from sandbox.config import Scanner
 from sandbox.errors import SandboxInputError
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown(text: object) -> str:
+    """``text`` safe for a terminal: control characters (escape sequences included) other than
+    newline and tab are shown as ``\\xNN`` instead of being sent raw."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
 
 SUMMARY = (
     "screens",
@@ -140,15 +151,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{cfg.scenario.name} / {cfg.policy.name} / seed {cfg.seed}: {res.people.height:,} people, "
         f"{res.events.height:,} exams, {wall:.1f} s"
     )
-    print(f"world:  {cfg.scenario.description}")
-    print(f"policy: {' '.join(cfg.policy.description.split())}")
+    print(shown(f"world:  {cfg.scenario.description}"))
+    print(shown(f"policy: {' '.join(cfg.policy.description.split())}"))
     print(
         "all sites, all people, all rounds; shares are fractions, *_days in days; 95% intervals in"
     )
     print("parentheses; definitions in docs/metrics.md\n")
     summary = summary_for(cfg.scenario.programme.name)
-    shown = summary if cfg.policy.role == "none" else (*summary, *AI_SUMMARY)
-    print(summary_table({cfg.policy.name: res.metrics}, shown, "all", "all", "all"))
+    headline = summary if cfg.policy.role == "none" else (*summary, *AI_SUMMARY)
+    print(summary_table({cfg.policy.name: res.metrics}, headline, "all", "all", "all"))
     if len(cfg.scenario.sites) > 1:
         print("\nby site")
         print(
@@ -182,14 +193,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     seeds = {r["manifest"].get("seed") for r in runs}
     scen = {r["manifest"].get("scenario") for r in runs}
     print(
-        f"scenario: {', '.join(map(str, scen))}; seed: {', '.join(map(str, seeds))}; "
-        f"site={args.site} subgroup={args.subgroup} round={args.round}"
+        shown(
+            f"scenario: {', '.join(map(str, scen))}; seed: {', '.join(map(str, seeds))}; "
+            f"site={args.site} subgroup={args.subgroup} round={args.round}"
+        )
     )
     if len(seeds) == 1 and len(scen) == 1:
         print(
             "same scenario and seed: the same people with the same disease courses under each policy"
         )
-    print(summary_table(frames, metrics, args.site, args.subgroup, args.round))
+    print(shown(summary_table(frames, metrics, args.site, args.subgroup, args.round)))
     return 0
 
 
@@ -359,7 +372,7 @@ def cmd_agent_card(args: argparse.Namespace) -> int:
     from sandbox.runners.devices import agent_folder
 
     model = load_bundle(agent_folder(args.agent))
-    print(model.model_card or json.dumps(model.metadata, indent=2))
+    print(shown(model.model_card or json.dumps(model.metadata, indent=2)))
     print(f"digest: {model.digest}")
     return 0
 
@@ -434,12 +447,13 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: D103
     if extra:
         args.overrides = [*args.overrides, *extra]
     debug = args.debug or os.environ.get("HYDRA_FULL_ERROR") == "1"
+    previous = _terminate_like_interrupt()
     try:
         return args.func(args)
     except SandboxInputError as e:
         if debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(shown(f"error: {' '.join(str(e).split())}"), file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into e.g. `head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -447,6 +461,21 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: D103
     except KeyboardInterrupt:
         print("interrupted; nothing was written", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _terminate_like_interrupt():
+    """SIGTERM unwinds like Ctrl-C (temporary folders removed); returns the previous handler."""
+    try:
+        return signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread
+        return None
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ its ``programme`` section, are typed by the programme the scenario names
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,8 @@ from typing import Any
 from sandbox.typed import build, fail
 
 POS = {"gt": 0.0}
+# names that become folder names, file names or table keys: no separators, no control characters
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,119}")
 PROB = {"ge": 0.0, "le": 1.0}
 
 
@@ -58,6 +61,11 @@ class Site:
     def check(self, path: str) -> None:
         if not self.readers or sum(self.readers.values()) < 1:
             fail(f"{path}.readers", "a site needs at least one radiologist")
+        if not NAME.fullmatch(self.name) or self.name == "all":
+            fail(
+                f"{path}.name",
+                f"{self.name!r} must be a plain name (letters, digits, . _ -), and not 'all' (the all-sites row)",
+            )
 
 
 # ---------------------------------------------------------------- programme
@@ -136,6 +144,13 @@ class Policy:
     concurrent_gain: float = field(default=0.5, metadata={"ge": 0.0, "le": 5.0})
     automation_bias: float = field(default=0.4, metadata={"ge": 0.0, "lt": 1.0})
 
+    def check(self, path: str) -> None:
+        if not NAME.fullmatch(self.name):
+            fail(
+                f"{path}.name" if path else "policy.name",
+                f"{self.name!r} must be a plain name (letters, digits, . _ -)",
+            )
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -153,8 +168,11 @@ class Runtime:
 
     def check(self, path: str) -> None:
         name = self.run_name
-        if name and (name in (".", "..") or "/" in name or "\\" in name):
-            fail(f"{path}.run_name", f"{name!r} must be a plain folder name (no path separators)")
+        if name and not NAME.fullmatch(name):
+            fail(
+                f"{path}.run_name",
+                f"{name!r} must be a plain folder name (letters, digits, . _ -; no path separators)",
+            )
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -100,12 +101,105 @@ def reader_profiles(profiles: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_SLUG = re.compile(r"[^A-Za-z0-9._-]+")
+_TMP = re.compile(r"^\..+\.tmp-(\d+)$")
+
+
+def slug(text: str) -> str:
+    """``text`` as a plain folder name: letters, digits, ``.``, ``_`` and ``-`` only."""
+    out = _SLUG.sub("_", text).strip("._-")
+    return out[:120] or "run"
+
+
+def claim_run_folder(out_dir: str | Path, name: str) -> Path:
+    """Create ``out_dir/name`` exclusively (an empty claim the finished run replaces).
+
+    Fails in one line, before any work, if the name is not a plain folder name, the folder
+    exists (another run has it), or ``out_dir`` cannot be written. Temporary folders of dead
+    processes in ``out_dir`` are removed first.
+    """
+    if name != slug(name) or name in (".", ".."):
+        raise SandboxInputError(
+            f"config key 'runtime.run_name': {name!r} must be a plain folder name (letters, digits, . _ -)"
+        )
+    root = Path(out_dir)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SandboxInputError(
+            f"config key 'runtime.out_dir': cannot create {root} ({e.strerror or e})"
+        ) from e
+    if not root.is_dir() or not os.access(root, os.W_OK | os.X_OK):
+        raise SandboxInputError(f"config key 'runtime.out_dir': {root} is not a writable folder")
+    remove_stale_temporaries(root)
+    folder = root / name
+    if folder.resolve().parent != root.resolve():
+        raise SandboxInputError(f"config key 'runtime.run_name': {name!r} leaves {root}")
+    try:
+        folder.mkdir()
+    except FileExistsError as e:
+        raise SandboxInputError(
+            f"run folder {folder} already exists; choose another runtime.run_name"
+        ) from e
+    except OSError as e:
+        raise SandboxInputError(
+            f"config key 'runtime.out_dir': cannot create a run folder in {root} ({e.strerror or e})"
+        ) from e
+    return folder
+
+
+def release_run_folder(folder: Path) -> None:
+    """Give up a claim that was never filled (the run failed or was interrupted)."""
+    try:
+        folder.rmdir()  # only if still the empty claim
+    except OSError:
+        pass
+
+
+def remove_stale_temporaries(root: Path) -> None:
+    """Remove ``.<name>.tmp-<pid>`` folders whose process is gone (a run killed while writing)."""
+    for p in root.iterdir():
+        m = _TMP.match(p.name)
+        if m and p.is_dir() and not _alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check_score_cache(cfg: Any) -> None:
+    """One line, before any work, if an AI run's score cache cannot be used."""
+    if cfg.policy.role == "none" or not cfg.runtime.score_cache:
+        return
+    cache = Path(cfg.runtime.score_cache)
+    if cache.exists() and not cache.is_dir():
+        raise SandboxInputError(
+            f"config key 'runtime.score_cache': {cache} is a file, not a folder"
+        )
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SandboxInputError(
+            f"config key 'runtime.score_cache': cannot create {cache} ({e.strerror or e})"
+        ) from e
+    if not os.access(cache, os.W_OK | os.X_OK):
+        raise SandboxInputError(f"config key 'runtime.score_cache': {cache} is not writable")
+
+
 def write_run(
     folder: Path, config: dict[str, Any], man: dict[str, Any], tables: dict[str, pl.DataFrame]
 ) -> Path:
-    """Write everything to ``folder.tmp-<pid>`` then rename to ``folder``; nothing half-written remains."""
+    """Write everything to ``.<name>.tmp-<pid>`` beside ``folder``, then rename it onto ``folder``
+    (absent, or the empty claim of :func:`claim_run_folder`); nothing half-written remains."""
     folder = Path(folder)
-    if folder.exists():
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise SandboxInputError(
             f"run folder {folder} already exists; choose another runtime.run_name"
         )
@@ -141,14 +235,32 @@ def read_run(folder: str | Path) -> dict[str, Any]:
         if not (folder / name).is_file():
             raise SandboxInputError(f"{folder}: not a complete run folder ({name} is missing)")
     try:
-        man = json.loads((folder / "manifest.json").read_text())
-        cfg = yaml.safe_load((folder / "config.yaml").read_text())
+        man = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        cfg = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
         metrics = pl.read_parquet(folder / "metrics.parquet")
-    except (json.JSONDecodeError, yaml.YAMLError, OSError, pl.exceptions.PolarsError) as e:
+    except (
+        json.JSONDecodeError,
+        yaml.YAMLError,
+        OSError,
+        UnicodeDecodeError,
+        RecursionError,
+        pl.exceptions.PolarsError,
+    ) as e:
         raise SandboxInputError(
             f"{folder}: unreadable run folder ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
         ) from e
-    missing = {"metric", "value", "lo", "hi", "site", "subgroup", "round"} - set(metrics.columns)
+    if not isinstance(man, dict):
+        raise SandboxInputError(f"{folder}/manifest.json: not a JSON object")
+    if not isinstance(cfg, dict):
+        raise SandboxInputError(f"{folder}/config.yaml: not a mapping")
+    want = {"metric": pl.Utf8, "value": pl.Float64, "lo": pl.Float64, "hi": pl.Float64}
+    want |= {"site": pl.Utf8, "subgroup": pl.Utf8, "round": pl.Utf8}
+    missing = set(want) - set(metrics.columns)
     if missing:
         raise SandboxInputError(f"{folder}/metrics.parquet: missing columns {sorted(missing)}")
+    wrong = [c for c, t in want.items() if metrics.schema[c] != t]
+    if wrong:
+        raise SandboxInputError(
+            f"{folder}/metrics.parquet: column {wrong[0]} is {metrics.schema[wrong[0]]}, not {want[wrong[0]]}"
+        )
     return {"folder": folder, "manifest": man, "config": cfg, "metrics": metrics}

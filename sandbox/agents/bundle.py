@@ -53,6 +53,8 @@ MODEL_CARD = "docs/README.md"
 
 HU_RANGE = (-1024.0, 3071.0)
 """Range of the probe's random voxels (HU): the 12-bit CT range, wider than any window."""
+MAX_WEIGHTS_BYTES = 2**30
+"""Largest weights file read (1 GiB): a larger one is refused before a byte is read."""
 PROBE_BATCH = 2
 PROBE_SEED = 20_240_607
 EXPRESSION_PREFIXES = ("$", "@", "%")
@@ -523,6 +525,13 @@ def _weights_file(folder: Path) -> Path:
 def _read_bytes(folder: Path, path: Path) -> bytes:
     # read once: the digest is of exactly the bytes that are loaded
     try:
+        size = path.stat().st_size
+        if size > MAX_WEIGHTS_BYTES:
+            _fail(
+                folder,
+                path.relative_to(folder).as_posix(),
+                f"is {size / 2**30:.1f} GiB; weights over {MAX_WEIGHTS_BYTES / 2**30:.0f} GiB are refused before reading",
+            )
         return path.read_bytes()
     except OSError as exc:
         _fail(folder, path.relative_to(folder).as_posix(), f"cannot be read: {_one_line(exc)}")

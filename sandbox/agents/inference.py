@@ -19,10 +19,12 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from sandbox.config import Scanner
 from sandbox.errors import SandboxInputError
@@ -82,21 +84,42 @@ class ScoreCache:
         return self.folder / f"{self.digest[:16]}-{self.cohort_key[:16]}.parquet"
 
     def load(self) -> ScoreCache:
+        """Read the cache file, verified: schema, the model and cohort it belongs to, a checksum
+        of its contents, and scores that are probabilities. Anything else is one line."""
         p = self.path
         if p is not None and p.is_file():
-            try:
-                frame = pl.read_parquet(p)
-                frame.select(list(CACHE_SCHEMA))
-            except (OSError, pl.exceptions.PolarsError) as e:
-                raise SandboxInputError(
-                    f"score cache {p} is unreadable ({type(e).__name__}); delete it and the scores will be recomputed"
-                ) from e
+            frame = self._read_verified(p)
             self.scores.update(
                 ((pid, day, sc), float(s))
                 for pid, day, sc, s in frame.select(list(CACHE_SCHEMA)).iter_rows()
             )
         self._loaded = len(self.scores)
         return self
+
+    def _read_verified(self, p: Path) -> pl.DataFrame:
+        def refuse(why: str) -> NoReturn:
+            raise SandboxInputError(
+                f"score cache {p} {why}; delete it and the scores will be recomputed"
+            )
+
+        try:
+            table = pq.read_table(p)
+            frame = pl.from_arrow(table)
+        except (OSError, pa.ArrowException, pl.exceptions.PolarsError) as e:
+            refuse(f"is unreadable ({type(e).__name__})")
+        meta = table.schema.metadata or {}
+        if dict(frame.schema) != CACHE_SCHEMA:
+            refuse("does not have the cache's columns and types")
+        if meta.get(b"sandbox_model") != self.digest.encode():
+            refuse("belongs to another model")
+        if meta.get(b"sandbox_cohort") != self.cohort_key.encode():
+            refuse("belongs to another cohort")
+        if meta.get(b"sandbox_sha256") != _content_digest(frame).encode():
+            refuse("fails its checksum (changed after it was written)")
+        score = frame["score"].to_numpy()
+        if not (np.isfinite(score) & (score >= 0) & (score <= 1)).all():
+            refuse("holds scores that are not probabilities in [0, 1]")
+        return frame
 
     def save(self) -> None:
         """Merge this run's scores into the cache file if it grew.
@@ -128,9 +151,24 @@ class ScoreCache:
             },
             schema=CACHE_SCHEMA,
         )
+        meta = {
+            b"sandbox_model": self.digest.encode(),
+            b"sandbox_cohort": self.cohort_key.encode(),
+            b"sandbox_sha256": _content_digest(frame).encode(),
+        }
         tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-        frame.write_parquet(tmp)
+        pq.write_table(frame.to_arrow().replace_schema_metadata(meta), tmp)
         tmp.replace(p)
+
+
+def _content_digest(frame: pl.DataFrame) -> str:
+    """sha256 of a cache frame's rows, in order (the checksum stored with the file)."""
+    h = hashlib.sha256()
+    h.update(frame["person_id"].to_numpy().astype("<i8").tobytes())
+    h.update(frame["exam_day"].to_numpy().astype("<i4").tobytes())
+    h.update("\n".join(frame["scanner"].to_list()).encode())
+    h.update(frame["score"].to_numpy().astype("<f4").tobytes())
+    return h.hexdigest()
 
 
 class DeviceScorer:
@@ -185,7 +223,19 @@ class DeviceScorer:
     def infer(self, exams: Sequence[ImageSpec]) -> np.ndarray:
         """Render and score without the cache (one batch)."""
         images = self.render(exams, self.seed, self.size, self.model.device)
-        scores = self.model.score(images).detach().cpu().numpy().astype(np.float64)
+        try:
+            scores = self.model.score(images).detach().cpu().numpy().astype(np.float64)
+        except ValueError as e:  # the device cannot read what the renderer makes
+            raise SandboxInputError(f"device '{self.model.name}': {e}; nothing was written") from e
+        bad = ~(np.isfinite(scores) & (scores >= 0.0) & (scores <= 1.0))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            e = exams[i]
+            raise SandboxInputError(
+                f"device '{self.model.name}' ({self.model.folder}) gave score {scores[i]!r} for "
+                f"person {e.person_id} on day {e.exam_day} ({int(bad.sum())} of {len(exams)} in the "
+                "batch are not probabilities in [0, 1]); the run stops and nothing was written"
+            )
         self.stats.inferences += len(exams)
         self.stats.batches += 1
         return scores

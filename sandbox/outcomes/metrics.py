@@ -302,10 +302,23 @@ def _rows(agg: pl.DataFrame, metrics: list[Metric]) -> list[pl.DataFrame]:
                     "lo": lo,
                     "hi": hi,
                     "n": np.asarray(n, dtype=np.int64),
-                }
+                },
+                schema_overrides=_ROW_TYPES,  # typed even when empty (a run with no exams)
             )
         )
     return out
+
+
+_ROW_TYPES = {
+    "site": pl.Utf8,
+    "subgroup": pl.Utf8,
+    "round": pl.Utf8,
+    "metric": pl.Utf8,
+    "value": pl.Float64,
+    "lo": pl.Float64,
+    "hi": pl.Float64,
+    "n": pl.Int64,
+}
 
 
 def compute_metrics(

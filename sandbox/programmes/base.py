@@ -12,6 +12,7 @@ opaque values; it reads only the :class:`Read` a reader produces and the
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -202,6 +203,14 @@ class Programme(ABC):
     def networks(cls) -> dict[str, type]:
         """The programme's own networks that device folders may name (imports torch)."""
         return {}
+
+    def check_input_shape(self, shape: tuple[int, ...]) -> str:
+        """Why a device input of ``shape`` cannot be rendered ("" if it can)."""
+        return ""
+
+    def render_bytes(self, shape: tuple[int, ...]) -> int:
+        """Memory the renderer needs for one image of ``shape``."""
+        return 4 * math.prod(shape)
 
     def image_of(self, person_id: int, day: float, scanner: Scanner, shows: Any) -> Any:
         """The image specification an AI device is shown (None: this programme has no images)."""

@@ -66,14 +66,30 @@ def cohort_key(cfg: RunConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def check_device_reads(model: Any, programme: Any) -> None:
-    """One line if the device does not read the images the programme renders."""
+RENDER_BUDGET_BYTES = 4 * 2**30
+"""Most memory one render batch may take (refused before any work beyond it)."""
+
+
+def check_device_reads(model: Any, programme: Any, batch_size: int = 1) -> None:
+    """One line, before any work, if the device does not read the images the programme renders
+    or one batch of them would not fit in :data:`RENDER_BUDGET_BYTES`."""
+    where = f"{model.folder}/configs/metadata.json"
     units = model.metadata.get("input", {}).get("units")
     dims = len(model.input_shape) - 1
     if units != programme.image_units or dims != programme.image_spatial_dims:
         raise SandboxInputError(
-            f"{model.folder}/configs/metadata.json: input is {dims}-D in {units}, but programme "
+            f"{where}: input is {dims}-D in {units}, but programme "
             f"'{programme.name}' renders {programme.image_spatial_dims}-D images in {programme.image_units}"
+        )
+    problem = programme.check_input_shape(tuple(model.input_shape))
+    if problem:
+        raise SandboxInputError(f"{where}: input.shape {list(model.input_shape)}: {problem}")
+    need = programme.render_bytes(tuple(model.input_shape)) * batch_size
+    if need > RENDER_BUDGET_BYTES:
+        raise SandboxInputError(
+            f"{where}: input.shape {list(model.input_shape)} needs about {need / 2**30:.1f} GiB to "
+            f"render a batch of runtime.ai_batch_size={batch_size} (budget "
+            f"{RENDER_BUDGET_BYTES / 2**30:.0f} GiB); use a smaller input or batch"
         )
 
 
@@ -107,7 +123,7 @@ def prepare_device(cfg: RunConfig) -> DeviceSetup | None:
             f"policy '{cfg.policy.name}': programme '{programme.name}' renders no images for an AI device"
         )
     model = load_bundle(folder, device)
-    check_device_reads(model, programme)
+    check_device_reads(model, programme, cfg.runtime.ai_batch_size)
     threshold = resolve_threshold(cfg.policy.threshold, folder)
     cache_dir = Path(cfg.runtime.score_cache) if cfg.runtime.score_cache else None
     cache = ScoreCache(model.digest, cohort_key(cfg), cache_dir).load()

@@ -19,7 +19,15 @@ from tqdm import tqdm
 from sandbox.agents.readers import ReaderProfile
 from sandbox.config import RunConfig, resolved
 from sandbox.programmes import programme_for
-from sandbox.runfolder import manifest, reader_profiles, write_run
+from sandbox.runfolder import (
+    check_score_cache,
+    claim_run_folder,
+    manifest,
+    reader_profiles,
+    release_run_folder,
+    slug,
+    write_run,
+)
 from sandbox.runners.devices import prepare_device
 from sandbox.simulate import build_cohort, check_policy, merge_records, outcomes, simulate_sites
 
@@ -132,9 +140,20 @@ def run(
     """Simulate and write a complete run folder under ``runtime.out_dir``; its config.yaml is
     the fully resolved config."""
     t0 = time.perf_counter()
-    result = simulate(cfg, profiles)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    name = cfg.runtime.run_name or f"{cfg.scenario.name}-{cfg.policy.name}-seed{cfg.seed}-{stamp}"
+    default = f"{cfg.scenario.name}-{cfg.policy.name}-seed{cfg.seed}-{stamp}"
+    # preflight: the folder is claimed (or refused) before any simulation
+    claim = claim_run_folder(cfg.runtime.out_dir, cfg.runtime.run_name or slug(default))
+    try:
+        return _run_into(claim, cfg, profiles, overrides, command, stamp, t0)
+    except BaseException:
+        release_run_folder(claim)
+        raise
+
+
+def _run_into(claim, cfg, profiles, overrides, command, stamp, t0) -> RunResult:
+    check_score_cache(cfg)
+    result = simulate(cfg, profiles)
     tables = {"metrics": result.metrics, "people": result.people}
     if cfg.runtime.write_events:
         tables["events"] = result.events
@@ -155,5 +174,5 @@ def run(
             "reader_profiles": reader_profiles(profiles),
         },
     )
-    result.folder = write_run(Path(cfg.runtime.out_dir) / name, resolved(cfg), man, tables)
+    result.folder = write_run(claim, resolved(cfg), man, tables)
     return result

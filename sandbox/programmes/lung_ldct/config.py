@@ -17,6 +17,12 @@ NODULE_TYPES = ("solid", "part_solid", "ground_glass")
 STAGES = ("I", "II", "III", "IV")
 
 
+def check_mix(mix: tuple[float, ...], path: str) -> None:
+    """Shares: none negative, not all zero."""
+    if min(mix) < 0 or sum(mix) <= 0:
+        fail(path, f"{list(mix)} must be non-negative shares, not all zero")
+
+
 # ---------------------------------------------------------------- cohort
 @dataclass(frozen=True)
 class Population:
@@ -48,6 +54,8 @@ class Population:
             fail(f"{path}.race", "shares sum to zero")
         if len(self.education) != 6 or min(self.education) < 0 or sum(self.education) <= 0:
             fail(f"{path}.education", "needs six non-negative shares (PLCOm2012 levels 1-6)")
+        if not 18 <= self.age.min <= self.age.max <= 100:
+            fail(f"{path}.age", f"{self.age.min}-{self.age.max} must lie within 18-100 years")
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,9 @@ class Histology:
     type_mix: tuple[float, float, float]  # solid, part_solid, ground_glass
     spiculated: float = field(metadata=PROB)
 
+    def check(self, path: str) -> None:
+        check_mix(self.type_mix, f"{path}.type_mix")
+
 
 @dataclass(frozen=True)
 class BenignNodules:
@@ -86,6 +97,9 @@ class BenignNodules:
     resolve_median_days: float = field(metadata={"gt": 0})
     growing_fraction: float = field(metadata=PROB)
     growing_vdt_median_days: float = field(metadata={"gt": 0})
+
+    def check(self, path: str) -> None:
+        check_mix(self.type_mix, f"{path}.type_mix")
 
 
 @dataclass(frozen=True)
@@ -123,6 +137,14 @@ class Disease:
         for s, v in self.survival_5y.items():
             if not 0 <= v <= 1:
                 fail(f"{path}.survival_5y.{s}", f"{v} is not a probability")
+        for s, v in self.median_survival_years_uncured.items():
+            if not 0 < v <= 50:
+                fail(
+                    f"{path}.median_survival_years_uncured.{s}",
+                    f"{v} must be a positive number of years (at most 50)",
+                )
+        if sum(h.share for h in self.histology.values()) <= 0:
+            fail(f"{path}.histology", "shares sum to zero")
 
 
 # ---------------------------------------------------------------- programme

@@ -10,6 +10,7 @@ biopsy) examines the suspicious findings; an AI device reads a rendered CT patch
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,6 +234,15 @@ class LungLDCT(Programme):
         from sandbox.programmes.lung_ldct.nets import NoduleCNN
 
         return {"NoduleCNN": NoduleCNN}
+
+    def check_input_shape(self, shape: tuple[int, ...]) -> str:
+        if shape[0] != 1 or len(set(shape[1:])) != 1:
+            return "the lung renderer makes one-channel cubic CT patches, [1, N, N, N]"
+        return ""
+
+    def render_bytes(self, shape: tuple[int, ...]) -> int:
+        # about eight float32 volumes per patch while rendering (imaging/render.py, "Cost")
+        return 8 * 4 * math.prod(shape)
 
     def image_of(self, person_id: int, day: float, scanner: Scanner, shows: Any) -> ExamImage:
         f = most_suspicious(shows)
