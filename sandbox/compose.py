@@ -33,6 +33,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any]
     from omegaconf.errors import OmegaConfBaseException
 
     conf = project_root() / "conf"
+    check_config_files(project_root())
     try:
         with initialize_config_dir(str(conf), version_base=None):
             cfg = hydra_compose("config", overrides=list(overrides), return_hydra_config=True)
@@ -45,6 +46,31 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> tuple[dict[str, Any]
     except yaml.YAMLError as e:  # pragma: no cover - hydra wraps most of these
         raise SandboxInputError(f"malformed YAML: {' '.join(str(e).split())}") from e
     return data, str(choices.get("scenario"))
+
+
+def check_config_files(root: Path) -> None:
+    """Refuse, in one line and before Hydra reads them, config files that are not UTF-8 text or
+    that use YAML anchors and aliases (a few nested aliases expand to billions of nodes)."""
+    for folder in (root / "conf", root / "scenarios", root / "agents" / "readers"):
+        for path in sorted(folder.rglob("*.yaml")):
+            try:
+                text = path.read_bytes().decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise SandboxInputError(f"{path}: not UTF-8 text (byte {e.start})") from e
+            except OSError as e:
+                raise SandboxInputError(f"{path}: cannot be read ({e.strerror})") from e
+            if "&" not in text and "*" not in text:
+                continue  # no anchors or aliases possible: skip tokenising
+            try:
+                aliased = any(
+                    isinstance(t, yaml.AliasToken | yaml.AnchorToken) for t in yaml.scan(text)
+                )
+            except yaml.YAMLError as e:
+                raise SandboxInputError(f"{path}: malformed YAML ({' '.join(str(e).split())})") from e
+            if aliased:
+                raise SandboxInputError(
+                    f"{path}: YAML anchors and aliases (& and *) are not allowed in config files"
+                )
 
 
 def _hydra_message(e: Exception) -> str:

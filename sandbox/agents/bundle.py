@@ -53,6 +53,8 @@ MODEL_CARD = "docs/README.md"
 
 HU_RANGE = (-1024.0, 3071.0)
 """Range of the probe's random voxels (HU): the 12-bit CT range, wider than any window."""
+MAX_INPUT_VOXELS = 256**3
+"""Largest declared input per exam: larger ones are refused before the probe allocates them."""
 MAX_WEIGHTS_BYTES = 2**30
 """Largest weights file read (1 GiB): a larger one is refused before a byte is read."""
 PROBE_BATCH = 2
@@ -88,6 +90,12 @@ class InputSpec:
         if len(self.shape) != 4:
             _spec_fail(
                 f"{path}.shape", f"{list(self.shape)} is not [channels, depth, height, width]"
+            )
+        if math.prod(self.shape) > MAX_INPUT_VOXELS:
+            _spec_fail(
+                f"{path}.shape",
+                f"{list(self.shape)} is {math.prod(self.shape):,} voxels per exam; at most "
+                f"{MAX_INPUT_VOXELS:,} (256^3) are rendered",
             )
         if not self.window_hu[0] < self.window_hu[1]:
             _spec_fail(
