@@ -66,7 +66,9 @@ def check_config_files(root: Path) -> None:
                     isinstance(t, yaml.AliasToken | yaml.AnchorToken) for t in yaml.scan(text)
                 )
             except yaml.YAMLError as e:
-                raise SandboxInputError(f"{path}: malformed YAML ({' '.join(str(e).split())})") from e
+                raise SandboxInputError(
+                    f"{path}: malformed YAML ({' '.join(str(e).split())})"
+                ) from e
             if aliased:
                 raise SandboxInputError(
                     f"{path}: YAML anchors and aliases (& and *) are not allowed in config files"

@@ -122,15 +122,7 @@ def claim_run_folder(out_dir: str | Path, name: str) -> Path:
         raise SandboxInputError(
             f"config key 'runtime.run_name': {name!r} must be a plain folder name (letters, digits, . _ -)"
         )
-    root = Path(out_dir)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SandboxInputError(
-            f"config key 'runtime.out_dir': cannot create {root} ({e.strerror or e})"
-        ) from e
-    if not root.is_dir() or not os.access(root, os.W_OK | os.X_OK):
-        raise SandboxInputError(f"config key 'runtime.out_dir': {root} is not a writable folder")
+    root = writable_folder(Path(out_dir), "runtime.out_dir")
     remove_stale_temporaries(root)
     folder = root / name
     if folder.resolve().parent != root.resolve():
@@ -178,19 +170,22 @@ def check_score_cache(cfg: Any) -> None:
     """One line, before any work, if an AI run's score cache cannot be used."""
     if cfg.policy.role == "none" or not cfg.runtime.score_cache:
         return
-    cache = Path(cfg.runtime.score_cache)
-    if cache.exists() and not cache.is_dir():
-        raise SandboxInputError(
-            f"config key 'runtime.score_cache': {cache} is a file, not a folder"
-        )
+    writable_folder(Path(cfg.runtime.score_cache), "runtime.score_cache")
+
+
+def writable_folder(folder: Path, key: str) -> Path:
+    """``folder``, created if needed; one line naming config ``key`` if it cannot be written."""
+    if folder.exists() and not folder.is_dir():
+        raise SandboxInputError(f"config key '{key}': {folder} is a file, not a folder")
     try:
-        cache.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise SandboxInputError(
-            f"config key 'runtime.score_cache': cannot create {cache} ({e.strerror or e})"
+            f"config key '{key}': cannot create {folder} ({e.strerror or e})"
         ) from e
-    if not os.access(cache, os.W_OK | os.X_OK):
-        raise SandboxInputError(f"config key 'runtime.score_cache': {cache} is not writable")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SandboxInputError(f"config key '{key}': {folder} is not a writable folder")
+    return folder
 
 
 def write_run(

@@ -309,16 +309,7 @@ def _rows(agg: pl.DataFrame, metrics: list[Metric]) -> list[pl.DataFrame]:
     return out
 
 
-_ROW_TYPES = {
-    "site": pl.Utf8,
-    "subgroup": pl.Utf8,
-    "round": pl.Utf8,
-    "metric": pl.Utf8,
-    "value": pl.Float64,
-    "lo": pl.Float64,
-    "hi": pl.Float64,
-    "n": pl.Int64,
-}
+_ROW_TYPES = {k: v for k, v in METRICS_SCHEMA.items() if k not in ("scenario", "policy", "seed")}
 
 
 def compute_metrics(
