@@ -53,6 +53,10 @@ MODEL_CARD = "docs/README.md"
 
 HU_RANGE = (-1024.0, 3071.0)
 """Range of the probe's random voxels (HU): the 12-bit CT range, wider than any window."""
+SCORE_CHUNK = 16
+"""Patches per forward pass: fixed, so a score does not depend on the batch (see ``score``)."""
+PAD_HU = -850.0
+"""What pads the last chunk: lung parenchyma."""
 MAX_INPUT_VOXELS = 256**3
 """Largest declared input per exam: larger ones are refused before the probe allocates them."""
 MAX_WEIGHTS_BYTES = 2**30
@@ -203,6 +207,11 @@ class LoadedModel:
         Args:
             batch_hu: Patches in HU, shape ``[B, *input_shape]``, on any device.
 
+        The network always runs on chunks of exactly :data:`SCORE_CHUNK` patches (the last one
+        padded with empty parenchyma), so an exam's score is bit-identical whatever batch it is
+        scored in: a float32 sum that changed in the last bit with the batch size could move a
+        score across an operating point, or cache a different value, between runs.
+
         Returns:
             Probabilities in [0, 1], shape ``[B]``, float32, on the CPU.
 
@@ -214,9 +223,18 @@ class LoadedModel:
                 f"model {self.name!r} reads batches of shape [B, {_dims(self.input_shape)}], "
                 f"got {list(batch_hu.shape)}"
             )
+        n = batch_hu.shape[0]
+        out = []
         with torch.inference_mode():
-            raw = self.network(self.preprocess(batch_hu))
-            return self.probabilities(raw, batch_hu.shape[0]).cpu()
+            for start in range(0, n, SCORE_CHUNK):
+                chunk = batch_hu[start : start + SCORE_CHUNK]
+                k = chunk.shape[0]
+                if k < SCORE_CHUNK:
+                    pad = chunk.new_full((SCORE_CHUNK - k, *self.input_shape), PAD_HU)
+                    chunk = torch.cat([chunk, pad])
+                raw = self.network(self.preprocess(chunk))
+                out.append(self.probabilities(raw, SCORE_CHUNK)[:k].cpu())
+        return torch.cat(out) if out else torch.empty(0)
 
     def probabilities(self, raw: Any, batch: int) -> torch.Tensor:
         """The network's raw output ``[batch, *output_shape]`` as probabilities ``[batch]``.

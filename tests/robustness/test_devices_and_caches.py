@@ -152,3 +152,21 @@ def test_an_intact_cache_replays_the_same_result(warm_cache, tiny_device, tmp_pa
     assert code == 0, err
     again = pl.read_parquet(tmp_path / "runs" / "again" / "metrics.parquet")
     assert np.array_equal(first["value"].to_numpy(), again["value"].to_numpy(), equal_nan=True)
+
+
+def test_same_seed_same_results_at_any_batch_size(load_config, tiny_device, tmp_path):
+    """Scores do not depend on the batch, so neither does any decision or cached value."""
+    from sandbox.runners.local import simulate
+
+    events = []
+    for size in (5, 256):
+        cfg, profiles, _ = load_config(
+            *SMALL,
+            "policy=ai_triage",
+            f"agent={tiny_device}",
+            f"runtime.ai_batch_size={size}",
+            f"runtime.score_cache={tmp_path / str(size)}",
+        )
+        events.append(simulate(cfg, profiles, progress=False).events)
+    assert events[0].equals(events[1])
+    assert events[0]["ai_score"].is_not_null().sum() > 0
