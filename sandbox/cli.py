@@ -203,7 +203,71 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "same scenario and seed: the same people with the same disease courses under each policy"
         )
     print(shown(summary_table(frames, metrics, args.site, args.subgroup, args.round)))
+    paired = len(runs) == 2 and len(seeds) == 1 and len(scen) == 1
+    if args.primary and not paired:
+        raise SandboxInputError(
+            "--primary: a verdict needs exactly two runs of the same scenario and seed (paired)"
+        )
+    if paired and (args.site, args.subgroup, args.round) == ("all", "all", "all"):
+        print_paired(runs, metrics, args)
     return 0
+
+
+def print_paired(runs: list[dict], metrics: list[str], args: argparse.Namespace) -> None:
+    """The paired differences of the second run against the first, and the primary's verdict."""
+    from sandbox.outcomes.paired import PAIRED, paired_differences, person_table, verdict
+
+    if args.primary and args.primary not in PAIRED:
+        raise SandboxInputError(
+            f"--primary {args.primary}: no paired interval for it (paired metrics: {', '.join(PAIRED)})"
+        )
+    if not 0 < args.margin < (1 if args.margin_kind == "relative" else math.inf):
+        raise SandboxInputError(f"--margin {args.margin}: must be positive (relative: below 1)")
+    if not 100 <= args.replicates <= 100_000:
+        raise SandboxInputError(f"--replicates {args.replicates}: must be 100-100000")
+    tables = []
+    for r in runs:
+        folder = r["folder"]
+        if not (folder / "events.parquet").is_file() or not (folder / "people.parquet").is_file():
+            if args.primary:
+                raise SandboxInputError(f"{folder}: no events.parquet/people.parquet to pair on")
+            return
+        try:
+            tables.append(
+                person_table(
+                    pl.read_parquet(folder / "events.parquet"),
+                    pl.read_parquet(folder / "people.parquet"),
+                )
+            )
+        except (OSError, pl.exceptions.PolarsError) as e:
+            raise SandboxInputError(
+                f"{folder}: unreadable events or people ({type(e).__name__})"
+            ) from e
+    wanted = [m for m in dict.fromkeys([args.primary, *metrics]) if m in PAIRED]
+    seed = int(runs[0]["manifest"].get("seed", 0))
+    diffs = paired_differences(tables[0], tables[1], wanted, seed, args.replicates)
+    a, b = (shown(r["manifest"].get("policy", "?")) for r in runs)
+    print(f"\npaired differences, {b} - {a} (same people; {diffs['method'][0]})")
+    rows = []
+    for d in diffs.iter_rows(named=True):
+        label = f"{d['metric']} (primary)" if d["metric"] == args.primary else d["metric"]
+        rows.append(
+            [
+                label,
+                f"{_fmt(d['diff'])} ({_fmt(d['diff_lo'])} to {_fmt(d['diff_hi'])})",
+                f"{_fmt(d['ratio'])} ({_fmt(d['ratio_lo'])} to {_fmt(d['ratio_hi'])})",
+            ]
+        )
+    print(_table(["metric (95% interval)", "B - A", "B / A"], rows))
+    if args.primary:
+        row = next(d for d in diffs.iter_rows(named=True) if d["metric"] == args.primary)
+        word = verdict(row, args.margin, args.margin_kind)
+        side = "higher" if row["better"] == "higher" else "lower"
+        margin = f"{args.margin:g}" + (" of A" if args.margin_kind == "relative" else "")
+        print(
+            f"\nverdict on {args.primary} ({side} is better, non-inferiority margin {margin}): "
+            f"{b} is {word.upper()} to {a}; other metrics are secondary"
+        )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -398,6 +462,19 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--site", default="all")
     c.add_argument("--subgroup", default="all", help="e.g. sex=F, race=black, age_band=65-69")
     c.add_argument("--round", default="all", help="T0, T1, ... or all")
+    c.add_argument(
+        "--primary",
+        help="primary metric of a trial-style verdict on the second run against the first "
+        "(paired: same scenario and seed), e.g. screen_detected_cancers",
+    )
+    c.add_argument(
+        "--margin",
+        type=float,
+        default=0.1,
+        help="non-inferiority margin (default 0.1: 10%% of the first run's value)",
+    )
+    c.add_argument("--margin-kind", choices=("relative", "absolute"), default="relative")
+    c.add_argument("--replicates", type=int, default=2000, help="paired bootstrap replicates")
     c.set_defaults(func=cmd_compare)
     v = sub.add_parser("validate", help="simulated vs published trial table, pass/fail per row")
     v.add_argument("trial", help="nlst")
