@@ -102,7 +102,7 @@ def reader_profiles(profiles: dict[str, Any]) -> dict[str, Any]:
 
 
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
-_TMP = re.compile(r"^\..+\.tmp-(\d+)$")
+_TMP = re.compile(r"^\..+\.tmp-(.+)-(\d+)$")
 
 
 def slug(text: str) -> str:
@@ -149,11 +149,21 @@ def release_run_folder(folder: Path) -> None:
 
 
 def remove_stale_temporaries(root: Path) -> None:
-    """Remove ``.<name>.tmp-<pid>`` folders whose process is gone (a run killed while writing)."""
+    """Remove ``.<name>.tmp-<host>-<pid>`` folders of this host whose process is gone (a run
+    killed while writing); another host's are left alone (its process ids are not ours)."""
     for p in root.iterdir():
         m = _TMP.match(p.name)
-        if m and p.is_dir() and not _alive(int(m.group(1))):
+        if m and m.group(1) == _host() and p.is_dir() and not _alive(int(m.group(2))):
             shutil.rmtree(p, ignore_errors=True)
+
+
+def _host() -> str:
+    return slug(platform.node()) or "host"
+
+
+def temporary_name(folder: Path) -> Path:
+    """The hidden sibling a run folder is written into: ``.<name>.tmp-<host>-<pid>``."""
+    return folder.with_name(f".{folder.name}.tmp-{_host()}-{os.getpid()}")
 
 
 def _alive(pid: int) -> bool:
@@ -191,14 +201,14 @@ def writable_folder(folder: Path, key: str) -> Path:
 def write_run(
     folder: Path, config: dict[str, Any], man: dict[str, Any], tables: dict[str, pl.DataFrame]
 ) -> Path:
-    """Write everything to ``.<name>.tmp-<pid>`` beside ``folder``, then rename it onto ``folder``
+    """Write everything to :func:`temporary_name` beside ``folder``, then rename it onto ``folder``
     (absent, or the empty claim of :func:`claim_run_folder`); nothing half-written remains."""
     folder = Path(folder)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise SandboxInputError(
             f"run folder {folder} already exists; choose another runtime.run_name"
         )
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    tmp = temporary_name(folder)
     try:
         tmp.mkdir(parents=True, exist_ok=False)
     except OSError as e:

@@ -153,14 +153,19 @@ def test_an_unusable_output_folder_is_one_line(kind, tmp_path, capsys):
 
 def test_stale_temporaries_of_dead_processes_are_removed(tmp_path, capsys):
     out = tmp_path / "runs"
-    stale = out / ".old-run.tmp-999999999"  # no such process
+    from sandbox.runfolder import temporary_name
+
+    mine = temporary_name(out / "old-run")
+    stale = mine.with_name(mine.name.rsplit("-", 1)[0] + "-999999999")  # no such process here
     stale.mkdir(parents=True)
     (stale / "metrics.parquet").write_text("half")
+    elsewhere = out / ".other-run.tmp-another-host-999999999"  # another machine's: left alone
+    elsewhere.mkdir()
     code, _, err = run_cli(
         ["run", *SMALL, "runtime.run_name=fresh", f"runtime.out_dir={out}"], capsys
     )
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["fresh"]
+    assert sorted(p.name for p in out.iterdir()) == [elsewhere.name, "fresh"]
 
 
 @pytest.mark.parametrize("kind", ["file", "readonly"])
