@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import numpy as np
 import polars as pl
 
-from sandbox.config import ProgrammeConfig, Scanner, Scenario
+from sandbox.config import Scanner, Scenario
 from sandbox.rng import Streams
 
 if TYPE_CHECKING:
@@ -125,10 +125,6 @@ class Programme(ABC):
 
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
-
-    @property
-    def config(self) -> ProgrammeConfig:
-        return self.scenario.programme
 
     # ---------------------------------------------------------------- configuration
     @classmethod

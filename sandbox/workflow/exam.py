@@ -102,11 +102,3 @@ def events_schema(programme: type[Programme] | Programme) -> dict[str, pl.DataTy
         name = programme.report_column if f.name == "report" else f.name
         out[name] = dtype
     return out
-
-
-def record_docs(programme: type[Programme] | Programme) -> dict[str, str]:
-    """Column -> description, in the order of :func:`events_schema`."""
-    return {
-        (programme.report_column if f.name == "report" else f.name): f.metadata["doc"]
-        for f in fields(ExamRecord)
-    }

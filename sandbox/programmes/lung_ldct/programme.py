@@ -112,7 +112,6 @@ class LungLDCT(Programme):
             if SCHEMES[p.protocol] is NLSTRule
             else SCHEMES[p.protocol]()
         )
-        self._streams: Streams | None = None
         self._n2 = scenario.disease.n2_over_n1
 
     @classmethod
@@ -123,7 +122,6 @@ class LungLDCT(Programme):
     def sample_cohort(
         self, streams: Streams, progress: Callable[[int], None] | None = None
     ) -> LungCohort:
-        self._streams = streams
         return sample_history(self.scenario, streams, progress=progress)
 
     def person_timeline(

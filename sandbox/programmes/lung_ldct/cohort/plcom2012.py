@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# Race/ethnicity coefficients, in the order of sandbox.config.RACES.
+# Race/ethnicity coefficients, in the order of sandbox.programmes.lung_ldct.config.RACES.
 RACE_COEF = {
     "white": 0.0,
     "black": 0.3944778,

@@ -33,7 +33,7 @@ def sample_candidates(cohort: Cohort, streams: Streams, ids: np.ndarray) -> dict
     """Risk-factor profile of candidates ``ids`` (all ever-smokers), with eligibility.
 
     Returns a dict of equal-length arrays: ``person_id``, ``age``, ``female``, ``race`` (index
-    into :data:`~sandbox.config.RACES`), ``education`` (1-6), ``bmi``, ``copd``,
+    into :data:`~sandbox.programmes.lung_ldct.config.RACES`), ``education`` (1-6), ``bmi``, ``copd``,
     ``personal_cancer_history``, ``family_history``, ``current_smoker``, ``cigs_per_day``,
     ``years_smoked``, ``years_since_quit``, ``pack_years``, ``plcom2012_6y`` and ``eligible``.
     """
