@@ -21,6 +21,7 @@ import polars as pl
 
 from sandbox.config import Scanner
 from sandbox.errors import SandboxInputError
+from sandbox.outcomes.text import fmt
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -81,23 +82,10 @@ BY_SITE = (
 )
 
 
-def _fmt(v: float) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    a = abs(v)
-    if a >= 1000:
-        return f"{v:,.0f}"
-    if a >= 10:
-        return f"{v:.1f}"
-    if a >= 1:
-        return f"{v:.2f}"
-    return f"{v:.3f}"
-
-
 def _cell(v, lo, hi) -> str:
     if lo is None or hi is None or (lo == v and hi == v):
-        return _fmt(v)
-    return f"{_fmt(v)} ({_fmt(lo)}-{_fmt(hi)})"
+        return fmt(v)
+    return f"{fmt(v)} ({fmt(lo)}-{fmt(hi)})"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -177,97 +165,159 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from sandbox.runfolder import read_run
+    from sandbox.comparison import (
+        Primary,
+        check_same_scenario,
+        compare_arms,
+        expand,
+        forest_plot,
+        group_arms,
+        load_spec,
+        one_arm,
+        programme_of,
+        read_run,
+    )
+    from sandbox.outcomes.paired import pairable
 
-    runs = [read_run(f) for f in args.runs]
-    frames = {}
-    for r in runs:
-        label = f"{r['manifest'].get('policy', '?')} [{r['folder'].name}]"
-        frames[label if label not in frames else str(r["folder"])] = r["metrics"]
+    spec = load_spec(args.spec) if args.spec else None
+    if spec is not None and args.runs:
+        raise SandboxInputError("compare: give run folders or --spec, not both")
+    if spec is None and not args.runs:
+        raise SandboxInputError("compare: give two or more run folders, or --spec FILE")
+    primary = spec.primary if spec is not None else None
+    if args.primary:
+        primary = Primary(args.primary)
+    if primary is not None:
+        margin = primary.margin if args.margin is None else args.margin
+        kind = args.margin_kind or primary.margin_kind
+        if not 0 < margin < (1 if kind == "relative" else math.inf):
+            raise SandboxInputError(f"--margin {margin}: must be positive (relative: below 1)")
+        primary = Primary(primary.metric, margin, kind)
+    elif args.margin is not None or args.margin_kind:
+        raise SandboxInputError("--margin: a margin needs a primary metric (--primary METRIC)")
+    replicates = args.replicates or (spec.replicates if spec is not None else 2000)
+    if not 100 <= replicates <= 100_000:
+        raise SandboxInputError(f"--replicates {replicates}: must be 100-100000")
+    plot = args.plot or (spec.plot if spec is not None else "")
+
+    if spec is not None:
+        arms = [
+            one_arm([read_run(f) for f in expand(folders, f"{args.spec}: {arm}")], arm)
+            for arm, folders in (("baseline", spec.baseline), ("candidate", spec.candidate))
+        ]
+        runs = arms[0].runs + arms[1].runs
+    else:
+        runs = [read_run(f) for f in expand(args.runs, "compare")]
+        arms = group_arms(runs)
     names = {(r["config"].get("programme") or {}).get("name") for r in runs}
-    metrics = args.metric or list(summary_for(names.pop() if len(names) == 1 else None))
-    known = set().union(*(set(f["metric"].unique()) for f in frames.values()))
+    headline = list(summary_for(names.pop() if len(names) == 1 else None))
+    chosen = args.metric or (list(spec.secondary) if spec is not None and spec.secondary else [])
+    metrics = chosen or headline
+    known = set().union(*(set(r["metrics"]["metric"].unique()) for r in runs))
     bad = [m for m in metrics if m not in known]
     if bad:
         raise SandboxInputError(f"--metric {bad[0]}: not in these runs (see docs/metrics.md)")
-    seeds = {r["manifest"].get("seed") for r in runs}
-    scen = {r["manifest"].get("scenario") for r in runs}
+    where = (args.site, args.subgroup, args.round)
+    pairable_view = where == ("all", "all", "all")
+    paired = len(arms) == 2 and arms[0].scenario == arms[1].scenario
+    need_pair = primary is not None or bool(plot) or spec is not None
+    if need_pair and len(arms) == 2:
+        check_same_scenario(*arms)
+    if need_pair and not paired:
+        raise SandboxInputError(
+            "--primary/--plot: a paired comparison needs exactly two arms of the same scenario "
+            f"(these runs hold {len(arms)}: {', '.join(a.label for a in arms)})"
+        )
+    if need_pair and not pairable_view:
+        raise SandboxInputError(
+            "--primary/--plot: paired comparisons are over all sites, subgroups and rounds "
+            "(drop --site/--subgroup/--round)"
+        )
+
+    seeds = sorted({r["manifest"].get("seed") for r in runs}, key=str)
+    scen = sorted({str(r["manifest"].get("scenario")) for r in runs})
     print(
         shown(
-            f"scenario: {', '.join(map(str, scen))}; seed: {', '.join(map(str, seeds))}; "
+            f"scenario: {', '.join(scen)}; seed: {', '.join(map(str, seeds))}; "
             f"site={args.site} subgroup={args.subgroup} round={args.round}"
         )
     )
-    if len(seeds) == 1 and len(scen) == 1:
-        print(
-            "same scenario and seed: the same people with the same disease courses under each policy"
-        )
-    print(shown(summary_table(frames, metrics, args.site, args.subgroup, args.round)))
-    paired = len(runs) == 2 and len(seeds) == 1 and len(scen) == 1
-    if args.primary and not paired:
+    tags = "AB" if len(arms) == 2 else [str(i + 1) for i in range(len(arms))]
+    for tag, arm in zip(tags, arms, strict=True):
+        folders = ", ".join(str(r["folder"]) for r in arm.runs)
+        print(shown(f"{tag}: {arm.label}, seed {', '.join(map(str, arm.seeds))} ({folders})"))
+    if len(runs) <= 4:  # wider is unreadable; the paired table shows each arm's mean
+        frames = {}
+        for r in runs:
+            label = f"{r['manifest'].get('policy', '?')} [{r['folder'].name}]"
+            frames[label if label not in frames else str(r["folder"])] = r["metrics"]
+        print()
+        print(shown(summary_table(frames, metrics, *where)))
+    if not (paired and pairable_view):
+        return 0
+    known_pairs = pairable(programme_of(runs[0]))
+    wanted = list(dict.fromkeys([*([primary.metric] if primary else []), *metrics]))
+    explicit = [primary.metric] if primary else []
+    explicit += list(spec.secondary) if spec is not None else []
+    bad = [m for m in explicit if m not in known_pairs]
+    if bad:
         raise SandboxInputError(
-            "--primary: a verdict needs exactly two runs of the same scenario and seed (paired)"
+            f"no paired interval for metric {bad[0]!r} (paired metrics: {', '.join(known_pairs)})"
         )
-    if paired and (args.site, args.subgroup, args.round) == ("all", "all", "all"):
-        print_paired(runs, metrics, args)
+    skipped = [m for m in wanted if m not in known_pairs]
+    wanted = [m for m in wanted if m in known_pairs]
+    cmp = compare_arms(arms[0], arms[1], wanted, replicates)
+    print_paired(cmp, primary)
+    if skipped:
+        print(f"not paired (quantiles and maxima have no per-person share): {', '.join(skipped)}")
+    if plot:
+        print(shown(f"\nforest plot: {forest_plot(cmp, plot, primary)}"))
     return 0
 
 
-def print_paired(runs: list[dict], metrics: list[str], args: argparse.Namespace) -> None:
-    """The paired differences of the second run against the first, and the primary's verdict."""
-    from sandbox.outcomes.paired import PAIRED, paired_differences, person_table, verdict
+def print_paired(cmp, primary) -> None:
+    """The paired differences of arm B against arm A, and the primary's verdict."""
+    from sandbox.comparison import verdict_lines
 
-    if args.primary and args.primary not in PAIRED:
-        raise SandboxInputError(
-            f"--primary {args.primary}: no paired interval for it (paired metrics: {', '.join(PAIRED)})"
-        )
-    if not 0 < args.margin < (1 if args.margin_kind == "relative" else math.inf):
-        raise SandboxInputError(f"--margin {args.margin}: must be positive (relative: below 1)")
-    if not 100 <= args.replicates <= 100_000:
-        raise SandboxInputError(f"--replicates {args.replicates}: must be 100-100000")
-    tables = []
-    for r in runs:
-        folder = r["folder"]
-        if not (folder / "events.parquet").is_file() or not (folder / "people.parquet").is_file():
-            if args.primary:
-                raise SandboxInputError(f"{folder}: no events.parquet/people.parquet to pair on")
-            return
-        try:
-            tables.append(
-                person_table(
-                    pl.read_parquet(folder / "events.parquet"),
-                    pl.read_parquet(folder / "people.parquet"),
-                )
-            )
-        except (OSError, pl.exceptions.PolarsError) as e:
-            raise SandboxInputError(
-                f"{folder}: unreadable events or people ({type(e).__name__})"
-            ) from e
-    wanted = [m for m in dict.fromkeys([args.primary, *metrics]) if m in PAIRED]
-    seed = int(runs[0]["manifest"].get("seed", 0))
-    diffs = paired_differences(tables[0], tables[1], wanted, seed, args.replicates)
-    a, b = (shown(r["manifest"].get("policy", "?")) for r in runs)
-    print(f"\npaired differences, {b} - {a} (same people; {diffs['method'][0]})")
+    a, b = shown(cmp.a.label), shown(cmp.b.label)
+    print(f"\npaired differences, B - A and B / A (same people; {cmp.table['method'][0]})")
+    if cmp.unpaired:
+        print(f"seeds run in one arm only, left out: {', '.join(map(str, cmp.unpaired))}")
+    from sandbox.outcomes.paired import FEW_DISCORDANT
+
     rows = []
-    for d in diffs.iter_rows(named=True):
-        label = f"{d['metric']} (primary)" if d["metric"] == args.primary else d["metric"]
+    few = False
+    for d in cmp.table.iter_rows(named=True):
+        main = primary is not None and d["metric"] == primary.metric
+        flag = (
+            d["discordant"] < FEW_DISCORDANT
+            and d["diff_lo"] != d["diff_hi"]
+            or (d["discordant"] == 0 and len(cmp.seeds) == 1)
+        )
+        few |= flag
+        label = d["metric"] + (" (primary)" if main else "") + (" !" if flag else "")
         rows.append(
             [
                 label,
-                f"{_fmt(d['diff'])} ({_fmt(d['diff_lo'])} to {_fmt(d['diff_hi'])})",
-                f"{_fmt(d['ratio'])} ({_fmt(d['ratio_lo'])} to {_fmt(d['ratio_hi'])})",
+                fmt(d["a"]),
+                fmt(d["b"]),
+                f"{fmt(d['diff'])} ({fmt(d['diff_lo'])} to {fmt(d['diff_hi'])})",
+                f"{fmt(d['ratio'])} ({fmt(d['ratio_lo'])} to {fmt(d['ratio_hi'])})",
             ]
         )
-    print(_table(["metric (95% interval)", "B - A", "B / A"], rows))
-    if args.primary:
-        row = next(d for d in diffs.iter_rows(named=True) if d["metric"] == args.primary)
-        word = verdict(row, args.margin, args.margin_kind)
-        side = "higher" if row["better"] == "higher" else "lower"
-        margin = f"{args.margin:g}" + (" of A" if args.margin_kind == "relative" else "")
+    per = " (mean per seed)" if len(cmp.seeds) > 1 else ""
+    print(_table([f"metric{per}", "A", "B", "B - A (95% interval)", "B / A (95% interval)"], rows))
+    print(f"A = {a}; B = {b}")
+    if few:
         print(
-            f"\nverdict on {args.primary} ({side} is better, non-inferiority margin {margin}): "
-            f"{b} is {word.upper()} to {a}; other metrics are secondary"
+            f"! fewer than {FEW_DISCORDANT} people differ between the arms in this metric: its "
+            "interval is too narrow (none: no width); run more seeds (pooled intervals include "
+            "the spread between seeds) or more people"
         )
+    if primary is not None:
+        print()
+        print("\n".join(shown(line) for line in verdict_lines(cmp, primary)))
+        print("other metrics are secondary: reported, not judged")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -288,11 +338,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     rows = []
     for r in table.iter_rows(named=True):
         verdict = "report" if r["pass"] is None else ("PASS" if r["pass"] else "FAIL")
-        tol = "-" if r["tolerance"] is None else f"±{_fmt(r['tolerance'])}"
+        tol = "-" if r["tolerance"] is None else f"±{fmt(r['tolerance'])}"
         rows.append(
             [
                 r["target"],
-                _fmt(r["published"]),
+                fmt(r["published"]),
                 tol,
                 _cell(r["simulated"], r["lo"], r["hi"]),
                 verdict,
@@ -339,14 +389,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(
         _table(
             ["parameter", "start", "fitted"],
-            [[k, _fmt(start[k]), _fmt(v)] for k, v in best.items()],
+            [[k, fmt(start[k]), fmt(v)] for k, v in best.items()],
         )
     )
     print(
         _table(
             ["target", "published", "simulated"],
             [
-                [r["target"], _fmt(r["published"]), _fmt(r["simulated"])]
+                [r["target"], fmt(r["published"]), fmt(r["simulated"])]
                 for r in table.iter_rows(named=True)
             ],
         )
@@ -454,8 +504,19 @@ def parser() -> argparse.ArgumentParser:
         help="Hydra overrides, e.g. scenario=nlst policy=soc_single_read cohort.size=50000 seed=7",
     )
     r.set_defaults(func=cmd_run)
-    c = sub.add_parser("compare", help="side-by-side metrics of two or more run folders")
-    c.add_argument("runs", nargs="+")
+    c = sub.add_parser(
+        "compare",
+        help="metrics of run folders side by side; two arms (policies) paired on the same people, "
+        "pooled over seeds, with a trial-style verdict",
+    )
+    c.add_argument(
+        "runs",
+        nargs="*",
+        help="run folders (or glob patterns); runs of one configuration at several seeds form an arm",
+    )
+    c.add_argument(
+        "--spec", help="a comparison YAML (baseline, candidate, primary, ...): docs/metrics.md"
+    )
     c.add_argument(
         "--metric", action="append", help="metric to show (repeatable); default: the summary set"
     )
@@ -464,17 +525,20 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--round", default="all", help="T0, T1, ... or all")
     c.add_argument(
         "--primary",
-        help="primary metric of a trial-style verdict on the second run against the first "
-        "(paired: same scenario and seed), e.g. screen_detected_cancers",
+        help="primary metric of a trial-style verdict on arm B against arm A "
+        "(paired: same scenario and seeds), e.g. screen_detected_cancers",
     )
     c.add_argument(
         "--margin",
         type=float,
-        default=0.1,
-        help="non-inferiority margin (default 0.1: 10%% of the first run's value)",
+        default=None,
+        help="non-inferiority margin (default 0.1: 10%% of arm A's value)",
     )
-    c.add_argument("--margin-kind", choices=("relative", "absolute"), default="relative")
-    c.add_argument("--replicates", type=int, default=2000, help="paired bootstrap replicates")
+    c.add_argument("--margin-kind", choices=("relative", "absolute"), default=None)
+    c.add_argument(
+        "--replicates", type=int, default=None, help="paired bootstrap replicates (default 2000)"
+    )
+    c.add_argument("--plot", help="write a forest plot of the paired differences (.svg or .png)")
     c.set_defaults(func=cmd_compare)
     v = sub.add_parser("validate", help="simulated vs published trial table, pass/fail per row")
     v.add_argument("trial", help="nlst")

@@ -53,26 +53,29 @@ def check_config_files(root: Path) -> None:
     that use YAML anchors and aliases (a few nested aliases expand to billions of nodes)."""
     for folder in (root / "conf", root / "scenarios", root / "agents" / "readers"):
         for path in sorted(folder.rglob("*.yaml")):
-            try:
-                text = path.read_bytes().decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise SandboxInputError(f"{path}: not UTF-8 text (byte {e.start})") from e
-            except OSError as e:
-                raise SandboxInputError(f"{path}: cannot be read ({e.strerror})") from e
-            if "&" not in text and "*" not in text:
-                continue  # no anchors or aliases possible: skip tokenising
-            try:
-                aliased = any(
-                    isinstance(t, yaml.AliasToken | yaml.AnchorToken) for t in yaml.scan(text)
-                )
-            except yaml.YAMLError as e:
-                raise SandboxInputError(
-                    f"{path}: malformed YAML ({' '.join(str(e).split())})"
-                ) from e
-            if aliased:
-                raise SandboxInputError(
-                    f"{path}: YAML anchors and aliases (& and *) are not allowed in config files"
-                )
+            read_yaml_text(path)
+
+
+def read_yaml_text(path: Path) -> str:
+    """The text of one YAML file, refused in one line if it is not UTF-8 or uses anchors and
+    aliases (:func:`check_config_files`)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SandboxInputError(f"{path}: not UTF-8 text (byte {e.start})") from e
+    except OSError as e:
+        raise SandboxInputError(f"{path}: cannot be read ({e.strerror})") from e
+    if "&" not in text and "*" not in text:
+        return text  # no anchors or aliases possible: skip tokenising
+    try:
+        aliased = any(isinstance(t, yaml.AliasToken | yaml.AnchorToken) for t in yaml.scan(text))
+    except yaml.YAMLError as e:
+        raise SandboxInputError(f"{path}: malformed YAML ({' '.join(str(e).split())})") from e
+    if aliased:
+        raise SandboxInputError(
+            f"{path}: YAML anchors and aliases (& and *) are not allowed in config files"
+        )
+    return text
 
 
 def _hydra_message(e: Exception) -> str:

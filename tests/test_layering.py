@@ -27,6 +27,7 @@ RANKS = {
     "sandbox.compose": 6,
     "sandbox.runfolder": 6,
     "sandbox.runners": 7,
+    "sandbox.comparison": 7,
     "sandbox.validation": 8,
     "sandbox.cli": 9,
     "sandbox": 9,  # sandbox/__init__.py

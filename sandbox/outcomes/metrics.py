@@ -27,30 +27,58 @@ class Metric:
     num: str = ""
     den: str = ""
     q: float = 0.5
+    better: str = ""  # "higher", "lower" or "" (no direction): what a verdict judges
 
 
 def _m(
-    name: str, kind: str, description: str, num: str = "", den: str = "", q: float = 0.5
+    name: str,
+    kind: str,
+    description: str,
+    num: str = "",
+    den: str = "",
+    q: float = 0.5,
+    better: str = "",
 ) -> Metric:
-    return Metric(name, kind, description, num, den, q)
+    return Metric(name, kind, description, num, den, q, better)
+
+
+PAIRABLE_KINDS = ("count", "proportion", "per_1000", "per_100k_py", "sum")
+"""Kinds whose value is a ratio of per-person sums (a count or sum has no denominator): each
+person's share can be resampled, so they have paired intervals (:mod:`sandbox.outcomes.paired`)."""
+KIND_SCALE = {"per_1000": 1000.0, "per_100k_py": 1e5}
 
 
 SCREEN_METRICS = [
     _m("screens", "count", "screening exams performed", "screens"),
-    _m("positives", "count", "positive screens (under the programme's protocol)", "positives"),
-    _m("positive_rate", "proportion", "positive screens / screens", "positives", "screens"),
+    _m(
+        "positives",
+        "count",
+        "positive screens (under the programme's protocol)",
+        "positives",
+        better="lower",
+    ),
+    _m(
+        "positive_rate",
+        "proportion",
+        "positive screens / screens",
+        "positives",
+        "screens",
+        better="lower",
+    ),
     _m(
         "recall_rate",
         "proportion",
         "screens followed by extra imaging or work-up / screens",
         "recalls",
         "screens",
+        better="lower",
     ),
     _m(
         "screen_detected_cancers",
         "count",
         "cancers diagnosed through a screen's work-up before symptoms",
         "screen_detected",
+        better="higher",
     ),
     _m(
         "cancer_detection_rate_per_1000",
@@ -58,12 +86,14 @@ SCREEN_METRICS = [
         "screen-detected cancers per 1000 screens",
         "screen_detected",
         "screens",
+        better="higher",
     ),
     _m(
         "interval_cancers",
         "count",
         "cancers diagnosed clinically within the interval window after a screen that did not find them",
         "interval",
+        better="lower",
     ),
     _m(
         "interval_cancer_rate_per_1000",
@@ -71,6 +101,7 @@ SCREEN_METRICS = [
         "interval cancers per 1000 screens",
         "interval",
         "screens",
+        better="lower",
     ),
     _m(
         "programme_sensitivity",
@@ -78,6 +109,7 @@ SCREEN_METRICS = [
         "screen-detected / (screen-detected + interval cancers)",
         "screen_detected",
         "cancers_in_window",
+        better="higher",
     ),
     _m(
         "programme_specificity",
@@ -85,6 +117,7 @@ SCREEN_METRICS = [
         "negative screens among screens with no cancer diagnosed in the window",
         "true_negatives",
         "no_cancer_screens",
+        better="higher",
     ),
     _m(
         "ppv",
@@ -92,6 +125,7 @@ SCREEN_METRICS = [
         "positive screens whose round ended in a cancer diagnosis / positive screens",
         "true_positives",
         "positives",
+        better="higher",
     ),
     _m(
         "false_positive_share_of_positives",
@@ -99,21 +133,30 @@ SCREEN_METRICS = [
         "positive screens without a cancer diagnosis in the round / positive screens",
         "false_positives",
         "positives",
+        better="lower",
     ),
-    _m("workups", "count", "diagnostic work-ups performed", "workups"),
+    _m("workups", "count", "diagnostic work-ups performed", "workups", better="lower"),
     _m(
         "false_positive_workups",
         "count",
         "work-ups that ended without a cancer diagnosis",
         "fp_workups",
+        better="lower",
     ),
-    _m("benign_biopsies", "count", "biopsies with a benign result", "benign_biopsies"),
+    _m(
+        "benign_biopsies",
+        "count",
+        "biopsies with a benign result",
+        "benign_biopsies",
+        better="lower",
+    ),
     _m(
         "benign_biopsy_rate_per_1000",
         "per_1000",
         "benign biopsies per 1000 screens",
         "benign_biopsies",
         "screens",
+        better="lower",
     ),
     _m(
         "days_to_diagnosis_median",
@@ -149,20 +192,26 @@ SCREEN_METRICS = [
         "sum",
         "reads saved on screens against independent double reading of every screen (2 per screen minus human reads; arbitration counted)",
         "reads_saved",
+        better="higher",
     ),
     _m(
         "ai_rule_out_missed_cancers",
         "count",
         "screens reported normal by the AI alone while a cancer of at least the programme's reportable size (lung: 4 mm) was in the image, and that cancer was not found in the round",
         "ai_missed",
+        better="lower",
     ),
 ]
 WORK_METRICS = [
     _m("exams", "count", "all exams (screens and follow-ups)", "exams"),
     _m(
-        "human_reads", "count", "reads by radiologists, arbitration and consensus included", "reads"
+        "human_reads",
+        "count",
+        "reads by radiologists, arbitration and consensus included",
+        "reads",
+        better="lower",
     ),
-    _m("reader_hours", "sum", "radiologist reading time, hours", "reader_hours"),
+    _m("reader_hours", "sum", "radiologist reading time, hours", "reader_hours", better="lower"),
     _m(
         "worklist_wait_days_median",
         "quantile",
@@ -180,7 +229,13 @@ WORK_METRICS = [
 ]
 PEOPLE_METRICS = [
     _m("people", "count", "people in the cohort", "people"),
-    _m("life_years", "sum", "person-years lived within each person's follow-up", "person_years"),
+    _m(
+        "life_years",
+        "sum",
+        "person-years lived within each person's follow-up",
+        "person_years",
+        better="higher",
+    ),
 ]
 SITE_METRICS = [
     _m(
@@ -312,22 +367,10 @@ def _rows(agg: pl.DataFrame, metrics: list[Metric]) -> list[pl.DataFrame]:
 _ROW_TYPES = {k: v for k, v in METRICS_SCHEMA.items() if k not in ("scenario", "policy", "seed")}
 
 
-def compute_metrics(
-    exams: pl.DataFrame,
-    people: pl.DataFrame,
-    backlog: pl.DataFrame,
-    site_names: list[str],
-    scenario: str,
-    policy: str,
-    seed: int,
-    programme: Any,
-) -> pl.DataFrame:
-    """Long-format metrics table (:data:`METRICS_SCHEMA`) from a run's records.
-
-    ``programme`` (a :class:`sandbox.programmes.base.Programme`) adds its stages, its own
-    metrics and the aggregations that feed them.
-    """
-    screen_metrics, people_metrics, _ = programme_metrics(programme)
+def _prepared(exams: pl.DataFrame, people: pl.DataFrame, programme: Any) -> dict[str, pl.DataFrame]:
+    """The three views metrics are aggregated over: ``screen`` (one row per screen, with its
+    round's work-ups and whether the round found its cancer), ``work`` (one row per exam) and
+    ``people`` (one row per person)."""
     subgroup_cols = people.select(
         "person_id", *SUBGROUPS, "diagnosis_mode", "diagnosis_round", "diagnosis_day", "stage"
     )
@@ -347,8 +390,13 @@ def compute_metrics(
         interval=(pl.col("diagnosis_mode") == "interval") & same_round,
         days_to_dx=pl.col("diagnosis_day") - pl.col("exam_day"),
     )
+    return {"screen": screens, "work": ex, "people": people}
+
+
+def _aggregations(programme: Any) -> dict[str, list[pl.Expr]]:
+    """The sums (and samples, for quantiles) behind every metric, by view of :func:`_prepared`."""
     cancer_in_window = pl.col("screen_detected") | pl.col("interval")
-    aggs = [
+    screen = [
         pl.len().alias("screens"),
         pl.col("positive").sum().alias("positives"),
         (pl.col("management") != "next_round").sum().alias("recalls"),
@@ -389,7 +437,7 @@ def compute_metrics(
         .alias("ai_missed"),
         *programme.screen_aggregations(),
     ]
-    work_aggs = [
+    work = [
         pl.len().alias("exams"),
         pl.col("n_reads").sum().alias("reads"),
         (pl.col("reader_minutes").sum() / 60.0).alias("reader_hours"),
@@ -397,21 +445,42 @@ def compute_metrics(
         pl.len().alias("_n"),
         (pl.col("reported_day") - pl.col("exam_day")).alias("wait"),
     ]
-    people_aggs = [
+    people = [
         pl.len().alias("people"),
         *programme.people_aggregations(),
         pl.col("person_years").sum().alias("person_years"),
         (pl.col("person_years") ** 2).sum().alias("person_years_sq"),
         pl.len().alias("_n"),
     ]
+    return {"screen": screen, "work": work, "people": people}
+
+
+def compute_metrics(
+    exams: pl.DataFrame,
+    people: pl.DataFrame,
+    backlog: pl.DataFrame,
+    site_names: list[str],
+    scenario: str,
+    policy: str,
+    seed: int,
+    programme: Any,
+) -> pl.DataFrame:
+    """Long-format metrics table (:data:`METRICS_SCHEMA`) from a run's records.
+
+    ``programme`` (a :class:`sandbox.programmes.base.Programme`) adds its stages, its own
+    metrics and the aggregations that feed them.
+    """
+    screen_metrics, people_metrics, _ = programme_metrics(programme)
+    views = _prepared(exams, people, programme)
+    aggs = _aggregations(programme)
     keys = ["_site", "_subgroup", "_round"]
     parts: list[pl.DataFrame] = []
-    for v in _views(screens, site_names, True):
-        parts += _rows(v.group_by(keys).agg(aggs), SCREEN_METRICS + screen_metrics)
-    for v in _views(ex, site_names, True):
-        parts += _rows(v.group_by(keys).agg(work_aggs), WORK_METRICS)
-    for v in _views(people, site_names, False):
-        parts += _rows(v.group_by(keys).agg(people_aggs), PEOPLE_METRICS + people_metrics)
+    for v in _views(views["screen"], site_names, True):
+        parts += _rows(v.group_by(keys).agg(aggs["screen"]), SCREEN_METRICS + screen_metrics)
+    for v in _views(views["work"], site_names, True):
+        parts += _rows(v.group_by(keys).agg(aggs["work"]), WORK_METRICS)
+    for v in _views(views["people"], site_names, False):
+        parts += _rows(v.group_by(keys).agg(aggs["people"]), PEOPLE_METRICS + people_metrics)
     bl = backlog.group_by("site").agg(pl.col("backlog").max(), pl.len().alias("_n"))
     bl = pl.concat(
         [
@@ -434,4 +503,34 @@ def compute_metrics(
         frame.select(list(METRICS_SCHEMA))
         .cast(METRICS_SCHEMA)
         .sort("metric", "site", "subgroup", "round")
+    )
+
+
+def person_sums(exams: pl.DataFrame, people: pl.DataFrame, programme: Any) -> pl.DataFrame:
+    """One row per person (``person_id`` order) with that person's share of every sum behind
+    the pairable metrics (:data:`PAIRABLE_KINDS`) of ``programme``'s runs.
+
+    Summing a column over people gives exactly what :func:`compute_metrics` aggregates at site,
+    subgroup and round ``all``: the same views and the same expressions, grouped by person.
+    """
+    wanted = {
+        c
+        for m in metric_catalogue(programme).values()
+        if m.kind in PAIRABLE_KINDS
+        for c in (m.num, m.den)
+        if c
+    }
+    views = _prepared(exams, people, programme)
+    table = people.select("person_id")
+    for view, exprs in _aggregations(programme).items():
+        keep = [e for e in exprs if e.meta.output_name() in wanted]
+        if keep:
+            table = table.join(
+                views[view].group_by("person_id").agg(keep), on="person_id", how="left"
+            )
+    cols = sorted(c for c in table.columns if c != "person_id")
+    return (
+        table.fill_null(0)
+        .sort("person_id")
+        .select("person_id", *(pl.col(c).cast(pl.Float64) for c in cols))
     )

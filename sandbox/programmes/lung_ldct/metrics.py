@@ -12,6 +12,10 @@ from sandbox.outcomes.metrics import Metric
 from sandbox.programmes.lung_ldct.config import STAGES
 from sandbox.programmes.lung_ldct.lung_rads import CATEGORIES
 
+STAGE_SHIFT = {STAGES[0]: "higher", STAGES[-1]: "lower"}
+"""Screening works by a stage shift: more cancers found at the earliest stage, fewer at the
+latest (the middle stages have no better direction)."""
+
 
 def definitions() -> dict[str, list[Metric]]:
     """Screen and people metrics, by the view they are computed on."""
@@ -39,6 +43,7 @@ def definitions() -> dict[str, list[Metric]]:
                 f"diagnosed lung cancers at stage {s} / all diagnosed",
                 f"dx_stage_{s}",
                 "diagnosed",
+                better=STAGE_SHIFT.get(s, ""),
             )
             for s in STAGES
         ],
@@ -47,6 +52,7 @@ def definitions() -> dict[str, list[Metric]]:
             "count",
             "deaths from lung cancer within each person's follow-up",
             "lc_deaths",
+            better="lower",
         ),
         Metric(
             "lung_cancer_deaths_per_100k_person_years",
@@ -54,6 +60,7 @@ def definitions() -> dict[str, list[Metric]]:
             "lung cancer deaths per 100,000 person-years",
             "lc_deaths",
             "person_years",
+            better="lower",
         ),
     ]
     return {"screen": screen, "people": people}
