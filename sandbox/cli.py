@@ -280,7 +280,10 @@ def print_paired(cmp, primary) -> None:
     from sandbox.comparison import verdict_lines
 
     a, b = shown(cmp.a.label), shown(cmp.b.label)
-    print(f"\npaired differences, B - A and B / A (same people; {cmp.table['method'][0]})")
+    print(
+        "\npaired differences, B - A and B / A (same scenario and seed: the same people under "
+        f"both; {cmp.table['method'][0]})"
+    )
     if cmp.unpaired:
         print(f"seeds run in one arm only, left out: {', '.join(map(str, cmp.unpaired))}")
     from sandbox.outcomes.paired import FEW_DISCORDANT
@@ -289,11 +292,7 @@ def print_paired(cmp, primary) -> None:
     few = False
     for d in cmp.table.iter_rows(named=True):
         main = primary is not None and d["metric"] == primary.metric
-        flag = (
-            d["discordant"] < FEW_DISCORDANT
-            and d["diff_lo"] != d["diff_hi"]
-            or (d["discordant"] == 0 and len(cmp.seeds) == 1)
-        )
+        flag = len(cmp.seeds) == 1 and d["discordant"] < FEW_DISCORDANT
         few |= flag
         label = d["metric"] + (" (primary)" if main else "") + (" !" if flag else "")
         rows.append(

@@ -119,7 +119,7 @@ class Arm:
 
     @property
     def seeds(self) -> list[int]:
-        return [int(r["manifest"].get("seed", -1)) for r in self.runs]
+        return [_seed(r) for r in self.runs]
 
     @property
     def scenario(self) -> str:
@@ -144,27 +144,26 @@ def _label(run: dict[str, Any]) -> str:
 
 def group_arms(runs: Sequence[dict[str, Any]]) -> list[Arm]:
     """Runs grouped by configuration (everything but the seed and runtime), in order of first
-    appearance; labels are policy names, with the first folder's name where two arms share one."""
-    keyed: dict[str, list[dict[str, Any]]] = {}
+    appearance; a repeated configuration and seed (a copy, or the same run again) starts another
+    arm. Labels are policy names, with the first folder's name where two arms share one."""
+    groups: list[tuple[str, list[dict[str, Any]]]] = []
     for r in runs:
-        keyed.setdefault(_arm_key(r), []).append(r)
-    arms = [
-        Arm(_label(rs[0]), sorted(rs, key=lambda r: int(r["manifest"].get("seed", -1))))
-        for rs in keyed.values()
-    ]
+        key, seed = _arm_key(r), _seed(r)
+        home = next((g for k, g in groups if k == key and seed not in map(_seed, g)), None)
+        if home is None:
+            groups.append((key, [r]))
+        else:
+            home.append(r)
+    arms = [Arm(_label(g[0]), sorted(g, key=_seed)) for _, g in groups]
     labels = [a.label for a in arms]
     for a in arms:
         if labels.count(a.label) > 1:
             a.label = f"{a.label} [{a.runs[0]['folder'].name}]"
-    for a in arms:
-        seeds = a.seeds
-        dup = next((s for s in seeds if seeds.count(s) > 1), None)
-        if dup is not None:
-            raise SandboxInputError(
-                f"{a.label}: two run folders of the same configuration and seed {dup} "
-                f"({', '.join(str(r['folder']) for r in a.runs if int(r['manifest'].get('seed', -1)) == dup)})"
-            )
     return arms
+
+
+def _seed(run: dict[str, Any]) -> int:
+    return int(run["manifest"].get("seed", -1))
 
 
 def one_arm(runs: Sequence[dict[str, Any]], what: str) -> Arm:
@@ -172,7 +171,7 @@ def one_arm(runs: Sequence[dict[str, Any]], what: str) -> Arm:
     if len(arms) != 1:
         raise SandboxInputError(
             f"{what}: its run folders hold {len(arms)} different configurations "
-            f"({', '.join(a.label for a in arms)}); an arm is one configuration at several seeds"
+            f"({', '.join(a.label for a in arms)}); an arm is one configuration, each seed once"
         )
     return arms[0]
 
@@ -292,7 +291,8 @@ def verdict_lines(cmp: Comparison, primary: Primary) -> list[str]:
     if n == 1:
         lines.append(
             "1 seed: the interval holds what resampling people sees, not run-level variation "
-            "(which readers each site draws); run 3 or more seeds per arm to include it"
+            "(the readers each site draws, which dominates workload metrics); run 3 or more "
+            "seeds per arm to include it"
         )
     else:
         lines.append(
@@ -303,7 +303,17 @@ def verdict_lines(cmp: Comparison, primary: Primary) -> list[str]:
 
 
 # ---------------------------------------------------------------- forest plot
-NICE_TICKS = (0.1, 0.2, 0.25, 0.33, 0.5, 0.67, 0.75, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2, 3, 4, 5, 10)
+NICE_TICKS = (0.1, 0.2, 0.25, 0.33, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2, 3, 4, 5, 10)
+
+
+def _side_colour(better: str, lo: float, hi: float) -> str:
+    """Green where the whole interval is on the better side of no difference, red where it is
+    on the worse side, grey otherwise (or with no better direction)."""
+    if better == "higher" and lo > 1 or better == "lower" and hi < 1:
+        return "#1a7f37"
+    if better == "higher" and hi < 1 or better == "lower" and lo > 1:
+        return "#c0392b"
+    return "#444444"
 
 
 def forest_plot(cmp: Comparison, path: str | Path, primary: Primary | None = None) -> Path:
@@ -338,7 +348,7 @@ def _draw(plt, matplotlib, cmp, rows, path, suffix, primary) -> Path:
     highs = [r["ratio_hi"] if math.isfinite(r["ratio_hi"]) else r["ratio"] for r in rows]
     for y, r, lo, hi in zip(ys, rows, lows, highs, strict=True):
         main = primary is not None and r["metric"] == primary.metric
-        colour = "#1f4e9c" if main else "#333333"
+        colour = "#1f4e9c" if main else _side_colour(r["better"], lo, hi)
         ax.plot([lo, hi], [y, y], color=colour, lw=2.2 if main else 1.4)
         ax.plot([r["ratio"]], [y], "D" if main else "s", color=colour, ms=7 if main else 5)
     ax.axvline(1.0, color="#888888", lw=1)
@@ -379,7 +389,8 @@ def _draw(plt, matplotlib, cmp, rows, path, suffix, primary) -> Path:
     seeds = len(cmp.seeds)
     ax.set_xlabel(
         f"{cmp.b.label} / {cmp.a.label}, paired, 95% interval "
-        f"({seeds} seed{'s' if seeds > 1 else ''}; \u2191 higher is better, \u2193 lower is better)",
+        f"({seeds} seed{'s' if seeds > 1 else ''}; \u2191 higher is better, \u2193 lower is better; "
+        "green: better, red: worse)",
         fontsize=8,
     )
     ticks = [t for t in NICE_TICKS if lo_x / pad <= t <= hi_x * pad]

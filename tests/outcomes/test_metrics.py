@@ -151,3 +151,16 @@ def test_every_metric_is_documented(project_root):
     names = set(re.findall(r"`([a-zA-Z0-9_]+)`", doc.read_text()))
     missing = sorted(set(METRICS) - names)
     assert not missing, f"metrics not in docs/metrics.md: {missing}"
+
+
+def test_docs_say_which_way_is_better_as_the_metrics_do(project_root, small_cfg):
+    from sandbox.outcomes.metrics import metric_catalogue
+    from sandbox.programmes import programme_for
+
+    text = (project_root / "docs" / "metrics.md").read_text()
+    documented = {}
+    for better in ("higher", "lower"):
+        line = next(x for x in text.splitlines() if x.startswith(f"| {better} | "))
+        documented |= {n: better for n in re.findall(r"`([a-zA-Z0-9_]+)`", line)}
+    catalogue = metric_catalogue(programme_for(small_cfg.scenario))
+    assert documented == {n: m.better for n, m in catalogue.items() if m.better}
