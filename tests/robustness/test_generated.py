@@ -76,3 +76,26 @@ def test_any_run_folder_is_read_or_refused_in_one_line(manifest, config, tmp_pat
         assert "\n" not in str(e) and str(folder) in str(e)
     else:
         assert isinstance(run["manifest"], dict) and isinstance(run["config"], dict)
+
+
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    spec=st.dictionaries(
+        st.sampled_from(
+            ["baseline", "candidate", "primary", "secondary", "replicates", "plot", "other"]
+        ),
+        values,
+        max_size=6,
+    )
+)
+def test_any_comparison_file_is_a_spec_or_one_line(spec, tmp_path_factory):
+    from sandbox.comparison import load_spec
+
+    f = tmp_path_factory.mktemp("spec") / "c.yaml"
+    f.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    try:
+        load_spec(f)
+    except SandboxInputError as e:
+        assert "\n" not in str(e) and str(e).startswith(str(f)), str(e)
