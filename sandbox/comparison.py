@@ -163,7 +163,10 @@ def group_arms(runs: Sequence[dict[str, Any]]) -> list[Arm]:
 
 
 def _seed(run: dict[str, Any]) -> int:
-    return int(run["manifest"].get("seed", -1))
+    seed = run["manifest"].get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise SandboxInputError(f"{run['folder']}/manifest.json: seed {seed!r} is not an integer")
+    return seed
 
 
 def one_arm(runs: Sequence[dict[str, Any]], what: str) -> Arm:

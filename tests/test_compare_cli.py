@@ -207,3 +207,16 @@ def test_the_same_policy_twice_is_paired_to_exactly_nothing(runs, capsys, tmp_pa
     code, out, err = run_cli(["compare", "--spec", str(spec), "--metric", "recall_rate"], capsys)
     assert code == 0, err
     assert "0 (0 to 0)" in out.replace("0.000", "0"), out
+
+
+def test_a_manifest_without_an_integer_seed_is_one_line(runs, capsys, tmp_path):
+    import json
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(runs / "soc_single_read-5", bad)
+    man = json.loads((bad / "manifest.json").read_text())
+    man["seed"] = "five"
+    (bad / "manifest.json").write_text(json.dumps(man))
+    code, _, err = run_cli(["compare", str(runs / "soc_double_read-5"), str(bad)], capsys)
+    assert_one_line_error(code, err, "manifest.json: seed 'five' is not an integer")
