@@ -319,6 +319,189 @@ def print_paired(cmp, primary) -> None:
         print("other metrics are secondary: reported, not judged")
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sandbox.compose import load
+    from sandbox.runfolder import check_score_cache
+    from sandbox.runners.distributed import ray_session
+    from sandbox.sweep import (
+        RUNS,
+        check_resumable,
+        clear_empty_claims,
+        compose_jobs,
+        done,
+        load_sweep_file,
+        plan_from_overrides,
+        read_plan,
+        start_folder,
+    )
+
+    folder = None
+    if args.resume:
+        if args.overrides or args.spec or args.name:
+            raise SandboxInputError(
+                "--resume: give only the sweep folder (its sweep.yaml says the rest)"
+            )
+        folder = Path(args.resume)
+        plan = read_plan(folder)
+        jobs = compose_jobs(plan, folder / RUNS)
+        check_resumable(folder, jobs)
+        clear_empty_claims(folder / RUNS)
+    else:
+        if args.spec:
+            plan = load_sweep_file(args.spec)
+            if args.overrides:  # command-line overrides join the file's fixed ones
+                from dataclasses import replace
+
+                extra = tuple(args.overrides)
+                plan = replace(
+                    plan,
+                    base=(*plan.base, *extra),
+                    runs=tuple(replace(r, overrides=(*extra, *r.overrides)) for r in plan.runs),
+                )
+            if args.name:
+                from dataclasses import replace
+
+                plan = replace(plan, name=args.name)
+        else:
+            plan = plan_from_overrides(args.overrides, args.name or "")
+        base_cfg = load(list(plan.base))[0]
+        print(shown(f"sweep {plan.name}: {len(plan.runs)} runs over {' x '.join(plan.axes)}"))
+        for r in plan.runs[:12]:
+            print(shown(f"  {r.name}: {' '.join(f'{k}={v}' for k, v in r.axes.items())}"))
+        if len(plan.runs) > 12:
+            print(f"  ... and {len(plan.runs) - 12} more (all in sweep.yaml)")
+        out_root = Path(base_cfg.runtime.out_dir) / "sweeps" / plan.name
+        if out_root.exists():
+            raise SandboxInputError(
+                f"{out_root}: a sweep of this name exists (resume it: sandbox sweep --resume "
+                f"{out_root}; or give another --name)"
+            )
+        jobs = compose_jobs(plan, out_root / RUNS)
+        _preflight(jobs)
+        if args.dry_run:
+            print("dry run: nothing was written")
+            return 0
+        folder = None
+    for job in jobs:
+        check_score_cache(job.cfg)
+    if folder is not None:
+        todo = [j for j in jobs if not done(folder / RUNS, j.run.name)]
+        print(
+            shown(
+                f"sweep {plan.name}: {len(jobs) - len(todo)} of {len(jobs)} runs finished; "
+                f"running {len(todo)}"
+            )
+        )
+        _preflight(todo)
+    else:
+        todo = jobs
+    ray_cfg = jobs[0].cfg.runtime.ray
+    t0 = time.perf_counter()
+    result = None
+    # Ray first: an unreachable cluster is one line with nothing written
+    with ray_session(ray_cfg.address, ray_cfg.num_cpus, ray_cfg.temp_dir) as info:
+        print(
+            shown(f"ray: {info.mode} ({info.address}), {info.cpus:g} CPUs on {info.nodes} node(s)")
+        )
+        if folder is None:
+            folder = start_folder(base_cfg.runtime.out_dir, plan)
+        try:
+            result = _sweep_on_ray(todo, plan, info, jobs[0].cfg.runtime.progress)
+        except KeyboardInterrupt:
+            _close_sweep(folder, plan, "interrupted", t0, info, None)
+            print(
+                "interrupted: finished runs are kept; resume with the line above", file=sys.stderr
+            )
+            return 130
+    complete = not result.failed and len(todo) == len(result.finished)
+    _close_sweep(folder, plan, "complete" if complete else "incomplete", t0, info, result)
+    return 0 if complete else 1
+
+
+def _preflight(jobs) -> None:
+    """Every policy can run and every AI device loads, before anything starts."""
+    from sandbox.runners.devices import prepare_device
+    from sandbox.simulate import check_policy
+
+    seen = set()
+    for job in jobs:
+        cfg = job.cfg
+        key = (
+            cfg.policy,
+            cfg.agent,
+            cfg.scenario.name,
+            json.dumps([s.name for s in cfg.scenario.sites]),
+        )
+        if key in seen:
+            continue
+        seen.add(key)
+        dev = prepare_device(cfg)
+        try:
+            check_policy(cfg, None if dev is None else dev.threshold)
+        finally:
+            if dev is not None:
+                dev.close()
+
+
+def _sweep_on_ray(todo, plan, info, show):
+    from datetime import UTC, datetime
+
+    from sandbox.runfolder import claim_run_folder
+    from sandbox.runners.distributed import execute
+    from sandbox.runners.local import RunResult, write_result
+
+    def write(job, tables):
+        t = time.perf_counter()
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        result = RunResult(
+            None,
+            tables["metrics"],
+            tables["people"],
+            tables["events"],
+            tables["timings"],
+            tables["agents"],
+            tables["policy_versions"],
+        )
+        claim = claim_run_folder(job.cfg.runtime.out_dir, job.run.name)
+        extra = {"sweep": plan.name, "axes": job.run.axes, "executor": f"ray {info.mode}"}
+        write_result(
+            claim, job.cfg, job.profiles, list(job.run.overrides), sys.argv, stamp, result, t, extra
+        )
+
+    return execute(todo, write, show)
+
+
+def _close_sweep(folder, plan, status, t0, info, result) -> None:
+    """Combine the finished runs, write the manifest, say where things are and how to resume."""
+    from sandbox.sweep import combine, write_manifest
+
+    table = combine(folder, plan)
+    failures = [] if result is None else [{"run": f.run, "error": f.error} for f in result.failed]
+    executor = (
+        {}
+        if info is None
+        else {"mode": info.mode, "address": info.address, "cpus": info.cpus, "nodes": info.nodes}
+    )
+    man = write_manifest(
+        folder,
+        plan,
+        status,
+        {"failures": failures, "executor": executor, "wall_s": round(time.perf_counter() - t0, 3)},
+    )
+    print(f"\nsweep {plan.name}: {man['finished']} of {man['runs']} runs finished ({status})")
+    for f in failures:
+        print(shown(f"  failed {f['run']}: {f['error']}"))
+    print(f"sweep folder: {folder}")
+    if table.height:
+        print(
+            f"one table:    {folder / 'metrics.parquet'} ({table.height:,} rows, axes as columns)"
+        )
+    if status != "complete":
+        print(f"resume:       sandbox sweep --resume {folder}")
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from sandbox.compose import load
     from sandbox.runners.local import simulate
@@ -539,6 +722,22 @@ def parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--plot", help="write a forest plot of the paired differences (.svg or .png)")
     c.set_defaults(func=cmd_compare)
+    w = sub.add_parser(
+        "sweep",
+        help="many runs from one spec on Ray (local or a cluster): one folder, one table, resumable",
+    )
+    w.add_argument(
+        "overrides",
+        nargs="*",
+        help="Hydra overrides; sweeps cross: policy=soc_double_read,ai_triage seed=range(1,11)",
+    )
+    w.add_argument("--spec", help="a sweep file (axes, zip, overrides): docs/sweeps.md")
+    w.add_argument("--name", help="the sweep folder's name (default: the file's, or the time)")
+    w.add_argument("--resume", help="finish the sweep in this folder (after a crash or Ctrl-C)")
+    w.add_argument(
+        "--dry-run", action="store_true", help="expand and validate every run, write nothing"
+    )
+    w.set_defaults(func=cmd_sweep)
     v = sub.add_parser("validate", help="simulated vs published trial table, pass/fail per row")
     v.add_argument("trial", help="nlst")
     v.add_argument("--size", type=int, default=0, help="cohort size (default: the trial's)")

@@ -97,16 +97,29 @@ def load_spec(path: str | Path) -> ComparisonSpec:
 
 
 def expand(patterns: Sequence[str], what: str) -> list[str]:
-    """Run folders named by ``patterns`` (folders or glob patterns), in order, no repeats."""
+    """Run folders named by ``patterns`` (folders, sweep folders or glob patterns), in order,
+    no repeats; a sweep folder stands for its finished runs."""
     out: list[str] = []
     for p in patterns:
         hits = sorted(glob.glob(p)) if glob.has_magic(p) else [p]
         if not hits:
             raise SandboxInputError(f"{what}: {p!r} matches no run folder")
-        out += [h for h in hits if h not in out]
+        for h in hits:
+            runs = sweep_runs(Path(h))
+            out += [r for r in (runs if runs is not None else [h]) if r not in out]
     if not out:
         raise SandboxInputError(f"{what}: no run folders")
     return out
+
+
+def sweep_runs(folder: Path) -> list[str] | None:
+    """The finished run folders of a sweep folder (None if ``folder`` is not a sweep)."""
+    if not (folder / "sweep.yaml").is_file() or not (folder / "runs").is_dir():
+        return None
+    runs = sorted(p for p in (folder / "runs").iterdir() if (p / "manifest.json").is_file())
+    if not runs:
+        raise SandboxInputError(f"{folder}: a sweep with no finished run")
+    return [str(p) for p in runs]
 
 
 # ---------------------------------------------------------------- arms

@@ -153,6 +153,15 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class RayRuntime:
+    """Where ``sandbox sweep`` runs its units of work (never changes a result)."""
+
+    address: str = ""  # a running cluster (host:port); "" = RAY_ADDRESS, else an embedded local Ray
+    num_cpus: int = field(default=0, metadata={"ge": 0, "le": 4096})  # local Ray; 0 = every core
+    temp_dir: str = ""  # local Ray's session folder; "" = Ray's default
+
+
+@dataclass(frozen=True)
 class Runtime:
     out_dir: str = "runs"
     run_name: str = ""
@@ -165,6 +174,7 @@ class Runtime:
     # all sites of a unit of work in one SimPy environment (one timeline for observers);
     # results are identical either way
     shared_clock: bool = False
+    ray: RayRuntime = field(default_factory=RayRuntime)
 
     def check(self, path: str) -> None:
         name = self.run_name

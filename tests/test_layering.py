@@ -29,6 +29,7 @@ RANKS = {
     "sandbox.runners": 7,
     "sandbox.comparison": 7,
     "sandbox.validation": 8,
+    "sandbox.sweep": 8,
     "sandbox.cli": 9,
     "sandbox": 9,  # sandbox/__init__.py
 }

@@ -20,8 +20,10 @@ variation estimated from the seeds alone, and the interval is t on seeds - 1 deg
 (Hartung-Knapp-Sidik-Jonkman with the Knapp-Hartung floor; IntHout et al. 2014, BMC Med Res
 Methodol 14:25; Roever et al. 2015, Res Synth Methods 6:263); otherwise the within-run variance,
 which the bootstrap estimates on thousands of people, carries a normal interval (the
-random-effects model with no heterogeneity left). Ratios are pooled on the log scale. Run-level randomness the person bootstrap cannot see (which
-readers a site draws, for one) shows up between seeds.
+random-effects model with no heterogeneity left). Which case applies is decided once per metric,
+on B - A, so its difference and ratio intervals agree. Ratios are pooled on the log scale.
+Run-level randomness the person bootstrap cannot see (which readers a site draws, for one) shows
+up between seeds.
 
 Every pairable metric (:data:`~sandbox.outcomes.metrics.PAIRABLE_KINDS`) is a ratio of per-person
 sums (a count has no denominator), taken from :func:`~sandbox.outcomes.metrics.person_sums`,
@@ -165,8 +167,10 @@ def pool(per_seed: Sequence[pl.DataFrame]) -> pl.DataFrame:
         with np.errstate(divide="ignore", invalid="ignore"):
             logs = np.log(np.array([r["ratio"] for r in rs]))
         lr, lr_w, lr_b = _pool_one(logs, [r["log_ratio_se"] for r in rs])
-        d_se, d_k = _spread(d_w, d_b, s)
-        lr_se, lr_k = _spread(lr_w, lr_b, s)
+        # one decision per metric (from B - A), so the two intervals tell the same story
+        between_larger = d_b > d_w
+        d_se, d_k = _spread(d_w, d_b, s, between_larger)
+        lr_se, lr_k = _spread(lr_w, lr_b, s, between_larger)
         finite = np.isfinite(lr) and np.isfinite(lr_se)
         rows.append(
             {
@@ -199,11 +203,14 @@ def multiplier(seeds: int, between_larger: bool) -> float:
     return float(stats.norm.ppf(0.975))
 
 
-def _spread(within: float, between: float, seeds: int) -> tuple[float, float]:
+def _spread(
+    within: float, between: float, seeds: int, between_larger: bool
+) -> tuple[float, float]:
     """(standard error of the pooled mean, interval multiplier)."""
     if not (np.isfinite(within) and np.isfinite(between)):
         return float("nan"), float("nan")
-    return math.sqrt(max(within, between) / seeds), multiplier(seeds, between > within)
+    var = max(between, within) if between_larger else within
+    return math.sqrt(var / seeds), multiplier(seeds, between_larger)
 
 
 def _pool_one(y: np.ndarray, se: Sequence[float]) -> tuple[float, float, float]:

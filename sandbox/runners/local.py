@@ -154,13 +154,28 @@ def run(
 def _run_into(claim, cfg, profiles, overrides, command, stamp, t0) -> RunResult:
     check_score_cache(cfg)
     result = simulate(cfg, profiles)
+    return write_result(claim, cfg, profiles, overrides, command or sys.argv, stamp, result, t0)
+
+
+def write_result(
+    claim: Path,
+    cfg: RunConfig,
+    profiles: dict[str, ReaderProfile],
+    overrides: list[str],
+    command: list[str],
+    stamp: str,
+    result: RunResult,
+    t0: float,
+    extra: dict[str, Any] | None = None,
+) -> RunResult:
+    """Write ``result`` into the claimed run folder (the same files whichever runner made it)."""
     tables = {"metrics": result.metrics, "people": result.people}
     if cfg.runtime.write_events:
         tables["events"] = result.events
     result.timings["total_s"] = time.perf_counter() - t0
     man = manifest(
         cfg.seed,
-        command or sys.argv,
+        command,
         overrides,
         result.timings,
         {
@@ -172,6 +187,7 @@ def _run_into(claim, cfg, profiles, overrides, command, stamp, t0) -> RunResult:
             "agents": result.agents,
             "policy_versions": result.policy_versions,
             "reader_profiles": reader_profiles(profiles),
+            **(extra or {}),
         },
     )
     result.folder = write_run(claim, resolved(cfg), man, tables)

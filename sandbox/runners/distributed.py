@@ -1,0 +1,260 @@
+"""The Ray runner: a sweep's units of work as Ray tasks, on an embedded local Ray or a cluster.
+
+Three kinds of task, all calling the same pure functions as the serial runner
+(:mod:`sandbox.runners.local`), so a run's tables are bit for bit those of ``sandbox run``:
+
+- ``cohort``: the cohort and disease histories of one (scenario, seed), built once and shared
+  through the object store by every run and unit that needs it;
+- ``unit``: one (scenario, policy, seed, site block): the SimPy model of those sites
+  (:func:`sandbox.simulate.simulate_sites`), with the AI device loaded in the task when the
+  policy has one (the score cache merges concurrent writes under a lock);
+- ``outcomes``: a run's site blocks merged, people resolved and metrics computed.
+
+The driver writes each run folder as its outcomes arrive (whole or not at all). Tasks are
+retried when their worker dies (``max_retries``), never on an exception of their own. Local
+Ray binds to a loopback address and runs without its dashboard; Ctrl-C cancels what is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm import tqdm
+
+from sandbox.config import RunConfig
+from sandbox.errors import SandboxInputError
+
+LOOPBACK = "127.0.0.2"
+RETRIES = 3
+
+
+@dataclass
+class RayInfo:
+    address: str
+    mode: str  # "local" (embedded, started here) or "cluster"
+    cpus: float
+    nodes: int
+
+
+@contextmanager
+def ray_session(address: str = "", num_cpus: int = 0, temp_dir: str = "") -> Iterator[RayInfo]:
+    """Ray for the length of a sweep: join ``address`` (or ``$RAY_ADDRESS``), else start an
+    embedded local Ray on a loopback address (stopped again on exit: only what we started)."""
+    import ray
+
+    address = address or os.environ.get("RAY_ADDRESS", "")
+    quiet = {"configure_logging": False, "log_to_driver": False}
+    if address and address != "auto":
+        _reachable(address)
+        try:
+            ray.init(address=address, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise SandboxInputError(
+                f"ray address {address}: cannot join ({' '.join(str(e).split())[:200]})"
+            ) from e
+        mode = "cluster"
+    else:
+        kwargs: dict[str, Any] = {
+            "num_cpus": num_cpus or os.cpu_count() or 1,
+            "_node_ip_address": LOOPBACK,
+            "include_dashboard": False,
+        }
+        if temp_dir:
+            kwargs["_temp_dir"] = temp_dir
+        ray.init(**kwargs, **quiet)
+        mode = "local"
+    try:
+        res = ray.cluster_resources()
+        nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+        yield RayInfo(address or "local", mode, float(res.get("CPU", 0)), nodes)
+    finally:
+        ray.shutdown()
+
+
+def _reachable(address: str) -> None:
+    """One line, at once, if nothing listens at ``host:port`` (Ray itself retries for minutes)."""
+    host, _, port = address.rpartition(":")
+    if address.startswith("ray://"):
+        raise SandboxInputError(
+            f"ray address {address}: Ray Client (ray://) is not supported; give host:port"
+        )
+    try:
+        with socket.create_connection((host, int(port)), timeout=3):
+            pass
+    except (OSError, ValueError) as e:
+        raise SandboxInputError(
+            f"ray address {address}: nothing answers there ({type(e).__name__}); start a cluster "
+            "with `ray start --head` or leave RAY_ADDRESS unset for a local Ray"
+        ) from e
+
+
+# ---------------------------------------------------------------- tasks (run in workers)
+def _cohort(cfg: RunConfig):
+    from sandbox.programmes import programme_for
+    from sandbox.simulate import build_cohort
+
+    return build_cohort(cfg, None, programme_for(cfg.scenario))
+
+
+def _unit(cfg: RunConfig, profiles: dict, cohort, block: list[int]):
+    from sandbox.programmes import programme_for
+    from sandbox.runners.devices import prepare_device
+    from sandbox.simulate import simulate_sites
+
+    dev = prepare_device(cfg)
+    try:
+        part = simulate_sites(
+            cfg,
+            profiles,
+            cohort,
+            block,
+            None,
+            None if dev is None else dev.scorer,
+            None if dev is None else dev.threshold,
+            programme=programme_for(cfg.scenario),
+        )
+        agent = None
+        if dev is not None:
+            dev.scorer.cache.save()
+            s = dev.scorer.stats
+            agent = {
+                **dev.manifest,
+                "inferences": s.inferences,
+                "cache_hits": s.hits,
+                "batches": s.batches,
+            }
+        return part, agent
+    finally:
+        if dev is not None:
+            dev.close()
+
+
+def _outcomes(cfg: RunConfig, cohort, *units):
+    from sandbox.programmes import programme_for
+    from sandbox.simulate import merge_records, outcomes
+
+    t0 = time.perf_counter()
+    programme = programme_for(cfg.scenario)
+    rec = merge_records([u[0] for u in units], len(cohort))
+    people, metrics = outcomes(cfg, cohort, rec, programme)
+    agents: dict[str, Any] = {}
+    for _, agent in units:
+        if agent is None:
+            continue
+        if agent["name"] not in agents:
+            agents[agent["name"]] = dict(agent)
+        else:
+            for k in ("inferences", "cache_hits", "batches"):
+                agents[agent["name"]][k] += agent[k]
+    timings = dict(rec.timings)
+    timings["outcomes_s"] = time.perf_counter() - t0
+    return {
+        "metrics": metrics,
+        "people": people,
+        "events": rec.events,
+        "timings": timings,
+        "agents": agents,
+        "policy_versions": rec.policy_versions,
+    }
+
+
+@dataclass
+class Failure:
+    run: str
+    error: str
+
+
+@dataclass
+class Outcome:
+    finished: list[str] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+    tasks: int = 0
+
+
+def execute(
+    jobs: Sequence[Any],
+    write: Callable[[Any, dict[str, Any]], None],
+    show: bool = True,
+) -> Outcome:
+    """Run ``jobs`` (:class:`sandbox.sweep.Job`) on the connected Ray and call ``write(job,
+    tables)`` in the driver as each run's outcomes arrive."""
+    import ray
+    from ray.exceptions import RayError, RayTaskError
+
+    from sandbox.runners.local import site_blocks
+
+    opts = {"num_cpus": 1, "max_retries": RETRIES, "retry_exceptions": False}
+    cohort_task = ray.remote(**opts)(_cohort)
+    unit_task = ray.remote(**opts)(_unit)
+    outcome_task = ray.remote(**opts)(_outcomes)
+
+    cohorts: dict[str, Any] = {}
+    pending: dict[Any, tuple[str, Any]] = {}  # ref -> (kind, job or None)
+    for job in jobs:
+        cfg = job.cfg
+        key = json.dumps({"seed": cfg.seed, "scenario": _scenario_key(cfg)}, sort_keys=True)
+        if key not in cohorts:
+            cohorts[key] = cohort_task.options(name=f"cohort seed {cfg.seed}").remote(cfg)
+            pending[cohorts[key]] = ("cohort", None)
+        units = []
+        for block in site_blocks(len(cfg.scenario.sites), cfg.runtime.site_block_size):
+            ref = unit_task.options(name=f"{job.run.name} sites {block}").remote(
+                cfg, job.profiles, cohorts[key], block
+            )
+            pending[ref] = ("unit", job)
+            units.append(ref)
+        ref = outcome_task.options(name=f"{job.run.name} outcomes").remote(
+            cfg, cohorts[key], *units
+        )
+        pending[ref] = ("outcomes", job)
+    out = Outcome(tasks=len(pending))
+    bar = tqdm(total=len(pending), desc="sweep", unit="task", disable=not show, file=sys.stderr)
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in ready:
+                kind, job = pending.pop(ref)
+                bar.update(1)
+                if kind != "outcomes":
+                    continue
+                try:
+                    tables = ray.get(ref)
+                except RayTaskError as e:
+                    cause = e.cause if isinstance(e.cause, BaseException) else e
+                    out.failed.append(Failure(job.run.name, _one_line(cause)))
+                    bar.set_postfix(failed=len(out.failed))
+                    continue
+                except RayError as e:
+                    out.failed.append(Failure(job.run.name, _one_line(e)))
+                    bar.set_postfix(failed=len(out.failed))
+                    continue
+                write(job, tables)
+                out.finished.append(job.run.name)
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        bar.close()
+    return out
+
+
+def _scenario_key(cfg: RunConfig) -> Any:
+    from sandbox.typed import to_dict
+
+    return to_dict(cfg.scenario)
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    if not isinstance(e, SandboxInputError):
+        text = f"{type(e).__name__}: {text}"
+    return text[:300]
