@@ -96,7 +96,7 @@ def _values(key: str, text: str, where: str) -> list[str]:
         raise SandboxInputError(f"{where}{key}={text}: {' '.join(str(e).split())[:200]}") from e
 
 
-def _axis(key: str, value: Any, where: str) -> list[str]:
+def _axis(key: str, value: Any, where: str, unique: bool = True) -> list[str]:
     if isinstance(value, str):
         vals = _values(key, value, where)
     elif isinstance(value, list) and all(isinstance(v, str | int | float | bool) for v in value):
@@ -107,7 +107,7 @@ def _axis(key: str, value: Any, where: str) -> list[str]:
         )
     if not vals:
         raise SandboxInputError(f"{where}{key}: the axis has no values (an empty range?)")
-    if len(set(vals)) != len(vals):
+    if unique and len(set(vals)) != len(vals):
         raise SandboxInputError(f"{where}{key}: a value is repeated ({', '.join(vals)})")
     return vals
 
@@ -132,7 +132,7 @@ def plan_from_overrides(overrides: Sequence[str], name: str = "") -> Plan:
         key = o.get_key_element()
         if o.is_sweep_override():
             _check_key(key, "sweep axis ")
-            axes[key] = _values(key, text.split("=", 1)[1], "sweep axis ")
+            axes[key] = _axis(key, text.split("=", 1)[1], "sweep axis ")
         else:
             if key == "runtime.run_name":
                 raise SandboxInputError("runtime.run_name: a sweep names its runs (use --name)")
@@ -163,12 +163,15 @@ def load_sweep_file(path: str | Path) -> Plan:
     zipped = {}
     for key, value in spec.zip.items():
         _check_key(key, f"{where}zip.")
-        zipped[key] = _axis(key, value, f"{where}zip.")
+        zipped[key] = _axis(key, value, f"{where}zip.", unique=False)
     lengths = {len(v) for v in zipped.values()}
     if len(lengths) > 1:
         raise SandboxInputError(
             f"{where}zip: every zipped axis needs as many values ({sorted(lengths)})"
         )
+    rows = list(zip(*zipped.values(), strict=True))
+    if len(set(rows)) != len(rows):
+        raise SandboxInputError(f"{where}zip: a combination of values is repeated")
     both = set(axes) & set(zipped)
     if both:
         raise SandboxInputError(f"{where}{sorted(both)[0]}: in both axes and zip")

@@ -203,9 +203,7 @@ def multiplier(seeds: int, between_larger: bool) -> float:
     return float(stats.norm.ppf(0.975))
 
 
-def _spread(
-    within: float, between: float, seeds: int, between_larger: bool
-) -> tuple[float, float]:
+def _spread(within: float, between: float, seeds: int, between_larger: bool) -> tuple[float, float]:
     """(standard error of the pooled mean, interval multiplier)."""
     if not (np.isfinite(within) and np.isfinite(between)):
         return float("nan"), float("nan")

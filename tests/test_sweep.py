@@ -1,0 +1,302 @@
+"""`sandbox sweep` on a real local Ray: many runs, one folder, one table; every run equal to the
+serial runner's bit for bit; resumable after Ctrl-C; a killed worker is retried; bad input is
+one line with nothing written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from testkit import assert_nothing_written, assert_one_line_error, run_cli
+
+from sandbox.runners.local import simulate
+
+pytestmark = pytest.mark.ray
+
+ROOT = Path(__file__).resolve().parents[1]
+SANDBOX = [str(Path(sys.executable).parent / "sandbox")]
+
+
+@pytest.fixture(scope="module")
+def ray_tmp():
+    """Ray's session folder: short (its socket paths must fit 107 bytes), ours alone."""
+    folder = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def ray_args(ray_tmp, cpus: int = 2) -> list[str]:
+    return ["runtime=quiet", f"runtime.ray.temp_dir={ray_tmp}", f"runtime.ray.num_cpus={cpus}"]
+
+
+def tables(folder: Path) -> dict[str, pl.DataFrame]:
+    return {t: pl.read_parquet(folder / f"{t}.parquet") for t in ("metrics", "people", "events")}
+
+
+@pytest.fixture(scope="module")
+def swept(ray_tmp, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweeps")
+    argv = [
+        "sweep",
+        "policy=soc_double_read,soc_single_read",
+        "seed=3,4",
+        "cohort.size=1500",
+        "runtime.site_block_size=1",  # one unit per site: two units per run
+        f"runtime.out_dir={out}",
+        "--name",
+        "grid",
+        *ray_args(ray_tmp),
+    ]
+    from testkit import main
+
+    assert main(argv) == 0
+    return out / "sweeps" / "grid"
+
+
+def test_a_sweep_is_one_folder_with_one_table(swept):
+    plan = yaml.safe_load((swept / "sweep.yaml").read_text())
+    assert plan["axes"] == ["policy", "seed"] and len(plan["runs"]) == 4
+    man = json.loads((swept / "manifest.json").read_text())
+    assert man["status"] == "complete" and man["finished"] == 4 and not man["failures"]
+    assert man["executor"]["mode"] == "local"
+    table = pl.read_parquet(swept / "metrics.parquet")
+    assert table.columns[:4] == ["run", "scenario", "policy", "seed"]
+    runs = sorted(p.name for p in (swept / "runs").iterdir())
+    assert runs == sorted(r["name"] for r in plan["runs"])
+    assert table["run"].n_unique() == 4
+    assert set(zip(table["policy"], table["seed"], strict=True)) == {
+        (p, s) for p in ("soc_double_read", "soc_single_read") for s in (3, 4)
+    }
+    for r in plan["runs"]:
+        own = pl.read_parquet(swept / "runs" / r["name"] / "metrics.parquet")
+        mine = table.filter(pl.col("run") == r["name"]).drop("run")
+        assert mine.equals(own)
+
+
+def test_every_run_equals_the_serial_runner_bit_for_bit(swept, load_config):
+    """Sweep: two units per run on two Ray workers; serial: all sites in one unit."""
+    plan = yaml.safe_load((swept / "sweep.yaml").read_text())
+    for r in plan["runs"]:
+        cfg, profiles, _ = load_config(
+            "runtime=quiet", *r["overrides"], "runtime.site_block_size=0"
+        )
+        assert cfg.runtime.site_block_size == 0
+        direct = simulate(cfg, profiles, progress=False)
+        got = tables(swept / "runs" / r["name"])
+        assert got["metrics"].equals(direct.metrics), r["name"]
+        assert got["people"].equals(direct.people), r["name"]
+        assert got["events"].equals(direct.events), r["name"]
+
+
+def test_compare_reads_a_sweep_as_two_arms_over_seeds(swept, capsys):
+    code, out, err = run_cli(["compare", str(swept), "--primary", "recall_rate"], capsys)
+    assert code == 0, err
+    assert "A: soc_double_read, seed 3, 4" in out and "B: soc_single_read, seed 3, 4" in out
+    assert "2 seeds pooled" in out
+
+
+def test_resume_runs_only_what_is_missing(swept, ray_tmp, tmp_path, capsys):
+    folder = tmp_path / "grid"
+    shutil.copytree(swept, folder)
+    runs = sorted((folder / "runs").iterdir())
+    lost = runs[2]
+    before = tables(lost)
+    shutil.rmtree(lost)
+    lost.mkdir()  # the empty claim a killed sweep leaves
+    stamps = {p.name: (p / "manifest.json").stat().st_mtime_ns for p in runs if p != lost}
+    code, out, err = run_cli(["sweep", "--resume", str(folder)], capsys)
+    assert code == 0, err
+    assert "3 of 4 runs finished; running 1" in out
+    assert {p.name: (p / "manifest.json").stat().st_mtime_ns for p in runs if p != lost} == stamps
+    after = tables(lost)
+    assert all(after[t].equals(before[t]) for t in before)
+    assert json.loads((folder / "manifest.json").read_text())["status"] == "complete"
+    assert pl.read_parquet(folder / "metrics.parquet").equals(
+        pl.read_parquet(swept / "metrics.parquet")
+    )
+
+
+def test_resume_refuses_a_sweep_whose_configs_changed(swept, tmp_path, capsys):
+    folder = tmp_path / "grid"
+    shutil.copytree(swept, folder)
+    run = next((folder / "runs").iterdir())
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["cohort"]["size"] = 999
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    code, _, err = run_cli(["sweep", "--resume", str(folder)], capsys)
+    assert_one_line_error(code, err, "differs from what its overrides compose to now")
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["polcy=a,b"], "polcy"),
+        (["seed=range(1,1)"], "no values"),
+        (["seed=1,1"], "repeated"),
+        (["seed=3"], "at least one axis"),
+        (["seed=1,2", "runtime.run_name=x"], "names its runs"),
+        (["seed=1,2", "runtime.out_dir=a,b"], "not a sweep axis"),
+        (["policy=glob(*)"], "glob() sweeps are not supported"),
+        (["seed=1,2", "policy=ai_triage", "agent=/no/such/device"], "/no/such/device"),
+        (["--resume", "/no/such/sweep"], "not a sweep folder"),
+    ],
+)
+def test_bad_sweeps_are_one_line_and_write_nothing(argv, needle, tmp_path, capsys):
+    out = tmp_path / "out"
+    if argv[0] == "--resume":
+        code, _, err = run_cli(["sweep", *argv], capsys)
+    else:
+        code, _, err = run_cli(["sweep", "runtime=quiet", f"runtime.out_dir={out}", *argv], capsys)
+    assert_one_line_error(code, err, needle)
+    assert_nothing_written(out)
+
+
+def test_an_unreachable_cluster_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.2:9")
+    out = tmp_path / "out"
+    argv = ["sweep", "runtime=quiet", "seed=1,2", "cohort.size=500", f"runtime.out_dir={out}"]
+    t0 = time.perf_counter()
+    code, _, err = run_cli(argv, capsys)
+    assert_one_line_error(code, err, "127.0.0.2:9", "nothing answers")
+    assert time.perf_counter() - t0 < 60
+    assert_nothing_written(out)
+
+
+def test_a_sweep_file_crosses_and_zips_axes(tmp_path, capsys):
+    spec = tmp_path / "ops.yaml"
+    spec.write_text(
+        "name: ops\n"
+        "overrides: [cohort.size=500]\n"
+        "axes:\n"
+        "  seed: range(1,3)\n"
+        "zip:\n"
+        "  policy: [ai_rule_out, ai_rule_out]\n"
+        "  policy.threshold.target_sensitivity: [0.9, 0.97]\n"
+    )
+    argv = ["sweep", "--spec", str(spec), "--dry-run", f"runtime.out_dir={tmp_path / 'o'}"]
+    code, out, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert "sweep ops: 4 runs over seed x policy x policy.threshold.target_sensitivity" in out
+    assert "seed=1 policy=ai_rule_out policy.threshold.target_sensitivity=0.97" in out
+    assert "dry run: nothing was written" in out
+    assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------- processes: Ctrl-C, a killed worker
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def start(argv: list[str], tmp: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*SANDBOX, *argv],
+        cwd=ROOT,
+        stdout=open(tmp / "stdout", "w"),  # noqa: SIM115
+        stderr=open(tmp / "stderr", "w"),  # noqa: SIM115
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def wait_for(check, seconds: float = 240) -> None:
+    t0 = time.monotonic()
+    while not check():
+        assert time.monotonic() - t0 < seconds, "timed out"
+        time.sleep(0.2)
+
+
+def test_ctrl_c_keeps_finished_runs_and_resume_finishes(ray_tmp, tmp_path):
+    out = tmp_path / "out"
+    argv = [
+        "sweep",
+        "seed=21,22,23,24",
+        "policy=soc_single_read",
+        "cohort.size=3000",
+        f"runtime.out_dir={out}",
+        "--name",
+        "stop",
+        *ray_args(ray_tmp, cpus=1),
+    ]
+    proc = start(argv, tmp_path)
+    runs = out / "sweeps" / "stop" / "runs"
+    wait_for(lambda: runs.is_dir() and any((p / "manifest.json").exists() for p in runs.iterdir()))
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(120) == 130, (tmp_path / "stderr").read_text()
+    man = json.loads((out / "sweeps" / "stop" / "manifest.json").read_text())
+    assert man["status"] == "interrupted" and 1 <= man["finished"] < 4
+    assert "resume" in (tmp_path / "stdout").read_text()
+    assert not [p for p in runs.iterdir() if p.name.startswith(".")]  # no half-written folder
+    done = subprocess.run(
+        [*SANDBOX, "sweep", "--resume", str(out / "sweeps" / "stop")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    man = json.loads((out / "sweeps" / "stop" / "manifest.json").read_text())
+    assert man["status"] == "complete" and man["finished"] == 4
+
+
+def test_a_worker_killed_mid_task_is_retried_and_changes_nothing(ray_tmp, tmp_path, load_config):
+    out = tmp_path / "out"
+    argv = [
+        "sweep",
+        "seed=31,32",
+        "policy=soc_double_read",
+        "cohort.size=4000",
+        f"runtime.out_dir={out}",
+        "--name",
+        "kill",
+        *ray_args(ray_tmp, cpus=2),
+    ]
+    proc = start(argv, tmp_path)
+    victim: list[int] = []
+
+    def unit_running() -> bool:
+        victim[:] = [p for p in descendants(proc.pid) if " sites [" in cmdline(p)]
+        return bool(victim) or proc.poll() is not None
+
+    wait_for(unit_running)
+    assert victim, (tmp_path / "stderr").read_text()
+    os.kill(victim[0], signal.SIGKILL)
+    assert proc.wait(600) == 0, (tmp_path / "stderr").read_text()
+    man = json.loads((out / "sweeps" / "kill" / "manifest.json").read_text())
+    assert man["status"] == "complete"
+    for run in (out / "sweeps" / "kill" / "runs").iterdir():
+        seed = int(run.name.rsplit("-", 1)[1])
+        cfg, profiles, _ = load_config(
+            "runtime=quiet", f"seed={seed}", "policy=soc_double_read", "cohort.size=4000"
+        )
+        direct = simulate(cfg, profiles, progress=False)
+        assert tables(run)["metrics"].equals(direct.metrics)
+        assert tables(run)["events"].equals(direct.events)
