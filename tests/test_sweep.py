@@ -300,3 +300,95 @@ def test_a_worker_killed_mid_task_is_retried_and_changes_nothing(ray_tmp, tmp_pa
         direct = simulate(cfg, profiles, progress=False)
         assert tables(run)["metrics"].equals(direct.metrics)
         assert tables(run)["events"].equals(direct.events)
+
+
+# ---------------------------------------------------------------- a two-node cluster
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.2", 0))
+        return s.getsockname()[1]
+
+
+def ray_node(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    """`ray start --block` in its own process group: stopped by that group, never `ray stop`."""
+    ray = str(Path(sys.executable).parent / "ray")
+    return subprocess.Popen(
+        [ray, "start", "--block", "--node-ip-address=127.0.0.2", "--num-cpus=1", *args],
+        env=env,
+        stdout=open(log, "w"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            time.sleep(1)  # the group's other processes follow their leader
+        except subprocess.TimeoutExpired:
+            continue
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def test_a_sweep_on_a_two_node_cluster_equals_the_local_one(tmp_path, swept):
+    import secrets
+
+    port = free_port()
+    session = tempfile.mkdtemp(prefix="rc", dir="/tmp")
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+        "RAY_ADDRESS": "",
+    }
+    head = ray_node(
+        ["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={session}"],
+        env,
+        tmp_path / "head.log",
+    )
+    worker = None
+    try:
+        wait_for(lambda: "Ray runtime started" in (tmp_path / "head.log").read_text(), 120)
+        worker = ray_node([f"--address=127.0.0.2:{port}"], env, tmp_path / "worker.log")
+        wait_for(lambda: "Ray runtime started" in (tmp_path / "worker.log").read_text(), 120)
+        out = tmp_path / "out"
+        argv = [
+            *SANDBOX,
+            "sweep",
+            "runtime=quiet",
+            "policy=soc_double_read,soc_single_read",
+            "seed=3",
+            "cohort.size=1500",
+            f"runtime.out_dir={out}",
+            "--name",
+            "cluster",
+        ]
+        done = subprocess.run(
+            argv,
+            cwd=ROOT,
+            env={**env, "RAY_ADDRESS": f"127.0.0.2:{port}"},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "cluster (127.0.0.2:" in done.stdout and "on 2 node(s)" in done.stdout
+        for run in (out / "sweeps" / "cluster" / "runs").iterdir():
+            policy = "soc_double_read" if "double" in run.name else "soc_single_read"
+            twin = next((swept / "runs").glob(f"*{policy}_seed-3"))
+            assert all(tables(run)[t].equals(tables(twin)[t]) for t in ("metrics", "events"))
+    finally:
+        if worker is not None:
+            stop(worker)
+        stop(head)
+        shutil.rmtree(session, ignore_errors=True)

@@ -54,6 +54,7 @@ def ray_session(address: str = "", num_cpus: int = 0, temp_dir: str = "") -> Ite
     quiet = {"configure_logging": False, "log_to_driver": False}
     if address and address != "auto":
         _reachable(address)
+        _token_auth()
         try:
             ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as e:
@@ -77,6 +78,20 @@ def ray_session(address: str = "", num_cpus: int = 0, temp_dir: str = "") -> Ite
         yield RayInfo(address or "local", mode, float(res.get("CPU", 0)), nodes)
     finally:
         ray.shutdown()
+
+
+def _token_auth() -> None:
+    """Clusters started with ``ray start`` require Ray's token authentication (Ray >= 2.59):
+    send the token when there is one and ``RAY_AUTH_MODE`` does not say otherwise."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    home = os.path.expanduser("~/.ray/auth_token")
+    if (
+        os.environ.get("RAY_AUTH_TOKEN")
+        or os.environ.get("RAY_AUTH_TOKEN_PATH")
+        or os.path.isfile(home)
+    ):
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def _reachable(address: str) -> None:
