@@ -399,24 +399,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         todo = jobs
     ray_cfg = jobs[0].cfg.runtime.ray
     t0 = time.perf_counter()
+    times = {}
     result = None
     # Ray first: an unreachable cluster is one line with nothing written
     with ray_session(ray_cfg.address, ray_cfg.num_cpus, ray_cfg.temp_dir) as info:
+        times["ray_start"] = round(time.perf_counter() - t0, 3)
         print(
             shown(f"ray: {info.mode} ({info.address}), {info.cpus:g} CPUs on {info.nodes} node(s)")
         )
         if folder is None:
             folder = start_folder(base_cfg.runtime.out_dir, plan)
         try:
+            t1 = time.perf_counter()
             result = _sweep_on_ray(todo, plan, info, jobs[0].cfg.runtime.progress)
+            times["execute"] = round(time.perf_counter() - t1, 3)
         except KeyboardInterrupt:
-            _close_sweep(folder, plan, "interrupted", t0, info, None)
+            _close_sweep(folder, plan, "interrupted", t0, info, None, times)
             print(
                 "interrupted: finished runs are kept; resume with the line above", file=sys.stderr
             )
             return 130
     complete = not result.failed and len(todo) == len(result.finished)
-    _close_sweep(folder, plan, "complete" if complete else "incomplete", t0, info, result)
+    _close_sweep(folder, plan, "complete" if complete else "incomplete", t0, info, result, times)
     return 0 if complete else 1
 
 
@@ -473,7 +477,7 @@ def _sweep_on_ray(todo, plan, info, show):
     return execute(todo, write, show)
 
 
-def _close_sweep(folder, plan, status, t0, info, result) -> None:
+def _close_sweep(folder, plan, status, t0, info, result, times) -> None:
     """Combine the finished runs, write the manifest, say where things are and how to resume."""
     from sandbox.sweep import combine, write_manifest
 
@@ -488,7 +492,12 @@ def _close_sweep(folder, plan, status, t0, info, result) -> None:
         folder,
         plan,
         status,
-        {"failures": failures, "executor": executor, "wall_s": round(time.perf_counter() - t0, 3)},
+        {
+            "failures": failures,
+            "executor": executor,
+            "tasks": 0 if result is None else result.tasks,
+            "timings_s": {**times, "total": round(time.perf_counter() - t0, 3)},
+        },
     )
     print(f"\nsweep {plan.name}: {man['finished']} of {man['runs']} runs finished ({status})")
     for f in failures:
