@@ -128,6 +128,11 @@ def summary_table(
 
 # ---------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.multirun:  # Hydra's -m: the sweep's expansion and executor
+        sweep_args = argparse.Namespace(
+            overrides=args.overrides, spec=None, name=None, resume=None, dry_run=False
+        )
+        return cmd_sweep(sweep_args)
     from sandbox.compose import load
     from sandbox.runners.local import run
 
@@ -693,6 +698,12 @@ def parser() -> argparse.ArgumentParser:
         "overrides",
         nargs="*",
         help="Hydra overrides, e.g. scenario=nlst policy=soc_single_read cohort.size=50000 seed=7",
+    )
+    r.add_argument(
+        "-m",
+        "--multirun",
+        action="store_true",
+        help="Hydra multirun: every override with several values is an axis (= sandbox sweep)",
     )
     r.set_defaults(func=cmd_run)
     c = sub.add_parser(

@@ -337,3 +337,13 @@ def test_a_sweep_on_a_two_node_cluster_equals_the_local_one(tmp_path, swept):
             stop(worker)
         stop(head)
         shutil.rmtree(session, ignore_errors=True)
+
+
+def test_hydra_multirun_is_a_sweep(ray_tmp, tmp_path, capsys):
+    argv = ["run", "-m", "policy=soc_double_read,soc_single_read", "seed=8", "cohort.size=300"]
+    argv += [f"runtime.out_dir={tmp_path}", *ray_args(ray_tmp)]
+    code, out, err = run_cli(argv, capsys)
+    assert code == 0, err
+    (folder,) = (tmp_path / "sweeps").iterdir()
+    assert "2 of 2 runs finished (complete)" in out
+    assert pl.read_parquet(folder / "metrics.parquet")["policy"].n_unique() == 2
