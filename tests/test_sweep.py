@@ -347,3 +347,34 @@ def test_hydra_multirun_is_a_sweep(ray_tmp, tmp_path, capsys):
     (folder,) = (tmp_path / "sweeps").iterdir()
     assert "2 of 2 runs finished (complete)" in out
     assert pl.read_parquet(folder / "metrics.parquet")["policy"].n_unique() == 2
+
+
+def test_ai_policies_on_one_cohort_share_one_scoring_actor(ray_tmp, tmp_path, load_config):
+    """Two AI policies, one cohort: the device loads once and every score is inferred once in
+    the whole sweep; each run still equals its serial twin bit for bit."""
+    out = tmp_path / "out"
+    argv = ["sweep", "policy=ai_triage,ai_rule_out", "seed=9", "cohort.size=1200"]
+    argv += [f"runtime.out_dir={out}", f"runtime.score_cache={tmp_path / 'cache'}", "--name", "ai"]
+    from testkit import main
+
+    assert main([*argv, *ray_args(ray_tmp)]) == 0
+    inferred = alone = 0
+    for run in sorted((out / "sweeps" / "ai" / "runs").iterdir()):
+        policy = "ai_triage" if "triage" in run.name else "ai_rule_out"
+        agent = json.loads((run / "manifest.json").read_text())["agents"]["lung_nodule_cnn"]
+        inferred += agent["inferences"]
+        cfg, profiles, _ = load_config(
+            "runtime=quiet",
+            f"policy={policy}",
+            "seed=9",
+            "cohort.size=1200",
+            "runtime.score_cache=",
+        )
+        direct = simulate(cfg, profiles, progress=False)
+        got = tables(run)
+        assert got["events"].equals(direct.events) and got["metrics"].equals(direct.metrics)
+        assert agent["threshold"] == direct.agents["lung_nodule_cnn"]["threshold"]
+        alone += direct.agents["lung_nodule_cnn"]["inferences"]
+    (cache,) = (tmp_path / "cache").glob("*.parquet")  # saved for next time
+    assert inferred == pl.read_parquet(cache).height  # every exam image inferred once
+    assert inferred < 0.6 * alone  # not once per policy

@@ -6,8 +6,10 @@ Three kinds of task, all calling the same pure functions as the serial runner
 - ``cohort``: the cohort and disease histories of one (scenario, seed), built once and shared
   through the object store by every run and unit that needs it;
 - ``unit``: one (scenario, policy, seed, site block): the SimPy model of those sites
-  (:func:`sandbox.simulate.simulate_sites`), with the AI device loaded in the task when the
-  policy has one (the score cache merges concurrent writes under a lock);
+  (:func:`sandbox.simulate.simulate_sites`);
+- a scoring actor per AI device and cohort (:class:`_Scoring`, on a GPU when the cluster has
+  one): it loads the device once and serves every unit and policy on that cohort from one
+  in-memory score cache, merged into ``runtime.score_cache`` (under its file lock) at the end;
 - ``outcomes``: a run's site blocks merged, people resolved and metrics computed.
 
 The driver writes each run folder as its outcomes arrive (whole or not at all). Tasks are
@@ -119,37 +121,81 @@ def _cohort(cfg: RunConfig):
     return build_cohort(cfg, None, programme_for(cfg.scenario))
 
 
-def _unit(cfg: RunConfig, profiles: dict, cohort, block: list[int]):
+class _Scoring:
+    """A Ray actor serving one AI device's scores for one cohort to every unit and every policy
+    of the sweep that needs them: the model loads once, and its score cache (in memory, saved
+    to ``runtime.score_cache`` at the end) is shared, so a score is inferred once per sweep."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        from sandbox.runners.devices import prepare_device
+
+        self.dev = prepare_device(cfg)
+
+    def scores(self, images: list) -> tuple[Any, int]:
+        before = self.dev.scorer.stats.inferences
+        out = self.dev.scorer.scores(images)
+        return out, self.dev.scorer.stats.inferences - before
+
+    def info(self) -> dict[str, Any]:
+        return dict(self.dev.manifest)
+
+    def save(self) -> dict[str, Any]:
+        self.dev.scorer.cache.save()
+        s = self.dev.scorer.stats
+        return {
+            "inferences": s.inferences,
+            "batches": s.batches,
+            "cached": len(self.dev.scorer.cache.scores),
+        }
+
+
+class RemoteScorer:
+    """What the engine calls for scores (``scores(images)``), answered by a :class:`_Scoring`
+    actor; counts what this unit's exams cost."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor, self.inferences, self.hits, self.batches = actor, 0, 0, 0
+
+    def scores(self, images):
+        import ray
+
+        out, inferred = ray.get(self.actor.scores.remote(list(images)))
+        self.inferences += inferred
+        self.hits += len(images) - inferred
+        self.batches += 1
+        return out
+
+
+def _unit(cfg: RunConfig, profiles: dict, cohort, block: list[int], scoring=None):
     from sandbox.programmes import programme_for
-    from sandbox.runners.devices import prepare_device
     from sandbox.simulate import simulate_sites
 
-    dev = prepare_device(cfg)
-    try:
-        part = simulate_sites(
-            cfg,
-            profiles,
-            cohort,
-            block,
-            None,
-            None if dev is None else dev.scorer,
-            None if dev is None else dev.threshold,
-            programme=programme_for(cfg.scenario),
-        )
-        agent = None
-        if dev is not None:
-            dev.scorer.cache.save()
-            s = dev.scorer.stats
-            agent = {
-                **dev.manifest,
-                "inferences": s.inferences,
-                "cache_hits": s.hits,
-                "batches": s.batches,
-            }
-        return part, agent
-    finally:
-        if dev is not None:
-            dev.close()
+    agent = None
+    scorer, threshold = None, None
+    if scoring is not None:
+        import ray
+
+        from sandbox.agents.operating_point import resolve_threshold
+        from sandbox.runners.devices import agent_folder
+        from sandbox.typed import to_dict
+
+        scorer = RemoteScorer(scoring)
+        threshold = resolve_threshold(cfg.policy.threshold, agent_folder(cfg.agent))
+        agent = ray.get(scoring.info.remote())
+        agent.update(threshold=threshold, operating_point=to_dict(cfg.policy.threshold))
+    part = simulate_sites(
+        cfg,
+        profiles,
+        cohort,
+        block,
+        None,
+        scorer,
+        threshold,
+        programme=programme_for(cfg.scenario),
+    )
+    if agent is not None:
+        agent.update(inferences=scorer.inferences, cache_hits=scorer.hits, batches=scorer.batches)
+    return part, agent
 
 
 def _outcomes(cfg: RunConfig, cohort, *units):
@@ -211,7 +257,10 @@ def execute(
     unit_task = ray.remote(**opts)(_unit)
     outcome_task = ray.remote(**opts)(_outcomes)
 
+    scoring_actor = ray.remote(_Scoring)
+    gpus = ray.cluster_resources().get("GPU", 0)
     cohorts: dict[str, Any] = {}
+    services: dict[str, Any] = {}
     pending: dict[Any, tuple[str, Any]] = {}  # ref -> (kind, job or None)
     for job in jobs:
         cfg = job.cfg
@@ -219,10 +268,23 @@ def execute(
         if key not in cohorts:
             cohorts[key] = cohort_task.options(name=f"cohort seed {cfg.seed}").remote(cfg)
             pending[cohorts[key]] = ("cohort", None)
+        scoring = None
+        if cfg.policy.role != "none":
+            skey = _service_key(cfg)
+            if skey not in services:
+                on_gpu = gpus >= 1 and cfg.runtime.device != "cpu"
+                services[skey] = scoring_actor.options(
+                    name=None,
+                    num_cpus=0,  # it works while the units that call it wait
+                    num_gpus=1 if on_gpu else 0,
+                    max_restarts=RETRIES,
+                    max_task_retries=RETRIES,
+                ).remote(cfg)
+            scoring = services[skey]
         units = []
         for block in site_blocks(len(cfg.scenario.sites), cfg.runtime.site_block_size):
             ref = unit_task.options(name=f"{job.run.name} sites {block}").remote(
-                cfg, job.profiles, cohorts[key], block
+                cfg, job.profiles, cohorts[key], block, scoring
             )
             pending[ref] = ("unit", job)
             units.append(ref)
@@ -259,7 +321,31 @@ def execute(
         raise
     finally:
         bar.close()
+        _save_scores(services)
     return out
+
+
+def _save_scores(services: dict[str, Any]) -> None:
+    """Merge every scoring actor's new scores into the score cache, then stop the actors."""
+    import ray
+    from ray.exceptions import GetTimeoutError, RayError
+
+    refs = [a.save.remote() for a in services.values()]
+    try:
+        ray.get(refs, timeout=600)
+    except (RayError, GetTimeoutError):
+        pass  # scores are recomputed next time; results never depend on the cache
+    for a in services.values():
+        ray.kill(a)
+
+
+def _service_key(cfg: RunConfig) -> str:
+    """One scoring actor per device and cohort (the cache's key) and where it runs."""
+    from sandbox.runners.devices import agent_folder, cohort_key
+
+    return json.dumps(
+        [str(agent_folder(cfg.agent)), cohort_key(cfg), cfg.runtime.device, cfg.runtime.score_cache]
+    )
 
 
 def _scenario_key(cfg: RunConfig) -> Any:
