@@ -416,7 +416,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             folder = start_folder(base_cfg.runtime.out_dir, plan)
         try:
             t1 = time.perf_counter()
-            result = _sweep_on_ray(todo, plan, info, jobs[0].cfg.runtime.progress)
+            result = _sweep_on_ray(todo, plan, folder, info, jobs[0].cfg.runtime.progress)
             times["execute"] = round(time.perf_counter() - t1, 3)
         except KeyboardInterrupt:
             _close_sweep(folder, plan, "interrupted", t0, info, None, times)
@@ -454,12 +454,13 @@ def _preflight(jobs) -> None:
                 dev.close()
 
 
-def _sweep_on_ray(todo, plan, info, show):
+def _sweep_on_ray(todo, plan, folder, info, show):
     from datetime import UTC, datetime
 
     from sandbox.runfolder import claim_run_folder
     from sandbox.runners.distributed import execute
     from sandbox.runners.local import RunResult, write_result
+    from sandbox.sweep import UNITS
 
     def write(job, tables):
         t = time.perf_counter()
@@ -479,7 +480,10 @@ def _sweep_on_ray(todo, plan, info, show):
             claim, job.cfg, job.profiles, list(job.run.overrides), sys.argv, stamp, result, t, extra
         )
 
-    return execute(todo, write, show)
+    result = execute(todo, write, show, units_dir=folder / UNITS)
+    if result.reused_units:
+        print(f"reused {result.reused_units} finished unit(s) of unfinished runs")
+    return result
 
 
 def _close_sweep(folder, plan, status, t0, info, result, times) -> None:

@@ -9,6 +9,9 @@ in one line with nothing written. The sweep folder holds:
   axis values), written first; ``--resume`` reads it back;
 - ``runs/<run>/``: one ordinary run folder per run (the format ``sandbox run`` writes, written
   whole or not at all);
+- ``units/<run>/sites-<i>-<j>/``: the finished units of work of runs not yet written (Parquet
+  and JSON), so that a resumed sweep loses only unfinished units; removed as each run is
+  written;
 - ``metrics.parquet``: every run's metrics with the run name and the axes as columns, and
   ``manifest.json`` (status, runs done and failed, the executor, timings), both rewritten
   whenever the sweep stops.
@@ -41,6 +44,7 @@ from sandbox.typed import build
 
 SWEEP_FILE = "sweep.yaml"
 RUNS = "runs"
+UNITS = "units"  # finished units of work of runs not yet written
 #: runtime keys that would change where or how runs are written, not what they compute
 NOT_AN_AXIS = ("runtime.run_name", "runtime.out_dir", "runtime.ray")
 
@@ -404,10 +408,18 @@ def write_manifest(folder: Path, plan: Plan, status: str, info: dict[str, Any]) 
 
 
 def clear_empty_claims(runs_dir: Path) -> None:
-    """Remove empty run-folder claims left by a sweep that was killed outright."""
+    """Remove empty run-folder claims and half-written units left by a sweep that was killed
+    outright (units of this host's dead processes only)."""
+    from sandbox.runfolder import remove_stale_temporaries
+
     for p in runs_dir.iterdir():
         if p.is_dir() and not any(p.iterdir()):
             p.rmdir()
+    units = runs_dir.parent / UNITS
+    if units.is_dir():
+        for p in units.iterdir():
+            if p.is_dir():
+                remove_stale_temporaries(p)
 
 
 def elapsed(t0: float) -> float:

@@ -193,7 +193,11 @@ def test_ctrl_c_keeps_finished_runs_and_resume_finishes(ray_tmp, tmp_path):
     ]
     proc = start(argv, tmp_path)
     runs = out / "sweeps" / "stop" / "runs"
-    wait_for(lambda: runs.is_dir() and any((p / "manifest.json").exists() for p in runs.iterdir()))
+    wait_for(
+        lambda: proc.poll() is not None
+        or (runs.is_dir() and any((p / "manifest.json").exists() for p in runs.iterdir()))
+    )
+    assert proc.poll() is None, (tmp_path / "stderr").read_text()
     proc.send_signal(signal.SIGINT)
     assert proc.wait(120) == 130, (tmp_path / "stderr").read_text()
     man = json.loads((out / "sweeps" / "stop" / "manifest.json").read_text())
@@ -378,3 +382,32 @@ def test_ai_policies_on_one_cohort_share_one_scoring_actor(ray_tmp, tmp_path, lo
     (cache,) = (tmp_path / "cache").glob("*.parquet")  # saved for next time
     assert inferred == pl.read_parquet(cache).height  # every exam image inferred once
     assert inferred < 0.6 * alone  # not once per policy
+
+
+def test_resume_reuses_the_finished_units_of_an_unfinished_run(swept, tmp_path, capsys):
+    """A run of two site blocks whose first block had finished when the sweep stopped: resume
+    runs only the second, and the run is the same."""
+    from sandbox.compose import load
+    from sandbox.programmes import programme_for
+    from sandbox.runners.distributed import save_unit, unit_folder
+    from sandbox.simulate import build_cohort, simulate_sites
+    from sandbox.sweep import compose_jobs, read_plan
+
+    folder = tmp_path / "grid"
+    shutil.copytree(swept, folder)
+    plan = read_plan(folder)
+    job = compose_jobs(plan, folder / "runs")[1]
+    before = tables(folder / "runs" / job.run.name)
+    shutil.rmtree(folder / "runs" / job.run.name)
+    cfg, profiles, _ = load(list(job.run.overrides))
+    programme = programme_for(cfg.scenario)
+    part = simulate_sites(
+        cfg, profiles, build_cohort(cfg, None, programme), [0], programme=programme
+    )
+    save_unit(unit_folder(folder / "units", job, [0]), job, (part, None))
+    code, out, err = run_cli(["sweep", "--resume", str(folder)], capsys)
+    assert code == 0, err
+    assert "reused 1 finished unit(s)" in out
+    after = tables(folder / "runs" / job.run.name)
+    assert all(after[t].equals(before[t]) for t in before)
+    assert not (folder / "units" / job.run.name).exists()  # kept units go once the run is written

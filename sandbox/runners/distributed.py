@@ -19,16 +19,21 @@ Ray binds to a loopback address and runs without its dashboard; Ctrl-C cancels w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import polars as pl
 from tqdm import tqdm
 
 from sandbox.config import RunConfig
@@ -238,15 +243,95 @@ class Outcome:
     finished: list[str] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
     tasks: int = 0
+    reused_units: int = 0
+
+
+# ---------------------------------------------------------------- unit checkpoints
+def unit_folder(units_dir: Path, job: Any, block: Sequence[int]) -> Path:
+    return units_dir / job.run.name / f"sites-{'-'.join(map(str, block))}"
+
+
+def _fingerprint(job: Any) -> str:
+    """What a kept unit must match: the run's resolved config (runtime aside)."""
+    from sandbox.config import resolved
+
+    cfg = {k: v for k, v in resolved(job.cfg).items() if k != "runtime"}
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def save_unit(folder: Path, job: Any, result: tuple[Any, Any]) -> None:
+    """Keep a finished unit (its records as Parquet and JSON, no pickle), written whole."""
+    from sandbox.runfolder import temporary_name
+
+    part, agent = result
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(folder)
+    tmp.mkdir()
+    try:
+        part.events.write_parquet(tmp / "events.parquet")
+        part.backlog.write_parquet(tmp / "backlog.parquet")
+        rows = part.rows
+        pl.DataFrame(
+            {
+                "row": rows,
+                "screen_dx_day": part.screen_dx_day[rows],
+                "screen_dx_stage": part.screen_dx_stage[rows],
+            }
+        ).write_parquet(tmp / "people.parquet")
+        meta = {
+            "fingerprint": _fingerprint(job),
+            "n": len(part.screen_dx_day),
+            "timings": part.timings,
+            "policy_versions": part.policy_versions,
+            "agent": agent,
+        }
+        (tmp / "unit.json").write_text(json.dumps(meta, default=str))
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_unit(folder: Path, job: Any) -> tuple[Any, Any] | None:
+    """A kept unit of ``job``, or None (absent, unreadable, or from another config)."""
+    from sandbox.simulate import SiteRecords
+
+    try:
+        meta = json.loads((folder / "unit.json").read_text())
+        if meta["fingerprint"] != _fingerprint(job):
+            return None
+        people = pl.read_parquet(folder / "people.parquet")
+        n = int(meta["n"])
+        rows = people["row"].to_numpy()
+        dx_day = np.full(n, np.inf)
+        dx_stage = np.full(n, -1, dtype=np.int8)
+        dx_day[rows] = people["screen_dx_day"].to_numpy()
+        dx_stage[rows] = people["screen_dx_stage"].to_numpy()
+        part = SiteRecords(
+            pl.read_parquet(folder / "events.parquet"),
+            pl.read_parquet(folder / "backlog.parquet"),
+            dx_day,
+            dx_stage,
+            rows,
+            dict(meta["timings"]),
+            dict(meta["policy_versions"]),
+        )
+        return part, meta["agent"]
+    except (OSError, ValueError, KeyError, TypeError, IndexError, pl.exceptions.PolarsError):
+        return None
 
 
 def execute(
     jobs: Sequence[Any],
     write: Callable[[Any, dict[str, Any]], None],
     show: bool = True,
+    units_dir: Path | None = None,
 ) -> Outcome:
     """Run ``jobs`` (:class:`sandbox.sweep.Job`) on the connected Ray and call ``write(job,
-    tables)`` in the driver as each run's outcomes arrive."""
+    tables)`` in the driver as each run's outcomes arrive.
+
+    With ``units_dir``, every finished unit of work is kept there (:func:`save_unit`) until its
+    run folder is written, and a unit found there is not run again: an interrupted sweep loses
+    only the units that had not finished."""
     import ray
     from ray.exceptions import RayError, RayTaskError
 
@@ -261,13 +346,14 @@ def execute(
     gpus = ray.cluster_resources().get("GPU", 0)
     cohorts: dict[str, Any] = {}
     services: dict[str, Any] = {}
-    pending: dict[Any, tuple[str, Any]] = {}  # ref -> (kind, job or None)
+    pending: dict[Any, tuple[str, Any, Path | None]] = {}  # ref -> (kind, job, checkpoint)
+    reused = 0
     for job in jobs:
         cfg = job.cfg
         key = json.dumps({"seed": cfg.seed, "scenario": _scenario_key(cfg)}, sort_keys=True)
         if key not in cohorts:
             cohorts[key] = cohort_task.options(name=f"cohort seed {cfg.seed}").remote(cfg)
-            pending[cohorts[key]] = ("cohort", None)
+            pending[cohorts[key]] = ("cohort", None, None)
         scoring = None
         if cfg.policy.role != "none":
             skey = _service_key(cfg)
@@ -283,23 +369,34 @@ def execute(
             scoring = services[skey]
         units = []
         for block in site_blocks(len(cfg.scenario.sites), cfg.runtime.site_block_size):
+            ck = None if units_dir is None else unit_folder(units_dir, job, block)
+            kept = None if ck is None else load_unit(ck, job)
+            if kept is not None:
+                units.append(ray.put(kept))
+                reused += 1
+                continue
             ref = unit_task.options(name=f"{job.run.name} sites {block}").remote(
                 cfg, job.profiles, cohorts[key], block, scoring
             )
-            pending[ref] = ("unit", job)
+            pending[ref] = ("unit", job, ck)
             units.append(ref)
         ref = outcome_task.options(name=f"{job.run.name} outcomes").remote(
             cfg, cohorts[key], *units
         )
-        pending[ref] = ("outcomes", job)
-    out = Outcome(tasks=len(pending))
+        pending[ref] = ("outcomes", job, None)
+    out = Outcome(tasks=len(pending), reused_units=reused)
     bar = tqdm(total=len(pending), desc="sweep", unit="task", disable=not show, file=sys.stderr)
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
-                kind, job = pending.pop(ref)
+                kind, job, ck = pending.pop(ref)
                 bar.update(1)
+                if kind == "unit" and ck is not None:
+                    try:
+                        save_unit(ck, job, ray.get(ref))
+                    except RayError:
+                        pass  # the run's outcomes task reports the failure
                 if kind != "outcomes":
                     continue
                 try:
@@ -315,6 +412,8 @@ def execute(
                     continue
                 write(job, tables)
                 out.finished.append(job.run.name)
+                if units_dir is not None:
+                    shutil.rmtree(units_dir / job.run.name, ignore_errors=True)
     except BaseException:
         for ref in pending:
             ray.cancel(ref, force=True)
