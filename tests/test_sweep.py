@@ -194,8 +194,10 @@ def test_ctrl_c_keeps_finished_runs_and_resume_finishes(ray_tmp, tmp_path):
     proc = start(argv, tmp_path)
     runs = out / "sweeps" / "stop" / "runs"
     wait_for(
-        lambda: proc.poll() is not None
-        or (runs.is_dir() and any((p / "manifest.json").exists() for p in runs.iterdir()))
+        lambda: (
+            proc.poll() is not None
+            or (runs.is_dir() and any((p / "manifest.json").exists() for p in runs.iterdir()))
+        )
     )
     assert proc.poll() is None, (tmp_path / "stderr").read_text()
     proc.send_signal(signal.SIGINT)
