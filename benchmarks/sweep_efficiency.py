@@ -162,23 +162,15 @@ def main() -> None:
         tiny = measure(args.runs, args.tiny_people, args.cpus, tmp)
     rows = [
         [
-            f"{args.runs} x {args.people:,} people",
-            big["serial_s"],
-            big["sweep"]["execute"],
-            big["sweep"]["total"],
-            big["efficiency_execute"],
-            big["efficiency_wall"],
-            big["identical"],
-        ],
-        [
-            f"{args.runs} x {args.tiny_people:,} people",
-            tiny["serial_s"],
-            tiny["sweep"]["execute"],
-            tiny["sweep"]["total"],
-            tiny["efficiency_execute"],
-            tiny["efficiency_wall"],
-            tiny["identical"],
-        ],
+            f"{args.runs} x {people:,} people",
+            m["serial_s"],
+            m["sweep"]["execute"],
+            m["sweep"]["total"],
+            m["efficiency_execute"],
+            m["efficiency_wall"],
+            m["identical"],
+        ]
+        for people, m in ((args.people, big), (args.tiny_people, tiny))
     ]
     print(
         _common.table(

@@ -325,83 +325,25 @@ def print_paired(cmp, primary) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from sandbox.compose import load
     from sandbox.runfolder import check_score_cache
     from sandbox.runners.distributed import ray_session
-    from sandbox.sweep import (
-        RUNS,
-        check_resumable,
-        clear_empty_claims,
-        compose_jobs,
-        done,
-        load_sweep_file,
-        plan_from_overrides,
-        read_plan,
-        start_folder,
-    )
+    from sandbox.sweep import RUNS, done, start_folder
 
-    folder = None
-    if args.resume:
-        if args.overrides or args.spec or args.name:
-            raise SandboxInputError(
-                "--resume: give only the sweep folder (its sweep.yaml says the rest)"
-            )
-        folder = Path(args.resume)
-        plan = read_plan(folder)
-        jobs = compose_jobs(plan, folder / RUNS)
-        check_resumable(folder, jobs)
-        clear_empty_claims(folder / RUNS)
-    else:
-        if args.spec:
-            plan = load_sweep_file(args.spec)
-            if args.overrides:  # command-line overrides join the file's fixed ones
-                from dataclasses import replace
-
-                extra = tuple(args.overrides)
-                plan = replace(
-                    plan,
-                    base=(*plan.base, *extra),
-                    runs=tuple(replace(r, overrides=(*extra, *r.overrides)) for r in plan.runs),
-                )
-            if args.name:
-                from dataclasses import replace
-
-                plan = replace(plan, name=args.name)
-        else:
-            plan = plan_from_overrides(args.overrides, args.name or "")
-        base_cfg = load(list(plan.base))[0]
-        print(shown(f"sweep {plan.name}: {len(plan.runs)} runs over {' x '.join(plan.axes)}"))
-        for r in plan.runs[:12]:
-            print(shown(f"  {r.name}: {' '.join(f'{k}={v}' for k, v in r.axes.items())}"))
-        if len(plan.runs) > 12:
-            print(f"  ... and {len(plan.runs) - 12} more (all in sweep.yaml)")
-        out_root = Path(base_cfg.runtime.out_dir) / "sweeps" / plan.name
-        if out_root.exists():
-            raise SandboxInputError(
-                f"{out_root}: a sweep of this name exists (resume it: sandbox sweep --resume "
-                f"{out_root}; or give another --name)"
-            )
-        jobs = compose_jobs(plan, out_root / RUNS)
+    plan, folder, jobs, out_dir = _sweep_plan(args)
+    if folder is None:
         _preflight(jobs)
         if args.dry_run:
             print("dry run: nothing was written")
             return 0
-        folder = None
     for job in jobs:
         check_score_cache(job.cfg)
+    todo = jobs if folder is None else [j for j in jobs if not done(folder / RUNS, j.run.name)]
     if folder is not None:
-        todo = [j for j in jobs if not done(folder / RUNS, j.run.name)]
-        print(
-            shown(
-                f"sweep {plan.name}: {len(jobs) - len(todo)} of {len(jobs)} runs finished; "
-                f"running {len(todo)}"
-            )
-        )
+        print(shown(f"sweep {plan.name}: {len(jobs) - len(todo)} of {len(jobs)} runs finished"))
+        if not todo:
+            _close_sweep(folder, plan, "complete", time.perf_counter(), None, None, {})
+            return 0
         _preflight(todo)
-    else:
-        todo = jobs
     ray_cfg = jobs[0].cfg.runtime.ray
     t0 = time.perf_counter()
     times = {}
@@ -413,7 +355,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             shown(f"ray: {info.mode} ({info.address}), {info.cpus:g} CPUs on {info.nodes} node(s)")
         )
         if folder is None:
-            folder = start_folder(base_cfg.runtime.out_dir, plan)
+            folder = start_folder(out_dir, plan)
         try:
             t1 = time.perf_counter()
             result = _sweep_on_ray(todo, plan, folder, info, jobs[0].cfg.runtime.progress)
@@ -427,6 +369,51 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     complete = not result.failed and len(todo) == len(result.finished)
     _close_sweep(folder, plan, "complete" if complete else "incomplete", t0, info, result, times)
     return 0 if complete else 1
+
+
+def _sweep_plan(args: argparse.Namespace):
+    """(plan, existing sweep folder or None, composed jobs, output folder) from the options."""
+    from pathlib import Path
+
+    from sandbox.compose import load
+    from sandbox.sweep import (
+        RUNS,
+        check_resumable,
+        clear_empty_claims,
+        compose_jobs,
+        load_sweep_file,
+        plan_from_overrides,
+        read_plan,
+    )
+
+    if args.resume:
+        if args.overrides or args.spec or args.name:
+            raise SandboxInputError(
+                "--resume: give only the sweep folder (its sweep.yaml says the rest)"
+            )
+        folder = Path(args.resume)
+        plan = read_plan(folder)
+        jobs = compose_jobs(plan, folder / RUNS)
+        check_resumable(folder, jobs)
+        clear_empty_claims(folder / RUNS)
+        return plan, folder, jobs, str(folder.parent.parent)
+    if args.spec:
+        plan = load_sweep_file(args.spec).with_overrides(args.overrides, args.name)
+    else:
+        plan = plan_from_overrides(args.overrides, args.name or "")
+    out_dir = load(list(plan.base))[0].runtime.out_dir
+    print(shown(f"sweep {plan.name}: {len(plan.runs)} runs over {' x '.join(plan.axes)}"))
+    for r in plan.runs[:12]:
+        print(shown(f"  {r.name}: {' '.join(f'{k}={v}' for k, v in r.axes.items())}"))
+    if len(plan.runs) > 12:
+        print(f"  ... and {len(plan.runs) - 12} more (all in sweep.yaml)")
+    root = Path(out_dir) / "sweeps" / plan.name
+    if root.exists():
+        raise SandboxInputError(
+            f"{root}: a sweep of this name exists (resume it: sandbox sweep --resume {root}; "
+            "or give another --name)"
+        )
+    return plan, None, compose_jobs(plan, root / RUNS), out_dir
 
 
 def _preflight(jobs) -> None:

@@ -76,6 +76,20 @@ class Plan:
     runs: tuple[PlannedRun, ...]
     description: str = ""
 
+    def with_overrides(self, extra: Sequence[str], name: str | None = None) -> Plan:
+        """The plan with ``extra`` fixed overrides after its own (and another name)."""
+        from dataclasses import replace
+
+        extra = tuple(extra)
+        for o in extra:
+            if o.split("=", 1)[0] == "runtime.run_name":
+                raise SandboxInputError("runtime.run_name: a sweep names its runs (use --name)")
+        runs = tuple(
+            replace(r, overrides=(*self.base, *extra, *r.overrides[len(self.base) :]))
+            for r in self.runs
+        )
+        return replace(self, name=name or self.name, base=(*self.base, *extra), runs=runs)
+
 
 def _parser():
     from hydra.core.override_parser.overrides_parser import OverridesParser
