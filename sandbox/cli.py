@@ -507,6 +507,38 @@ def _close_sweep(folder, plan, status, t0, info, result, times) -> None:
         print(f"resume:       sandbox sweep --resume {folder}")
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import subprocess
+    from pathlib import Path
+
+    from sandbox.compose import project_root
+
+    app = project_root() / "dashboards" / "app.py"
+    if not app.is_file():
+        raise SandboxInputError(f"{app}: the dashboard is not in this installation")
+    runs = Path(args.runs)
+    if runs.exists() and not runs.is_dir():
+        raise SandboxInputError(f"--runs {runs}: a file, not a folder")
+    if not 1 <= args.port <= 65535:
+        raise SandboxInputError(f"--port {args.port}: must be 1-65535")
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        f"--server.address={args.host}",
+        f"--server.port={args.port}",
+        "--server.headless=true",
+        "--browser.gatherUsageStats=false",
+    ]
+    print(
+        f"dashboard: http://{args.host}:{args.port}  (results root: {runs.resolve()}; Ctrl-C stops it)"
+    )
+    env = {**os.environ, "SANDBOX_RESULTS": str(runs.resolve())}
+    return subprocess.call(cmd, env=env, cwd=project_root())
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from sandbox.compose import load
     from sandbox.runners.local import simulate
@@ -749,6 +781,13 @@ def parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="expand and validate every run, write nothing"
     )
     w.set_defaults(func=cmd_sweep)
+    d = sub.add_parser(
+        "dashboard", help="the regulator's dashboard in a browser (Streamlit, on localhost)"
+    )
+    d.add_argument("--runs", default="runs", help="results root: the only folder it reads")
+    d.add_argument("--port", type=int, default=8501)
+    d.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
+    d.set_defaults(func=cmd_dashboard)
     v = sub.add_parser("validate", help="simulated vs published trial table, pass/fail per row")
     v.add_argument("trial", help="nlst")
     v.add_argument("--size", type=int, default=0, help="cohort size (default: the trial's)")

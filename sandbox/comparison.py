@@ -333,16 +333,39 @@ def _side_colour(better: str, lo: float, hi: float) -> str:
 
 
 def forest_plot(cmp: Comparison, path: str | Path, primary: Primary | None = None) -> Path:
-    """Write a forest plot of B / A with 95% intervals (log axis), one row per metric, the primary
-    first with its margin; ``.svg`` or ``.png``. Written whole or not at all."""
+    """Write :func:`forest_figure` to ``path`` (``.svg`` or ``.png``), whole or not at all."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".svg", ".png"):
         raise SandboxInputError(f"plot {path}: must end in .svg or .png")
     if not path.parent.is_dir():
         raise SandboxInputError(f"plot {path}: folder {path.parent} does not exist")
+    import matplotlib.pyplot as plt
+
+    fig = forest_figure(cmp, primary)
+    tmp = temporary_name(path)
+    try:
+        with _rc():
+            fig.savefig(
+                tmp, format=suffix[1:], metadata={"Date": None} if suffix == ".svg" else None
+            )
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _rc():
     import matplotlib
-    import matplotlib.ticker
+
+    return matplotlib.rc_context({"svg.hashsalt": "forest", "svg.fonttype": "none"})
+
+
+def forest_figure(cmp: Comparison, primary: Primary | None = None):
+    """A matplotlib figure: B / A with 95% intervals (log axis), one row per metric, the
+    primary first with its margin, green/red where B is better/worse, the verdict as title."""
+    import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -352,11 +375,11 @@ def forest_plot(cmp: Comparison, path: str | Path, primary: Primary | None = Non
         rows.sort(key=lambda r: r["metric"] != primary.metric)
     if not rows:
         raise SandboxInputError("plot: no metric has a ratio to plot (A is zero for every one)")
-    with matplotlib.rc_context({"svg.hashsalt": "forest", "svg.fonttype": "none"}):
-        return _draw(plt, matplotlib, cmp, rows, path, suffix, primary)
+    with _rc():
+        return _draw(plt, matplotlib, cmp, rows, primary)
 
 
-def _draw(plt, matplotlib, cmp, rows, path, suffix, primary) -> Path:
+def _draw(plt, matplotlib, cmp, rows, primary):
     n = len(rows)
     fig, ax = plt.subplots(figsize=(9.0, 1.2 + 0.42 * n))
     ys = list(range(n))[::-1]
@@ -423,14 +446,7 @@ def _draw(plt, matplotlib, cmp, rows, path, suffix, primary) -> Path:
         )
     ax.grid(axis="x", color="#eeeeee", lw=0.6)
     fig.tight_layout()
-    tmp = temporary_name(path)
-    try:
-        fig.savefig(tmp, format=suffix[1:], metadata={"Date": None} if suffix == ".svg" else None)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return fig
 
 
 __all__ = [
@@ -440,6 +456,7 @@ __all__ = [
     "Primary",
     "compare_arms",
     "expand",
+    "forest_figure",
     "forest_plot",
     "group_arms",
     "load_spec",

@@ -1,0 +1,97 @@
+"""The dashboard's view of its results root: run folders and sweeps, read safely.
+
+The app reads only under the results root (``SANDBOX_RESULTS``, set by ``sandbox dashboard
+--runs``; default ``runs``): a name typed or crafted (``..``, an absolute path, a symlink that
+leads out) is refused, and nothing outside is listed or read. A broken or half-written folder is
+listed as broken, with the reason, and everything else keeps working.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox.errors import SandboxInputError
+from sandbox.runfolder import read_run
+
+
+def root() -> Path:
+    return Path(os.environ.get("SANDBOX_RESULTS", "runs")).resolve()
+
+
+def inside(base: Path, name: str) -> Path:
+    """``base/name`` if it stays inside ``base`` once resolved; one-line error otherwise."""
+    if not name or os.path.isabs(name) or ".." in Path(name).parts or "\x00" in name:
+        raise SandboxInputError(
+            f"{name!r}: give a folder under the results root, not a path out of it"
+        )
+    path = (base / name).resolve()
+    if path != base and base not in path.parents:
+        raise SandboxInputError(f"{name!r}: leads outside the results root (a symlink?)")
+    return path
+
+
+@dataclass
+class Entry:
+    name: str  # relative to the root
+    path: Path
+    kind: str  # "run" or "sweep"
+    ok: bool
+    why: str = ""
+    manifest: dict | None = None
+
+
+def _run_entry(base: Path, path: Path) -> Entry:
+    name = str(path.relative_to(base))
+    try:
+        run = read_run(path)
+    except SandboxInputError as e:
+        return Entry(name, path, "run", False, str(e))
+    return Entry(name, path, "run", True, manifest=run["manifest"])
+
+
+def listing(base: Path | None = None) -> list[Entry]:
+    """Run folders and sweeps under the root (hidden temporaries and links out skipped)."""
+    base = base or root()
+    if not base.is_dir():
+        return []
+    out: list[Entry] = []
+    for p in sorted(base.iterdir()):
+        if p.name.startswith(".") or not p.is_dir():
+            continue
+        try:
+            p = inside(base, p.name)
+        except SandboxInputError:
+            continue
+        if p.name == "sweeps":
+            for s in sorted(p.iterdir()):
+                if s.is_dir() and not s.name.startswith("."):
+                    out.append(_sweep_entry(base, s))
+            continue
+        out.append(_run_entry(base, p))
+    return out
+
+
+def _sweep_entry(base: Path, path: Path) -> Entry:
+    name = str(path.relative_to(base))
+    try:
+        inside(base, name)
+        man = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        if not isinstance(man, dict):
+            raise ValueError("manifest is not an object")
+    except (OSError, ValueError, SandboxInputError) as e:
+        return Entry(name, path, "sweep", False, f"no readable manifest.json ({type(e).__name__})")
+    return Entry(name, path, "sweep", True, manifest=man)
+
+
+def sweep_runs(base: Path, sweep: Entry) -> list[Entry]:
+    runs = sweep.path / "runs"
+    if not runs.is_dir():
+        return []
+    return [
+        _run_entry(base, p)
+        for p in sorted(runs.iterdir())
+        if p.is_dir() and not p.name.startswith(".") and inside(base, str(p.relative_to(base)))
+    ]

@@ -1,0 +1,107 @@
+"""The dashboard under Streamlit's AppTest: every page renders from a results root with runs,
+a sweep and broken folders; its widgets change what they should; nothing is read outside the
+root."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import testkit
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "dashboards" / "app.py")
+sys.path.insert(0, str(ROOT / "dashboards"))
+
+AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("results")
+    common = ["run", "runtime=quiet", "cohort.size=1200", f"runtime.out_dir={out}"]
+    for seed in (1, 2):
+        for policy in ("soc_double_read", "soc_single_read"):
+            argv = [
+                *common,
+                f"seed={seed}",
+                f"policy={policy}",
+                f"runtime.run_name={policy}-{seed}",
+            ]
+            assert testkit.main(argv) == 0
+    (out / "half_written").mkdir()
+    (out / "half_written" / "metrics.parquet").write_bytes(b"PAR1 not really")
+    secret = tmp_path_factory.mktemp("outside")
+    shutil.copytree(out / "soc_double_read-1", secret / "elsewhere")
+    os.symlink(secret / "elsewhere", out / "link_out")
+    return out
+
+
+def app(results: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("SANDBOX_RESULTS", str(results))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    return at
+
+
+def test_the_runs_page_lists_runs_and_broken_folders(results, monkeypatch):
+    at = app(results, monkeypatch)
+    assert not at.exception
+    frame = at.dataframe[0].value
+    folders = set(frame["folder"])
+    assert {"soc_double_read-1", "soc_single_read-2", "half_written"} <= folders
+    assert "link_out" not in folders  # a symlink out of the root is not listed
+    broken = frame[frame["folder"] == "half_written"]
+    assert list(broken["status"]) == ["broken"]
+    assert "half_written" in list(broken["problem"])[0]  # the reason, naming the folder
+    assert any("not complete run folders" in w.value for w in at.warning)
+
+
+def test_the_compare_page_pairs_two_arms_over_seeds_and_gives_a_verdict(results, monkeypatch):
+    at = app(results, monkeypatch)
+    at.switch_page("views/compare.py").run()
+    assert not at.exception
+    at.multiselect(key="runs").set_value(
+        ["soc_double_read-1", "soc_double_read-2", "soc_single_read-1", "soc_single_read-2"]
+    ).run()
+    assert not at.exception
+    texts = " ".join(m.value for m in at.markdown)
+    assert "soc_double_read, seeds 1, 2" in texts and "soc_single_read, seeds 1, 2" in texts
+    verdicts = [m.value for m in (*at.success, *at.warning) if m.value.startswith("verdict:")]
+    assert len(verdicts) == 1 and "soc_single_read is" in verdicts[0]
+    table = at.dataframe[0].value
+    assert list(table["metric"])[:2] == ["screen_detected_cancers", "interval_cancers"]
+    # another primary metric and the swap change the answer
+    at.selectbox(key="primary").set_value("recall_rate").run()
+    at.toggle(key="swap").set_value(True).run()
+    assert not at.exception
+    verdicts = [m.value for m in (*at.success, *at.warning) if m.value.startswith("verdict:")]
+    assert "soc_double_read is" in verdicts[0]
+    assert list(at.dataframe[0].value["metric"])[0] == "recall_rate"
+
+
+def test_the_compare_page_says_when_runs_do_not_make_two_arms(results, monkeypatch):
+    at = app(results, monkeypatch)
+    at.switch_page("views/compare.py").run()
+    at.multiselect(key="runs").set_value(["soc_double_read-1"]).run()
+    assert not at.exception
+    assert any("exactly two arms" in w.value for w in at.warning)
+
+
+@pytest.mark.parametrize("name", ["../outside", "/etc", "a/../../b", "link_out"])
+def test_names_that_lead_out_of_the_results_root_are_refused(results, name):
+    from results import inside
+
+    from sandbox.errors import SandboxInputError
+
+    with pytest.raises(SandboxInputError):
+        inside(results.resolve(), name)
+
+
+def test_an_empty_results_root_says_so(tmp_path, monkeypatch):
+    at = app(tmp_path / "none", monkeypatch)
+    assert not at.exception
+    assert any("No run folders yet" in i.value for i in at.info)
