@@ -432,7 +432,11 @@ def _draw(plt, matplotlib, cmp, rows, primary):
         "green: better, red: worse)",
         fontsize=8,
     )
-    ticks = [t for t in NICE_TICKS if lo_x / pad <= t <= hi_x * pad]
+    ticks = []
+    span = math.log(hi_x * pad) - math.log(lo_x / pad)
+    for t in (t for t in NICE_TICKS if lo_x / pad <= t <= hi_x * pad):
+        if not ticks or math.log(t / ticks[-1]) >= span / 9:  # no labels on top of each other
+            ticks.append(t)
     ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FixedFormatter([f"{t:g}" for t in ticks]))
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
