@@ -12,5 +12,6 @@ st.set_page_config(page_title="Screening AI sandbox", layout="wide")
 pages = [
     st.Page("views/runs.py", title="Runs", default=True),
     st.Page("views/compare.py", title="Compare"),
+    st.Page("views/equity.py", title="Equity"),
 ]
 st.navigation(pages).run()

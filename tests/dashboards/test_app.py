@@ -105,3 +105,17 @@ def test_an_empty_results_root_says_so(tmp_path, monkeypatch):
     at = app(tmp_path / "none", monkeypatch)
     assert not at.exception
     assert any("No run folders yet" in i.value for i in at.info)
+
+
+def test_the_equity_page_shows_gaps_to_a_reference_group(results, monkeypatch):
+    at = app(results, monkeypatch)
+    at.switch_page("views/equity.py").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert {"diff", "diff_lo", "diff_hi", "ratio", "flagged"} <= set(table.columns)
+    reference = at.selectbox(key="reference").value
+    ref = table[table["subgroup"] == reference]
+    assert (ref["diff"] == 0).all() and not ref["flagged"].any()
+    at.selectbox(key="dimension").set_value("race").run()
+    assert not at.exception
+    assert all(s.startswith("race=") for s in at.dataframe[0].value["subgroup"])

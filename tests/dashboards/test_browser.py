@@ -103,5 +103,11 @@ def test_every_page_renders_in_a_real_browser(server, browser, tmp_path_factory)
         timeout=60_000
     )  # the forest plot
     page.screenshot(path=shots / "compare.png", full_page=True)
+
+    page.get_by_role("link", name="Equity").click()
+    page.get_by_text("reference group").first.wait_for(timeout=60_000)
+    page.locator(".vega-embed").first.wait_for(timeout=60_000)  # the chart
+    page.wait_for_timeout(1000)
+    page.screenshot(path=shots / "equity.png", full_page=True)
     assert not errors, errors
     print(f"screenshots: {shots}")
