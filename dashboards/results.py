@@ -61,13 +61,11 @@ def listing(base: Path | None = None) -> list[Entry]:
     for p in sorted(base.iterdir()):
         if p.name.startswith(".") or not p.is_dir():
             continue
-        try:
-            p = inside(base, p.name)
-        except SandboxInputError:
+        if not _within(base, p):
             continue
         if p.name == "sweeps":
             for s in sorted(p.iterdir()):
-                if s.is_dir() and not s.name.startswith("."):
+                if s.is_dir() and not s.name.startswith(".") and _within(base, s):
                     out.append(_sweep_entry(base, s))
             continue
         out.append(_run_entry(base, p))
@@ -93,5 +91,13 @@ def sweep_runs(base: Path, sweep: Entry) -> list[Entry]:
     return [
         _run_entry(base, p)
         for p in sorted(runs.iterdir())
-        if p.is_dir() and not p.name.startswith(".") and inside(base, str(p.relative_to(base)))
+        if p.is_dir() and not p.name.startswith(".") and _within(base, p)
     ]
+
+
+def _within(base: Path, path: Path) -> bool:
+    try:
+        inside(base, str(path.relative_to(base)))
+    except SandboxInputError:
+        return False
+    return True
