@@ -14,16 +14,8 @@ from testkit import assert_one_line_error, run_cli
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("arms")
+    testkit.write_runs(out, (5, 6), ("soc_double_read", "soc_single_read"), 1500)
     common = ["run", "runtime=quiet", "cohort.size=1500", f"runtime.out_dir={out}"]
-    for seed in (5, 6):
-        for policy in ("soc_double_read", "soc_single_read"):
-            argv = [
-                *common,
-                f"seed={seed}",
-                f"policy={policy}",
-                f"runtime.run_name={policy}-{seed}",
-            ]
-            assert testkit.main(argv) == 0
     argv = [*common, "seed=5", "policy=soc_single_read", "cohort.size=1600"]
     assert testkit.main([*argv, "runtime.run_name=bigger"]) == 0
     return out

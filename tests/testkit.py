@@ -92,3 +92,13 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> None:
 
 def assert_nothing_written(out_dir: Path) -> None:
     assert not out_dir.exists() or not any(out_dir.iterdir()), list(out_dir.iterdir())
+
+
+def write_runs(out: Path, seeds, policies, people: int) -> Path:
+    """Run folders ``<policy>-<seed>`` under ``out`` (quiet runs of ``people`` people)."""
+    for seed in seeds:
+        for policy in policies:
+            argv = ["run", "runtime=quiet", f"cohort.size={people}", f"runtime.out_dir={out}"]
+            argv += [f"seed={seed}", f"policy={policy}", f"runtime.run_name={policy}-{seed}"]
+            assert main(argv) == 0
+    return out

@@ -22,16 +22,7 @@ AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("results")
-    common = ["run", "runtime=quiet", "cohort.size=1200", f"runtime.out_dir={out}"]
-    for seed in (1, 2):
-        for policy in ("soc_double_read", "soc_single_read"):
-            argv = [
-                *common,
-                f"seed={seed}",
-                f"policy={policy}",
-                f"runtime.run_name={policy}-{seed}",
-            ]
-            assert testkit.main(argv) == 0
+    testkit.write_runs(out, (1, 2), ("soc_double_read", "soc_single_read"), 1200)
     (out / "half_written").mkdir()
     (out / "half_written" / "metrics.parquet").write_bytes(b"PAR1 not really")
     secret = tmp_path_factory.mktemp("outside")

@@ -31,16 +31,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
-    common = ["run", "runtime=quiet", "cohort.size=800", f"runtime.out_dir={results}"]
-    for seed in (1, 2):
-        for policy in ("soc_double_read", "soc_single_read"):
-            argv = [
-                *common,
-                f"seed={seed}",
-                f"policy={policy}",
-                f"runtime.run_name={policy}-{seed}",
-            ]
-            assert testkit.main(argv) == 0
+    testkit.write_runs(results, (1, 2), ("soc_double_read", "soc_single_read"), 800)
     (results / "half_written").mkdir()
     port = free_port()
     log = tmp_path_factory.mktemp("log") / "dashboard.log"
