@@ -539,6 +539,95 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=env, cwd=project_root())
 
 
+def cmd_whatif(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sandbox import whatif
+    from sandbox.compose import load
+
+    cfg, profiles, _ = load(args.overrides)
+    folder = Path(cfg.runtime.out_dir) / ".whatif"
+    t0 = time.perf_counter()
+
+    def progress(stage: str, f: float) -> None:
+        # one line per step, read by the dashboard's progress bar
+        print(f"progress {stage} {f:.3f}", file=sys.stderr, flush=True)
+
+    prep = whatif.load_or_prepare(cfg, profiles, folder, progress)
+    prepared_s = time.perf_counter() - t0
+    print(
+        f"prepared cohort {prep.key}: {prep.meta['people']:,} people x {prep.meta['rounds']} rounds "
+        f"({folder}; {prepared_s:.1f} s)"
+    )
+    if args.prepare_only:
+        return 0
+    role = args.role or cfg.policy.role
+    mode = args.threshold_mode or cfg.policy.threshold.mode
+    value = args.threshold
+    if value is None:
+        op = cfg.policy.threshold
+        value = op.target_sensitivity if mode == "target_sensitivity" else op.value
+    threshold = whatif.resolve_knob_threshold(cfg.agent, mode, value) if role != "none" else 0.5
+    readers = None
+    if args.readers:
+        try:
+            readers = tuple(int(x) for x in args.readers.split(","))
+        except ValueError:
+            raise SandboxInputError(
+                f"--readers {args.readers!r}: radiologists per site, e.g. 4,3"
+            ) from None
+        if len(readers) != len(cfg.scenario.sites) or min(readers) < 1:
+            raise SandboxInputError(
+                f"--readers {args.readers!r}: one positive count per site ({len(cfg.scenario.sites)} sites)"
+            )
+    knobs = whatif.Knobs(
+        role=role,
+        threshold=threshold,
+        audit_fraction=cfg.policy.audit_fraction if args.audit is None else args.audit,
+        attendance=cfg.scenario.programme.attendance
+        if args.attendance is None
+        else args.attendance,
+        readers=readers,
+    )
+    ans = whatif.answer(prep, knobs, list(cfg.scenario.sites))
+    print(
+        f"role {role}, operating point {mode} {value} (score >= {threshold:.4f}), audit "
+        f"{knobs.audit_fraction}, attendance {knobs.attendance}; answered in "
+        f"{ans.seconds * 1000:.0f} ms; queue-free replay (docs/dashboard.md, What if?)\n"
+    )
+    rows = [
+        [
+            r["metric"],
+            _cell(r["standard_of_care"], r["soc_lo"], r["soc_hi"]),
+            _cell(r["policy"], r["lo"], r["hi"]),
+            "-"
+            if math.isnan(r["difference"])
+            else _cell(r["difference"], r["diff_lo"], r["diff_hi"]),
+        ]
+        for r in ans.table.iter_rows(named=True)
+    ]
+    print(_table(["metric (95% interval)", "standard of care", role, "difference"], rows))
+    print("\nreading capacity per site (queue-free: waits are Erlang C estimates)")
+    cap = [
+        [
+            r["site"],
+            str(r["radiologists"]),
+            fmt(r["reads_per_working_day"]),
+            f"{r['utilisation']:.1%}",
+            fmt(r["mean_wait_working_days"]),
+        ]
+        for r in ans.capacity.iter_rows(named=True)
+    ]
+    print(_table(["site", "radiologists", "reads/day", "utilisation", "mean wait (days)"], cap))
+    if not ans.exact:
+        print(f"\ncapacity-bound, the full run will differ: {ans.why_inexact}")
+    confirm = whatif.run_overrides(
+        list(args.overrides), knobs, mode, value, list(cfg.scenario.sites)
+    )
+    print(f"\nconfirm with the full run: sandbox run {' '.join(confirm)}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from sandbox.compose import load
     from sandbox.runners.local import simulate
@@ -788,6 +877,25 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--port", type=int, default=8501)
     d.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     d.set_defaults(func=cmd_dashboard)
+    wi = sub.add_parser(
+        "whatif",
+        help="answer a policy change in well under a second from a prepared cohort "
+        "(queue-free replay against standard of care on the same people)",
+    )
+    wi.add_argument("overrides", nargs="*", help="Hydra overrides: scenario, policy, seed, sizes")
+    wi.add_argument(
+        "--role",
+        choices=("none", "second_reader", "triage", "rule_out", "concurrent", "safety_net"),
+    )
+    wi.add_argument("--threshold-mode", choices=("absolute", "percentile", "target_sensitivity"))
+    wi.add_argument("--threshold", type=float, help="the operating point's value")
+    wi.add_argument("--audit", type=float, help="rule-out audit fraction")
+    wi.add_argument("--attendance", type=float, help="share of invitees attending each round")
+    wi.add_argument("--readers", help="radiologists per site, e.g. 4,3 (capacity only)")
+    wi.add_argument(
+        "--prepare-only", action="store_true", help="prepare (and cache) the cohort, answer nothing"
+    )
+    wi.set_defaults(func=cmd_whatif)
     v = sub.add_parser("validate", help="simulated vs published trial table, pass/fail per row")
     v.add_argument("trial", help="nlst")
     v.add_argument("--size", type=int, default=0, help="cohort size (default: the trial's)")
