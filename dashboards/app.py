@@ -10,7 +10,8 @@ import streamlit as st
 
 st.set_page_config(page_title="Screening AI sandbox", layout="wide")
 pages = [
-    st.Page("views/runs.py", title="Runs", default=True),
+    st.Page("views/whatif.py", title="What if?", default=True),
+    st.Page("views/runs.py", title="Runs"),
     st.Page("views/compare.py", title="Compare"),
     st.Page("views/equity.py", title="Equity"),
 ]

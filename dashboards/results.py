@@ -95,6 +95,19 @@ def sweep_runs(base: Path, sweep: Entry) -> list[Entry]:
     ]
 
 
+def definition(name: str) -> str:
+    """A metric's definition (as in docs/metrics.md), for the hover help of every number."""
+    from sandbox.outcomes.metrics import metric_catalogue
+    from sandbox.programmes import PROGRAMMES
+    from sandbox.whatif import DESCRIPTIONS
+
+    for programme in PROGRAMMES.values():
+        m = metric_catalogue(programme).get(name)
+        if m is not None:
+            return f"{m.description}."
+    return f"{DESCRIPTIONS[name]}." if name in DESCRIPTIONS else ""
+
+
 def _within(base: Path, path: Path) -> bool:
     try:
         inside(base, str(path.relative_to(base)))

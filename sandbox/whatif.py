@@ -826,3 +826,23 @@ def run_overrides(base: list[str], knobs: Knobs, mode: str, value: float, sites)
                 main = max(sorted(site.readers), key=lambda p: site.readers[p])
                 out.append(f"sites.{i}.readers.{main}={site.readers[main] + n - have}")
     return out
+
+
+def staffing_problem(cfg: RunConfig, role: str, readers: tuple[int, ...] | None) -> str:
+    """Why ``role`` cannot run with ``readers`` radiologists per site ("" if it can)."""
+    policy = make_policy(_with_role(cfg, role).policy, 0.5)
+    for i, site in enumerate(cfg.scenario.sites):
+        n = readers[i] if readers else sum(site.readers.values())
+        if n < policy.min_readers:
+            return (
+                f"{role} with {cfg.policy.reading} reading needs at least {policy.min_readers} "
+                f"radiologists at site '{site.name}' ({n} set)"
+            )
+    return ""
+
+
+DESCRIPTIONS = {
+    "recalls": "screens followed by extra imaging or work-up",
+    "screen_detected_stage_I": "screen-detected cancers at stage I",
+}
+"""Definitions of the answer's rows that are not metrics of a run folder."""
