@@ -653,14 +653,16 @@ def _ratio_ci(num: np.ndarray, den: np.ndarray, scale: float = 1.0) -> tuple[flo
     r = N / D
     resid = num - r * den
     se = math.sqrt(n * resid.var()) / D if n > 1 else 0.0
-    return (r * scale, (r - 1.96 * se) * scale, (r + 1.96 * se) * scale)
+    return (r * scale, max(r - 1.96 * se, 0.0) * scale, (r + 1.96 * se) * scale)
 
 
-def _total_ci(x: np.ndarray) -> tuple[float, float, float]:
+def _total_ci(x: np.ndarray, floor: float | None = None) -> tuple[float, float, float]:
+    """A sum over people with its normal-approximation 95% interval (``floor``: its least value)."""
     n = len(x)
     t = float(x.sum())
     se = math.sqrt(n * x.var()) if n > 1 else 0.0
-    return (t, t - 1.96 * se, t + 1.96 * se)
+    lo = t - 1.96 * se
+    return (t, lo if floor is None else max(lo, floor), t + 1.96 * se)
 
 
 def _metric(vals: dict[str, np.ndarray], arm: dict[str, np.ndarray], m: str):
@@ -681,7 +683,7 @@ def _metric(vals: dict[str, np.ndarray], arm: dict[str, np.ndarray], m: str):
         d = arm["delay"][np.isfinite(arm["delay"])]
         v = float(np.median(d)) if len(d) else math.nan
         return (v, v, v)  # fixed lead times in the replay: no sampling interval
-    return _total_ci(vals[m])
+    return _total_ci(vals[m], None if m == "screen_reads_saved" else 0.0)
 
 
 def _diff(a: dict, b: dict, m: str) -> tuple[float, float, float]:
@@ -811,13 +813,14 @@ def resolve_knob_threshold(agent: str, mode: str, value: float) -> float:
 
 def run_overrides(base: list[str], knobs: Knobs, mode: str, value: float, sites) -> list[str]:
     """The ``sandbox run`` overrides of the full run that confirms a fast answer."""
-    out = [o for o in base if not o.startswith(("policy.", "programme.attendance"))]
+    out = [o for o in base if not o.lstrip("+").startswith(("policy.", "programme.attendance"))]
     out.append(f"policy.role={knobs.role}")
     if knobs.role != "none":
-        out.append(f"policy.threshold.mode={mode}")
+        # "++": set the key whether or not the policy's file has it
+        out.append(f"++policy.threshold.mode={mode}")
         key = "target_sensitivity" if mode == "target_sensitivity" else "value"
-        out.append(f"policy.threshold.{key}={value}")
-        out.append(f"policy.audit_fraction={knobs.audit_fraction}")
+        out.append(f"++policy.threshold.{key}={value}")
+        out.append(f"++policy.audit_fraction={knobs.audit_fraction}")
     out.append(f"programme.attendance={knobs.attendance}")
     if knobs.readers and sites:
         for i, (site, n) in enumerate(zip(sites, knobs.readers, strict=True)):
@@ -846,3 +849,5 @@ DESCRIPTIONS = {
     "screen_detected_stage_I": "screen-detected cancers at stage I",
 }
 """Definitions of the answer's rows that are not metrics of a run folder."""
+BETTER = {"recalls": "lower", "screen_detected_stage_I": "higher"}
+"""Directions of the answer's rows that are not metrics of a run folder."""

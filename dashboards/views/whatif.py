@@ -21,6 +21,7 @@ from results import definition, inside, root
 from sandbox import whatif
 from sandbox.compose import load, project_root
 from sandbox.errors import SandboxInputError
+from sandbox.outcomes.metrics import METRICS
 from sandbox.runfolder import read_run
 
 st.title("What if?")
@@ -66,9 +67,17 @@ def _prepared(key: str):
 
 
 scenarios, policies = _names("scenario"), _names("policy")
-c1, c2, c3, c4 = st.columns(4)
+devices = sorted(
+    p.name
+    for p in (project_root() / "agents").iterdir()
+    if (p / "configs" / "metadata.json").is_file()
+)
+c1, c2, c0, c3, c4 = st.columns(5)
 scenario = c1.selectbox(
-    "scenario", scenarios, index=scenarios.index("lung_ldct") if "lung_ldct" in scenarios else 0
+    "scenario",
+    scenarios,
+    index=scenarios.index("lung_ldct") if "lung_ldct" in scenarios else 0,
+    key="scenario",
 )
 policy = c2.selectbox(
     "policy",
@@ -76,16 +85,33 @@ policy = c2.selectbox(
     index=policies.index("ai_triage") if "ai_triage" in policies else 0,
     help="its human reading rule (single, or double with arbitration or consensus) is standard "
     "of care; its AI role is the knob's starting point",
+    key="policy",
 )
-seed = int(c3.number_input("seed", min_value=0, max_value=2**31, value=7, step=1))
+device = c0.selectbox(
+    "AI device",
+    devices,
+    key="device",
+    help="a device folder under agents/ (the app loads no model from anywhere else)",
+)
+seed = int(c3.number_input("seed", min_value=0, max_value=2**31, value=7, step=1, key="seed"))
 try:
     default_size = _config((f"scenario={scenario}", f"policy={policy}")).scenario.cohort.size
+    if device not in devices:
+        raise SandboxInputError(f"AI device {device!r}: not a device folder under agents/")
     size = int(
-        c4.number_input("people", min_value=100, max_value=1_000_000, value=default_size, step=1000)
+        c4.number_input(
+            "people",
+            min_value=100,
+            max_value=1_000_000,
+            value=default_size,
+            step=1000,
+            key="people",
+        )
     )
     overrides = (
         f"scenario={scenario}",
         f"policy={policy}",
+        f"agent={device}",
         f"seed={seed}",
         f"cohort.size={size}",
         f"runtime.out_dir={base}",
@@ -149,6 +175,7 @@ with left:
         roles,
         index=roles.index(start_role),
         help="none = standard of care; see README, AI roles",
+        key="role",
     )
     for r, why in unavailable.items():
         st.caption(f"{r} cannot be asked about here: {why}")
@@ -162,6 +189,7 @@ with left:
     mode_label = st.radio(
         "operating point",
         list(modes),
+        key="mode",
         index=list(modes).index(start_mode),
         horizontal=True,
         disabled=role == "none",
@@ -182,6 +210,7 @@ with left:
         ),
         0.01,
         disabled=role == "none",
+        key=f"op_value-{mode}",
     )
     audit = st.slider(
         "audit fraction (rule-out)",
@@ -191,8 +220,11 @@ with left:
         0.01,
         disabled=role != "rule_out",
         help="share of AI-cleared screens read by radiologists anyway",
+        key="audit",
     )
-    attendance = st.slider("attendance", 0.3, 1.0, float(cfg.scenario.programme.attendance), 0.01)
+    attendance = st.slider(
+        "attendance", 0.3, 1.0, float(cfg.scenario.programme.attendance), 0.01, key="attendance"
+    )
     readers = tuple(
         int(
             st.number_input(
@@ -228,6 +260,16 @@ except SandboxInputError as e:
 # ---------------------------------------------------------------- the answer
 table = ans.table
 row = {r["metric"]: r for r in table.iter_rows(named=True)}
+
+
+def _verdict(metric: str, lo: float, hi: float) -> str:
+    better = METRICS[metric].better if metric in METRICS else whatif.BETTER.get(metric, "")
+    if not better:
+        return "no direction"
+    if lo <= 0 <= hi:
+        return "no clear change"
+    up = lo > 0
+    return "better" if up == (better == "higher") else "worse"
 
 
 def _fmt(v: float, unit: str = "") -> str:
@@ -273,19 +315,27 @@ with right:
         change=pl.col("difference") / pl.col("standard_of_care"),
         low=pl.col("diff_lo") / pl.col("standard_of_care"),
         high=pl.col("diff_hi") / pl.col("standard_of_care"),
+        verdict=pl.struct("metric", "diff_lo", "diff_hi").map_elements(
+            lambda r: _verdict(r["metric"], r["diff_lo"], r["diff_hi"]), return_dtype=pl.String
+        ),
     )
     if chart_rows.height:
-        base_chart = alt.Chart(chart_rows.to_pandas()).encode(
-            y=alt.Y("metric:N", sort=None, title=None)
+        colours = alt.Scale(
+            domain=["better", "worse", "no clear change", "no direction"],
+            range=["#2e7d32", "#c62828", "#9e9e9e", "#1f77b4"],
         )
-        chart = base_chart.mark_rule().encode(
+        base_chart = alt.Chart(chart_rows.to_pandas()).encode(
+            y=alt.Y("metric:N", sort=None, title=None, axis=alt.Axis(labelLimit=260)),
+            color=alt.Color("verdict:N", scale=colours, title=None),
+        )
+        chart = base_chart.mark_rule(strokeWidth=2).encode(
             x=alt.X(
                 "low:Q",
                 axis=alt.Axis(format="%"),
                 title="change against standard of care (95% interval)",
             ),
             x2="high:Q",
-        ) + base_chart.mark_point(filled=True, size=70).encode(
+        ) + base_chart.mark_point(filled=True, size=80).encode(
             x="change:Q",
             tooltip=[
                 "metric",
@@ -294,7 +344,8 @@ with right:
                 alt.Tooltip("difference:Q", format="+,.1f"),
             ],
         )
-        st.altair_chart(chart, width="stretch")
+        st.altair_chart(chart.properties(height=32 * chart_rows.height), width="stretch")
+        st.caption("The chart's menu (...) saves it as PNG or SVG.")
 
 st.subheader("Every number")
 shown = table.with_columns(

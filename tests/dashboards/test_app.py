@@ -40,6 +40,7 @@ def app(results: Path, monkeypatch) -> AppTest:
 
 def test_the_runs_page_lists_runs_and_broken_folders(results, monkeypatch):
     at = app(results, monkeypatch)
+    at.switch_page("views/runs.py").run()
     assert not at.exception
     frame = at.dataframe[0].value
     folders = set(frame["folder"])
@@ -94,6 +95,7 @@ def test_names_that_lead_out_of_the_results_root_are_refused(results, name):
 
 def test_an_empty_results_root_says_so(tmp_path, monkeypatch):
     at = app(tmp_path / "none", monkeypatch)
+    at.switch_page("views/runs.py").run()
     assert not at.exception
     assert any("No run folders yet" in i.value for i in at.info)
 
@@ -110,3 +112,49 @@ def test_the_equity_page_shows_gaps_to_a_reference_group(results, monkeypatch):
     at.selectbox(key="dimension").set_value("race").run()
     assert not at.exception
     assert all(s.startswith("race=") for s in at.dataframe[0].value["subgroup"])
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Path:
+    """A results root holding a prepared what-if cohort of 300 people (seed 7, ai_triage)."""
+    from sandbox.cli import main
+
+    out = tmp_path_factory.mktemp("whatif_results")
+    argv = ["whatif", "policy=ai_triage", "seed=7", "cohort.size=300", f"runtime.out_dir={out}"]
+    assert main([*argv, f"runtime.score_cache={out / '.score_cache'}", "--prepare-only"]) == 0
+    return out
+
+
+def metric_cards(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_the_what_if_page_offers_to_prepare_a_cohort_it_does_not_have(tmp_path, monkeypatch):
+    at = app(tmp_path, monkeypatch)
+    assert not at.exception
+    assert any("not prepared yet" in i.value for i in at.info)
+    assert any(b.label == "Prepare this cohort" for b in at.button)
+
+
+def test_the_what_if_page_answers_every_knob(prepared, monkeypatch):
+    at = app(prepared, monkeypatch)
+    at.number_input(key="people").set_value(300).run()
+    assert not at.exception and not at.error
+    triage = metric_cards(at)
+    assert {"cancers found", "interval cancers", "recalls", "human reads"} <= set(triage)
+    table = at.dataframe[0].value
+    assert {"standard_of_care", "policy", "difference", "definition"} <= set(table.columns)
+    assert table["definition"].str.len().min() > 0  # every row has its definition
+    at.selectbox(key="role").set_value("rule_out").run()
+    at.slider(key="audit").set_value(0.0).run()
+    assert not at.exception
+    rule_out = metric_cards(at)
+    assert rule_out["human reads"] != triage["human reads"]
+    at.selectbox(key="role").set_value("none").run()
+    none = at.dataframe[0].value
+    assert (none["policy"].fillna(0) == none["standard_of_care"].fillna(0)).all()
+    # a staffing the role cannot run with is one clear line
+    at.selectbox(key="role").set_value("triage").run()
+    at.number_input(key="readers-0").set_value(2).run()
+    assert any("needs at least 3 radiologists" in e.value for e in at.error)
+    assert not at.exception
