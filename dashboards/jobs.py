@@ -43,6 +43,10 @@ class Job:
     def returncode(self) -> int | None:
         return self.proc.poll()
 
+    def age(self) -> str:
+        s = int(time.time() - self.started)
+        return f"{s // 60} min {s % 60} s ago" if s >= 60 else f"{s} s ago"
+
     def output(self, tail: int = 8192) -> str:
         try:
             with self.log.open("rb") as f:

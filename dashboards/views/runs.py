@@ -1,19 +1,95 @@
-"""Runs: every run folder and sweep under the results root, with what its manifest says; broken
-folders are listed as broken, with the reason."""
+"""Runs: every run folder and sweep under the results root, with what its manifest says (broken
+folders are listed as broken, with the reason); a run or a sweep started in the background
+(progress, cancel); the AI devices' cards."""
 
 from __future__ import annotations
 
+import jobs
 import polars as pl
 import streamlit as st
 from results import listing, root, sweep_runs
 
+from sandbox.compose import project_root
+from sandbox.errors import SandboxInputError
+
 st.title("Runs")
 base = root()
 st.caption(f"results root: `{base}` (only folders under it are read)")
+
+
+def _names(group: str) -> list[str]:
+    return sorted(p.stem for p in (project_root() / "conf" / group).glob("*.yaml"))
+
+
+def _devices() -> list[str]:
+    agents = project_root() / "agents"
+    return sorted(p.name for p in agents.iterdir() if (p / "configs" / "metadata.json").is_file())
+
+
+running = st.session_state.setdefault("run_jobs", [])
+with st.expander("Start a run or a sweep", expanded=False):
+    scenarios, policies = _names("scenario"), _names("policy")
+    c1, c2, c3 = st.columns(3)
+    scenario = c1.selectbox("scenario", scenarios, key="new_scenario")
+    new_policies = c2.multiselect(
+        "policies (several: a sweep)", policies, default=["soc_double_read"], key="new_policies"
+    )
+    device = c3.selectbox("AI device (AI policies)", _devices(), key="new_device")
+    c4, c5, c6 = st.columns(3)
+    first = int(c4.number_input("first seed", 0, 2**31, 1, key="new_seed"))
+    seeds = int(c5.number_input("seeds", 1, 100, 1, key="new_seeds"))
+    people = int(
+        c6.number_input("people (0: the scenario's)", 0, 1_000_000, 0, 1000, key="new_people")
+    )
+    common = [
+        f"scenario={scenario}",
+        f"agent={device}",
+        f"runtime.out_dir={base}",
+        f"runtime.score_cache={base / '.score_cache'}",
+    ]
+    if people:
+        common.append(f"cohort.size={people}")
+    if not new_policies:
+        st.info("Choose at least one policy.")
+    elif len(new_policies) == 1 and seeds == 1:
+        args = ["run", *common, f"policy={new_policies[0]}", f"seed={first}"]
+    else:
+        seed_axis = f"seed={first}" if seeds == 1 else f"seed=range({first},{first + seeds})"
+        args = ["sweep", *common, f"policy={','.join(new_policies)}", seed_axis]
+    if new_policies:
+        st.code("sandbox " + " ".join(args), language="bash")
+        if st.button("Start in the background", type="primary", key="start_job"):
+            running.append(jobs.start(args[0], args, base))
+            st.rerun()
+
+
+@st.fragment(run_every=1.0)
+def _jobs() -> None:
+    for i, job in enumerate(running):
+        stage, frac = job.progress()
+        label = f"`sandbox {' '.join(job.args[:1])}` started {job.age()}"
+        if job.running:
+            st.progress(frac or 0.0, text=f"{label}: {stage}" + (f" {frac:.0%}" if frac else ""))
+            if st.button("Cancel", key=f"cancel-job-{i}"):
+                job.cancel()
+                st.rerun()
+        elif job.cancelled:
+            st.warning(f"{label}: cancelled; nothing was kept.")
+        elif job.returncode:
+            st.error(f"{label}: failed: {job.error()}")
+        else:
+            st.success(f"{label}: done. {job.run_folder() or ''}")
+
+
+if running:
+    st.subheader("Started here")
+    _jobs()
+
 entries = listing(base)
 if not entries:
-    st.info("No run folders yet. Make one with `sandbox run` or `sandbox sweep`.")
-    st.stop()
+    st.info(
+        "No run folders yet. Start one above, or make one with `sandbox run` or `sandbox sweep`."
+    )
 
 runs = [e for e in entries if e.kind == "run"]
 sweeps = [e for e in entries if e.kind == "sweep"]
@@ -66,3 +142,18 @@ if good:
     chosen = next(e for e in good if e.name == pick)
     st.json(chosen.manifest, expanded=False)
     st.code(chosen.manifest.get("repeat", ""), language="bash")
+
+st.subheader("AI devices")
+st.caption("Device folders under agents/ (the app loads no model from anywhere else).")
+pick_device = st.selectbox("device", _devices(), key="card_device")
+if pick_device:
+    from sandbox.agents.bundle import load_bundle
+    from sandbox.runners.devices import agent_folder
+
+    try:
+        model = load_bundle(agent_folder(pick_device), "cpu")
+    except SandboxInputError as e:
+        st.error(str(e))
+    else:
+        st.caption(f"digest `{model.digest}`")
+        st.markdown(model.model_card or "(this device has no model card)")
