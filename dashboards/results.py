@@ -95,6 +95,15 @@ def sweep_runs(base: Path, sweep: Entry) -> list[Entry]:
     ]
 
 
+def complete_runs(base: Path) -> list[Entry]:
+    """Every complete run folder under the root: single runs, then the runs of each sweep."""
+    entries = listing(base)
+    runs = [e for e in entries if e.kind == "run" and e.ok]
+    for s in (e for e in entries if e.kind == "sweep" and e.ok):
+        runs += [r for r in sweep_runs(base, s) if r.ok]
+    return runs
+
+
 def definition(name: str) -> str:
     """A metric's definition (as in docs/metrics.md), for the hover help of every number."""
     from sandbox.outcomes.metrics import metric_catalogue

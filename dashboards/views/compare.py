@@ -5,7 +5,7 @@ docs/metrics.md#paired-comparisons; the same code as `sandbox compare`."""
 from __future__ import annotations
 
 import streamlit as st
-from results import listing, root, sweep_runs
+from results import complete_runs, root
 
 from sandbox.comparison import (
     Primary,
@@ -21,10 +21,7 @@ from sandbox.outcomes.paired import pairable
 
 st.title("Compare")
 base = root()
-entries = listing(base)
-runs = [e for e in entries if e.kind == "run" and e.ok]
-for s in (e for e in entries if e.kind == "sweep" and e.ok):
-    runs += [r for r in sweep_runs(base, s) if r.ok]
+runs = complete_runs(base)
 if not runs:
     st.info("No complete run folders under the results root yet.")
     st.stop()

@@ -158,3 +158,41 @@ def test_the_what_if_page_answers_every_knob(prepared, monkeypatch):
     at.number_input(key="readers-0").set_value(2).run()
     assert any("needs at least 3 radiologists" in e.value for e in at.error)
     assert not at.exception
+
+
+def test_the_workload_page_shows_hours_waits_and_backlog_per_site(results, monkeypatch):
+    at = app(results, monkeypatch)
+    at.switch_page("views/workload.py").run()
+    assert not at.exception and not at.error
+    assert len(at.get("vega_lite_chart")) == 3  # hours, waits, backlog
+    table = at.dataframe[0].value
+    assert set(table["site"]) == {"city_hospital", "mobile_unit"}
+    assert (table["reads"] >= table["exams"]).all() and (table["utilisation"] > 0).all()
+    before = table[table["run"] == table["run"].iloc[0]]["reads"].sum()
+    at.multiselect(key="runs").set_value(["soc_single_read-1"]).run()
+    single = at.dataframe[0].value
+    assert set(single["run"]) == {"soc_single_read-1"}
+    assert single["reads"].sum() < before  # one read per screen, not two
+    at.select_slider(key="step").set_value(30).run()
+    assert not at.exception
+
+
+def test_the_safety_page_puts_harms_per_1000_screens_side_by_side(results, monkeypatch):
+    at = app(results, monkeypatch)
+    at.switch_page("views/safety.py").run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert {"interval_cancers", "false_positive_workups", "benign_biopsies"} <= set(table["metric"])
+    ok = table["screens"] > 0
+    assert (
+        (table["lo"] <= table["per_1000_screens"]) & (table["per_1000_screens"] <= table["hi"])
+    )[ok].all()
+    stages = at.dataframe[1].value
+    assert set(stages["cancers"]) == {"screen-detected", "every cancer"}
+    shares = stages.groupby(["run", "cancers"])["share"].sum()
+    assert (abs(shares - 1.0) < 1e-9).all()
+    at.selectbox(key="site").set_value("mobile_unit").run()
+    at.selectbox(key="round").set_value("T0").run()
+    assert not at.exception
+    t0 = at.dataframe[0].value
+    assert (t0["screens"] < table["screens"].max()).all()
