@@ -33,6 +33,10 @@ def server(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     testkit.write_runs(results, (1, 2), ("soc_double_read", "soc_single_read"), 800)
     (results / "half_written").mkdir()
+    from sandbox.cli import main
+
+    argv = ["whatif", "policy=ai_triage", "seed=7", "cohort.size=300", f"runtime.out_dir={results}"]
+    assert main([*argv, f"runtime.score_cache={results / '.score_cache'}", "--prepare-only"]) == 0
     port = free_port()
     log = tmp_path_factory.mktemp("log") / "dashboard.log"
     cmd = [str(Path(sys.executable).parent / "sandbox"), "dashboard", "--runs", str(results)]
@@ -80,9 +84,28 @@ def test_every_page_renders_in_a_real_browser(server, browser, tmp_path_factory)
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(server)
-    page.get_by_text("Run folders (5)").wait_for(timeout=90_000)
+    # What if? opens first: this cohort is not prepared; the prepared one answers at once
+    page.get_by_text("not prepared yet").wait_for(timeout=90_000)
+    people = page.get_by_label("people")
+    people.fill("300")
+    people.press("Enter")
+    page.get_by_text("triage against standard of care").wait_for(timeout=60_000)
+    page.locator(".vega-embed").first.wait_for(timeout=60_000)
+    body = page.inner_text("body")
+    assert "cancers found" in body and "human reads" in body and "answered in" in body
+    page.screenshot(path=shots / "whatif.png", full_page=True)
+    # the confirming full run, in the background, then side by side with the fast answer
+    page.get_by_role("button", name="Run it event by event (background)").click()
+    page.get_by_text("Full run done").wait_for(timeout=240_000)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=shots / "whatif-confirmed.png", full_page=True)
+
+    page.get_by_role("link", name="Runs").click()
+    page.get_by_text("Run folders (6)").wait_for(timeout=90_000)
     # the table is drawn on a canvas; the broken folder's warning is text
     page.get_by_text("1 folder(s) are not complete run folders").first.wait_for(timeout=30_000)
+    page.get_by_text("Start a run or a sweep").wait_for(timeout=30_000)
+    page.get_by_text("digest").first.wait_for(timeout=60_000)  # the device card
     page.screenshot(path=shots / "runs.png", full_page=True)
 
     page.get_by_role("link", name="Compare").click()
@@ -100,5 +123,17 @@ def test_every_page_renders_in_a_real_browser(server, browser, tmp_path_factory)
     page.locator(".vega-embed").first.wait_for(timeout=60_000)  # the chart
     page.wait_for_timeout(1000)
     page.screenshot(path=shots / "equity.png", full_page=True)
+
+    page.get_by_role("link", name="Workload and capacity").click()
+    page.get_by_text("exams awaiting a report").first.wait_for(timeout=60_000)
+    page.locator(".vega-embed").nth(2).wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=shots / "workload.png", full_page=True)
+
+    page.get_by_role("link", name="Safety").click()
+    page.get_by_text("Stage shift").first.wait_for(timeout=60_000)
+    page.locator(".vega-embed").nth(1).wait_for(timeout=60_000)
+    page.wait_for_timeout(1000)
+    page.screenshot(path=shots / "safety.png", full_page=True)
     assert not errors, errors
     print(f"screenshots: {shots}")
