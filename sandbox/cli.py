@@ -223,7 +223,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if bad:
         raise SandboxInputError(f"--metric {bad[0]}: not in these runs (see docs/metrics.md)")
     where = (args.site, args.subgroup, args.round)
-    pairable_view = where == ("all", "all", "all")
+    pairable_view = args.round == "all"  # a person's share is whole, not per round
     paired = len(arms) == 2 and arms[0].scenario == arms[1].scenario
     need_pair = primary is not None or bool(plot) or spec is not None
     if need_pair and len(arms) == 2:
@@ -235,8 +235,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     if need_pair and not pairable_view:
         raise SandboxInputError(
-            "--primary/--plot: paired comparisons are over all sites, subgroups and rounds "
-            "(drop --site/--subgroup/--round)"
+            "--primary/--plot: paired comparisons are over all rounds of a person "
+            "(drop --round; --site and --subgroup restrict the people)"
         )
 
     seeds = sorted({r["manifest"].get("seed") for r in runs}, key=str)
@@ -271,7 +271,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     skipped = [m for m in wanted if m not in known_pairs]
     wanted = [m for m in wanted if m in known_pairs]
-    cmp = compare_arms(arms[0], arms[1], wanted, replicates)
+    cmp = compare_arms(arms[0], arms[1], wanted, replicates, args.site, args.subgroup)
+    if (args.site, args.subgroup) != ("all", "all"):
+        print(f"\npaired over the people of site={args.site} subgroup={args.subgroup}")
     print_paired(cmp, primary)
     if skipped:
         print(f"not paired (quantiles and maxima have no per-person share): {', '.join(skipped)}")

@@ -24,7 +24,7 @@ import yaml
 from sandbox.compose import read_yaml_text
 from sandbox.config import SCENARIO_KEYS, run_config
 from sandbox.errors import SandboxInputError
-from sandbox.outcomes.metrics import person_sums
+from sandbox.outcomes.metrics import SUBGROUPS, person_sums
 from sandbox.outcomes.paired import (
     pairable,
     paired_differences,
@@ -201,20 +201,41 @@ def programme_of(run: dict[str, Any]) -> Programme:
         raise SandboxInputError(f"{run['folder']}/config.yaml: {e}") from e
 
 
-def _person_table(run: dict[str, Any], programme: Programme) -> pl.DataFrame:
+def _person_table(
+    run: dict[str, Any], programme: Programme, site: str = "all", subgroup: str = "all"
+) -> pl.DataFrame:
     folder = run["folder"]
     if not (folder / "events.parquet").is_file() or not (folder / "people.parquet").is_file():
         raise SandboxInputError(f"{folder}: no events.parquet/people.parquet to pair on")
     try:
-        return person_sums(
-            pl.read_parquet(folder / "events.parquet"),
-            pl.read_parquet(folder / "people.parquet"),
-            programme,
-        )
+        people = pl.read_parquet(folder / "people.parquet")
+        events = pl.read_parquet(folder / "events.parquet")
     except (OSError, pl.exceptions.PolarsError) as e:
         raise SandboxInputError(
             f"{folder}: unreadable events or people ({type(e).__name__})"
         ) from e
+    return person_sums(events, _restricted(people, run, site, subgroup), programme)
+
+
+def _restricted(
+    people: pl.DataFrame, run: dict[str, Any], site: str, subgroup: str
+) -> pl.DataFrame:
+    """The people of one site and one subgroup (``sex=F``, ``race=black``, ``age_band=65-69``)."""
+    if site != "all":
+        names = [str((s or {}).get("name")) for s in run["config"].get("sites") or []]
+        if site not in names:
+            raise SandboxInputError(
+                f"site {site!r}: not a site of {run['folder']} ({', '.join(names)})"
+            )
+        people = people.filter(pl.col("site") == names.index(site))
+    if subgroup != "all":
+        column, _, value = subgroup.partition("=")
+        if column not in SUBGROUPS or not value:
+            raise SandboxInputError(
+                f"subgroup {subgroup!r}: give one of {', '.join(SUBGROUPS)} as column=value, e.g. sex=F"
+            )
+        people = people.filter(pl.col(column).cast(pl.String) == value)
+    return people
 
 
 @dataclass
@@ -237,9 +258,16 @@ def check_same_scenario(a: Arm, b: Arm) -> None:
         )
 
 
-def compare_arms(a: Arm, b: Arm, metrics: Sequence[str], replicates: int = 2000) -> Comparison:
+def compare_arms(
+    a: Arm,
+    b: Arm,
+    metrics: Sequence[str],
+    replicates: int = 2000,
+    site: str = "all",
+    subgroup: str = "all",
+) -> Comparison:
     """Paired differences of ``b`` against ``a`` for ``metrics`` (names), pooled over the seeds
-    both arms ran."""
+    both arms ran; restricted to the people of one ``site`` and one ``subgroup`` if given."""
     check_same_scenario(a, b)
     common = [s for s in a.seeds if s in b.seeds]
     unpaired = sorted(set(a.seeds) ^ set(b.seeds))
@@ -260,8 +288,8 @@ def compare_arms(a: Arm, b: Arm, metrics: Sequence[str], replicates: int = 2000)
     by_seed_b = dict(zip(b.seeds, b.runs, strict=True))
     per_seed = [
         paired_differences(
-            _person_table(by_seed_a[s], programme),
-            _person_table(by_seed_b[s], programme),
+            _person_table(by_seed_a[s], programme, site, subgroup),
+            _person_table(by_seed_b[s], programme, site, subgroup),
             chosen,
             s,
             replicates,

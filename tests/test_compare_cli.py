@@ -164,7 +164,9 @@ def test_a_bad_comparison_file_is_one_line_and_writes_nothing(runs, capsys, tmp_
         (["--primary", "screens", "--replicates", "5"], "--replicates"),
         (["--primary", "stage_II_share"], "no better direction"),
         (["--margin", "0.1"], "needs a primary metric"),
-        (["--primary", "screens", "--subgroup", "sex=F"], "all sites, subgroups and rounds"),
+        (["--primary", "screens", "--round", "T0"], "all rounds of a person"),
+        (["--primary", "screens", "--subgroup", "sex"], "column=value"),
+        (["--primary", "screens", "--site", "moon_base"], "not a site"),
         (["--plot", "/no/such/folder/f.svg"], "does not exist"),
     ],
 )
@@ -212,3 +214,35 @@ def test_a_manifest_without_an_integer_seed_is_one_line(runs, capsys, tmp_path):
     (bad / "manifest.json").write_text(json.dumps(man))
     code, _, err = run_cli(["compare", str(runs / "soc_double_read-5"), str(bad)], capsys)
     assert_one_line_error(code, err, "manifest.json: seed 'five' is not an integer")
+
+
+@pytest.mark.parametrize(
+    ("site", "subgroup"),
+    [("mobile_unit", "all"), ("all", "sex=F"), ("city_hospital", "age_band=60-64")],
+)
+def test_a_paired_comparison_of_one_site_or_subgroup_sums_to_its_metrics(runs, site, subgroup):
+    """Restricted to the people of a site or subgroup, each arm's sums are the run's own metrics
+    there."""
+    import polars as pl
+
+    from sandbox.comparison import compare_arms, group_arms, read_run
+
+    arms = group_arms([read_run(runs / "soc_double_read-5"), read_run(runs / "soc_single_read-5")])
+    metrics = ["screens", "screen_detected_cancers", "recall_rate", "human_reads"]
+    cmp = compare_arms(arms[0], arms[1], metrics, 200, site, subgroup)
+    for arm, col in ((arms[0], "a"), (arms[1], "b")):
+        own = arm.runs[0]["metrics"].filter(
+            (pl.col("site") == site) & (pl.col("subgroup") == subgroup) & (pl.col("round") == "all")
+        )
+        for m in metrics:
+            want = own.filter(pl.col("metric") == m)["value"][0]
+            got = cmp.table.filter(pl.col("metric") == m)[col][0]
+            assert got == pytest.approx(want), (m, col)
+
+
+def test_the_cli_pairs_over_a_subgroup(runs, capsys):
+    argv = ["compare", str(runs / "soc_double_read-5"), str(runs / "soc_single_read-5")]
+    code, out, err = run_cli([*argv, "--primary", "recall_rate", "--subgroup", "sex=F"], capsys)
+    assert code == 0, err
+    assert "paired over the people of site=all subgroup=sex=F" in out
+    assert "verdict:" in out

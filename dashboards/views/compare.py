@@ -4,6 +4,7 @@ docs/metrics.md#paired-comparisons; the same code as `sandbox compare`."""
 
 from __future__ import annotations
 
+import polars as pl
 import streamlit as st
 from results import complete_runs, root
 
@@ -98,10 +99,19 @@ secondary = st.multiselect(
     ],
     key="secondary",
 )
+sites = ["all"] + [str(s.get("name")) for s in arms[0].runs[0]["config"].get("sites") or []]
+groups = ["all"] + sorted(
+    g for g in arms[0].runs[0]["metrics"]["subgroup"].unique().to_list() if g != "all" and "=" in g
+)
+c_site, c_group = st.columns(2)
+site = c_site.selectbox("site", sites, key="site", help="pair over the people of one site")
+subgroup = c_group.selectbox(
+    "subgroup", groups, key="subgroup", help="pair over the people of one subgroup"
+)
 primary = Primary(primary_metric, float(margin), kind)
 try:
     with st.spinner("paired bootstrap over people ..."):
-        cmp = compare_arms(arms[0], arms[1], [primary_metric, *secondary], replicates=1000)
+        cmp = compare_arms(arms[0], arms[1], [primary_metric, *secondary], 1000, site, subgroup)
 except SandboxInputError as e:
     st.error(str(e))
     st.stop()
@@ -124,3 +134,31 @@ st.download_button(
 fig = forest_figure(cmp, primary)
 st.pyplot(fig)
 st.caption(f"method: {cmp.table['method'][0]}; A = {cmp.a.label}, B = {cmp.b.label}")
+
+st.subheader(
+    "Round by round",
+    help="each arm's own value and 95% interval per screening round (not paired: a person's share of a round is not separable)",
+)
+per_round = []
+for arm, tag in ((cmp.a, "A"), (cmp.b, "B")):
+    for run in arm.runs:
+        m = run["metrics"].filter(
+            (pl.col("site") == site)
+            & (pl.col("subgroup") == subgroup)
+            & (pl.col("round") != "all")
+            & pl.col("metric").is_in([primary_metric, *secondary])
+        )
+        per_round.append(
+            m.select(
+                pl.lit(f"{tag}: {arm.label}").alias("arm"),
+                pl.lit(run["manifest"].get("seed")).cast(pl.Int64).alias("seed"),
+                "round",
+                "metric",
+                "value",
+                "lo",
+                "hi",
+            )
+        )
+if per_round:
+    rounds = pl.concat(per_round).sort("metric", "round", "arm", "seed")
+    st.dataframe(rounds, hide_index=True)

@@ -73,6 +73,13 @@ def test_the_compare_page_pairs_two_arms_over_seeds_and_gives_a_verdict(results,
     verdicts = [m.value for m in (*at.success, *at.warning) if m.value.startswith("verdict:")]
     assert "soc_double_read is" in verdicts[0]
     assert list(at.dataframe[0].value["metric"])[0] == "recall_rate"
+    # restricted to one subgroup's people; round by round beside it
+    whole = at.dataframe[0].value["a"].iloc[0]
+    at.selectbox(key="subgroup").set_value("sex=F").run()
+    assert not at.exception
+    assert at.dataframe[0].value["a"].iloc[0] != whole
+    rounds = at.dataframe[1].value
+    assert set(rounds["round"]) == {"T0", "T1", "T2"} and (rounds["lo"] <= rounds["value"]).all()
 
 
 def test_the_compare_page_says_when_runs_do_not_make_two_arms(results, monkeypatch):
