@@ -477,7 +477,12 @@ def load_or_prepare(
 ) -> Prepared:
     """The prepared cohort for ``cfg`` from ``folder``, preparing and saving it if absent."""
     key = prepare_key(cfg, device_digest(cfg))
-    found = load(folder, key)
+    try:
+        found = load(folder, key)
+    except SandboxInputError as e:  # our own cache, damaged: prepare it again, over it
+        found = None
+        if progress:
+            progress(f"preparing again ({' '.join(str(e).split())[:160]})", 0.0)
     if found is not None:
         return found
     prep = prepare(cfg, profiles, progress)

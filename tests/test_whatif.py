@@ -146,6 +146,12 @@ def test_a_prepared_cohort_round_trips_and_a_damaged_one_is_named(world, tmp_pat
     with pytest.raises(SandboxInputError, match=str(path)):
         whatif.load(tmp_path, prep.key)
     assert whatif.load(tmp_path, "nothing-here") is None
+    # load_or_prepare prepares a damaged cohort again, over it
+    cfg, profiles = world[0], world[1]
+    told = []
+    again = whatif.load_or_prepare(cfg, profiles, tmp_path, lambda s, f: told.append(s))
+    assert again.key == prep.key and "preparing again" in told[0]
+    assert whatif.load(tmp_path, prep.key).meta["people"] == PEOPLE
 
 
 def test_bad_knobs_get_one_line(world):

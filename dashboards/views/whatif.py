@@ -124,7 +124,11 @@ except SandboxInputError as e:
     st.stop()
 
 jobs_of = st.session_state.setdefault("whatif_jobs", {})
-prep = _prepared(key)
+try:
+    prep = _prepared(key)
+except SandboxInputError as e:  # a damaged prepared cohort: say so, and offer to prepare again
+    st.error(str(e))
+    prep = None
 
 
 @st.fragment(run_every=1.0)

@@ -203,3 +203,17 @@ def test_the_safety_page_puts_harms_per_1000_screens_side_by_side(results, monke
     assert not at.exception
     t0 = at.dataframe[0].value
     assert (t0["screens"] < table["screens"].max()).all()
+
+
+def test_a_damaged_prepared_cohort_is_said_and_can_be_prepared_again(
+    prepared, tmp_path, monkeypatch
+):
+    root = tmp_path / "root"
+    shutil.copytree(prepared, root)
+    for f in (root / ".whatif").glob("*.parquet"):
+        f.write_bytes(b"PAR1 damaged")
+    at = app(root, monkeypatch)
+    at.number_input(key="people").set_value(300).run()
+    assert not at.exception
+    assert any("damaged prepared cohort" in e.value for e in at.error)
+    assert any(b.label == "Prepare this cohort" for b in at.button)
