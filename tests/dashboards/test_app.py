@@ -217,3 +217,33 @@ def test_a_damaged_prepared_cohort_is_said_and_can_be_prepared_again(
     assert not at.exception
     assert any("damaged prepared cohort" in e.value for e in at.error)
     assert any(b.label == "Prepare this cohort" for b in at.button)
+
+
+def test_the_runs_page_starts_a_run_in_the_background(tmp_path, monkeypatch):
+    import time
+
+    at = app(tmp_path, monkeypatch)
+    at.switch_page("views/runs.py").run()
+    at.number_input(key="new_people").set_value(300).run()
+    at.number_input(key="new_seed").set_value(11).run()
+    assert any("sandbox run scenario=lung_ldct" in c.value for c in at.code)
+    at.button(key="start_job").click().run()
+    t0 = time.monotonic()
+    while not any("done" in s.value for s in at.success):
+        assert not at.error, [e.value for e in at.error]
+        assert time.monotonic() - t0 < 180
+        time.sleep(1.0)
+        at.run()
+    assert any(f.name.startswith("lung_ldct-soc_double_read-seed11") for f in tmp_path.iterdir())
+    at.run()
+    assert "complete" in list(at.dataframe[0].value["status"])  # listed with the others
+
+
+def test_the_runs_page_turns_several_policies_or_seeds_into_a_sweep(tmp_path, monkeypatch):
+    at = app(tmp_path, monkeypatch)
+    at.switch_page("views/runs.py").run()
+    at.multiselect(key="new_policies").set_value(["soc_double_read", "ai_triage"]).run()
+    at.number_input(key="new_seeds").set_value(3).run()
+    command = next(c.value for c in at.code if c.value.startswith("sandbox "))
+    assert command.startswith("sandbox sweep ")
+    assert "policy=soc_double_read,ai_triage" in command and "seed=range(1,4)" in command
