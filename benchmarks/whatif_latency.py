@@ -2,6 +2,10 @@
 agrees with the full event-by-event run.
 
 What it measures
+    0. The scenario's sites are equipped for its own cohort (20,000 people): with more people,
+       their scanners, radiologists and work-up slots are scaled by the same factor
+       (``--no-scale-capacity`` keeps them, and the full run becomes a scanner backlog that the
+       replay flags as capacity-bound).
     1. Prepare (or load, if the results root already holds it) the cohort of ``--people`` people:
        ``sandbox.whatif.load_or_prepare``, as ``sandbox whatif`` and the dashboard do. The
        preparation is a one-off (the AI device scores every screen); its time is reported, not
@@ -32,6 +36,7 @@ without preparing again.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from pathlib import Path
@@ -101,6 +106,13 @@ def main() -> None:
     ap.add_argument("--changes", type=int, default=20)
     ap.add_argument("--results", default="runs", help="results root holding prepared cohorts")
     ap.add_argument("--confirm-rule-out", action="store_true")
+    ap.add_argument(
+        "--scale-capacity",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="scale each site's scanners, radiologists and work-up slots with --people over the "
+        "scenario's own cohort size (default on)",
+    )
     ap.add_argument("--out", default="/tmp")
     args = ap.parse_args()
 
@@ -118,6 +130,19 @@ def main() -> None:
         "runtime.progress=false",
     ]
     cfg, profiles, _ = load(overrides)
+    # the scenario's sites are staffed and equipped for its own cohort size: scale their
+    # capacity with the cohort, so the full run is not a scanner backlog
+    factor = args.people / cfg.scenario.cohort.size if args.scale_capacity else 1.0
+    if factor > 1.0:
+        for i, site in enumerate(cfg.scenario.sites):
+            overrides += [
+                f"sites.{i}.scanners={min(100, math.ceil(site.scanners * factor))}",
+                f"sites.{i}.workup_slots_per_day={math.ceil(site.workup_slots_per_day * factor)}",
+            ]
+            overrides += [
+                f"sites.{i}.readers.{p}={math.ceil(n * factor)}" for p, n in site.readers.items()
+            ]
+        cfg, profiles, _ = load(overrides)
     folder = results / ".whatif"
     t0 = time.perf_counter()
     prep = whatif.load_or_prepare(

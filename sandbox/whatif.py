@@ -74,10 +74,13 @@ DTYPES = {
     "benign_biopsies": np.int8,
 }
 FIELDS = tuple(DTYPES)
-# a report's follow-up exams are followed this many steps at most (Lung-RADS: 3 -> 4A -> 4B)
+# a report's follow-up exams are followed this many steps at most (a chain of interval
+# imaging before a work-up is rarely longer than three)
 MAX_FOLLOW_UPS = 4
 FORMAT = 2  # bump when what a prepared file holds changes
 UTILISATION_EXACT = 0.85  # above this share of reading capacity, waits change outcomes
+# site fields that set capacity only (how fast, not what is read)
+CAPACITY = ("scanners", "exams_per_scanner_day", "reading_hours_per_day", "workup_slots_per_day")
 
 
 class _Now:
@@ -226,6 +229,8 @@ def prepare_key(cfg: RunConfig, device_digest: str = "") -> str:
     policy's human reading rule and concurrent-reading effects, the device and the code format."""
     scn = to_dict(cfg.scenario)
     scn["programme"] = {k: v for k, v in scn["programme"].items() if k != "attendance"}
+    # capacity changes waits, which the replay does not simulate: not part of what is prepared
+    scn["sites"] = [{k: v for k, v in s.items() if k not in CAPACITY} for s in scn["sites"]]
     pol = cfg.policy
     blob = json.dumps(
         {
@@ -740,13 +745,21 @@ def answer(prep: Prepared, knobs: Knobs, sites: list[Site] | None = None) -> Ans
             }
         )
     cap = capacity(prep, arm, knobs, sites)
-    busy = cap.filter(pl.col("utilisation") > UTILISATION_EXACT)
-    why = ""
-    if busy.height:
-        why = "; ".join(
-            f"{r['site']}: reads need {r['utilisation']:.0%} of its radiologists' reading hours"
-            for r in busy.iter_rows(named=True)
-        )
+    busy = cap.filter(
+        (pl.col("utilisation") > UTILISATION_EXACT) | (pl.col("scanner_utilisation") > 1.0)
+    )
+    why = []
+    for r in busy.iter_rows(named=True):
+        if r["utilisation"] > UTILISATION_EXACT:
+            why.append(
+                f"{r['site']}: reads need {r['utilisation']:.0%} of its radiologists' reading hours"
+            )
+        if r["scanner_utilisation"] > 1.0:
+            why.append(
+                f"{r['site']}: {r['screens_per_working_day']:.0f} screens per working day for "
+                f"{r['scanner_slots_per_day']} scanner slots (screens are pushed later)"
+            )
+    why = "; ".join(why)
     return Answer(pl.DataFrame(rows), cap, not busy.height, why, time.perf_counter() - t0)
 
 
@@ -789,9 +802,14 @@ def capacity(
         lam = reads / span_workdays  # reads per working day
         mu = hours * 60.0 / per_read if per_read > 0 else math.inf  # reads per reader-day
         wait = erlang_c_wait(readers, lam, mu) if math.isfinite(mu) else 0.0
+        screens_per_day = screened.sum() / span_workdays
+        scan_capacity = site.scanners * site.exams_per_scanner_day if site else math.inf
         rows.append(
             {
                 "site": name,
+                "screens_per_working_day": screens_per_day,
+                "scanner_slots_per_day": scan_capacity,
+                "scanner_utilisation": screens_per_day / scan_capacity,
                 "radiologists": readers,
                 "reads_per_working_day": lam,
                 "reading_hours_needed_per_day": demand_h,

@@ -57,13 +57,13 @@ def _store() -> dict:
 
 
 def _prepared(key: str):
-    store = _store()
-    if key not in store:
+    store, at = _store(), (str(folder), key)  # one results root's cohorts are not another's
+    if at not in store:
         found = whatif.load(folder, key)
         if found is None:
             return None
-        store[key] = found
-    return store[key]
+        store[at] = found
+    return store[at]
 
 
 scenarios, policies = _names("scenario"), _names("policy")
