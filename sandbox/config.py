@@ -134,7 +134,8 @@ AI_ROLES = ("second_reader", "triage", "rule_out", "concurrent", "safety_net")
 class Policy:
     name: str
     role: str = field(metadata={"choices": ("none", *AI_ROLES)})
-    reading: str = field(metadata={"choices": ("single", "double")})
+    # "none": nobody is screened (usual care, a trial's comparator arm)
+    reading: str = field(metadata={"choices": ("single", "double", "none")})
     discordance: str = field(
         default="arbitration", metadata={"choices": ("arbitration", "consensus")}
     )
@@ -149,6 +150,11 @@ class Policy:
             fail(
                 f"{path}.name" if path else "policy.name",
                 f"{self.name!r} must be a plain name (letters, digits, . _ -)",
+            )
+        if self.reading == "none" and self.role != "none":
+            fail(
+                f"{path}.role" if path else "policy.role",
+                f"{self.role!r}: a policy that screens nobody (reading: none) has no AI role",
             )
 
 

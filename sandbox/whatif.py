@@ -224,6 +224,15 @@ class Prepared:
         return self.rounds["day"].shape
 
 
+def check_screens(cfg: RunConfig) -> None:
+    """One line if ``cfg``'s policy screens nobody (there is nothing to replay)."""
+    if not make_policy(cfg.policy, 0.5).invites:
+        raise SandboxInputError(
+            f"policy '{cfg.policy.name}' screens nobody: a what-if needs a screening policy "
+            "(its human reading rule is the standard of care)"
+        )
+
+
 def prepare_key(cfg: RunConfig, device_digest: str = "") -> str:
     """What a prepared cohort depends on: the scenario (attendance aside, a knob), the seed, the
     policy's human reading rule and concurrent-reading effects, the device and the code format."""
@@ -265,6 +274,7 @@ def prepare(
     from sandbox.runners.devices import prepare_device
     from sandbox.simulate import build_cohort, site_readers
 
+    check_screens(cfg)
     tell = progress or (lambda stage, f: None)
     scn = cfg.scenario
     programme = programme_for(scn)
@@ -481,6 +491,7 @@ def load_or_prepare(
     progress: Callable[[str, float], None] | None = None,
 ) -> Prepared:
     """The prepared cohort for ``cfg`` from ``folder``, preparing and saving it if absent."""
+    check_screens(cfg)
     key = prepare_key(cfg, device_digest(cfg))
     try:
         found = load(folder, key)

@@ -118,6 +118,7 @@ try:
         f"runtime.score_cache={base / '.score_cache'}",
     )
     cfg = _config(overrides)
+    whatif.check_screens(cfg)
     key = whatif.prepare_key(cfg, _digest(cfg.agent))
 except SandboxInputError as e:
     st.error(str(e))

@@ -56,6 +56,7 @@ class ReadingPolicy:
 
     min_readers: ClassVar[int] = 1
     uses_ai: ClassVar[bool] = False
+    invites: ClassVar[bool] = True  # False: nobody is invited to screening
 
     def __init__(self, config: Policy, threshold: float | None = None) -> None:
         self.config = config
@@ -123,7 +124,19 @@ class DoubleReading(ReadingPolicy):
         return Decision(final, [r1, r2, review], arbitrated=True)
 
 
-POLICIES: dict[str, type[ReadingPolicy]] = {"single": SingleReading, "double": DoubleReading}
+class NoScreening(ReadingPolicy):
+    """Usual care: nobody is invited, cancers are found when symptoms lead to a diagnosis (the
+    comparator arm of a screening trial)."""
+
+    min_readers: ClassVar[int] = 0
+    invites: ClassVar[bool] = False
+
+
+POLICIES: dict[str, type[ReadingPolicy]] = {
+    "single": SingleReading,
+    "double": DoubleReading,
+    "none": NoScreening,
+}
 # AI roles register here (sandbox.workflow.ai_policies): role -> class
 ROLES: dict[str, type[ReadingPolicy]] = {}
 

@@ -143,8 +143,9 @@ class SiteModel:
     def start(self) -> None:
         base = self.cohort.people["entry_day"][self.rows]
         self._base = dict(zip(self.rows.tolist(), base.tolist(), strict=True))
-        for i in np.argsort(base, kind="stable"):
-            self.schedule(int(self.rows[i]), 0, 0, "screen", float(base[i]))
+        if self.policy.current.policy.invites:
+            for i in np.argsort(base, kind="stable"):
+                self.schedule(int(self.rows[i]), 0, 0, "screen", float(base[i]))
         self._queue_clinical_events()
         self.env.process(self.dispatcher())
         for r in self.readers:

@@ -17,7 +17,7 @@ from sandbox.programmes import programme_for
 from sandbox.simulate import build_cohort, outcomes, simulate_sites
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "conf" / "policy"
-POLICIES = sorted(p.stem for p in POLICY_DIR.glob("*.yaml"))
+POLICIES = sorted(p.stem for p in POLICY_DIR.glob("*.yaml") if p.stem != "no_screening")
 
 
 def toy_config(policy: str, **runtime):
@@ -43,6 +43,14 @@ def toy_runs():
         people, metrics = outcomes(cfg, cohort, rec, prog)
         out[name] = (cfg, rec.events, people, metrics)
     return out
+
+
+def test_the_toy_programme_runs_as_a_no_screening_comparator():
+    cfg = toy_config("no_screening")
+    prog = programme_for(cfg.scenario)
+    profiles = load_reader_profiles({n for s in cfg.scenario.sites for n in s.readers})
+    rec = simulate_sites(cfg, profiles, build_cohort(cfg, programme=prog), programme=prog)
+    assert rec.events.height == 0
 
 
 def test_a_scenario_names_its_programme():

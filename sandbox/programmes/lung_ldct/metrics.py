@@ -48,6 +48,14 @@ def definitions() -> dict[str, list[Metric]]:
             for s in STAGES
         ],
         Metric(
+            "overdiagnosed_cancers",
+            "count",
+            "screen-detected lung cancers that would not have surfaced before the person's death "
+            "from another cause (lifetime overdiagnosis)",
+            "overdiagnosed",
+            better="lower",
+        ),
+        Metric(
             "lung_cancer_deaths",
             "count",
             "deaths from lung cancer within each person's follow-up",
@@ -75,4 +83,5 @@ def people_aggregations() -> list[pl.Expr]:
         pl.col("diagnosis_day").is_not_null().sum().alias("diagnosed"),
         *[(pl.col("stage") == s).sum().alias(f"dx_stage_{s}") for s in STAGES],
         (pl.col("death_cause") == "lung_cancer").sum().alias("lc_deaths"),
+        pl.col("overdiagnosed").sum().alias("overdiagnosed"),
     ]

@@ -45,6 +45,7 @@ PEOPLE_SCHEMA = {
     "death_day": pl.Float64,
     "death_cause": pl.Enum(list(DEATH_CAUSES)),
     "person_years": pl.Float64,
+    "overdiagnosed": pl.Boolean,
 }
 
 
@@ -146,6 +147,8 @@ def resolve_people(
             "death_day": np.where(np.isfinite(death), death, math.nan),
             "death_cause": np.array(DEATH_CAUSES)[cause],
             "person_years": person_years,
+            # found by screening, and would not have surfaced before death from another cause
+            "overdiagnosed": (mode == 1) & (clinical >= other),
         },
         schema=PEOPLE_SCHEMA,
     ).with_columns(

@@ -22,7 +22,7 @@ from sandbox.programmes.lung_ldct.reading import (
 )
 from sandbox.rng import Streams
 from sandbox.workflow import POLICIES, make_policy
-from sandbox.workflow.policies import DoubleReading, SingleReading
+from sandbox.workflow.policies import DoubleReading, NoScreening, SingleReading
 
 
 def scheme(protocol: str, threshold_mm: float = 4.0, stable_days: float = 730.5):
@@ -175,7 +175,8 @@ def test_policies_check_staffing(reading, discordance, needed):
 
 
 def test_policy_registry():
-    assert POLICIES == {"single": SingleReading, "double": DoubleReading}
+    assert POLICIES == {"single": SingleReading, "double": DoubleReading, "none": NoScreening}
+    assert not NoScreening.invites and SingleReading.invites
     assert dataclasses.is_dataclass(Policy)
 
 
