@@ -633,39 +633,60 @@ def cmd_whatif(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from sandbox.compose import load
     from sandbox.runners.local import simulate
-    from sandbox.validation.targets import compare, load_targets
+    from sandbox.validation.targets import Z_PASS, compare, load_targets
 
     head, targets = load_targets(args.trial)
     overrides = [f"scenario={head['scenario']}", f"policy={head['policy']}", f"seed={args.seed}"]
     if args.size:
         overrides.append(f"cohort.size={args.size}")
     cfg, profiles, _ = load(overrides + list(args.overrides))
+    trial_n = float(head.get("n") or cfg.scenario.cohort.size)
     scale = args.tolerance_scale
     if scale is None:
-        scale = max(1.0, math.sqrt(cfg.scenario.cohort.size and 26722 / cfg.scenario.cohort.size))
+        scale = max(1.0, math.sqrt(cfg.scenario.cohort.size and trial_n / cfg.scenario.cohort.size))
     res = simulate(cfg, profiles)
-    table = compare(res.metrics, targets, scale)
+    table = compare(res.metrics, targets, scale, trial_n, cfg.scenario.cohort.size)
     rows = []
     for r in table.iter_rows(named=True):
-        verdict = "report" if r["pass"] is None else ("PASS" if r["pass"] else "FAIL")
-        tol = "-" if r["tolerance"] is None else f"±{fmt(r['tolerance'])}"
+        z = r["z"]
+        verdict = "PASS" if r["pass"] else "FAIL"
+        if r["pass"] is False and math.isfinite(z) and abs(z) <= 3.0:
+            verdict = "FAIL (2-3 SE)"
+        coarse = (
+            "-" if r["within_tolerance"] is None else ("in" if r["within_tolerance"] else "out")
+        )
         rows.append(
             [
                 r["target"],
+                "fitted" if r["fitted"] else "out of sample",
                 fmt(r["published"]),
-                tol,
                 _cell(r["simulated"], r["lo"], r["hi"]),
+                "-" if not math.isfinite(z) else f"{z:+.2f}",
                 verdict,
+                coarse,
             ]
         )
+    size = cfg.scenario.cohort.size
     print(
-        f"{args.trial}: {cfg.scenario.cohort.size:,} people, seed {cfg.seed}, tolerance x{scale:.2f}"
+        f"{args.trial}: {size:,} people, seed {cfg.seed}; counts shown at the trial's size "
+        f"({trial_n:,.0f}: x{trial_n / size:.2f}); pass = |z| <= {Z_PASS} (two-sample, at the "
+        f"trial's size); tolerance (coarse check) x{scale:.2f}"
     )
-    print(_table(["target", "published", "tolerance", "simulated (95% interval)", "verdict"], rows))
-    judged = table.filter(pl.col("pass").is_not_null())
-    failed = judged.filter(~pl.col("pass")).height
-    print(f"\n{judged.height - failed}/{judged.height} within tolerance")
-    return 0 if failed == 0 else 1
+    print(
+        _table(
+            ["target", "", "published", "simulated (95% interval)", "z", "verdict", "tolerance"],
+            rows,
+        )
+    )
+    passed = int(table["pass"].sum())
+    fitted = table.filter(pl.col("fitted"))
+    print(
+        f"\n{passed}/{table.height} rows statistically indistinguishable from the trial "
+        f"({int(fitted['pass'].sum())}/{fitted.height} fitted, "
+        f"{passed - int(fitted['pass'].sum())}/{table.height - fitted.height} out of sample); "
+        f"{int(fitted['within_tolerance'].sum())}/{fitted.height} fitted rows within tolerance"
+    )
+    return 0 if passed == table.height else 1
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

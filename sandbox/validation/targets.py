@@ -1,4 +1,21 @@
-"""Trial targets and the side-by-side comparison of a run's metrics with them."""
+"""Trial targets and the side-by-side comparison of a run's metrics with them.
+
+A row passes when the simulated and the published value are **statistically indistinguishable at
+the trial's size**: |z| <= 1.96, where z is their difference over the standard error of a
+difference between two independent samples, the published one at the trial's size and the
+simulated one at the run's:
+
+* proportions (``k / n``): binomial variance ``p (1 - p) / n`` of each; the trial's denominator is
+  the run's denominator scaled to the trial's size (screens in a round, cancers diagnosed, ...:
+  they scale with the people randomised);
+* counts: the simulated count is scaled to the trial's size (``s = trial n / run's people``) and
+  compared with Poisson variances, ``k_published + s^2 k_simulated``;
+* rates (per 1,000 or per 100,000 person-years): Poisson variance of the events behind each,
+  ``rate^2 / events`` (the published events are given with the target).
+
+The hand-picked ``tolerance`` of a row is kept as a coarse second check (``within_tolerance``) and
+is what calibration minimises over the rows it fits; every row says whether it was fitted.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +29,7 @@ import yaml
 from sandbox.errors import SandboxInputError
 
 TARGETS = {"nlst": Path(__file__).with_name("targets") / "nlst_ldct.yaml"}
+Z_PASS = 1.96
 
 
 @dataclass(frozen=True)
@@ -20,8 +38,11 @@ class Target:
     metric: str
     round: str
     value: float
-    tolerance: float | None  # None: reported, not judged
+    tolerance: float | None  # None: no coarse check
     note: str = ""
+    kind: str = "proportion"  # proportion | count | per_1000 | per_100k_py
+    fitted: bool = False  # calibration fits this row (else it is out of sample)
+    events: float | None = None  # published events behind a rate
 
 
 def load_targets(trial: str) -> tuple[dict, list[Target]]:
@@ -29,57 +50,110 @@ def load_targets(trial: str) -> tuple[dict, list[Target]]:
     if trial not in TARGETS:
         raise SandboxInputError(f"unknown trial '{trial}' (known: {', '.join(sorted(TARGETS))})")
     data = yaml.safe_load(TARGETS[trial].read_text())
-    rows = [
-        Target(k, v["metric"], v["round"], float(v["value"]), float(v["tolerance"]))
-        for k, v in data["rows"].items()
-    ]
-    rows += [
-        Target(k, v["metric"], v["round"], float(v["value"]), None, v.get("note", ""))
-        for k, v in data.get("report_only", {}).items()
-    ]
+    rows = []
+    for k, v in data["rows"].items():
+        tol = v.get("tolerance")
+        rows.append(
+            Target(
+                k,
+                v["metric"],
+                v["round"],
+                float(v["value"]),
+                None if tol is None else float(tol),
+                v.get("note", ""),
+                v.get("kind", "proportion"),
+                bool(v.get("fitted", False)),
+                None if v.get("events") is None else float(v["events"]),
+            )
+        )
     return data, rows
 
 
+def z_score(t: Target, sim: float, n_sim: float, scale: float) -> tuple[float, float]:
+    """(simulated value at the trial's size, z) of one row; ``scale`` = trial n / run's people."""
+    pub = t.value
+    if not math.isfinite(sim):
+        return sim, math.nan
+    if t.kind == "count":
+        at_trial = sim * scale
+        var = pub + sim * scale * scale
+        return at_trial, (at_trial - pub) / math.sqrt(var) if var > 0 else math.nan
+    if t.kind in ("per_1000", "per_100k_py"):
+        unit = 1000.0 if t.kind == "per_1000" else 1e5
+        events_sim = sim * n_sim / unit
+        events_pub = t.events if t.events else pub * n_sim * scale / unit
+        var = (pub * pub / events_pub if events_pub > 0 else 0.0) + (
+            sim * sim / events_sim if events_sim > 0 else 0.0
+        )
+        return sim, (sim - pub) / math.sqrt(var) if var > 0 else math.nan
+    n_trial = n_sim * scale
+    var = (pub * (1 - pub) / n_trial if n_trial > 0 else 0.0) + (
+        sim * (1 - sim) / n_sim if n_sim > 0 else 0.0
+    )
+    return sim, (sim - pub) / math.sqrt(var) if var > 0 else math.nan
+
+
 def compare(
-    metrics: pl.DataFrame, targets: list[Target], tolerance_scale: float = 1.0
+    metrics: pl.DataFrame,
+    targets: list[Target],
+    tolerance_scale: float = 1.0,
+    trial_n: float | None = None,
+    people: float | None = None,
 ) -> pl.DataFrame:
-    """One row per target: published, simulated with 95% interval, |difference|, pass/fail."""
+    """One row per target: published, simulated with its 95% interval (counts at the trial's
+    size), z, pass (|z| <= 1.96), and the coarse tolerance check.
+
+    ``trial_n`` and ``people`` (the run's cohort) scale counts and denominators to the trial's
+    size; without them the run is taken to be the trial's size.
+    """
     top = metrics.filter((pl.col("site") == "all") & (pl.col("subgroup") == "all"))
+    scale = (trial_n / people) if trial_n and people else 1.0
     out = []
     for t in targets:
         row = top.filter((pl.col("metric") == t.metric) & (pl.col("round") == t.round))
-        v, lo, hi = (row["value"][0], row["lo"][0], row["hi"][0]) if row.height else (math.nan,) * 3
+        if row.height:
+            v, lo, hi, n = row["value"][0], row["lo"][0], row["hi"][0], row["n"][0]
+        else:
+            v, lo, hi, n = math.nan, math.nan, math.nan, 0
+        at_trial, z = z_score(t, v, float(n or 0), scale)
+        k = scale if t.kind == "count" else 1.0
         tol = None if t.tolerance is None else t.tolerance * tolerance_scale
-        ok = None if tol is None else bool(abs(v - t.value) <= tol)
         out.append(
             {
                 "target": t.name,
+                "fitted": t.fitted,
                 "published": t.value,
+                "simulated": at_trial,
+                "lo": lo * k,
+                "hi": hi * k,
+                "difference": at_trial - t.value,
+                "z": z,
+                "pass": bool(math.isfinite(z) and abs(z) <= Z_PASS),
                 "tolerance": tol,
-                "simulated": v,
-                "lo": lo,
-                "hi": hi,
-                "difference": v - t.value,
-                "pass": ok,
+                "within_tolerance": None if tol is None else bool(abs(v * k - t.value) <= tol),
             }
         )
     return pl.DataFrame(
         out,
         schema={
             "target": pl.Utf8,
+            "fitted": pl.Boolean,
             "published": pl.Float64,
-            "tolerance": pl.Float64,
             "simulated": pl.Float64,
             "lo": pl.Float64,
             "hi": pl.Float64,
             "difference": pl.Float64,
+            "z": pl.Float64,
             "pass": pl.Boolean,
+            "tolerance": pl.Float64,
+            "within_tolerance": pl.Boolean,
         },
     )
 
 
 def loss(table: pl.DataFrame) -> float:
-    """Calibration objective: sum of squared differences in units of tolerance."""
-    judged = table.filter(pl.col("tolerance").is_not_null())
+    """Calibration objective: sum of squared differences in units of tolerance, over the fitted
+    rows."""
+    judged = table.filter(pl.col("fitted") & pl.col("tolerance").is_not_null())
     d = (judged["difference"] / judged["tolerance"]).fill_nan(10.0).to_numpy()
     return float((d * d).sum())
