@@ -112,6 +112,31 @@ SCREEN_METRICS = [
         better="higher",
     ),
     _m(
+        "cancers_after_positive_screen",
+        "count",
+        "cancers diagnosed, by any route, in the window of a positive screen (screen-detected, or "
+        "surfacing within the interval window): a screening trial's true positives",
+        "after_positive",
+        better="higher",
+    ),
+    _m(
+        "cancers_after_negative_screen",
+        "count",
+        "cancers diagnosed within the interval window after a negative screen: a screening "
+        "trial's false negatives (interval cancers as MASAI and NLST count them)",
+        "after_negative",
+        better="lower",
+    ),
+    _m(
+        "screen_sensitivity",
+        "proportion",
+        "cancers after a positive screen / cancers in the window of any screen (sensitivity as "
+        "screening trials report it)",
+        "after_positive",
+        "cancers_in_window",
+        better="higher",
+    ),
+    _m(
         "programme_specificity",
         "proportion",
         "negative screens among screens with no cancer diagnosed in the window",
@@ -407,6 +432,8 @@ def _aggregations(programme: Any) -> dict[str, list[pl.Expr]]:
         ],
         pl.col("interval").sum().alias("interval"),
         cancer_in_window.sum().alias("cancers_in_window"),
+        (cancer_in_window & pl.col("positive")).sum().alias("after_positive"),
+        (cancer_in_window & ~pl.col("positive")).sum().alias("after_negative"),
         (~cancer_in_window & ~pl.col("positive")).sum().alias("true_negatives"),
         (~cancer_in_window).sum().alias("no_cancer_screens"),
         (pl.col("positive") & pl.col("screen_detected")).sum().alias("true_positives"),
