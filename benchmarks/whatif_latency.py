@@ -132,7 +132,8 @@ def main() -> None:
     cfg, profiles, _ = load(overrides)
     # the scenario's sites are staffed and equipped for its own cohort size: scale their
     # capacity with the cohort, so the full run is not a scanner backlog
-    factor = args.people / cfg.scenario.cohort.size if args.scale_capacity else 1.0
+    own_size = load([f"policy={args.policy}"])[0].scenario.cohort.size
+    factor = args.people / own_size if args.scale_capacity else 1.0
     if factor > 1.0:
         for i, site in enumerate(cfg.scenario.sites):
             overrides += [
