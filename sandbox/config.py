@@ -44,6 +44,9 @@ class Scanner:
     kernel_fwhm_mm: float = field(metadata={"gt": 0, "le": 5})
     slice_mm: float = field(metadata={"gt": 0, "le": 10})
     hu_offset: float = field(default=0.0, metadata={"ge": -200, "le": 200})
+    # "ct": a CT volume (the fields above); "cxr": a chest radiograph (projection), whose
+    # visibility model is the programme's (lung: imaging/radiograph.py)
+    modality: str = field(default="ct", metadata={"choices": ("ct", "cxr")})
 
 
 @dataclass(frozen=True)
@@ -144,12 +147,20 @@ class Policy:
     audit_fraction: float = field(default=0.0, metadata=PROB)
     concurrent_gain: float = field(default=0.5, metadata={"ge": 0.0, "le": 5.0})
     automation_bias: float = field(default=0.4, metadata={"ge": 0.0, "lt": 1.0})
+    # the screening test: "ct" (each site's scanner) or "cxr" (a chest radiograph, as in
+    # NLST's comparator arm); the programme says what each shows
+    modality: str = field(default="ct", metadata={"choices": ("ct", "cxr")})
 
     def check(self, path: str) -> None:
         if not NAME.fullmatch(self.name):
             fail(
                 f"{path}.name" if path else "policy.name",
                 f"{self.name!r} must be a plain name (letters, digits, . _ -)",
+            )
+        if self.modality == "cxr" and self.role != "none":
+            fail(
+                f"{path}.role" if path else "policy.role",
+                f"{self.role!r}: AI devices read CT; a chest-radiograph policy (modality: cxr) has no AI role",
             )
         if self.reading == "none" and self.role != "none":
             fail(

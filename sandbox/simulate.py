@@ -44,8 +44,10 @@ class SiteRecords:
 def check_policy(cfg: RunConfig, threshold: float | None = None) -> None:
     """Fail before any work if the policy cannot run at some site."""
     policy = make_policy(cfg.policy, threshold)
+    programme = programme_for(cfg.scenario)
     for i, site in enumerate(cfg.scenario.sites):
         policy.check_site(site, i)
+        programme.exam_scanner(site.scanner, cfg.policy.modality)
 
 
 def build_cohort(

@@ -126,10 +126,13 @@ class _Chain:
     attended with the follow-up adherence), then the work-up, through the programme's own
     management and work-up, as the full run does."""
 
-    def __init__(self, programme: Any, cohort: Any, streams: Streams, scn: Any, fake_site) -> None:
+    def __init__(
+        self, programme: Any, cohort: Any, streams: Streams, scn: Any, fake_site, modality: str
+    ) -> None:
         self.programme, self.cohort, self.streams = programme, cohort, streams
         self.adherence = scn.programme.followup_adherence
         self.sites = scn.sites
+        self.scanners = [programme.exam_scanner(s.scanner, modality) for s in scn.sites]
         self.fake_site = fake_site
 
     def follow(self, exam: Exam, final: Any, readers: list, exit_day: float, out, row, k) -> None:
@@ -138,7 +141,8 @@ class _Chain:
         out["recall"][row, k] = mgmt != "next_round"
         if mgmt == "next_round":
             return
-        site = self.sites[int(self.cohort.people["site"][row])]
+        site_index = int(self.cohort.people["site"][row])
+        site = self.sites[site_index]
         now, seq, fu_reads, fu_minutes = exam.day, 0, 0, 0.0
         # the screen's report is what the follow-up exam is compared with
         prior = copy.deepcopy(exam.prior)
@@ -168,7 +172,7 @@ class _Chain:
             fday = math.ceil(due) + SCAN_TIME
             if fday >= exit_day:
                 break
-            shows = prog.exam_shows(self.cohort, row, fday, site.scanner)
+            shows = prog.exam_shows(self.cohort, row, fday, self.scanners[site_index])
             current = Exam(
                 self.fake_site,
                 row,
@@ -306,7 +310,7 @@ def prepare(
         todo = np.argwhere(live)
         images = []
         for row, k in todo:
-            sc = scn.sites[site[row]].scanner
+            sc = programme.exam_scanner(scn.sites[site[row]].scanner, cfg.policy.modality)
             s = programme.exam_shows(cohort, int(row), float(day[row, k]), sc)
             shows[(int(row), int(k))] = s
             images.append(programme.image_of(int(pid[row]), float(day[row, k]), sc, s))
@@ -346,7 +350,7 @@ def prepare(
         fields["stage"][:] = -1
     reportable = np.zeros((n, R), bool)
     fake_site = SimpleNamespace(streams=streams)
-    chain = _Chain(programme, cohort, streams, scn, fake_site)
+    chain = _Chain(programme, cohort, streams, scn, fake_site, cfg.policy.modality)
     live_rows = np.flatnonzero(live.any(1))
     t0 = time.perf_counter()
     for j, row in enumerate(live_rows):

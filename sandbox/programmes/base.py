@@ -140,6 +140,17 @@ class Programme(ABC):
         """The cohort with its disease histories (independent of any policy)."""
 
     # ---------------------------------------------------------------- one exam
+    def exam_scanner(self, site_scanner: Scanner, modality: str) -> Scanner:
+        """The imaging device a screen of ``modality`` uses at a site whose scanner is
+        ``site_scanner`` (the policy chooses the modality; the programme says what it is)."""
+        if modality == site_scanner.modality:
+            return site_scanner
+        from sandbox.errors import SandboxInputError
+
+        raise SandboxInputError(
+            f"config key 'policy.modality': programme '{self.name}' has no {modality} screening"
+        )
+
     @abstractmethod
     def exam_shows(self, cohort: Cohort, row: int, day: float, scanner: Scanner) -> Any:
         """What an exam of person ``row`` on ``day`` on ``scanner`` shows (the findings)."""

@@ -110,6 +110,11 @@ class SiteModel:
         self.observers = list(setup.observers)
         self._on_exam = [ob.on_exam for ob in self.observers]
         self.policy = LivePolicy(self, setup.policy)
+        # the imaging device of this site's screens: its scanner, or what the policy's modality
+        # (a chest radiograph) uses instead
+        self.scanner = setup.programme.exam_scanner(
+            setup.site.scanner, setup.policy.config.modality
+        )
         self.scanner_book = Calendar(setup.site.scanners * setup.site.exams_per_scanner_day)
         self.workup_book = Calendar(setup.site.workup_slots_per_day)
         self.worklist = Worklist(env)
@@ -249,8 +254,7 @@ class SiteModel:
         yield self.env.timeout(AI_BATCH_DELAY_DAYS)
         pending, self._ai_pending = self._ai_pending, []
         images = [
-            self.programme.image_of(e.person_id, e.day, self.site.scanner, e.shows)
-            for e, _ in pending
+            self.programme.image_of(e.person_id, e.day, self.scanner, e.shows) for e, _ in pending
         ]
         for (_, event), score in zip(pending, self.ai.scores(images), strict=True):
             event.succeed(float(score))
@@ -263,7 +267,7 @@ class SiteModel:
         the cache. Screens that end up not happening (death, diagnosis) cost an inference only.
         """
         self._prefetched_until = end
-        scanner, prog = self.site.scanner, self.programme
+        scanner, prog = self.scanner, self.programme
         images = []
         for day, _, item in self.heap:
             if start <= day < end and item[3] == "screen":
@@ -330,7 +334,7 @@ class SiteModel:
             kind,
             due,
             day,
-            prog.exam_shows(self.cohort, row, day, self.site.scanner),
+            prog.exam_shows(self.cohort, row, day, self.scanner),
             prior,
             exam_key(rnd, seq),
             version.version,

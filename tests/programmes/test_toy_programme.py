@@ -17,7 +17,10 @@ from sandbox.programmes import programme_for
 from sandbox.simulate import build_cohort, outcomes, simulate_sites
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "conf" / "policy"
-POLICIES = sorted(p.stem for p in POLICY_DIR.glob("*.yaml") if p.stem != "no_screening")
+# the toy screens with its own test only (no radiograph); no_screening has its own test below
+POLICIES = sorted(
+    p.stem for p in POLICY_DIR.glob("*.yaml") if p.stem not in ("no_screening", "cxr_single_read")
+)
 
 
 def toy_config(policy: str, **runtime):
@@ -51,6 +54,14 @@ def test_the_toy_programme_runs_as_a_no_screening_comparator():
     profiles = load_reader_profiles({n for s in cfg.scenario.sites for n in s.readers})
     rec = simulate_sites(cfg, profiles, build_cohort(cfg, programme=prog), programme=prog)
     assert rec.events.height == 0
+
+
+def test_a_programme_without_radiographs_refuses_a_radiograph_policy():
+    from sandbox.errors import SandboxInputError
+    from sandbox.simulate import check_policy
+
+    with pytest.raises(SandboxInputError, match="policy.modality.*no cxr screening"):
+        check_policy(toy_config("cxr_single_read"))
 
 
 def test_a_scenario_names_its_programme():

@@ -90,6 +90,7 @@ class LungRadsV2022:
 
     name: ClassVar[str] = "lung_rads_v2022"
     per_finding: ClassVar[bool] = False  # positivity follows the category, not each finding
+    all_suspicious: ClassVar[bool] = False  # a work-up examines every reported finding
 
     def finding_positive(self, size_mm: float, status: str, first: float, day: float) -> bool:
         return False
@@ -123,6 +124,23 @@ class NLSTRule(LungRadsV2022):
             return "next_round"
         mgmt = management(category)
         return "ct_6m" if mgmt == "next_round" else mgmt
+
+
+class ChestRadiographRule(LungRadsV2022):
+    """NLST's chest-radiograph arm: any non-calcified nodule or mass seen is positive, and a
+    positive radiograph is worked up (diagnostic CT, then biopsy of what it shows); the work-up
+    examines every reported finding. The report column keeps the Lung-RADS size category of the
+    largest finding, for reference only."""
+
+    name: ClassVar[str] = "nlst_cxr"
+    per_finding: ClassVar[bool] = True
+    all_suspicious: ClassVar[bool] = True
+
+    def finding_positive(self, size_mm: float, status: str, first: float, day: float) -> bool:
+        return True
+
+    def manage(self, category: int, positive: bool) -> str:
+        return "workup" if positive else "next_round"
 
 
 SCHEMES = {"lung_rads_v2022": LungRadsV2022, "nlst": NLSTRule}

@@ -38,6 +38,7 @@ from sandbox.programmes.lung_ldct.lung_rads import (
     FOLLOW_UP_DAYS,
     MANAGEMENT,
     SCHEMES,
+    ChestRadiographRule,
     LungRadsV2022,
     NLSTRule,
 )
@@ -46,6 +47,7 @@ from sandbox.programmes.lung_ldct.reading import (
     SPURIOUS_KEY,
     Finding,
     Prior,
+    RadiographFindings,
     categorise,
     read_exam,
     update_prior,
@@ -54,6 +56,9 @@ from sandbox.programmes.lung_ldct.reading import (
 from sandbox.rng import Streams, declare_streams
 
 AUTONOMOUS_READER = -1
+# a digital posteroanterior chest radiograph; its visibility model is imaging/radiograph.py (the
+# CT fields are not used for a projection)
+CXR = Scanner("dr_chest_pa", 0.02, 1.0, 1.0, 1.0, modality="cxr")
 # a spurious finding survives the consensus discussion with this probability
 CONSENSUS_KEEP_SPURIOUS = 0.35
 # the renderer's code and parameters: a change to either invalidates cached scores
@@ -67,6 +72,7 @@ declare_streams(
         "schedule.entry": "the day a person is first invited",
         "read.*": "one read: detection and size of each finding, spurious findings, reading time",
         "workup.biopsy": "whether a work-up without cancer includes a benign biopsy",
+        "imaging.cxr_overlap": "whether a finding lies behind ribs, heart, hila or diaphragm on a chest radiograph (index: finding key)",
     }
 )
 
@@ -113,6 +119,17 @@ class LungLDCT(Programme):
             else SCHEMES[p.protocol]()
         )
         self._n2 = scenario.disease.n2_over_n1
+        self.cxr_scheme = ChestRadiographRule()
+
+    def _scheme(self, exam: Any) -> LungRadsV2022:
+        """The reporting rule of ``exam``: the radiograph rule for a chest radiograph."""
+        return self.cxr_scheme if isinstance(exam.shows, RadiographFindings) else self.scheme
+
+    def exam_scanner(self, site_scanner: Scanner, modality: str) -> Scanner:
+        """A chest radiograph (``modality: cxr``) is taken on :data:`CXR`, whatever CT the site has."""
+        if modality == "cxr":
+            return CXR
+        return super().exam_scanner(site_scanner, modality)
 
     @classmethod
     def config_types(cls) -> dict[str, type]:
@@ -174,7 +191,7 @@ class LungLDCT(Programme):
             exam.index,
             slot,
             exam.day,
-            self.scheme,
+            self._scheme(exam),
             boost,
         )
 
@@ -193,11 +210,11 @@ class LungLDCT(Programme):
                     kept.append(f)
             elif f.key in kept_keys:
                 kept.append(f)
-        cat, pos, top, suspicious = categorise(kept, exam.prior, exam.day, self.scheme)
+        cat, pos, top, suspicious = categorise(kept, exam.prior, exam.day, self._scheme(exam))
         return Read(positive.reader_id, 3, kept, cat, pos, review.minutes, top, suspicious)
 
     def manage(self, exam: Any, final: Read) -> str:
-        return self.scheme.manage(final.category, final.positive)
+        return self._scheme(exam).manage(final.category, final.positive)
 
     def after_report(self, exam: Any, final: Read) -> None:
         update_prior(exam.prior, final.findings, exam.day)

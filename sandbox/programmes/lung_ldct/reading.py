@@ -20,11 +20,14 @@ from sandbox.programmes.base import Read
 from sandbox.programmes.lung_ldct.disease.history import LungCohort
 from sandbox.programmes.lung_ldct.imaging.conspicuity import conspicuity
 from sandbox.programmes.lung_ldct.imaging.findings import MALIGNANT_KEY, most_suspicious  # noqa: F401
+from sandbox.programmes.lung_ldct.imaging.radiograph import conspicuity_cxr
 from sandbox.programmes.lung_ldct.lung_rads import C1, C3, GROWTH_MM, LungRadsV2022, nodule_category
-from sandbox.rng import Streams, read_key
+from sandbox.rng import Streams, read_key, uniform_scalar
 
 # a reader's spurious finding (vessel, scar, artefact): never carried into the prior report
 SPURIOUS_KEY = 32
+# any CT scanner: a radiograph's findings are the nodules present, whatever a CT would show
+_CT_REFERENCE = Scanner("reference", 1.0, 1.0, 1.0, 1.0)
 
 
 @dataclass(slots=True)
@@ -36,8 +39,15 @@ class Finding:
     conspicuity: float = 0.0
 
 
+class RadiographFindings(list):
+    """The findings of a chest radiograph (reported under the radiograph rule)."""
+
+
 def visible_findings(history: LungCohort, row: int, day: float, scanner: Scanner) -> list[Finding]:
-    """Nodules present in person ``row``'s lungs on ``day``, with conspicuity on ``scanner``."""
+    """Nodules present in person ``row``'s lungs on ``day``, with conspicuity on ``scanner``
+    (a CT scanner, or a chest radiograph: :mod:`..imaging.radiograph`)."""
+    if scanner.modality == "cxr":
+        return _radiograph_findings(history, row, day)
     out: list[Finding] = []
     sc = history.scalars
     entry = sc.entry_day[row]
@@ -56,6 +66,18 @@ def visible_findings(history: LungCohort, row: int, day: float, scanner: Scanner
         d = history.cancer_diameter(row, day)
         t = sc.cancer_type[row]
         out.append(Finding(MALIGNANT_KEY, d, t, sc.spiculated[row], conspicuity(d, t, scanner)))
+    return out
+
+
+def _radiograph_findings(history: LungCohort, row: int, day: float) -> RadiographFindings:
+    """What a chest radiograph of person ``row`` on ``day`` shows: the same nodules, with their
+    conspicuity on a projection (each finding's place behind anatomy is a keyed draw)."""
+    pid = int(history.people["person_id"][row])
+    out = RadiographFindings()
+    for f in visible_findings(history, row, day, _CT_REFERENCE):
+        u = uniform_scalar(history.overlap_key, pid, f.key)
+        f.conspicuity = conspicuity_cxr(f.size_mm, f.nodule_type, u)
+        out.append(f)
     return out
 
 
@@ -86,7 +108,7 @@ def categorise(
         c = nodule_category(f.size_mm, f.nodule_type, status, f.spiculated)
         if c > cat or (c == cat and f.size_mm > top_size):
             cat, top, top_size = c, f.key, f.size_mm
-        if c >= C3:
+        if c >= C3 or scheme.all_suspicious:
             suspicious.append(f.key)
         if per_finding and scheme.finding_positive(f.size_mm, status, first, day):
             positive = True

@@ -50,6 +50,7 @@ class LungCohort:
     horizon_day: float
     candidates_drawn: int
     onset_diameter_mm: float
+    overlap_key: int = 0  # stream key of where a finding lies on a radiograph (imaging.cxr_overlap)
 
     def __len__(self) -> int:
         return len(self.people["person_id"])
@@ -163,4 +164,5 @@ def sample_history(
         horizon_day(scenario),
         next_id,
         scenario.disease.onset_diameter_mm,
+        streams.key("imaging.cxr_overlap"),
     )
