@@ -630,12 +630,13 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def _validate_arm(trial: str, args: argparse.Namespace):
+    """Simulate one arm of a trial and print its table; (table, metrics, header)."""
     from sandbox.compose import load
     from sandbox.runners.local import simulate
     from sandbox.validation.targets import Z_PASS, compare, load_targets
 
-    head, targets = load_targets(args.trial)
+    head, targets = load_targets(trial)
     overrides = [f"scenario={head['scenario']}", f"policy={head['policy']}", f"seed={args.seed}"]
     if args.size:
         overrides.append(f"cohort.size={args.size}")
@@ -668,9 +669,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         )
     size = cfg.scenario.cohort.size
     print(
-        f"{args.trial}: {size:,} people, seed {cfg.seed}; counts shown at the trial's size "
-        f"({trial_n:,.0f}: x{trial_n / size:.2f}); pass = |z| <= {Z_PASS} (two-sample, at the "
-        f"trial's size); tolerance (coarse check) x{scale:.2f}"
+        f"{trial} ({head['policy']}): {size:,} people, seed {cfg.seed}; counts shown at the "
+        f"trial's size ({trial_n:,.0f}: x{trial_n / size:.2f}); pass = |z| <= {Z_PASS} "
+        f"(two-sample, at the trial's size); tolerance (coarse check) x{scale:.2f}"
     )
     print(
         _table(
@@ -684,9 +685,45 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"\n{passed}/{table.height} rows statistically indistinguishable from the trial "
         f"({int(fitted['pass'].sum())}/{fitted.height} fitted, "
         f"{passed - int(fitted['pass'].sum())}/{table.height - fitted.height} out of sample); "
-        f"{int(fitted['within_tolerance'].sum())}/{fitted.height} fitted rows within tolerance"
+        f"{int(fitted['within_tolerance'].sum())}/{fitted.height} fitted rows within tolerance\n"
     )
-    return 0 if passed == table.height else 1
+    return table, res.metrics, head
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from sandbox.validation.targets import relative_reduction
+
+    table, metrics, head = _validate_arm(args.trial, args)
+    ok = bool(table["pass"].all())
+    comparator = head.get("comparator")
+    if comparator:
+        other, other_metrics, _ = _validate_arm(comparator, args)
+        ok = ok and bool(other["pass"].all())
+        rows = []
+        for name, spec in (head.get("between_arms") or {}).items():
+            r = relative_reduction(
+                metrics, other_metrics, spec["metric"], spec["value"], spec["ci95"]
+            )
+            lo, hi = spec["ci95"]
+            rows.append(
+                [
+                    name,
+                    f"{fmt(spec['value'])} ({fmt(lo)}-{fmt(hi)})",
+                    _cell(r["simulated"], r["lo"], r["hi"]),
+                    "-" if not math.isfinite(r["z"]) else f"{r['z']:+.2f}",
+                    "PASS" if r["pass"] else "FAIL",
+                ]
+            )
+            ok = ok and r["pass"]
+        if rows:
+            print(f"between arms: {args.trial} against {comparator} (the same simulated people)")
+            print(
+                _table(
+                    ["target", "published (95% CI)", "simulated (95% interval)", "z", "verdict"],
+                    rows,
+                )
+            )
+    return 0 if ok else 1
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

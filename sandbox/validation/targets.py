@@ -28,7 +28,8 @@ import yaml
 
 from sandbox.errors import SandboxInputError
 
-TARGETS = {"nlst": Path(__file__).with_name("targets") / "nlst_ldct.yaml"}
+_DIR = Path(__file__).with_name("targets")
+TARGETS = {"nlst": _DIR / "nlst_ldct.yaml", "nlst_cxr": _DIR / "nlst_cxr.yaml"}
 Z_PASS = 1.96
 
 
@@ -157,3 +158,39 @@ def loss(table: pl.DataFrame) -> float:
     judged = table.filter(pl.col("fitted") & pl.col("tolerance").is_not_null())
     d = (judged["difference"] / judged["tolerance"]).fill_nan(10.0).to_numpy()
     return float((d * d).sum())
+
+
+def relative_reduction(
+    metrics_a: pl.DataFrame, metrics_b: pl.DataFrame, metric: str, published: float, ci95
+) -> dict:
+    """1 - rate_a / rate_b of a per-person-year ``metric`` (a: the screening arm, b: its
+    comparator), with the Poisson 95% interval of the rate ratio, and z against the published
+    reduction (its standard error on the log scale taken from the published interval)."""
+
+    def rate_events(m: pl.DataFrame) -> tuple[float, float]:
+        row = m.filter(
+            (pl.col("site") == "all")
+            & (pl.col("subgroup") == "all")
+            & (pl.col("round") == "all")
+            & (pl.col("metric") == metric)
+        )
+        if not row.height:
+            return math.nan, 0.0
+        scale = 1e5 if metric.endswith("_per_100k_person_years") else 1.0
+        return row["value"][0], row["value"][0] * row["n"][0] / scale
+
+    ra, ea = rate_events(metrics_a)
+    rb, eb = rate_events(metrics_b)
+    if not (ea > 0 and eb > 0):
+        return {"simulated": math.nan, "lo": math.nan, "hi": math.nan, "z": math.nan, "pass": False}
+    log_rr, se = math.log(ra / rb), math.sqrt(1 / ea + 1 / eb)
+    lo_pub, hi_pub = ci95
+    se_pub = (math.log(1 - lo_pub) - math.log(1 - hi_pub)) / (2 * 1.96)
+    z = (log_rr - math.log(1 - published)) / math.sqrt(se * se + se_pub * se_pub)
+    return {
+        "simulated": 1 - ra / rb,
+        "lo": 1 - math.exp(log_rr + 1.96 * se),
+        "hi": 1 - math.exp(log_rr - 1.96 * se),
+        "z": z,
+        "pass": abs(z) <= Z_PASS,
+    }

@@ -99,9 +99,13 @@ def test_validate_prints_z_for_every_row_and_exits_by_the_rule(capsys):
     out = capsys.readouterr().out
     assert f"{SIZE:,} people" in out and "pass = |z| <= 1.96" in out
     assert f"tolerance (coarse check) x{math.sqrt(26722 / SIZE):.2f}" in out
-    m = re.search(r"^(\d+)/(\d+) rows statistically indistinguishable", out, re.M)
-    assert m, out
-    assert (code == 0) == (m.group(1) == m.group(2)), out
+    arms = re.findall(r"^(\d+)/(\d+) rows statistically indistinguishable", out, re.M)
+    assert len(arms) == 2, out  # the LDCT arm, then its chest-radiograph comparator
+    assert "nlst_cxr (cxr_single_read)" in out and "between arms: nlst against nlst_cxr" in out
+    between = re.search(r"^lung_cancer_mortality_relative_reduction .* (PASS|FAIL)$", out, re.M)
+    assert between, out
+    everything = all(a == b for a, b in arms) and between.group(1) == "PASS"
+    assert (code == 0) == everything, out
     assert "out of sample" in out and "fitted" in out
     f = re.search(r"(\d+)/(\d+) fitted rows within tolerance", out)
     assert f and f.group(1) == f.group(2), out
@@ -132,3 +136,33 @@ def test_nlst_fit_is_not_one_lucky_seed(seed):
     table = compare(metrics, rows, math.sqrt(26722 / SIZE), 26722, SIZE)
     fitted = table.filter(pl.col("fitted"))
     assert fitted["within_tolerance"].all(), fitted
+
+
+def test_the_relative_reduction_has_a_poisson_interval_and_a_z():
+    from sandbox.validation.targets import relative_reduction
+
+    def frame(rate: float, person_years: int) -> pl.DataFrame:
+        return metrics_frame([("deaths_per_100k_person_years", "all", rate, person_years)])
+
+    # 240 vs 300 per 100k person-years over 100,000 person-years each: 240 and 300 deaths
+    r = relative_reduction(
+        frame(240.0, 100_000),
+        frame(300.0, 100_000),
+        "deaths_per_100k_person_years",
+        0.2,
+        (0.068, 0.267),
+    )
+    assert r["simulated"] == pytest.approx(0.2)
+    se = math.sqrt(1 / 240 + 1 / 300)
+    assert r["lo"] == pytest.approx(1 - 0.8 * math.exp(1.96 * se))
+    assert r["hi"] == pytest.approx(1 - 0.8 * math.exp(-1.96 * se))
+    assert r["z"] == pytest.approx(0.0, abs=1e-12) and r["pass"]
+    worse = relative_reduction(
+        frame(300.0, 100_000),
+        frame(300.0, 100_000),
+        "deaths_per_100k_person_years",
+        0.2,
+        (0.068, 0.267),
+    )
+    se_pub = (math.log(1 - 0.068) - math.log(1 - 0.267)) / 3.92
+    assert worse["z"] == pytest.approx(-math.log(0.8) / math.sqrt(2 / 300 + se_pub**2))
