@@ -104,6 +104,17 @@ def complete_runs(base: Path) -> list[Entry]:
     return runs
 
 
+def runs_or_stop(base: Path) -> list[Entry]:
+    """The complete runs under the root; the page says so and stops if there are none."""
+    import streamlit as st
+
+    runs = complete_runs(base)
+    if not runs:
+        st.info("No complete run folders under the results root yet.")
+        st.stop()
+    return runs
+
+
 def definition(name: str) -> str:
     """A metric's definition (as in docs/metrics.md), for the hover help of every number."""
     from sandbox.outcomes.metrics import metric_catalogue

@@ -235,6 +235,11 @@ def check_screens(cfg: RunConfig) -> None:
             f"policy '{cfg.policy.name}' screens nobody: a what-if needs a screening policy "
             "(its human reading rule is the standard of care)"
         )
+    if cfg.policy.modality != "ct":
+        raise SandboxInputError(
+            f"policy '{cfg.policy.name}' screens with {cfg.policy.modality}: a what-if asks about "
+            "AI roles, and AI devices read CT"
+        )
 
 
 def prepare_key(cfg: RunConfig, device_digest: str = "") -> str:

@@ -174,6 +174,9 @@ def test_the_cli_answers_and_says_how_to_confirm(world, capsys):
     assert "attendance" in capsys.readouterr().err
     assert main(["whatif", *overrides, "--readers", "4"]) == 2
     assert "--readers" in capsys.readouterr().err
+    for comparator, needle in (("no_screening", "screens nobody"), ("cxr_single_read", "read CT")):
+        assert main(["whatif", *overrides, f"policy={comparator}"]) == 2
+        assert needle in capsys.readouterr().err
 
 
 def test_radiologist_overrides_reach_the_full_run(world):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import polars as pl
 import streamlit as st
-from results import complete_runs, root
+from results import root, runs_or_stop
 
 from sandbox.comparison import (
     Primary,
@@ -22,10 +22,7 @@ from sandbox.outcomes.paired import pairable
 
 st.title("Compare")
 base = root()
-runs = complete_runs(base)
-if not runs:
-    st.info("No complete run folders under the results root yet.")
-    st.stop()
+runs = runs_or_stop(base)
 
 names = [e.name for e in runs]
 

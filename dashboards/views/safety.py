@@ -8,17 +8,14 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 import streamlit as st
-from results import complete_runs, definition, root
+from results import definition, root, runs_or_stop
 
 from sandbox.errors import SandboxInputError
 from sandbox.runfolder import read_run
 
 st.title("Safety")
 base = root()
-runs = complete_runs(base)
-if not runs:
-    st.info("No complete run folders under the results root yet.")
-    st.stop()
+runs = runs_or_stop(base)
 names = [e.name for e in runs]
 chosen = st.multiselect("run folders", names, default=names[:2], key="runs")
 if not chosen:
