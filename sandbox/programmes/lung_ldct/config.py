@@ -148,6 +148,24 @@ class Disease:
 
 
 # ---------------------------------------------------------------- programme
+@dataclass(frozen=True)
+class Radiograph:
+    """How a chest radiograph shows nodules and what readers call on it
+    (:mod:`sandbox.programmes.lung_ldct.imaging.radiograph`; sources in docs/workflow.md).
+
+    ``reference_mm``: the diameter of an unobscured solid nodule that the reference thoracic
+    radiologist finds half the time; ``obscured_share``: the share of the lung field behind ribs,
+    clavicles, heart, hila, mediastinum or diaphragm; ``obscured_factor``: the conspicuity a nodule
+    keeps there; ``spurious_ratio``: a reader's rate of spurious findings on a radiograph (nipple
+    shadows, bone islands, vessels end-on) relative to their rate on CT.
+    """
+
+    reference_mm: float = field(default=15.0, metadata={"gt": 0, "le": 100})
+    obscured_share: float = field(default=0.35, metadata=PROB)
+    obscured_factor: float = field(default=0.4, metadata=PROB)
+    spurious_ratio: float = field(default=1.0, metadata={"ge": 0, "le": 50})
+
+
 @dataclass(frozen=True, kw_only=True)
 class LungProgrammeConfig(ProgrammeConfig):
     """The schedule plus the lung reporting keys.
@@ -160,3 +178,4 @@ class LungProgrammeConfig(ProgrammeConfig):
     nlst_threshold_mm: float = field(default=4.0, metadata={"gt": 0, "le": 30})
     stable_exempt_years: float = field(default=2.0, metadata={"ge": 0, "le": 10})
     benign_biopsy_given_workup: float = field(default=0.25, metadata=PROB)
+    radiograph: Radiograph = field(default_factory=Radiograph)

@@ -125,6 +125,12 @@ class LungLDCT(Programme):
         """The reporting rule of ``exam``: the radiograph rule for a chest radiograph."""
         return self.cxr_scheme if isinstance(exam.shows, RadiographFindings) else self.scheme
 
+    def _fp_scale(self, exam: Any) -> float:
+        """Spurious findings on a chest radiograph, relative to CT (``programme.radiograph``)."""
+        if isinstance(exam.shows, RadiographFindings):
+            return self.scenario.programme.radiograph.spurious_ratio
+        return 1.0
+
     def exam_scanner(self, site_scanner: Scanner, modality: str) -> Scanner:
         """A chest radiograph (``modality: cxr``) is taken on :data:`CXR`, whatever CT the site has."""
         if modality == "cxr":
@@ -176,7 +182,7 @@ class LungLDCT(Programme):
     def exam_shows(
         self, cohort: LungCohort, row: int, day: float, scanner: Scanner
     ) -> list[Finding]:
-        return visible_findings(cohort, row, day, scanner)
+        return visible_findings(cohort, row, day, scanner, self.scenario.programme.radiograph)
 
     def new_prior(self) -> Prior:
         return Prior({})
@@ -193,6 +199,7 @@ class LungLDCT(Programme):
             exam.day,
             self._scheme(exam),
             boost,
+            self._fp_scale(exam),
         )
 
     def normal_report(self) -> Read:

@@ -17,6 +17,7 @@ from scipy.special import ndtri
 from sandbox.agents.readers import Reader
 from sandbox.config import Scanner
 from sandbox.programmes.base import Read
+from sandbox.programmes.lung_ldct.config import Radiograph
 from sandbox.programmes.lung_ldct.disease.history import LungCohort
 from sandbox.programmes.lung_ldct.imaging.conspicuity import conspicuity
 from sandbox.programmes.lung_ldct.imaging.findings import MALIGNANT_KEY, most_suspicious  # noqa: F401
@@ -43,11 +44,18 @@ class RadiographFindings(list):
     """The findings of a chest radiograph (reported under the radiograph rule)."""
 
 
-def visible_findings(history: LungCohort, row: int, day: float, scanner: Scanner) -> list[Finding]:
+def visible_findings(
+    history: LungCohort,
+    row: int,
+    day: float,
+    scanner: Scanner,
+    radiograph: Radiograph | None = None,
+) -> list[Finding]:
     """Nodules present in person ``row``'s lungs on ``day``, with conspicuity on ``scanner``
-    (a CT scanner, or a chest radiograph: :mod:`..imaging.radiograph`)."""
+    (a CT scanner, or a chest radiograph with ``radiograph``'s parameters:
+    :mod:`..imaging.radiograph`)."""
     if scanner.modality == "cxr":
-        return _radiograph_findings(history, row, day)
+        return _radiograph_findings(history, row, day, radiograph)
     out: list[Finding] = []
     sc = history.scalars
     entry = sc.entry_day[row]
@@ -69,14 +77,16 @@ def visible_findings(history: LungCohort, row: int, day: float, scanner: Scanner
     return out
 
 
-def _radiograph_findings(history: LungCohort, row: int, day: float) -> RadiographFindings:
+def _radiograph_findings(
+    history: LungCohort, row: int, day: float, rg: Radiograph | None
+) -> RadiographFindings:
     """What a chest radiograph of person ``row`` on ``day`` shows: the same nodules, with their
     conspicuity on a projection (each finding's place behind anatomy is a keyed draw)."""
     pid = int(history.people["person_id"][row])
     out = RadiographFindings()
     for f in visible_findings(history, row, day, _CT_REFERENCE):
         u = uniform_scalar(history.overlap_key, pid, f.key)
-        f.conspicuity = conspicuity_cxr(f.size_mm, f.nodule_type, u)
+        f.conspicuity = conspicuity_cxr(f.size_mm, f.nodule_type, u, rg)
         out.append(f)
     return out
 
@@ -128,10 +138,12 @@ def read_exam(
     day: float,
     scheme: LungRadsV2022,
     boost: float = 1.0,
+    fp_scale: float = 1.0,
 ) -> Read:
     """One reader's independent read of one exam.
 
-    ``boost`` multiplies conspicuity (a second look at a marked location during consensus).
+    ``boost`` multiplies conspicuity (a second look at a marked location during consensus);
+    ``fp_scale`` multiplies the reader's rate of spurious findings (a radiograph's).
     """
     reported: list[Finding] = []
     # finding keys are below ITEMS by construction (benign 0-11, MALIGNANT_KEY, SPURIOUS_KEY)
@@ -144,7 +156,7 @@ def read_exam(
             size = reader.measure_mm(f.size_mm, streams.u("read.size", person_id, k))
             spic = f.spiculated and f.size_mm >= 8.0
             reported.append(Finding(f.key, size, f.nodule_type, spic, f.conspicuity))
-    if streams.u("read.fp", person_id, k0) < reader.fp_per_exam:
+    if streams.u("read.fp", person_id, k0) < reader.fp_per_exam * fp_scale:
         z = float(ndtri(streams.u("read.fp_size", person_id, k0)))
         size = reader.fp_size_median_mm * math.exp(0.3 * z)
         reported.append(Finding(SPURIOUS_KEY, size, 0, False, 0.0))

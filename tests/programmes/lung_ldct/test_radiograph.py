@@ -8,21 +8,21 @@ import pytest
 import testkit
 from testkit import assert_one_line_error, run_cli
 
-from sandbox.programmes.lung_ldct.imaging.radiograph import (
-    C_REF,
-    D_REF,
-    OBSCURED_FACTOR,
-    conspicuity_cxr,
-)
+from sandbox.programmes.lung_ldct.config import Radiograph
+from sandbox.programmes.lung_ldct.imaging.radiograph import C_REF, conspicuity_cxr
+
+RG = Radiograph()
 
 
 def test_a_radiograph_sees_large_dense_unobscured_nodules():
-    assert conspicuity_cxr(D_REF, 0, 0.9) == pytest.approx(C_REF)  # the reference reader's c50
+    assert conspicuity_cxr(RG.reference_mm, 0, 0.9) == pytest.approx(C_REF)  # reference c50
+    smaller = Radiograph(reference_mm=10.0)
+    assert conspicuity_cxr(10.0, 0, 0.9, smaller) == pytest.approx(C_REF)
     sizes = [4.0, 8.0, 12.0, 20.0, 30.0]
     solid = [conspicuity_cxr(d, 0, 0.9) for d in sizes]
     assert solid == sorted(solid) and solid[0] < 1.0  # a 4 mm nodule is nearly invisible
     assert conspicuity_cxr(20.0, 2, 0.9) < conspicuity_cxr(20.0, 1, 0.9) < solid[3]
-    assert conspicuity_cxr(20.0, 0, 0.1) == pytest.approx(OBSCURED_FACTOR * solid[3])
+    assert conspicuity_cxr(20.0, 0, 0.1) == pytest.approx(RG.obscured_factor * solid[3])
     assert conspicuity_cxr(0.0, 0, 0.9) == 0.0
 
 
