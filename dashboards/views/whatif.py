@@ -203,16 +203,12 @@ with left:
     )
     mode = modes[mode_label]
     start_value = op.target_sensitivity if mode == "target_sensitivity" else op.value
+    low, high = (0.5, 0.99) if mode == "target_sensitivity" else (0.0, 1.0)
     value = st.slider(
         "operating point value",
-        0.0 if mode != "target_sensitivity" else 0.5,
-        1.0 if mode != "target_sensitivity" else 0.99,
-        float(
-            min(
-                max(start_value, 0.5 if mode == "target_sensitivity" else 0.0),
-                0.99 if mode == "target_sensitivity" else 1.0,
-            )
-        ),
+        low,
+        high,
+        float(min(max(start_value, low), high)),
         0.01,
         disabled=role == "none",
         key=f"op_value-{mode}",
