@@ -115,6 +115,21 @@ def runs_or_stop(base: Path) -> list[Entry]:
     return runs
 
 
+def config_names(group: str) -> list[str]:
+    """The choices of a config group (``scenario``, ``policy``): its files under conf/."""
+    from sandbox.compose import project_root
+
+    return sorted(p.stem for p in (project_root() / "conf" / group).glob("*.yaml"))
+
+
+def device_names() -> list[str]:
+    """The AI device folders under agents/ (the only devices the app loads)."""
+    from sandbox.compose import project_root
+
+    agents = project_root() / "agents"
+    return sorted(p.name for p in agents.iterdir() if (p / "configs" / "metadata.json").is_file())
+
+
 def definition(name: str) -> str:
     """A metric's definition (as in docs/metrics.md), for the hover help of every number."""
     from sandbox.outcomes.metrics import metric_catalogue

@@ -501,7 +501,7 @@ def load_or_prepare(
 ) -> Prepared:
     """The prepared cohort for ``cfg`` from ``folder``, preparing and saving it if absent."""
     check_screens(cfg)
-    key = prepare_key(cfg, device_digest(cfg))
+    key = prepare_key(cfg, agent_digest(cfg.agent))
     try:
         found = load(folder, key)
     except SandboxInputError as e:  # our own cache, damaged: prepare it again, over it
@@ -515,12 +515,12 @@ def load_or_prepare(
     return prep
 
 
-def device_digest(cfg: RunConfig) -> str:
-    """The digest of the device a what-if reads with (the policy's, or the run's agent)."""
+def agent_digest(agent: str) -> str:
+    """The digest of the device a what-if reads with (``agent``: a name under agents/ or a path)."""
     from sandbox.agents.bundle import load_bundle
     from sandbox.runners.devices import agent_folder
 
-    return load_bundle(agent_folder(cfg.agent), "cpu").digest
+    return load_bundle(agent_folder(agent), "cpu").digest
 
 
 # ---------------------------------------------------------------- answering

@@ -7,9 +7,8 @@ from __future__ import annotations
 import jobs
 import polars as pl
 import streamlit as st
-from results import listing, root, sweep_runs
+from results import config_names, device_names, listing, root, sweep_runs
 
-from sandbox.compose import project_root
 from sandbox.errors import SandboxInputError
 
 st.title("Runs")
@@ -17,24 +16,15 @@ base = root()
 st.caption(f"results root: `{base}` (only folders under it are read)")
 
 
-def _names(group: str) -> list[str]:
-    return sorted(p.stem for p in (project_root() / "conf" / group).glob("*.yaml"))
-
-
-def _devices() -> list[str]:
-    agents = project_root() / "agents"
-    return sorted(p.name for p in agents.iterdir() if (p / "configs" / "metadata.json").is_file())
-
-
 running = st.session_state.setdefault("run_jobs", [])
 with st.expander("Start a run or a sweep", expanded=False):
-    scenarios, policies = _names("scenario"), _names("policy")
+    scenarios, policies = config_names("scenario"), config_names("policy")
     c1, c2, c3 = st.columns(3)
     scenario = c1.selectbox("scenario", scenarios, key="new_scenario")
     new_policies = c2.multiselect(
         "policies (several: a sweep)", policies, default=["soc_double_read"], key="new_policies"
     )
-    device = c3.selectbox("AI device (AI policies)", _devices(), key="new_device")
+    device = c3.selectbox("AI device (AI policies)", device_names(), key="new_device")
     c4, c5, c6 = st.columns(3)
     first = int(c4.number_input("first seed", 0, 2**31, 1, key="new_seed"))
     seeds = int(c5.number_input("seeds", 1, 100, 1, key="new_seeds"))
@@ -145,7 +135,7 @@ if good:
 
 st.subheader("AI devices")
 st.caption("Device folders under agents/ (the app loads no model from anywhere else).")
-pick_device = st.selectbox("device", _devices(), key="card_device")
+pick_device = st.selectbox("device", device_names(), key="card_device")
 if pick_device:
     from sandbox.agents.bundle import load_bundle
     from sandbox.runners.devices import agent_folder

@@ -16,10 +16,10 @@ import altair as alt
 import jobs
 import polars as pl
 import streamlit as st
-from results import definition, inside, root
+from results import config_names, definition, device_names, inside, root
 
 from sandbox import whatif
-from sandbox.compose import load, project_root
+from sandbox.compose import load
 from sandbox.errors import SandboxInputError
 from sandbox.outcomes.metrics import METRICS
 from sandbox.runfolder import read_run
@@ -34,10 +34,6 @@ base = root()
 folder = base / ".whatif"
 
 
-def _names(group: str) -> list[str]:
-    return sorted(p.stem for p in (project_root() / "conf" / group).glob("*.yaml"))
-
-
 @st.cache_resource(show_spinner=False)
 def _config(overrides: tuple[str, ...]):
     return load(list(overrides))[0]
@@ -45,10 +41,7 @@ def _config(overrides: tuple[str, ...]):
 
 @st.cache_resource(show_spinner="Loading the AI device...")
 def _digest(agent: str) -> str:
-    from sandbox.agents.bundle import load_bundle
-    from sandbox.runners.devices import agent_folder
-
-    return load_bundle(agent_folder(agent), "cpu").digest
+    return whatif.agent_digest(agent)
 
 
 @st.cache_resource(show_spinner=False)
@@ -66,12 +59,8 @@ def _prepared(key: str):
     return store[at]
 
 
-scenarios, policies = _names("scenario"), _names("policy")
-devices = sorted(
-    p.name
-    for p in (project_root() / "agents").iterdir()
-    if (p / "configs" / "metadata.json").is_file()
-)
+scenarios, policies = config_names("scenario"), config_names("policy")
+devices = device_names()
 c1, c2, c0, c3, c4 = st.columns(5)
 scenario = c1.selectbox(
     "scenario",
