@@ -48,6 +48,7 @@ SUMMARY = (
     "human_reads",
     "reader_hours",
     "worklist_wait_days_p95",
+    "scanner_wait_days_p95",
     "worst_backlog",
     "life_years",
 )
@@ -78,6 +79,7 @@ BY_SITE = (
     "days_to_diagnosis_median",
     "reader_hours",
     "worklist_wait_days_p95",
+    "scanner_wait_days_p95",
     "worst_backlog",
 )
 
@@ -728,20 +730,39 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from sandbox.compose import load, project_root
-    from sandbox.validation.calibrate import calibrate, get_params, write_fit
-    from sandbox.validation.targets import load_targets
+    from sandbox.validation.calibrate import (
+        FREE,
+        Arm,
+        abc_draws,
+        calibrate,
+        evaluations_frame,
+        get_params,
+        write_fit,
+    )
+    from sandbox.validation.targets import Z_PASS, load_targets
 
-    head, targets = load_targets(args.trial)
-    overrides = [
-        f"scenario={head['scenario']}",
-        f"policy={head['policy']}",
-        f"seed={args.seed}",
-        f"cohort.size={args.size}",
-        "runtime=quiet",
-    ]
-    cfg, profiles, _ = load(overrides)
-    judged = [t for t in targets if t.tolerance is not None]
-    start = get_params(cfg)
+    head, _ = load_targets(args.trial)
+    names = [args.trial] + ([head["comparator"]] if head.get("comparator") else [])
+    arms = []
+    for name in names:
+        h, targets = load_targets(name)
+        overrides = [
+            f"scenario={h['scenario']}",
+            f"policy={h['policy']}",
+            f"seed={args.seed}",
+            f"cohort.size={args.size}",
+            "runtime=quiet",
+        ]
+        cfg, profiles, _ = load(overrides)
+        fitted = [t for t in targets if t.fitted]
+        arms.append(Arm(name, cfg, profiles, fitted, float(h.get("n") or args.size)))
+    free = list(FREE) if not args.params else args.params.split(",")
+    unknown = [p for p in free if p not in FREE]
+    if unknown:
+        raise SandboxInputError(
+            f"--params: unknown parameter '{unknown[0]}' (free: {', '.join(FREE)})"
+        )
+    start = get_params(arms[0].cfg)
 
     def on_eval(i: int, value: float, p: dict[str, float]) -> None:
         print(
@@ -750,9 +771,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    best, value, table, n = calibrate(cfg, profiles, judged, args.max_evals, on_eval)
+    best, value, tables, evals = calibrate(arms, args.max_evals, on_eval, free)
+    if args.abc:
+        evals += abc_draws(arms, best, args.abc, args.abc_width, args.seed, on_eval)
+    sets = evaluations_frame(evals, Z_PASS)
+    n_acc = int(sets["accepted"].sum())
     print(
-        f"best loss {value:.3f} after {n} evaluations (sum of squared differences in tolerance units)"
+        f"best loss {value:.3f} after {len(evals)} evaluations (sum of z^2 over the fitted rows "
+        f"of {', '.join(names)}); {n_acc} parameter vectors accepted (every fitted |z| <= {Z_PASS})"
     )
     print(
         _table(
@@ -760,35 +786,59 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             [[k, fmt(start[k]), fmt(v)] for k, v in best.items()],
         )
     )
-    print(
-        _table(
-            ["target", "published", "simulated"],
-            [
-                [r["target"], fmt(r["published"]), fmt(r["simulated"])]
-                for r in table.iter_rows(named=True)
-            ],
+    for arm, table in zip(arms, tables, strict=True):
+        print(f"\n{arm.trial}")
+        print(
+            _table(
+                ["target", "published", "simulated", "z"],
+                [
+                    [r["target"], fmt(r["published"]), fmt(r["simulated"]), f"{r['z']:+.2f}"]
+                    for r in table.iter_rows(named=True)
+                ],
+            )
         )
-    )
     if args.dry_run:
         return 0
-    path = project_root() / "scenarios" / f"{head['scenario']}.yaml"
+    root = project_root() / "scenarios"
+    path = root / f"{head['scenario']}.yaml"
+    sets_path = root / "calibration" / f"{head['scenario']}.parquet"
+    command = (
+        f"sandbox calibrate {args.trial} --size {args.size} --seed {args.seed} "
+        f"--max-evals {args.max_evals}"
+        + (f" --abc {args.abc} --abc-width {args.abc_width}" if args.abc else "")
+        + (f" --params {args.params}" if args.params else "")
+    )
     record = {
         "trial": args.trial,
-        "targets": str(head.get("source", "sandbox/validation/targets")),
-        "method": "Nelder-Mead on log-parameters, keyed streams (common random numbers)",
-        "command": f"sandbox calibrate {args.trial} --size {args.size} --seed {args.seed} --max-evals {args.max_evals}",
+        "arms": names,
+        "targets": "sandbox/validation/targets",
+        "method": "Nelder-Mead on log-parameters minimising the sum of z^2 over the fitted rows "
+        "of both arms, keyed streams (common random numbers); then rejection ABC around the "
+        "optimum",
+        "command": command,
         "cohort_size": args.size,
         "seed": args.seed,
-        "evaluations": n,
+        "evaluations": len(evals),
         "loss": round(value, 4),
-        "fitted": {k: float(f"{v:.4g}") for k, v in best.items()},
+        "accepted_sets": f"scenarios/calibration/{head['scenario']}.parquet ({n_acc} accepted)",
+        "fitted": {k: float(f"{v:.4g}") for k, v in best.items() if k in free},
         "fit": {
-            r["target"]: {"published": r["published"], "simulated": round(r["simulated"], 4)}
+            f"{arm.trial}.{r['target']}": {
+                "published": r["published"],
+                "simulated": round(r["simulated"], 4),
+                "z": round(r["z"], 2),
+            }
+            for arm, table in zip(arms, tables, strict=True)
             for r in table.iter_rows(named=True)
         },
     }
-    write_fit(path, best, record)
+    sets_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = sets_path.with_suffix(".parquet.tmp")
+    sets.write_parquet(tmp)
+    tmp.replace(sets_path)
+    write_fit(path, {k: v for k, v in best.items() if k in free}, record)
     print(f"\nwrote the fitted parameters and the fit record to {path}")
+    print(f"wrote every evaluated parameter vector (accepted or not) to {sets_path}")
     return 0
 
 
@@ -976,6 +1026,15 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--size", type=int, default=15000)
     k.add_argument("--seed", type=int, default=2011)
     k.add_argument("--max-evals", type=int, default=120)
+    k.add_argument(
+        "--params", default="", help="comma-separated free parameters to fit (default: all)"
+    )
+    k.add_argument(
+        "--abc", type=int, default=0, help="rejection-ABC draws around the optimum (default 0)"
+    )
+    k.add_argument(
+        "--abc-width", type=float, default=0.05, help="log-normal sigma of the ABC draws"
+    )
     k.add_argument("--dry-run", action="store_true", help="fit and print, write nothing")
     k.set_defaults(func=cmd_calibrate)
     t = sub.add_parser(

@@ -160,6 +160,24 @@ SCREEN_METRICS = [
         "positives",
         better="lower",
     ),
+    _m(
+        "screen_ppv",
+        "proportion",
+        "cancers after a positive screen / positive screens (positive predictive value as "
+        "screening trials report it: any cancer diagnosed in the window of a positive screen)",
+        "after_positive",
+        "positives",
+        better="higher",
+    ),
+    _m(
+        "screen_false_positive_share",
+        "proportion",
+        "positive screens with no cancer diagnosed in their window / positive screens "
+        "(= 1 - screen_ppv; screening trials' false positives)",
+        "positive_no_cancer",
+        "positives",
+        better="lower",
+    ),
     _m("workups", "count", "diagnostic work-ups performed", "workups", better="lower"),
     _m(
         "false_positive_workups",
@@ -250,6 +268,22 @@ WORK_METRICS = [
         "days from scan to final report, 95th percentile",
         "wait",
         q=0.95,
+    ),
+    _m(
+        "scanner_wait_days_median",
+        "quantile",
+        "days from an exam's due day to its scan (the appointment book's delay), median",
+        "scan_wait",
+        q=0.5,
+        better="lower",
+    ),
+    _m(
+        "scanner_wait_days_p95",
+        "quantile",
+        "days from an exam's due day to its scan (the appointment book's delay), 95th percentile",
+        "scan_wait",
+        q=0.95,
+        better="lower",
     ),
 ]
 PEOPLE_METRICS = [
@@ -434,6 +468,7 @@ def _aggregations(programme: Any) -> dict[str, list[pl.Expr]]:
         cancer_in_window.sum().alias("cancers_in_window"),
         (cancer_in_window & pl.col("positive")).sum().alias("after_positive"),
         (cancer_in_window & ~pl.col("positive")).sum().alias("after_negative"),
+        (~cancer_in_window & pl.col("positive")).sum().alias("positive_no_cancer"),
         (~cancer_in_window & ~pl.col("positive")).sum().alias("true_negatives"),
         (~cancer_in_window).sum().alias("no_cancer_screens"),
         (pl.col("positive") & pl.col("screen_detected")).sum().alias("true_positives"),
@@ -471,6 +506,7 @@ def _aggregations(programme: Any) -> dict[str, list[pl.Expr]]:
         ((pl.col("reader_minutes") / 60.0) ** 2).sum().alias("reader_hours_sq"),
         pl.len().alias("_n"),
         (pl.col("reported_day") - pl.col("exam_day")).alias("wait"),
+        (pl.col("exam_day") - pl.col("due_day")).alias("scan_wait"),
     ]
     people = [
         pl.len().alias("people"),

@@ -1,7 +1,11 @@
 """Fit the free natural-history parameters to a trial's targets (derivative-free, keyed streams).
 
-Common random numbers make the objective a deterministic function of the parameters at a
-fixed seed and cohort size, so Nelder-Mead on log-parameters converges without noise chasing.
+The objective is the sum of z^2 over the fitted rows of every arm of the trial (the LDCT arm and
+its chest-radiograph comparator, simulated on the same people), z being the pass rule's own
+statistic at the trial's size. Common random numbers make it a deterministic function of the
+parameters at a fixed seed and cohort size, so Nelder-Mead on log-parameters converges without
+noise chasing. A rejection-ABC stage around the optimum then keeps every parameter vector whose
+fitted rows all pass: the set that probabilistic sensitivity analysis draws from.
 """
 
 from __future__ import annotations
@@ -10,87 +14,136 @@ import dataclasses
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import polars as pl
 import yaml
 from scipy.optimize import minimize
 
 from sandbox.agents.readers import ReaderProfile
 from sandbox.config import RunConfig
 from sandbox.runners.local import simulate
-from sandbox.validation.targets import Target, compare, loss
+from sandbox.validation.targets import Target, compare
 
 # name -> (config path under the scenario, lower bound, upper bound)
 FREE = {
     "incidence_multiplier": (("disease",), 0.2, 6.0),
     "clinical_hazard_per_year_at_20mm": (("disease",), 0.05, 5.0),
     "clinical_hazard_size_exponent": (("disease",), 1.0, 8.0),
+    "metastatic_symptom_hazard_per_year": (("disease",), 0.2, 20.0),
     "nodal_median_mm": (("disease",), 8.0, 80.0),
     "distant_median_mm": (("disease",), 10.0, 120.0),
     "distant_sigma": (("disease",), 0.2, 2.0),
+    "other_cause_volunteer_hr": (("disease",), 0.2, 2.0),
     "mean_count_at_start": (("disease", "benign"), 0.05, 5.0),
     "new_per_year": (("disease", "benign"), 0.0, 3.0),
+    "reference_mm": (("programme", "radiograph"), 4.0, 40.0),
+    "mimic_share": (("programme", "radiograph"), 0.0, 1.0),
 }
+NAN_Z = 10.0  # a row with no value counts as 10 standard errors
+
+
+def _get(obj: Any, path: tuple[str, ...]) -> Any:
+    for p in path:
+        obj = getattr(obj, p)
+    return obj
 
 
 def get_params(cfg: RunConfig) -> dict[str, float]:
-    out = {}
-    for name, (path, _, _) in FREE.items():
-        obj = cfg.scenario
-        for p in path:
-            obj = getattr(obj, p)
-        out[name] = float(getattr(obj, name))
-    return out
+    return {name: float(getattr(_get(cfg.scenario, path), name)) for name, (path, _, _) in FREE.items()}
+
+
+def _replaced(obj: Any, path: tuple[str, ...], values: dict[str, float]) -> Any:
+    if not path:
+        return dataclasses.replace(obj, **values)
+    head = getattr(obj, path[0])
+    return dataclasses.replace(obj, **{path[0]: _replaced(head, path[1:], values)})
 
 
 def with_params(cfg: RunConfig, params: dict[str, float]) -> RunConfig:
     """A copy of ``cfg`` with the free parameters replaced."""
     scn = cfg.scenario
-    disease = scn.disease
-    benign = dataclasses.replace(
-        disease.benign, **{k: v for k, v in params.items() if FREE[k][0] == ("disease", "benign")}
-    )
-    disease = dataclasses.replace(
-        disease, benign=benign, **{k: v for k, v in params.items() if FREE[k][0] == ("disease",)}
-    )
-    return dataclasses.replace(cfg, scenario=dataclasses.replace(scn, disease=disease))
+    by_path: dict[tuple[str, ...], dict[str, float]] = {}
+    for k, v in params.items():
+        by_path.setdefault(FREE[k][0], {})[k] = v
+    for path, values in by_path.items():
+        scn = _replaced(scn, path, values)
+    return dataclasses.replace(cfg, scenario=scn)
 
 
-def evaluate(
-    cfg: RunConfig,
-    profiles: dict[str, ReaderProfile],
-    targets: list[Target],
-    params: dict[str, float],
-):
-    res = simulate(with_params(cfg, params), profiles, progress=False)
-    table = compare(res.metrics, targets)
-    return loss(table), table
+@dataclass(frozen=True)
+class Arm:
+    """One arm of a trial as calibration simulates it: its run config (cohort size and seed
+    included), reader profiles, targets, and the trial's size for scaling counts."""
+
+    trial: str
+    cfg: RunConfig
+    profiles: dict[str, ReaderProfile]
+    targets: list[Target]
+    trial_n: float
+
+
+def z_loss(tables: list[pl.DataFrame]) -> float:
+    """Calibration objective: the sum of z^2 over the fitted rows of every arm (z at the trial's
+    size, as the pass rule computes it; a row with no value counts as :data:`NAN_Z`)."""
+    total = 0.0
+    for t in tables:
+        z = t.filter(pl.col("fitted"))["z"].fill_nan(NAN_Z).fill_null(NAN_Z).to_numpy()
+        total += float((z * z).sum())
+    return total
+
+
+def max_fitted_z(tables: list[pl.DataFrame]) -> float:
+    zs = [t.filter(pl.col("fitted"))["z"].fill_nan(NAN_Z).abs().max() for t in tables]
+    return float(max(z for z in zs if z is not None))
+
+
+def evaluate(arms: list[Arm], params: dict[str, float]) -> tuple[float, list[pl.DataFrame]]:
+    """(loss, one comparison table per arm) of a parameter vector."""
+    tables = []
+    for arm in arms:
+        cfg = with_params(arm.cfg, params)
+        res = simulate(cfg, arm.profiles, progress=False)
+        tables.append(compare(res.metrics, arm.targets, 1.0, arm.trial_n, cfg.scenario.cohort.size))
+    return z_loss(tables), tables
+
+
+@dataclass
+class Evaluation:
+    params: dict[str, float]
+    loss: float
+    max_z: float
+    stage: str  # "fit" (the optimiser's) or "abc" (a draw around the optimum)
 
 
 def calibrate(
-    cfg: RunConfig,
-    profiles: dict[str, ReaderProfile],
-    targets: list[Target],
+    arms: list[Arm],
     max_evals: int,
     on_eval: Callable[[int, float, dict[str, float]], None] | None = None,
-):
-    """Nelder-Mead over log-parameters, clipped to bounds. Returns (params, loss, table, evals)."""
-    names = list(FREE)
-    start = get_params(cfg)
+    names: list[str] | None = None,
+) -> tuple[dict[str, float], float, list[pl.DataFrame], list[Evaluation]]:
+    """Nelder-Mead over log-parameters, clipped to bounds. Returns (params, loss, tables,
+    every evaluation)."""
+    names = names or list(FREE)
+    start = get_params(arms[0].cfg)
+    fixed = {k: v for k, v in start.items() if k not in names}
     lo = np.log([max(FREE[n][1], 1e-6) for n in names])
     hi = np.log([FREE[n][2] for n in names])
     x0 = np.log([max(start[n], 1e-6) for n in names])
-    evals = []
+    evals: list[Evaluation] = []
 
     def unpack(x):
-        return {n: float(math.exp(v)) for n, v in zip(names, np.clip(x, lo, hi), strict=True)}
+        p = {n: float(math.exp(v)) for n, v in zip(names, np.clip(x, lo, hi), strict=True)}
+        return {**fixed, **p}
 
     def f(x):
         p = unpack(x)
-        value, _ = evaluate(cfg, profiles, targets, p)
-        evals.append((value, p))
+        value, tables = evaluate(arms, p)
+        evals.append(Evaluation(p, value, max_fitted_z(tables), "fit"))
         if on_eval:
             on_eval(len(evals), value, p)
         return value
@@ -106,9 +159,51 @@ def calibrate(
             "initial_simplex": _simplex(x0),
         },
     )
-    best = min(evals, key=lambda e: e[0])[1] if evals else unpack(result.x)
-    value, table = evaluate(cfg, profiles, targets, best)
-    return best, value, table, len(evals)
+    best = min(evals, key=lambda e: e.loss).params if evals else unpack(result.x)
+    value, tables = evaluate(arms, best)
+    return best, value, tables, evals
+
+
+def abc_draws(
+    arms: list[Arm],
+    centre: dict[str, float],
+    draws: int,
+    width: float,
+    seed: int,
+    on_eval: Callable[[int, float, dict[str, float]], None] | None = None,
+) -> list[Evaluation]:
+    """Rejection ABC around the fitted vector: ``draws`` vectors, each parameter log-normal
+    about its fitted value with sigma ``width`` (clipped to its bounds), each simulated once;
+    :func:`accepted` keeps those whose every fitted row passes."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(draws):
+        p = {}
+        for k, v in centre.items():
+            lo_k, hi_k = FREE[k][1], FREE[k][2]
+            p[k] = float(np.clip(v * math.exp(width * rng.standard_normal()), max(lo_k, 1e-6), hi_k))
+        value, tables = evaluate(arms, p)
+        out.append(Evaluation(p, value, max_fitted_z(tables), "abc"))
+        if on_eval:
+            on_eval(i + 1, value, p)
+    return out
+
+
+def evaluations_frame(evals: list[Evaluation], z_pass: float) -> pl.DataFrame:
+    """Every evaluated vector with its loss, largest fitted |z| and whether it is accepted
+    (every fitted row of every arm within ``z_pass``): the calibration's parameter set."""
+    return pl.DataFrame(
+        [
+            {
+                **e.params,
+                "loss": e.loss,
+                "max_abs_z": e.max_z,
+                "accepted": bool(e.max_z <= z_pass),
+                "stage": e.stage,
+            }
+            for e in evals
+        ]
+    )
 
 
 def _simplex(x0: np.ndarray) -> np.ndarray:

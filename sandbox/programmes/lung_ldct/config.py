@@ -81,6 +81,8 @@ class Histology:
     spread_scale: float = field(metadata={"gt": 0, "le": 10})
     type_mix: tuple[float, float, float]  # solid, part_solid, ground_glass
     spiculated: float = field(metadata=PROB)
+    # share of tumours that arise centrally (main, lobar or segmental bronchi, near the hila)
+    central_share: float = field(default=0.0, metadata=PROB)
 
     def check(self, path: str) -> None:
         check_mix(self.type_mix, f"{path}.type_mix")
@@ -123,6 +125,11 @@ class Disease:
     other_cause_gompertz_a: float = field(metadata={"gt": 0})
     other_cause_gompertz_b: float = field(metadata={"gt": 0, "le": 1})
     other_cause_smoker_hr: float = field(metadata={"gt": 0, "le": 20})
+    # the conspicuity a central tumour keeps on CT (it abuts hilar vessels and bronchial walls,
+    # soft tissue rather than aerated lung), and it lies behind the hila on a radiograph
+    central_conspicuity: float = field(default=1.0, metadata={"gt": 0, "le": 1})
+    # trial volunteers die of other causes less often than life tables predict
+    other_cause_volunteer_hr: float = field(default=1.0, metadata={"gt": 0, "le": 2})
 
     def check(self, path: str) -> None:
         for h in self.histology:
@@ -157,13 +164,21 @@ class Radiograph:
     radiologist finds half the time; ``obscured_share``: the share of the lung field behind ribs,
     clavicles, heart, hila, mediastinum or diaphragm; ``obscured_factor``: the conspicuity a nodule
     keeps there; ``spurious_ratio``: a reader's rate of spurious findings on a radiograph (nipple
-    shadows, bone islands, vessels end-on) relative to their rate on CT.
+    shadows, bone islands, vessels end-on) relative to their rate on CT, called afresh at every
+    read; ``mimic_share``: the share of people whose radiograph shows a persistent nodule mimic
+    (nipple shadow, bone island, healed rib fracture, costochondral calcification), the same at
+    every exam; ``mimic_conspicuity``: its conspicuity (the reference radiologist's
+    ``detection_c50`` is 14: a mimic of 14 is called half the time on a read without prior
+    films). A reported finding unchanged since an earlier report is not positive: readers
+    compare with the prior films.
     """
 
     reference_mm: float = field(default=15.0, metadata={"gt": 0, "le": 100})
     obscured_share: float = field(default=0.35, metadata=PROB)
     obscured_factor: float = field(default=0.4, metadata=PROB)
     spurious_ratio: float = field(default=1.0, metadata={"ge": 0, "le": 50})
+    mimic_share: float = field(default=0.0, metadata=PROB)
+    mimic_conspicuity: float = field(default=14.0, metadata={"gt": 0, "le": 1000})
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -129,15 +129,17 @@ class NLSTRule(LungRadsV2022):
 class ChestRadiographRule(LungRadsV2022):
     """NLST's chest-radiograph arm: any non-calcified nodule or mass seen is positive, and a
     positive radiograph is worked up (diagnostic CT, then biopsy of what it shows); the work-up
-    examines every reported finding. The report column keeps the Lung-RADS size category of the
-    largest finding, for reference only."""
+    examines every reported finding. A finding reported before and unchanged since (not grown
+    by more than the growth threshold) is not positive: NLST's readers compared with the prior
+    films. The report column keeps the Lung-RADS size category of the largest finding, for
+    reference only."""
 
     name: ClassVar[str] = "nlst_cxr"
     per_finding: ClassVar[bool] = True
     all_suspicious: ClassVar[bool] = True
 
     def finding_positive(self, size_mm: float, status: str, first: float, day: float) -> bool:
-        return True
+        return status != "stable"
 
     def manage(self, category: int, positive: bool) -> str:
         return "workup" if positive else "next_round"

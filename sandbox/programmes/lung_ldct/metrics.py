@@ -63,6 +63,13 @@ def definitions() -> dict[str, list[Metric]]:
             better="lower",
         ),
         Metric(
+            "all_cause_deaths",
+            "count",
+            "deaths from any cause within each person's follow-up",
+            "deaths",
+            better="lower",
+        ),
+        Metric(
             "lung_cancer_deaths_per_100k_person_years",
             "per_100k_py",
             "lung cancer deaths per 100,000 person-years",
@@ -83,5 +90,6 @@ def people_aggregations() -> list[pl.Expr]:
         pl.col("diagnosis_day").is_not_null().sum().alias("diagnosed"),
         *[(pl.col("stage") == s).sum().alias(f"dx_stage_{s}") for s in STAGES],
         (pl.col("death_cause") == "lung_cancer").sum().alias("lc_deaths"),
+        (pl.col("death_cause") != "alive").sum().alias("deaths"),
         pl.col("overdiagnosed").sum().alias("overdiagnosed"),
     ]

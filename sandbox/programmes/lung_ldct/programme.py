@@ -73,6 +73,7 @@ declare_streams(
         "read.*": "one read: detection and size of each finding, spurious findings, reading time",
         "workup.biopsy": "whether a work-up without cancer includes a benign biopsy",
         "imaging.cxr_overlap": "whether a finding lies behind ribs, heart, hila or diaphragm on a chest radiograph (index: finding key)",
+        "imaging.cxr_mimic": "whether a person's chest radiograph shows a nodule mimic, and its size (index 0, 1)",
     }
 )
 

@@ -27,6 +27,10 @@ from sandbox.rng import Streams, read_key, uniform_scalar
 
 # a reader's spurious finding (vessel, scar, artefact): never carried into the prior report
 SPURIOUS_KEY = 32
+# a persistent nodule mimic on a chest radiograph (nipple shadow, bone island, healed rib
+# fracture): the same at every exam, so a reported mimic is carried into the prior report
+MIMIC_KEY = 33
+MIMIC_SIZE_MM = 10.0
 # any CT scanner: a radiograph's findings are the nodules present, whatever a CT would show
 _CT_REFERENCE = Scanner("reference", 1.0, 1.0, 1.0, 1.0)
 
@@ -73,7 +77,10 @@ def visible_findings(
     if sc.onset_day[row] <= day:
         d = history.cancer_diameter(row, day)
         t = sc.cancer_type[row]
-        out.append(Finding(MALIGNANT_KEY, d, t, sc.spiculated[row], conspicuity(d, t, scanner)))
+        c = conspicuity(d, t, scanner)
+        if sc.central[row]:
+            c *= history.central_conspicuity
+        out.append(Finding(MALIGNANT_KEY, d, t, sc.spiculated[row], c))
     return out
 
 
@@ -81,13 +88,23 @@ def _radiograph_findings(
     history: LungCohort, row: int, day: float, rg: Radiograph | None
 ) -> RadiographFindings:
     """What a chest radiograph of person ``row`` on ``day`` shows: the same nodules, with their
-    conspicuity on a projection (each finding's place behind anatomy is a keyed draw)."""
+    conspicuity on a projection (each finding's place behind anatomy is a keyed draw), and
+    the person's nodule mimic if they have one (a keyed draw: the same at every exam)."""
+    rg = rg or Radiograph()
     pid = int(history.people["person_id"][row])
     out = RadiographFindings()
+    central = history.scalars.central[row]
     for f in visible_findings(history, row, day, _CT_REFERENCE):
-        u = uniform_scalar(history.overlap_key, pid, f.key)
+        if f.key == MALIGNANT_KEY and central:
+            u = -1.0  # a central tumour lies behind the hila
+        else:
+            u = uniform_scalar(history.overlap_key, pid, f.key)
         f.conspicuity = conspicuity_cxr(f.size_mm, f.nodule_type, u, rg)
         out.append(f)
+    if rg.mimic_share > 0.0 and uniform_scalar(history.mimic_key, pid, 0) < rg.mimic_share:
+        z = float(ndtri(uniform_scalar(history.mimic_key, pid, 1)))
+        size = MIMIC_SIZE_MM * math.exp(0.3 * z)
+        out.append(Finding(MIMIC_KEY, size, 0, False, rg.mimic_conspicuity))
     return out
 
 

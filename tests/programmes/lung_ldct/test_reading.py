@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from sandbox.agents.readers import Reader
@@ -12,6 +13,7 @@ from sandbox.errors import SandboxInputError
 from sandbox.programmes.lung_ldct.lung_rads import C2, C3, C4B, LungRadsV2022, NLSTRule
 from sandbox.programmes.lung_ldct.reading import (
     MALIGNANT_KEY,
+    MIMIC_KEY,
     SPURIOUS_KEY,
     Finding,
     Prior,
@@ -181,7 +183,6 @@ def test_policy_registry():
 
 
 def _one_person_history(entry: float, appear: float, vdt: float, onset: float = float("inf")):
-    import numpy as np
 
     from sandbox.programmes.lung_ldct.disease.history import LungCohort
 
@@ -195,6 +196,7 @@ def _one_person_history(entry: float, appear: float, vdt: float, onset: float = 
         "vdt_days": np.array([100.0]),
         "nodule_type": np.array([0]),
         "spiculated": np.array([False]),
+        "central": np.array([False]),
     }
     nodules = {
         "row": np.array([0, 0]),
@@ -237,8 +239,63 @@ def test_finding_keys_fit_in_a_read_key():
     from sandbox.programmes.lung_ldct.disease.nodules import MAX_NODULES
     from sandbox.rng import ITEMS
 
-    assert max(MAX_NODULES - 1, MALIGNANT_KEY, SPURIOUS_KEY) < ITEMS
-    assert MAX_NODULES - 1 < MALIGNANT_KEY < SPURIOUS_KEY  # keys never collide
+    assert max(MAX_NODULES - 1, MALIGNANT_KEY, SPURIOUS_KEY, MIMIC_KEY) < ITEMS
+    assert MAX_NODULES - 1 < MALIGNANT_KEY < SPURIOUS_KEY < MIMIC_KEY  # keys never collide
+
+
+def test_a_central_tumour_is_faint_on_ct_and_behind_the_hila_on_a_radiograph():
+    from sandbox.config import Scanner
+    from sandbox.programmes.lung_ldct.config import Radiograph
+
+    scanner = Scanner("m", 1.0, 70.0, 1.0, 1.0)
+    cxr = Scanner("cxr", 0.02, 1.0, 1.0, 1.0, modality="cxr")
+    entry = 400.0
+    h = _one_person_history(entry, -float("inf"), 300.0, onset=entry + 10.0)
+    central = dataclasses.replace(
+        h, cancer={**h.cancer, "central": np.array([True])}, central_conspicuity=0.3
+    )
+    # a radiograph where nothing is behind anatomy unless it is central
+    rg = Radiograph(obscured_share=0.0, obscured_factor=0.4)
+    day = entry + 1500.0
+
+    def tumour(history, sc, radiograph=None):
+        shown = visible_findings(history, 0, day, sc, radiograph)
+        return next(f for f in shown if f.key == MALIGNANT_KEY)
+
+    assert tumour(central, scanner).conspicuity == pytest.approx(
+        0.3 * tumour(h, scanner).conspicuity
+    )
+    assert tumour(central, scanner).size_mm == tumour(h, scanner).size_mm
+    assert tumour(central, cxr, rg).conspicuity == pytest.approx(
+        0.4 * tumour(h, cxr, rg).conspicuity
+    )
+
+
+def test_a_radiograph_mimic_is_the_same_at_every_exam_and_stable_findings_are_not_positive():
+    from sandbox.config import Scanner
+    from sandbox.programmes.lung_ldct.config import Radiograph
+    from sandbox.programmes.lung_ldct.lung_rads import ChestRadiographRule
+
+    cxr = Scanner("cxr", 0.02, 1.0, 1.0, 1.0, modality="cxr")
+    h = dataclasses.replace(_one_person_history(400.0, -float("inf"), 300.0), mimic_key=12345)
+    everyone = Radiograph(mimic_share=1.0, mimic_conspicuity=20.0)
+    nobody = Radiograph(mimic_share=0.0)
+    shown = [
+        {f.key: f for f in visible_findings(h, 0, d, cxr, everyone)} for d in (400.0, 800.0)
+    ]
+    assert MIMIC_KEY in shown[0] and MIMIC_KEY in shown[1]
+    assert shown[0][MIMIC_KEY].size_mm == shown[1][MIMIC_KEY].size_mm  # the same anatomy
+    assert shown[0][MIMIC_KEY].conspicuity == 20.0
+    assert MIMIC_KEY not in {f.key for f in visible_findings(h, 0, 400.0, cxr, nobody)}
+    # the radiograph rule: new and growing findings are positive, an unchanged one is not
+    rule = ChestRadiographRule()
+    mimic = Finding(MIMIC_KEY, 10.0, 0, False)
+    first = categorise([mimic], Prior({}, screened=True), 400.0, rule)
+    assert first[1] and MIMIC_KEY in first[3]
+    prior = Prior({MIMIC_KEY: (400.0, 10.0)}, screened=True)
+    assert not categorise([mimic], prior, 765.0, rule)[1]
+    grown = Finding(MIMIC_KEY, 14.0, 0, False)
+    assert categorise([grown], prior, 765.0, rule)[1]
 
 
 def test_a_cohort_pickles_after_fast_reads(small_cfg):

@@ -31,6 +31,7 @@ class Scalars:
     vdt_days: memoryview
     cancer_type: memoryview
     spiculated: memoryview
+    central: memoryview
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class LungCohort:
     candidates_drawn: int
     onset_diameter_mm: float
     overlap_key: int = 0  # stream key of where a finding lies on a radiograph (imaging.cxr_overlap)
+    mimic_key: int = 0  # stream key of a person's radiographic nodule mimic (imaging.cxr_mimic)
+    central_conspicuity: float = 1.0  # the conspicuity a central tumour keeps on CT
 
     def __len__(self) -> int:
         return len(self.people["person_id"])
@@ -83,6 +86,7 @@ class LungCohort:
             v(c["vdt_days"]),
             v(c["nodule_type"]),
             v(c["spiculated"]),
+            v(c["central"]),
         )
 
     def cancer_diameter(self, row: int, day: float) -> float:
@@ -165,4 +169,6 @@ def sample_history(
         next_id,
         scenario.disease.onset_diameter_mm,
         streams.key("imaging.cxr_overlap"),
+        streams.key("imaging.cxr_mimic"),
+        scenario.disease.central_conspicuity,
     )

@@ -97,7 +97,7 @@ def sample_cancers(
 
     Returns arrays aligned with ``people``: ``has_cancer``, ``onset_day``, ``vdt_days``,
     ``histology`` (index into HISTOLOGIES), ``nodule_type`` (0 solid, 1 part-solid, 2 GGN),
-    ``spiculated``, ``indolent``, ``nodal_mm``, ``distant_mm``, ``clinical_day`` (inf if never),
+    ``spiculated``, ``central``, ``indolent``, ``nodal_mm``, ``distant_mm``, ``clinical_day`` (inf if never),
     ``clinical_stage`` (index into STAGES; -1 if none), ``cure_u``, ``survival_u``,
     ``other_death_day``.
     """
@@ -130,6 +130,7 @@ def sample_cancers(
     type_cdf = np.cumsum(type_mix / type_mix.sum(axis=1, keepdims=True), axis=1)
     nodule_type = (u("nodule_type")[:, None] > type_cdf[:, :-1]).sum(axis=1).astype(np.int8)
     spiculated = u("spiculated") < np.array([hh.spiculated for hh in hists])[local]
+    central = has & (u("central") < np.array([hh.central_share for hh in hists])[local])
 
     scale = np.array([hh.spread_scale for hh in hists])[local]
     nodal = disease.nodal_median_mm * scale * np.exp(disease.nodal_sigma * ndtri(u("nodal")))
@@ -164,7 +165,7 @@ def sample_cancers(
             stage_at(d_clin[i], nodal[i], disease.n2_over_n1, distant[i])
         ]
 
-    hr = np.where(
+    hr = disease.other_cause_volunteer_hr * np.where(
         people["current_smoker"] == 1,
         disease.other_cause_smoker_hr,
         np.sqrt(disease.other_cause_smoker_hr),
@@ -183,6 +184,7 @@ def sample_cancers(
         "histology": histology,
         "nodule_type": nodule_type,
         "spiculated": spiculated,
+        "central": central,
         "indolent": indolent & has,
         "nodal_mm": nodal,
         "distant_mm": distant,
