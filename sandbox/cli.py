@@ -683,11 +683,13 @@ def _validate_arm(trial: str, args: argparse.Namespace):
     )
     passed = int(table["pass"].sum())
     fitted = table.filter(pl.col("fitted"))
+    coarse = fitted.filter(pl.col("within_tolerance").is_not_null())
     print(
         f"\n{passed}/{table.height} rows statistically indistinguishable from the trial "
         f"({int(fitted['pass'].sum())}/{fitted.height} fitted, "
         f"{passed - int(fitted['pass'].sum())}/{table.height - fitted.height} out of sample); "
-        f"{int(fitted['within_tolerance'].sum())}/{fitted.height} fitted rows within tolerance\n"
+        f"{int(coarse['within_tolerance'].sum())}/{coarse.height} fitted rows with a tolerance "
+        "within it\n"
     )
     return table, res.metrics, head
 
@@ -704,7 +706,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         rows = []
         for name, spec in (head.get("between_arms") or {}).items():
             r = relative_reduction(
-                metrics, other_metrics, spec["metric"], spec["value"], spec["ci95"]
+                metrics,
+                other_metrics,
+                spec["metric"],
+                spec["value"],
+                spec["ci95"],
+                spec.get("kind", "reduction"),
             )
             lo, hi = spec["ci95"]
             rows.append(

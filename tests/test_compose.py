@@ -56,7 +56,12 @@ def _plain(x) -> bool:
 def test_lung_ldct_inherits_nlst_natural_history():
     lung, _, _ = load(["scenario=lung_ldct"])
     nlst, _, _ = load(["scenario=nlst"])
-    assert lung.scenario.disease == nlst.scenario.disease
+    # the same natural history; only the trial's healthy-volunteer effect is not inherited
+    assert lung.scenario.disease.other_cause_volunteer_hr == 1.0
+    assert nlst.scenario.disease.other_cause_volunteer_hr < 1.0
+    assert lung.scenario.disease == dataclasses.replace(
+        nlst.scenario.disease, other_cause_volunteer_hr=1.0
+    )
     assert (
         lung.scenario.programme.protocol == "lung_rads_v2022"
         and nlst.scenario.programme.protocol == "nlst"

@@ -161,11 +161,22 @@ def loss(table: pl.DataFrame) -> float:
 
 
 def relative_reduction(
-    metrics_a: pl.DataFrame, metrics_b: pl.DataFrame, metric: str, published: float, ci95
+    metrics_a: pl.DataFrame,
+    metrics_b: pl.DataFrame,
+    metric: str,
+    published: float,
+    ci95,
+    kind: str = "reduction",
 ) -> dict:
     """1 - rate_a / rate_b of a per-person-year ``metric`` (a: the screening arm, b: its
     comparator), with the Poisson 95% interval of the rate ratio, and z against the published
-    reduction (its standard error on the log scale taken from the published interval)."""
+    reduction (its standard error on the log scale taken from the published interval).
+    ``kind="ratio"``: the same comparison stated as the rate ratio rate_a / rate_b."""
+    if kind == "ratio":
+        r = relative_reduction(
+            metrics_a, metrics_b, metric, 1 - published, (1 - ci95[1], 1 - ci95[0])
+        )
+        return {**r, "simulated": 1 - r["simulated"], "lo": 1 - r["hi"], "hi": 1 - r["lo"]}
 
     def rate_events(m: pl.DataFrame) -> tuple[float, float]:
         row = m.filter(

@@ -83,6 +83,8 @@ class Histology:
     spiculated: float = field(metadata=PROB)
     # share of tumours that arise centrally (main, lobar or segmental bronchi, near the hila)
     central_share: float = field(default=0.0, metadata=PROB)
+    # the stage's cure probability is multiplied by this (small-cell: far worse at every stage)
+    cure_scale: float = field(default=1.0, metadata={"gt": 0, "le": 1})
 
     def check(self, path: str) -> None:
         check_mix(self.type_mix, f"{path}.type_mix")
@@ -130,6 +132,8 @@ class Disease:
     central_conspicuity: float = field(default=1.0, metadata={"gt": 0, "le": 1})
     # trial volunteers die of other causes less often than life tables predict
     other_cause_volunteer_hr: float = field(default=1.0, metadata={"gt": 0, "le": 2})
+    # women die of other causes less often than men of the same age (life tables)
+    other_cause_female_hr: float = field(default=1.0, metadata={"gt": 0, "le": 2})
 
     def check(self, path: str) -> None:
         for h in self.histology:

@@ -63,10 +63,26 @@ def definitions() -> dict[str, list[Metric]]:
             better="lower",
         ),
         Metric(
+            "lung_cancer_incidence_per_100k_person_years",
+            "per_100k_py",
+            "lung cancers diagnosed per 100,000 person-years (incidence in the arm, screen-detected "
+            "and clinical)",
+            "diagnosed",
+            "person_years",
+        ),
+        Metric(
             "all_cause_deaths",
             "count",
             "deaths from any cause within each person's follow-up",
             "deaths",
+            better="lower",
+        ),
+        Metric(
+            "all_cause_deaths_per_100k_person_years",
+            "per_100k_py",
+            "deaths from any cause per 100,000 person-years",
+            "deaths",
+            "person_years",
             better="lower",
         ),
         Metric(

@@ -105,10 +105,13 @@ class LungLDCT(Programme):
     image_units: ClassVar[str | None] = "HU"  # a CT patch, [1, D, H, W]
     image_spatial_dims: ClassVar[int] = 3
     summary_metrics: ClassVar[tuple[str, ...]] = (
+        "lung_cancers_diagnosed",
+        "overdiagnosed_cancers",
         "stage_I_share",
         "stage_IV_share",
         "lung_cancer_deaths",
         "lung_cancer_deaths_per_100k_person_years",
+        "all_cause_deaths",
     )
 
     def __init__(self, scenario: Scenario) -> None:

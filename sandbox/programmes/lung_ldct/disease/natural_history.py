@@ -165,10 +165,14 @@ def sample_cancers(
             stage_at(d_clin[i], nodal[i], disease.n2_over_n1, distant[i])
         ]
 
-    hr = disease.other_cause_volunteer_hr * np.where(
-        people["current_smoker"] == 1,
-        disease.other_cause_smoker_hr,
-        np.sqrt(disease.other_cause_smoker_hr),
+    hr = (
+        disease.other_cause_volunteer_hr
+        * np.where(
+            people["current_smoker"] == 1,
+            disease.other_cause_smoker_hr,
+            np.sqrt(disease.other_cause_smoker_hr),
+        )
+        * np.where(people["female"] == 1, disease.other_cause_female_hr, 1.0)
     )
     other_death = other_cause_death_day(
         u("other_death"),
@@ -190,7 +194,8 @@ def sample_cancers(
         "distant_mm": distant,
         "clinical_day": clinical,
         "clinical_stage": clinical_stage,
-        "cure_u": u("cure"),
+        # cured when U_cure < survival_5y[stage] * cure_scale[histology]
+        "cure_u": u("cure") / np.array([hh.cure_scale for hh in hists])[local],
         "survival_u": u("survival"),
         "other_death_day": other_death,
     }

@@ -67,3 +67,40 @@ def sample_benign_nodules(
         "resolve_day": resolve,
         "vdt_days": vdt,
     }
+
+
+def population_summary(nodules: dict[str, np.ndarray], entry_day: np.ndarray, years: float) -> dict:
+    """The benign nodule population as screening series describe it, for comparing with them
+    (docs/natural-history.md#the-nodule-population-against-published-series).
+
+    ``nodules``: a cohort's flat nodule table (programme days); ``entry_day``: each person's
+    entry day; ``years``: their follow-up. Sizes are the diameters at appearance (prevalent
+    nodules: at entry).
+    """
+    people = len(entry_day)
+    row = nodules["row"]
+    appear = nodules["appear_day"] - entry_day[row]  # days since the person's entry
+    prevalent = ~np.isfinite(appear)
+    size = nodules["size_mm"]
+    nodules = {**nodules, "appear_day": appear}
+
+    def share_with(mask: np.ndarray) -> float:
+        return float(len(np.unique(row[mask])) / people) if people else float("nan")
+
+    new = ~prevalent & (nodules["appear_day"] < years * YEAR)
+    first_year = new & (nodules["appear_day"] < YEAR)
+    at_entry = size[prevalent]
+    return {
+        "share_with_nodule_at_entry_3mm": share_with(prevalent & (size >= 3.0)),
+        "share_with_nodule_at_entry_4mm": share_with(prevalent & (size >= 4.0)),
+        "nodules_at_entry_per_person": float(prevalent.sum() / people),
+        "size_at_entry_median_mm": float(np.median(at_entry)) if at_entry.size else float("nan"),
+        "size_at_entry_share_below_5mm": float((at_entry < 5.0).mean()) if at_entry.size else 0.0,
+        "size_at_entry_share_8mm_or_more": float((at_entry >= 8.0).mean())
+        if at_entry.size
+        else 0.0,
+        "share_with_new_nodule_in_a_year_3mm": share_with(first_year & (size >= 3.0)),
+        "new_nodules_per_person_year": float(new.sum() / (people * years)),
+        "share_growing": float(np.isfinite(nodules["vdt_days"]).mean()) if size.size else 0.0,
+        "share_resolving": float(np.isfinite(nodules["resolve_day"]).mean()) if size.size else 0.0,
+    }

@@ -104,6 +104,7 @@ def test_fraction_with_onset_in_window(small_cfg, r6):
         "person_id": np.arange(N, dtype=np.int64),
         "plcom2012_6y": np.full(N, r6),
         "current_smoker": np.ones(N, dtype=np.int8),
+        "female": np.zeros(N, dtype=np.int8),
         "age": np.full(N, 60.0),
     }
     horizon = 6 * YEAR
@@ -127,6 +128,7 @@ def test_sampled_cancers_are_consistent(small_cfg):
         "person_id": np.arange(N, dtype=np.int64),
         "plcom2012_6y": np.full(N, 0.05),
         "current_smoker": (np.arange(N) % 2).astype(np.int8),
+        "female": (np.arange(N) % 3 == 0).astype(np.int8),
         "age": np.full(N, 65.0),
     }
     c = sample_cancers(disease, Streams(32), people, 8 * YEAR)
@@ -141,6 +143,22 @@ def test_sampled_cancers_are_consistent(small_cfg):
     # smokers die sooner from other causes (hazard ratio > 1)
     smoker = people["current_smoker"] == 1
     assert np.median(c["other_death_day"][smoker]) < np.median(c["other_death_day"][~smoker])
+    # women die of other causes later (life tables by sex), when the scenario says so
+    if disease.other_cause_female_hr < 1:
+        woman = people["female"] == 1
+        men, women = c["other_death_day"][smoker & ~woman], c["other_death_day"][smoker & woman]
+        assert np.median(women) > np.median(men)
+    # central tumours follow the histology's share; a histology's cure scale divides U_cure
+    names = list(disease.histology)
+    for k, name in enumerate(names):
+        h = disease.histology[name]
+        mine = has & (c["histology"] == k)
+        if mine.sum() > 200:
+            share = c["central"][mine].mean()
+            assert share == pytest.approx(h.central_share, abs=5 * math.sqrt(0.25 / mine.sum()))
+            assert np.all(c["cure_u"][mine] <= 1.0 / h.cure_scale + 1e-12)
+            assert c["cure_u"][mine].max() > 0.9 / h.cure_scale
+    assert not np.any(c["central"] & ~has)
     # histology shares
     shares = np.array([h.share for h in disease.histology.values()])
     observed = np.bincount(c["histology"], minlength=len(shares)) / N
