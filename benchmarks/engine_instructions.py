@@ -13,6 +13,8 @@ How to run (about 6 minutes on two cores)::
     .venv/bin/python benchmarks/engine_instructions.py --base 7f9ddd4 --policy soc_double_read \\
         --legacy-reader-keys    # this side draws readers by (site, index), as before 2026-12
 
+``--here KEY=VALUE ...`` gives config overrides to this checkout only: a base with other
+parameter values (an earlier calibration) is then compared on the same work.
 ``--legacy-reader-keys`` makes this checkout draw radiologists as commits before the reader-key
 change did, so that both sides simulate the same reads (used to measure the Programme seam).
 """
@@ -49,7 +51,9 @@ if sys.argv[4] == "1":
         return out
 
     sim.site_readers = legacy
-cfg, profiles, _ = load([f"cohort.size={sys.argv[1]}", "runtime=quiet", f"policy={sys.argv[2]}"])
+cfg, profiles, _ = load(
+    [f"cohort.size={sys.argv[1]}", "runtime=quiet", f"policy={sys.argv[2]}", *sys.argv[5:]]
+)
 cohort = build(cfg)
 if sys.argv[3] == "run":
     ev = sim.simulate_sites(cfg, profiles, cohort).events
@@ -58,7 +62,9 @@ if sys.argv[3] == "run":
 """
 
 
-def instructions(src: Path, args: argparse.Namespace, stop: str, legacy: bool) -> tuple[int, str]:
+def instructions(
+    src: Path, args: argparse.Namespace, stop: str, legacy: bool, extra: list[str]
+) -> tuple[int, str]:
     with tempfile.TemporaryDirectory() as tmp:
         child = Path(tmp) / "child.py"
         child.write_text(CHILD)
@@ -73,6 +79,7 @@ def instructions(src: Path, args: argparse.Namespace, stop: str, legacy: bool) -
                 args.policy,
                 stop,
                 "1" if legacy else "0",
+                *extra,
             ],
             cwd=src,
             env={**os.environ, "PYTHONPATH": str(src)},
@@ -86,9 +93,11 @@ def instructions(src: Path, args: argparse.Namespace, stop: str, legacy: bool) -
     return collected, events.group(0) if events else ""
 
 
-def measure(src: Path, args: argparse.Namespace, legacy: bool) -> tuple[int, str]:
-    run, events = instructions(src, args, "run", legacy)
-    skip, _ = instructions(src, args, "skip", legacy)
+def measure(
+    src: Path, args: argparse.Namespace, legacy: bool, extra: list[str] = ()
+) -> tuple[int, str]:
+    run, events = instructions(src, args, "run", legacy, list(extra))
+    skip, _ = instructions(src, args, "skip", legacy, list(extra))
     return run - skip, events
 
 
@@ -98,6 +107,13 @@ def main() -> int:
     ap.add_argument("--people", type=int, default=3000)
     ap.add_argument("--policy", default="soc_single_read")
     ap.add_argument("--legacy-reader-keys", action="store_true")
+    ap.add_argument(
+        "--here",
+        nargs="*",
+        default=[],
+        help="config overrides for this checkout only (e.g. the base's parameter values, so that "
+        "both sides do the same work)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base"
@@ -111,7 +127,7 @@ def main() -> int:
             old, old_events = measure(base, args, False)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT)
-    new, new_events = measure(ROOT, args, args.legacy_reader_keys)
+    new, new_events = measure(ROOT, args, args.legacy_reader_keys, args.here)
     print(f"{args.people} people, {args.policy}: instructions of simulate_sites")
     print(f"  base {args.base}: {old / 1e6:,.1f} M   {old_events}")
     print(f"  this checkout:   {new / 1e6:,.1f} M   {new_events}")
