@@ -43,6 +43,7 @@ FREE = {
     "new_per_year": (("disease", "benign"), 0.0, 3.0),
     "reference_mm": (("programme", "radiograph"), 4.0, 40.0),
     "mimic_share": (("programme", "radiograph"), 0.0, 1.0),
+    "mimic_conspicuity": (("programme", "radiograph"), 1.0, 200.0),
 }
 NAN_Z = 10.0  # a row with no value counts as 10 standard errors
 

@@ -250,3 +250,18 @@ def test_a_rate_ratio_between_arms_is_the_reduction_restated():
     assert ratio["lo"] < ratio["simulated"] < ratio["hi"]
     assert ratio["lo"] == pytest.approx(1 - reduction["hi"])
     assert ratio["z"] == pytest.approx(reduction["z"]) and ratio["pass"] == reduction["pass"]
+
+
+def test_calibrate_fits_both_arms_and_keeps_every_evaluation(capsys):
+    from testkit import run_cli
+
+    argv = ["calibrate", "nlst", "--size", "400", "--max-evals", "2", "--abc", "2", "--dry-run"]
+    argv += ["--params", "incidence_multiplier,mimic_share"]
+    code, out, _ = run_cli(argv, capsys)
+    assert code == 0, out
+    assert re.search(r"after 4 evaluations \(sum of z\^2 over the fitted rows of nlst, nlst_cxr\)", out)
+    assert "\nnlst\n" in out and "\nnlst_cxr\n" in out  # a table per arm, with z
+    fitted = re.findall(r"^(incidence_multiplier|mimic_share|reference_mm)\s+(\S+)\s+(\S+)$", out, re.M)
+    assert {name for name, _, _ in fitted} == {"incidence_multiplier", "mimic_share", "reference_mm"}
+    unchanged = {name: (a, b) for name, a, b in fitted}["reference_mm"]
+    assert unchanged[0] == unchanged[1]  # not in --params: stays at its start value
