@@ -55,7 +55,9 @@ def _get(obj: Any, path: tuple[str, ...]) -> Any:
 
 
 def get_params(cfg: RunConfig) -> dict[str, float]:
-    return {name: float(getattr(_get(cfg.scenario, path), name)) for name, (path, _, _) in FREE.items()}
+    return {
+        name: float(getattr(_get(cfg.scenario, path), name)) for name, (path, _, _) in FREE.items()
+    }
 
 
 def _replaced(obj: Any, path: tuple[str, ...], values: dict[str, float]) -> Any:
@@ -182,7 +184,9 @@ def abc_draws(
         p = {}
         for k, v in centre.items():
             lo_k, hi_k = FREE[k][1], FREE[k][2]
-            p[k] = float(np.clip(v * math.exp(width * rng.standard_normal()), max(lo_k, 1e-6), hi_k))
+            p[k] = float(
+                np.clip(v * math.exp(width * rng.standard_normal()), max(lo_k, 1e-6), hi_k)
+            )
         value, tables = evaluate(arms, p)
         out.append(Evaluation(p, value, max_fitted_z(tables), "abc"))
         if on_eval:

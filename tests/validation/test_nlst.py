@@ -259,9 +259,17 @@ def test_calibrate_fits_both_arms_and_keeps_every_evaluation(capsys):
     argv += ["--params", "incidence_multiplier,mimic_share"]
     code, out, _ = run_cli(argv, capsys)
     assert code == 0, out
-    assert re.search(r"after 4 evaluations \(sum of z\^2 over the fitted rows of nlst, nlst_cxr\)", out)
+    assert re.search(
+        r"after 4 evaluations \(sum of z\^2 over the fitted rows of nlst, nlst_cxr\)", out
+    )
     assert "\nnlst\n" in out and "\nnlst_cxr\n" in out  # a table per arm, with z
-    fitted = re.findall(r"^(incidence_multiplier|mimic_share|reference_mm)\s+(\S+)\s+(\S+)$", out, re.M)
-    assert {name for name, _, _ in fitted} == {"incidence_multiplier", "mimic_share", "reference_mm"}
+    fitted = re.findall(
+        r"^(incidence_multiplier|mimic_share|reference_mm)\s+(\S+)\s+(\S+)$", out, re.M
+    )
+    assert {name for name, _, _ in fitted} == {
+        "incidence_multiplier",
+        "mimic_share",
+        "reference_mm",
+    }
     unchanged = {name: (a, b) for name, a, b in fitted}["reference_mm"]
     assert unchanged[0] == unchanged[1]  # not in --params: stays at its start value

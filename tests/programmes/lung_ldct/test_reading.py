@@ -280,9 +280,7 @@ def test_a_radiograph_mimic_is_the_same_at_every_exam_and_stable_findings_are_no
     h = dataclasses.replace(_one_person_history(400.0, -float("inf"), 300.0), mimic_key=12345)
     everyone = Radiograph(mimic_share=1.0, mimic_conspicuity=20.0)
     nobody = Radiograph(mimic_share=0.0)
-    shown = [
-        {f.key: f for f in visible_findings(h, 0, d, cxr, everyone)} for d in (400.0, 800.0)
-    ]
+    shown = [{f.key: f for f in visible_findings(h, 0, d, cxr, everyone)} for d in (400.0, 800.0)]
     assert MIMIC_KEY in shown[0] and MIMIC_KEY in shown[1]
     assert shown[0][MIMIC_KEY].size_mm == shown[1][MIMIC_KEY].size_mm  # the same anatomy
     assert shown[0][MIMIC_KEY].conspicuity == 20.0
