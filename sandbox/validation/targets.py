@@ -13,8 +13,9 @@ simulated one at the run's:
 * rates (per 1,000 or per 100,000 person-years): Poisson variance of the events behind each,
   ``rate^2 / events`` (the published events are given with the target).
 
-The hand-picked ``tolerance`` of a row is kept as a coarse second check (``within_tolerance``) and
-is what calibration minimises over the rows it fits; every row says whether it was fitted.
+The hand-picked ``tolerance`` of a row is kept as a coarse second check (``within_tolerance``);
+calibration minimises the sum of z^2 over the rows it fits (:mod:`sandbox.validation.calibrate`),
+and every row says whether it was fitted.
 """
 
 from __future__ import annotations
@@ -150,14 +151,6 @@ def compare(
             "within_tolerance": pl.Boolean,
         },
     )
-
-
-def loss(table: pl.DataFrame) -> float:
-    """Calibration objective: sum of squared differences in units of tolerance, over the fitted
-    rows."""
-    judged = table.filter(pl.col("fitted") & pl.col("tolerance").is_not_null())
-    d = (judged["difference"] / judged["tolerance"]).fill_nan(10.0).to_numpy()
-    return float((d * d).sum())
 
 
 def relative_reduction(
