@@ -47,8 +47,11 @@ def test_screening_moves_diagnoses_earlier_on_the_same_people(arms):
 
 def test_against_no_screening_deaths_life_years_and_overdiagnosis_have_intervals(arms):
     a, b = group_arms([read_run(arms / "no_screening-3"), read_run(arms / "soc_single_read-3")])
-    cmp = compare_arms(a, b, ["lung_cancer_deaths", "life_years", "overdiagnosed_cancers"], 300)
+    wanted = ["lung_cancer_deaths", "life_years", "overdiagnosed_cancers", "lifetime_life_years"]
+    cmp = compare_arms(a, b, wanted, 300)
     rows = {r["metric"]: r for r in cmp.table.iter_rows(named=True)}
+    life = rows["lifetime_life_years"]  # life-years gained over a lifetime, paired
+    assert life["diff_lo"] <= life["diff"] <= life["diff_hi"] and life["diff"] >= 0
     deaths = rows["lung_cancer_deaths"]
     assert deaths["diff"] <= 0 and deaths["diff_lo"] <= deaths["diff"] <= deaths["diff_hi"]
     assert rows["life_years"]["diff"] >= 0
@@ -60,3 +63,18 @@ def test_a_policy_that_screens_nobody_has_no_ai_role(capsys, tmp_path):
     code, _, err = run_cli(argv, capsys)
     assert_one_line_error(code, err, "policy.role")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("policy", ["no_screening", "soc_single_read"])
+def test_a_lifetime_follows_the_same_draws_past_the_end_of_follow_up(arms, policy):
+    p = pl.read_parquet(arms / f"{policy}-3" / "people.parquet")
+    assert set(p["lifetime_death_cause"].cast(pl.String)) <= {"lung_cancer", "other"}
+    assert (p["lifetime_years"] >= p["person_years"] - 1e-9).all()
+    died = p.filter(pl.col("death_day").is_not_null())
+    assert (died["lifetime_death_day"] == died["death_day"]).all()
+    assert (died["lifetime_death_cause"] == died["death_cause"]).all()
+    lc = p.filter(pl.col("death_cause") == "lung_cancer").height
+    lc_life = p.filter(pl.col("lifetime_death_cause") == "lung_cancer").height
+    assert lc_life > lc  # cancers that surface, and kill, after the follow-up
+    # a lung-cancer death over a lifetime needs a cancer, diagnosed in follow-up or later
+    assert p.filter(pl.col("lifetime_death_cause") == "lung_cancer")["has_cancer"].all()

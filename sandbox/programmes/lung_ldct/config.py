@@ -132,6 +132,8 @@ class Disease:
     central_conspicuity: float = field(default=1.0, metadata={"gt": 0, "le": 1})
     # trial volunteers die of other causes less often than life tables predict
     other_cause_volunteer_hr: float = field(default=1.0, metadata={"gt": 0, "le": 2})
+    # ... for this many years after entry (0: for life); the effect fades as the selection does
+    other_cause_volunteer_years: float = field(default=0.0, metadata={"ge": 0, "le": 100})
     # women die of other causes less often than men of the same age (life tables)
     other_cause_female_hr: float = field(default=1.0, metadata={"gt": 0, "le": 2})
 

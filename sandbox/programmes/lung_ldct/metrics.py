@@ -86,6 +86,22 @@ def definitions() -> dict[str, list[Metric]]:
             better="lower",
         ),
         Metric(
+            "lifetime_lung_cancer_deaths",
+            "count",
+            "deaths from lung cancer over each person's lifetime (no follow-up cut; a cancer "
+            "not diagnosed in follow-up is diagnosed when its symptoms surface)",
+            "lc_deaths_life",
+            better="lower",
+        ),
+        Metric(
+            "lifetime_life_years",
+            "sum",
+            "years lived from entry to death, over each person's lifetime (the horizon of a "
+            "lifetime health-economic evaluation)",
+            "lifetime_years",
+            better="higher",
+        ),
+        Metric(
             "lung_cancer_deaths_per_100k_person_years",
             "per_100k_py",
             "lung cancer deaths per 100,000 person-years",
@@ -107,5 +123,8 @@ def people_aggregations() -> list[pl.Expr]:
         *[(pl.col("stage") == s).sum().alias(f"dx_stage_{s}") for s in STAGES],
         (pl.col("death_cause") == "lung_cancer").sum().alias("lc_deaths"),
         (pl.col("death_cause") != "alive").sum().alias("deaths"),
+        (pl.col("lifetime_death_cause") == "lung_cancer").sum().alias("lc_deaths_life"),
+        pl.col("lifetime_years").sum().alias("lifetime_years"),
+        (pl.col("lifetime_years") ** 2).sum().alias("lifetime_years_sq"),
         pl.col("overdiagnosed").sum().alias("overdiagnosed"),
     ]

@@ -46,6 +46,9 @@ PEOPLE_SCHEMA = {
     "death_cause": pl.Enum(list(DEATH_CAUSES)),
     "person_years": pl.Float64,
     "overdiagnosed": pl.Boolean,
+    "lifetime_death_day": pl.Float64,
+    "lifetime_death_cause": pl.Enum(list(DEATH_CAUSES)),
+    "lifetime_years": pl.Float64,
 }
 
 
@@ -91,6 +94,9 @@ def resolve_people(
     stage = np.full(n, "", dtype=object)
     death = other.copy()
     cause = np.where(other < end, 2, 0).astype(np.int8)
+    # a lifetime (no follow-up cut): death from lung cancer if it comes before death from other
+    # causes; a cancer not diagnosed in follow-up is diagnosed when its symptoms surface
+    lc_life = np.full(n, np.inf)
     disease = scenario.disease
     for i in np.flatnonzero(diagnosed):
         pid = int(p["person_id"][i])
@@ -118,8 +124,20 @@ def resolve_people(
             float(c["survival_u"][i]),
             disease,
         )
+        lc_life[i] = lc
         if lc < min(other[i], end[i]):
             death[i], cause[i] = lc, 1
+    later = c["has_cancer"] & ~diagnosed & (clinical < other)
+    for i in np.flatnonzero(later):
+        lc_life[i] = lung_cancer_death_day(
+            STAGES[c["clinical_stage"][i]],
+            float(clinical[i]),
+            float(clinical[i]),
+            float(c["cure_u"][i]),
+            float(c["survival_u"][i]),
+            disease,
+        )
+    life_death = np.minimum(other, lc_life)
     death = np.where(cause > 0, death, np.inf)
     person_years = (np.minimum(death, end) - entry) / YEAR
     hist_names = np.array(["adenocarcinoma", "squamous", "small_cell", "other"])
@@ -149,6 +167,9 @@ def resolve_people(
             "person_years": person_years,
             # found by screening, and would not have surfaced before death from another cause
             "overdiagnosed": (mode == 1) & (clinical >= other),
+            "lifetime_death_day": life_death,
+            "lifetime_death_cause": np.array(DEATH_CAUSES)[np.where(lc_life < other, 1, 2)],
+            "lifetime_years": (life_death - entry) / YEAR,
         },
         schema=PEOPLE_SCHEMA,
     ).with_columns(

@@ -83,10 +83,26 @@ def stage_at(diameter_mm: float, nodal_mm: float, n2_over_n1: float, distant_mm:
 
 
 def other_cause_death_day(
-    u: np.ndarray, age: np.ndarray, hr: np.ndarray, a: float, b: float
+    u: np.ndarray,
+    age: np.ndarray,
+    hr: np.ndarray,
+    a: float,
+    b: float,
+    early_hr: float = 1.0,
+    early_years: float = 0.0,
 ) -> np.ndarray:
-    """Days to death from other causes, Gompertz conditional on being alive at ``age``."""
-    years = np.log1p(b * -np.log(u) / (a * hr * np.exp(b * age))) / b
+    """Days to death from other causes, Gompertz conditional on being alive at ``age``.
+
+    The hazard is ``a * hr * exp(b * age_now)``, times ``early_hr`` for the first
+    ``early_years`` after entry (0: for life): the healthy-volunteer effect fades.
+    """
+    e = -np.log(u)
+    k = a * hr * np.exp(b * age) / b  # cumulative hazard k (e^(b t) - 1) at hazard ratio 1
+    years = np.log1p(e / (early_hr * k)) / b
+    if early_years > 0 and early_hr != 1.0:
+        early = early_hr * k * np.expm1(b * early_years)  # cumulative hazard of the early years
+        rest = np.log(np.exp(b * early_years) + np.maximum(e - early, 0.0) / k) / b
+        years = np.where(e < early, years, rest)
     return years * YEAR
 
 
@@ -165,21 +181,19 @@ def sample_cancers(
             stage_at(d_clin[i], nodal[i], disease.n2_over_n1, distant[i])
         ]
 
-    hr = (
-        disease.other_cause_volunteer_hr
-        * np.where(
-            people["current_smoker"] == 1,
-            disease.other_cause_smoker_hr,
-            np.sqrt(disease.other_cause_smoker_hr),
-        )
-        * np.where(people["female"] == 1, disease.other_cause_female_hr, 1.0)
-    )
+    hr = np.where(
+        people["current_smoker"] == 1,
+        disease.other_cause_smoker_hr,
+        np.sqrt(disease.other_cause_smoker_hr),
+    ) * np.where(people["female"] == 1, disease.other_cause_female_hr, 1.0)
     other_death = other_cause_death_day(
         u("other_death"),
         people["age"],
         hr,
         disease.other_cause_gompertz_a,
         disease.other_cause_gompertz_b,
+        disease.other_cause_volunteer_hr,
+        disease.other_cause_volunteer_years,
     )
     return {
         "has_cancer": has,

@@ -90,6 +90,32 @@ def test_gompertz_other_cause_death(age, hr):
     assert stats.kstest(years[:5000], lambda t: 1 - np.exp(-np.vectorize(cum)(t))).pvalue > 1e-3
 
 
+def test_a_fading_healthy_volunteer_effect_lowers_the_hazard_only_in_its_years():
+    a, b, age, v, fade = 3.0e-5, 0.085, 62.0, 0.5, 10.0
+    u = _u("volunteer")
+    ages, ones = np.full(N, age), np.ones(N)
+    early = other_cause_death_day(u, ages, ones, a, b, v, fade) / YEAR
+    # within the early years it is the lower hazard throughout; for life it is exactly that
+    for_life = other_cause_death_day(u, ages, ones, a, b, v) / YEAR
+    assert np.array_equal(for_life, other_cause_death_day(u, ages, v * ones, a, b) / YEAR)
+    inside = for_life < fade
+    np.testing.assert_allclose(early[inside], for_life[inside], rtol=1e-12)
+    # afterwards the hazard ratio is 1: survival follows the piecewise cumulative hazard
+    k = a * math.exp(b * age) / b
+    cum = lambda t: (
+        v * k * math.expm1(b * min(t, fade))
+        + k
+        * max(  # noqa: E731
+            math.exp(b * t) - math.exp(b * fade), 0.0
+        )
+    )
+    for horizon in (5.0, 15.0, 25.0):
+        expected = math.exp(-cum(horizon))
+        observed = (early > horizon).mean()
+        assert observed == pytest.approx(expected, abs=5 * math.sqrt(expected * (1 - expected) / N))
+    assert np.all(early <= for_life + 1e-9)  # dying sooner once the effect has faded
+
+
 def test_onset_hazard_reproduces_six_year_risk():
     r6 = np.array([0.005, 0.0151, 0.05, 0.2])
     h = onset_hazard_per_year(r6, 1.0)
