@@ -98,6 +98,12 @@ def resolve_people(
     # causes; a cancer not diagnosed in follow-up is diagnosed when its symptoms surface
     lc_life = np.full(n, np.inf)
     disease = scenario.disease
+
+    def lc_death(i: int, st: str, day: float) -> float:
+        return lung_cancer_death_day(
+            st, day, float(clinical[i]), float(c["cure_u"][i]), float(c["survival_u"][i]), disease
+        )
+
     for i in np.flatnonzero(diagnosed):
         pid = int(p["person_id"][i])
         sday = days.get(pid, [])
@@ -116,27 +122,12 @@ def resolve_people(
         if before:
             dx_round[i] = rounds[pid][before[-1]]
         stage[i] = st
-        lc = lung_cancer_death_day(
-            st,
-            float(dx_day[i]),
-            float(clinical[i]),
-            float(c["cure_u"][i]),
-            float(c["survival_u"][i]),
-            disease,
-        )
-        lc_life[i] = lc
+        lc = lc_life[i] = lc_death(i, st, float(dx_day[i]))
         if lc < min(other[i], end[i]):
             death[i], cause[i] = lc, 1
     later = c["has_cancer"] & ~diagnosed & (clinical < other)
     for i in np.flatnonzero(later):
-        lc_life[i] = lung_cancer_death_day(
-            STAGES[c["clinical_stage"][i]],
-            float(clinical[i]),
-            float(clinical[i]),
-            float(c["cure_u"][i]),
-            float(c["survival_u"][i]),
-            disease,
-        )
+        lc_life[i] = lc_death(i, STAGES[c["clinical_stage"][i]], float(clinical[i]))
     life_death = np.minimum(other, lc_life)
     death = np.where(cause > 0, death, np.inf)
     person_years = (np.minimum(death, end) - entry) / YEAR

@@ -82,13 +82,12 @@ def population_summary(nodules: dict[str, np.ndarray], entry_day: np.ndarray, ye
     appear = nodules["appear_day"] - entry_day[row]  # days since the person's entry
     prevalent = ~np.isfinite(appear)
     size = nodules["size_mm"]
-    nodules = {**nodules, "appear_day": appear}
 
     def share_with(mask: np.ndarray) -> float:
         return float(len(np.unique(row[mask])) / people) if people else float("nan")
 
-    new = ~prevalent & (nodules["appear_day"] < years * YEAR)
-    first_year = new & (nodules["appear_day"] < YEAR)
+    new = ~prevalent & (appear < years * YEAR)
+    first_year = new & (appear < YEAR)
     at_entry = size[prevalent]
     return {
         "share_with_nodule_at_entry_3mm": share_with(prevalent & (size >= 3.0)),

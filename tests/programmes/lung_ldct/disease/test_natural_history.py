@@ -102,13 +102,11 @@ def test_a_fading_healthy_volunteer_effect_lowers_the_hazard_only_in_its_years()
     np.testing.assert_allclose(early[inside], for_life[inside], rtol=1e-12)
     # afterwards the hazard ratio is 1: survival follows the piecewise cumulative hazard
     k = a * math.exp(b * age) / b
-    cum = lambda t: (
-        v * k * math.expm1(b * min(t, fade))
-        + k
-        * max(  # noqa: E731
-            math.exp(b * t) - math.exp(b * fade), 0.0
-        )
-    )
+
+    def cum(t: float) -> float:
+        early = v * k * math.expm1(b * min(t, fade))
+        return early + k * max(math.exp(b * t) - math.exp(b * fade), 0.0)
+
     for horizon in (5.0, 15.0, 25.0):
         expected = math.exp(-cum(horizon))
         observed = (early > horizon).mean()
