@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import polars as pl
 
@@ -154,7 +155,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     print("parentheses; definitions in docs/metrics.md\n")
     summary = summary_for(cfg.scenario.programme.name)
     headline = summary if cfg.policy.role == "none" else (*summary, *AI_SUMMARY)
+    if cfg.economics is not None:
+        from sandbox.economics.accounting import ECONOMIC_METRICS
+
+        headline = (*headline, *ECONOMIC_METRICS)
     print(summary_table({cfg.policy.name: res.metrics}, headline, "all", "all", "all"))
+    if cfg.economics is not None:
+        e = cfg.economics
+        print(
+            f"economics: {e.name}, {e.currency} {e.price_year}, discounted "
+            f"{e.discount_costs:.1%} / {e.discount_effects:.1%}, per person (economics.parquet; "
+            "docs/economics.md)"
+        )
     if len(cfg.scenario.sites) > 1:
         print("\nby site")
         print(
@@ -906,6 +918,108 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_economics(args: argparse.Namespace) -> int:
+    from sandbox.comparison import expand
+    from sandbox.economics.report import economics_tables, parse_wtp, price_folders
+
+    wtp = parse_wtp(args.wtp)
+    if not 100 <= args.replicates <= 100_000:
+        raise SandboxInputError(f"--replicates {args.replicates}: must be 100-100000")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.suffix not in (".parquet", ".csv"):
+        raise SandboxInputError(f"--out {args.out}: write .parquet or .csv")
+    if out is not None and not out.parent.is_dir():
+        raise SandboxInputError(f"--out {args.out}: no such folder {out.parent}")
+    folders = expand(args.runs, "economics")
+    if len(folders) < 1:
+        raise SandboxInputError("economics: give one or more run folders")
+    priced, econ = price_folders([str(f) for f in folders], args.economics)
+    icers, nmb, paired = economics_tables(priced, args.effect, wtp, args.replicates)
+    unit = "QALYs" if args.effect == "qalys" else "life-years"
+    cur = econ.currency
+    print(
+        shown(
+            f"price list: {econ.name} ({econ.description or econ.perspective}); {cur} "
+            f"{econ.price_year}; discounting {econ.discount_costs:.1%} costs, "
+            f"{econ.discount_effects:.1%} effects; horizon "
+            f"{'lifetime' if econ.horizon_years == 0 else f'{econ.horizon_years:g} years'}"
+        )
+    )
+    how = "paired (the same people under every strategy)" if paired else "unpaired"
+    print(
+        f"per person, discounted; 95% intervals: bootstrap over people, {how}, {args.replicates} replicates"
+    )
+    for p_ in priced:
+        print(shown(f"  {p_.label}: {p_.folder}"))
+    print()
+
+    def cell(v, lo, hi, digits=0):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "-"
+        f = (lambda x: f"{x:,.{digits}f}") if digits >= 0 else fmt
+        if lo is None or math.isnan(lo):
+            return f(v)
+        return f"{f(v)} ({f(lo)} to {f(hi)})"
+
+    rows = []
+    for d in icers.iter_rows(named=True):
+        rows.append(
+            [
+                d["Strategy"],
+                cell(d["Cost"], d["Cost_lo"], d["Cost_hi"]),
+                cell(d["Effect"], d["Effect_lo"], d["Effect_hi"], 4),
+                cell(d["Inc_Cost"], d["Inc_Cost_lo"], d["Inc_Cost_hi"]),
+                cell(d["Inc_Effect"], d["Inc_Effect_lo"], d["Inc_Effect_hi"], 4),
+                cell(d["ICER"], d["ICER_lo"], d["ICER_hi"]),
+                d["Status"],
+            ]
+        )
+    print(
+        shown(
+            _table(
+                [
+                    "Strategy",
+                    f"Cost ({cur})",
+                    f"Effect ({unit})",
+                    "Inc_Cost",
+                    "Inc_Effect",
+                    f"ICER ({cur}/{unit[:-1] if unit.endswith('s') else unit})",
+                    "Status",
+                ],
+                rows,
+            )
+        )
+    )
+    print(
+        "Status: ND non-dominated (on the frontier; increments against the previous ND strategy), D dominated, ED extendedly dominated"
+    )
+    rows = [
+        [
+            d["Strategy"],
+            f"{d['WTP']:,.0f}",
+            cell(d["NMB"], d["NMB_lo"], d["NMB_hi"]),
+            f"{d['P_cost_effective']:.3f}",
+        ]
+        for d in nmb.iter_rows(named=True)
+    ]
+    print()
+    print(shown(_table(["Strategy", f"WTP ({cur}/{unit[:-1]})", "NMB", "P(cost-effective)"], rows)))
+    if out is not None:
+        tables = {"icers": icers, "nmb": nmb}
+        written = []
+        for name, frame in tables.items():
+            target = out.with_name(f"{out.stem}_{name}{out.suffix}")
+            tmp = target.with_name(target.name + ".tmp")
+            if out.suffix == ".csv":
+                frame.write_csv(tmp)
+            else:
+                frame.write_parquet(tmp)
+            tmp.replace(target)
+            written.append(str(target))
+        print(shown(f"\nwritten: {', '.join(written)}"))
+    return 0
+
+
 def cmd_agent_card(args: argparse.Namespace) -> int:
     from sandbox.agents.bundle import load_bundle
     from sandbox.runners.devices import agent_folder
@@ -1052,6 +1166,27 @@ def parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", help="agent=<name under agents/> people=20000 epochs=4 ..."
     )
     t.set_defaults(func=cmd_train)
+    e = sub.add_parser(
+        "economics",
+        help="price run folders and tabulate them as strategies: costs, QALYs, ICERs with "
+        "dominance, net monetary benefit (docs/economics.md)",
+    )
+    e.add_argument("runs", nargs="+", help="run folders (or glob patterns), one per strategy")
+    e.add_argument(
+        "--economics",
+        help="price list: a preset (us_payer, nice) or a YAML file; default: the runs' own",
+    )
+    e.add_argument(
+        "--wtp",
+        default="50000,100000,150000",
+        help="willingness-to-pay values per unit of effect, comma-separated",
+    )
+    e.add_argument("--effect", choices=("qalys", "life_years"), default="qalys")
+    e.add_argument("--replicates", type=int, default=1000, help="bootstrap replicates")
+    e.add_argument(
+        "--out", help="also write the tables: FILE.parquet or FILE.csv (FILE_icers, FILE_nmb)"
+    )
+    e.set_defaults(func=cmd_economics)
     a = sub.add_parser(
         "agent-card", help="what an AI device is, was trained on, and how it performs"
     )

@@ -209,6 +209,7 @@ class RunConfig:
     policy: Policy
     runtime: Runtime
     agent: str = ""
+    economics: Any = None  # sandbox.economics.config.Economics, or None (no pricing)
 
 
 SCENARIO_KEYS = ("cohort", "disease", "sites", "programme", "calibration", "description")
@@ -235,9 +236,17 @@ def run_config(data: Mapping[str, Any], scenario_name: str) -> RunConfig:
             fail(key, "is required")
         scenario[key] = build(cls, scenario[key], key)
     scn = build(Scenario, scenario, "")
+    from sandbox.economics.config import economics_config
+
+    econ = economics_config(data.pop("economics", None))
     rest = build(_Rest, data, "")
     return RunConfig(
-        seed=rest.seed, scenario=scn, policy=rest.policy, runtime=rest.runtime, agent=rest.agent
+        seed=rest.seed,
+        scenario=scn,
+        policy=rest.policy,
+        runtime=rest.runtime,
+        agent=rest.agent,
+        economics=econ,
     )
 
 
@@ -253,6 +262,7 @@ def resolved(cfg: RunConfig) -> dict[str, Any]:
         policy=to_dict(cfg.policy),
         runtime=to_dict(cfg.runtime),
         agent=cfg.agent,
+        economics=to_dict(cfg.economics) if cfg.economics is not None else {"name": "none"},
         scenario_name=cfg.scenario.name,
     )
     return out

@@ -18,6 +18,7 @@ RANKS = {
     "sandbox.typed": 0,
     "sandbox.rng": 0,
     "sandbox.config": 0,
+    "sandbox.economics.config": 0,
     "sandbox.programmes.base": 1,
     "sandbox.agents": 2,
     "sandbox.workflow": 3,
@@ -28,6 +29,7 @@ RANKS = {
     "sandbox.runfolder": 6,
     "sandbox.runners": 7,
     "sandbox.comparison": 7,
+    "sandbox.economics": 7,  # prices a run's tables; reads run folders
     "sandbox.validation": 8,
     "sandbox.sweep": 8,
     "sandbox.cli": 9,

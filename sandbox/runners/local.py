@@ -41,6 +41,7 @@ class RunResult:
     timings: dict[str, float]
     agents: dict[str, Any] = field(default_factory=dict)
     policy_versions: dict[str, list[dict]] = field(default_factory=dict)
+    economics: pl.DataFrame | None = None  # per-person costs and QALYs (economics=<preset>)
 
 
 def site_blocks(n_sites: int, block: int) -> list[list[int]]:
@@ -169,7 +170,16 @@ def write_result(
     extra: dict[str, Any] | None = None,
 ) -> RunResult:
     """Write ``result`` into the claimed run folder (the same files whichever runner made it)."""
+    if cfg.economics is not None:
+        from sandbox.economics.accounting import economic_metrics, price_run
+
+        priced = price_run(result.people, result.events, cfg.economics, cfg.policy.modality)
+        extra_rows = economic_metrics(priced, cfg.scenario.name, cfg.policy.name, cfg.seed)
+        result.metrics = pl.concat([result.metrics, extra_rows.cast(result.metrics.schema)])
+        result.economics = priced
     tables = {"metrics": result.metrics, "people": result.people}
+    if result.economics is not None:
+        tables["economics"] = result.economics
     if cfg.runtime.write_events:
         tables["events"] = result.events
     result.timings["total_s"] = time.perf_counter() - t0

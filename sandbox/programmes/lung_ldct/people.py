@@ -49,6 +49,8 @@ PEOPLE_SCHEMA = {
     "lifetime_death_day": pl.Float64,
     "lifetime_death_cause": pl.Enum(list(DEATH_CAUSES)),
     "lifetime_years": pl.Float64,
+    "lifetime_diagnosis_day": pl.Float64,
+    "lifetime_stage": pl.Utf8,
 }
 
 
@@ -126,8 +128,11 @@ def resolve_people(
         if lc < min(other[i], end[i]):
             death[i], cause[i] = lc, 1
     later = c["has_cancer"] & ~diagnosed & (clinical < other)
+    life_dx = np.where(diagnosed, dx_day, np.where(later, clinical, np.nan))
+    life_stage = stage.copy()
     for i in np.flatnonzero(later):
-        lc_life[i] = lc_death(i, STAGES[c["clinical_stage"][i]], float(clinical[i]))
+        life_stage[i] = STAGES[c["clinical_stage"][i]]
+        lc_life[i] = lc_death(i, life_stage[i], float(clinical[i]))
     life_death = np.minimum(other, lc_life)
     death = np.where(cause > 0, death, np.inf)
     person_years = (np.minimum(death, end) - entry) / YEAR
@@ -161,8 +166,12 @@ def resolve_people(
             "lifetime_death_day": life_death,
             "lifetime_death_cause": np.array(DEATH_CAUSES)[np.where(lc_life < other, 1, 2)],
             "lifetime_years": (life_death - entry) / YEAR,
+            # a lifetime's diagnosis: in follow-up as above, else when symptoms surface
+            "lifetime_diagnosis_day": life_dx,
+            "lifetime_stage": life_stage.astype(str),
         },
         schema=PEOPLE_SCHEMA,
     ).with_columns(
-        pl.col("diagnosis_day", "death_day").fill_nan(None), pl.col("stage").replace("", None)
+        pl.col("diagnosis_day", "death_day", "lifetime_diagnosis_day").fill_nan(None),
+        pl.col("stage", "lifetime_stage").replace("", None),
     )

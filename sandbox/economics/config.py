@@ -1,0 +1,118 @@
+"""The economics of a run: prices, utilities, discounting, horizon and perspective.
+
+A preset is a file of the ``economics`` config group (``conf/economics/<name>.yaml``): chosen
+with ``economics=us_payer`` on any run, or named to ``sandbox economics`` to re-price run
+folders that exist. Sources and price years are in docs/economics.md and in each preset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.config import NAME, PROB
+from sandbox.typed import build, fail
+
+COST = {"ge": 0.0, "le": 1e7}
+STAGES = ("I", "II", "III", "IV")
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Unit costs in the preset's currency and price year (docs/economics.md)."""
+
+    # a screening exam by modality (ct, cxr): acquisition and the radiologist's professional fee
+    # are separate: the fee is reading minutes times reader_per_minute
+    screen: dict[str, float]
+    followup_ct: float = field(metadata=COST)  # an interval CT (3- or 6-month) of a positive screen
+    reader_per_minute: float = field(metadata=COST)  # radiologist time
+    ai_per_exam: float = field(metadata=COST)  # the AI device's fee, per exam it scores
+    workup: float = field(metadata=COST)  # diagnostic work-up of a finding (PET-CT, consultation)
+    benign_biopsy: float = field(metadata=COST)  # an invasive procedure that finds no cancer
+    # expected cost of managing incidental findings, per screening CT
+    incidental_per_screen_ct: float = field(metadata=COST)
+    # treatment by phase of care: the first year after diagnosis, by stage; each later year
+    # (up to continuing_years); the last year of life
+    initial_by_stage: dict[str, float]
+    continuing_per_year: float = field(metadata=COST)
+    continuing_years: float = field(metadata={"ge": 0, "le": 100})
+    terminal_lung_cancer: float = field(metadata=COST)  # last year of life, death from lung cancer
+    terminal_other: float = field(metadata=COST)  # last year of a person treated, other cause
+    # societal perspective only: the person's time and travel per exam or work-up
+    patient_time_per_visit: float = field(default=0.0, metadata=COST)
+
+    def check(self, path: str) -> None:
+        for name in ("screen", "initial_by_stage"):
+            for k, v in getattr(self, name).items():
+                if not 0 <= v <= COST["le"]:
+                    fail(f"{path}.{name}.{k}", f"{v} must be a cost between 0 and {COST['le']:g}")
+        if set(self.initial_by_stage) != set(STAGES):
+            fail(f"{path}.initial_by_stage", f"needs exactly the stages {', '.join(STAGES)}")
+
+
+@dataclass(frozen=True)
+class Utilities:
+    """Quality-of-life weights (0 = dead, 1 = full health) and one-off QALY losses."""
+
+    # general-population utility by age: {lowest age of the band: utility}, e.g. {"50": 0.84}
+    baseline_by_age: dict[str, float]
+    women_minus: float = field(metadata={"ge": -0.2, "le": 0.2})  # women's norm is lower by this
+    # utility in the first year after a lung cancer diagnosis, by stage (capped at the baseline)
+    first_year_by_stage: dict[str, float]
+    later_years: float = field(metadata=PROB)  # after the first year, while alive
+    last_year: float = field(metadata=PROB)  # the last year before death from lung cancer
+    false_positive_loss: float = field(metadata={"ge": 0, "le": 1})  # QALYs, per false positive
+    biopsy_loss: float = field(metadata={"ge": 0, "le": 1})  # QALYs, per invasive work-up
+
+    def check(self, path: str) -> None:
+        for name in ("baseline_by_age", "first_year_by_stage"):
+            for k, v in getattr(self, name).items():
+                if not 0 <= v <= 1:
+                    fail(f"{path}.{name}.{k}", f"{v} is not a utility between 0 and 1")
+        if not self.baseline_by_age:
+            fail(f"{path}.baseline_by_age", "needs at least one age band")
+        for k in self.baseline_by_age:
+            try:
+                float(k)
+            except ValueError:
+                fail(f"{path}.baseline_by_age.{k}", "band keys are ages in years, e.g. '60'")
+        if set(self.first_year_by_stage) != set(STAGES):
+            fail(f"{path}.first_year_by_stage", f"needs exactly the stages {', '.join(STAGES)}")
+
+    def age_bands(self) -> tuple[list[float], list[float]]:
+        """(band lower ages, utilities), ascending."""
+        pairs = sorted((float(k), v) for k, v in self.baseline_by_age.items())
+        return [a for a, _ in pairs], [u for _, u in pairs]
+
+
+@dataclass(frozen=True)
+class Economics:
+    name: str
+    description: str = ""
+    currency: str = field(default="USD", metadata={"choices": ("USD", "GBP", "EUR", "SEK")})
+    price_year: int = field(default=2009, metadata={"ge": 1990, "le": 2100})
+    perspective: str = field(default="payer", metadata={"choices": ("payer", "societal")})
+    discount_costs: float = field(default=0.03, metadata={"ge": 0, "le": 0.2})
+    discount_effects: float = field(default=0.03, metadata={"ge": 0, "le": 0.2})
+    horizon_years: float = field(default=0.0, metadata={"ge": 0, "le": 100})  # 0: lifetime
+    costs: Costs | None = None
+    utilities: Utilities | None = None
+
+    def check(self, path: str) -> None:
+        where = f"{path}.name" if path else "name"
+        if not NAME.fullmatch(self.name):
+            fail(where, f"{self.name!r} is not a plain name")
+        if self.name != "none" and (self.costs is None or self.utilities is None):
+            fail(f"{path}.costs" if path else "costs", "a price list needs costs and utilities")
+
+    @property
+    def enabled(self) -> bool:
+        return self.name != "none"
+
+
+def economics_config(data: Any, path: str = "economics") -> Economics | None:
+    """The typed economics section (None when absent or ``name: none``)."""
+    if data is None:
+        return None
+    econ = build(Economics, data, path)
+    return econ if econ.enabled else None

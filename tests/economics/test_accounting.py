@@ -1,0 +1,216 @@
+"""Per-person pricing against hand-computed amounts, discounting against its integral, and the
+dominance rules of the cost-effectiveness table against worked examples."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import integrate
+
+from sandbox.economics.accounting import (
+    ECONOMICS_SCHEMA,
+    YEAR,
+    discount_at,
+    discount_flow,
+    price_run,
+)
+from sandbox.economics.config import Costs, Economics, Utilities
+from sandbox.economics.tables import Arm, cea_table, frontier
+
+COSTS = Costs(
+    screen={"ct": 200.0, "cxr": 30.0},
+    followup_ct=150.0,
+    reader_per_minute=10.0,
+    ai_per_exam=7.0,
+    workup=1000.0,
+    benign_biopsy=3000.0,
+    incidental_per_screen_ct=20.0,
+    initial_by_stage={"I": 40000.0, "II": 50000.0, "III": 60000.0, "IV": 55000.0},
+    continuing_per_year=4000.0,
+    continuing_years=5.0,
+    terminal_lung_cancer=60000.0,
+    terminal_other=15000.0,
+    patient_time_per_visit=100.0,
+)
+UTIL = Utilities(
+    baseline_by_age={"50": 0.8, "70": 0.7},
+    women_minus=0.0,
+    first_year_by_stage={"I": 0.8, "II": 0.75, "III": 0.7, "IV": 0.6},
+    later_years=0.78,
+    last_year=0.5,
+    false_positive_loss=0.01,
+    biopsy_loss=0.02,
+)
+UNDISCOUNTED = Economics(
+    name="t", discount_costs=0.0, discount_effects=0.0, costs=COSTS, utilities=UTIL
+)
+
+
+def people(rows: list[dict]) -> pl.DataFrame:
+    base = {
+        "sex": "M",
+        "age": 60.0,
+        "entry_day": 100.0,
+        "diagnosis_mode": "none",
+        "diagnosis_round": -1,
+        "lifetime_death_cause": "other",
+        "lifetime_diagnosis_day": None,
+        "lifetime_stage": None,
+    }
+    return pl.DataFrame([{**base, **r} for r in rows])
+
+
+def events(rows: list[dict]) -> pl.DataFrame:
+    base = {
+        "round": 0,
+        "exam_seq": 0,
+        "exam_day": 100.0,
+        "reader_minutes": 3.0,
+        "positive": False,
+        "workup_day": None,
+        "workup_stage": None,
+        "benign_biopsy": False,
+        "ai_score": None,
+    }
+    schema = {"workup_day": pl.Float64, "workup_stage": pl.Utf8, "ai_score": pl.Float64}
+    return pl.DataFrame([{**base, **r} for r in rows], schema_overrides=schema)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.03, 0.035])
+def test_discounting_is_the_integral_of_the_discount_factor(rate):
+    for t0, t1 in [(0.0, 1.0), (2.5, 7.25), (0.0, 40.0)]:
+        exact = integrate.quad(lambda t: (1 + rate) ** -t, t0, t1)[0]
+        assert float(discount_flow(np.array(t0), np.array(t1), rate)) == pytest.approx(exact)
+    assert float(discount_flow(np.array(3.0), np.array(2.0), rate)) == 0.0
+    assert float(discount_at(10.0, rate)) == pytest.approx((1 + rate) ** -10)
+
+
+def test_exams_work_ups_and_treatment_are_priced_by_hand():
+    p = people(
+        [
+            # healthy; a negative screen, then a positive one with a benign biopsy
+            {"person_id": 1, "lifetime_years": 10.0},
+            # screen-detected at stage I in round 0, dies of lung cancer 4 years after entry
+            {
+                "person_id": 2,
+                "lifetime_years": 4.0,
+                "diagnosis_mode": "screen",
+                "diagnosis_round": 0,
+                "lifetime_death_cause": "lung_cancer",
+                "lifetime_diagnosis_day": 100.0 + 0.5 * YEAR,
+                "lifetime_stage": "I",
+            },
+        ]
+    )
+    e = events(
+        [
+            {"person_id": 1},
+            {"person_id": 1, "round": 1, "exam_day": 100 + YEAR, "positive": True, "ai_score": 0.9},
+            {
+                "person_id": 1,
+                "round": 1,
+                "exam_seq": 1,
+                "exam_day": 100 + 1.5 * YEAR,
+                "reader_minutes": 2.0,
+                "workup_day": 100 + 1.6 * YEAR,
+                "benign_biopsy": True,
+            },
+            {
+                "person_id": 2,
+                "positive": True,
+                "workup_day": 100 + 0.4 * YEAR,
+                "workup_stage": "I",
+            },
+        ]
+    )
+    out = price_run(p, e, UNDISCOUNTED, "ct")
+    assert out.schema == pl.Schema(ECONOMICS_SCHEMA)
+    a, b = out.row(0, named=True), out.row(1, named=True)
+    assert a["cost_screening"] == 2 * 200 and b["cost_screening"] == 200
+    assert a["cost_followup"] == 150
+    assert a["cost_reading"] == (3 + 3 + 2) * 10
+    assert a["cost_ai"] == 7
+    assert a["cost_incidental"] == 2 * 20
+    assert a["cost_workup"] == 1000 + 3000 and b["cost_workup"] == 1000
+    assert a["cost_patient_time"] == 0  # payer perspective
+    assert a["cost_treatment"] == 0
+    # person 2: initial (diagnosed at 0.5 y), continuing from 1.5 y to death - 1 y = 3 y
+    # (1.5 years), terminal lung-cancer year
+    assert b["cost_treatment"] == pytest.approx(40000 + 1.5 * 4000 + 60000)
+    parts = [c for c in ECONOMICS_SCHEMA if c.startswith("cost_") and c != "cost_total"]
+    assert a["cost_total"] == pytest.approx(sum(a[c] for c in parts))
+    # effects: 10 years at 0.8 less one false positive (round 1) and one biopsy
+    assert a["life_years"] == 10.0 and a["life_years_disc"] == 10.0
+    assert a["qalys"] == pytest.approx(10 * 0.8 - 0.01 - 0.02)
+    # person 2: 0.5 y healthy at 0.8, first year after diagnosis at 0.8 (stage I; the last
+    # year before death starts at 3 y), 1.5 y later at 0.78, last year at 0.5; one biopsy;
+    # a true positive screen costs no QALYs
+    assert b["qalys"] == pytest.approx(0.5 * 0.8 + 1.0 * 0.8 + 1.5 * 0.78 + 1.0 * 0.5 - 0.02)
+
+
+def test_discounting_horizon_and_perspective():
+    p = people([{"person_id": 1, "lifetime_years": 30.0, "age": 50.0}])
+    e = events([{"person_id": 1, "exam_day": 100 + 2 * YEAR}])
+    disc = dataclasses.replace(UNDISCOUNTED, discount_costs=0.03, discount_effects=0.05)
+    row = price_run(p, e, disc, "ct").row(0, named=True)
+    assert row["cost_screening"] == pytest.approx(200 / 1.03**2)
+    assert row["life_years_disc"] == pytest.approx(
+        float(discount_flow(np.array(0.0), np.array(30.0), 0.05))
+    )
+    # baseline utility 0.8 to age 70, then 0.7, discounted at 5%
+    want = 0.8 * float(discount_flow(np.array(0.0), np.array(20.0), 0.05)) + 0.7 * float(
+        discount_flow(np.array(20.0), np.array(30.0), 0.05)
+    )
+    assert row["qalys_disc"] == pytest.approx(want, rel=2e-3)
+    cut = dataclasses.replace(UNDISCOUNTED, horizon_years=1.0)
+    row = price_run(p, e, cut, "ct").row(0, named=True)
+    assert row["life_years"] == 1.0 and row["cost_screening"] == 0.0  # the screen is after it
+    soc = dataclasses.replace(UNDISCOUNTED, perspective="societal")
+    assert price_run(p, e, soc, "ct")["cost_patient_time"][0] == 100.0
+
+
+def test_a_radiograph_screen_takes_the_radiograph_price():
+    p = people([{"person_id": 1, "lifetime_years": 5.0}])
+    e = events([{"person_id": 1}])
+    row = price_run(p, e, UNDISCOUNTED, "cxr").row(0, named=True)
+    assert row["cost_screening"] == 30 and row["cost_incidental"] == 0
+
+
+def test_frontier_statuses_follow_dampack():
+    # A cheapest; B dominated (costs more than C, gains less); C and E on the frontier;
+    # D extendedly dominated (ICER C->D 50,000 > D->E 10,000)
+    cost = np.array([0.0, 3000.0, 1000.0, 2000.0, 2500.0])
+    effect = np.array([0.0, 0.01, 0.05, 0.07, 0.12])
+    status, ref = frontier(cost, effect)
+    assert status == ["ND", "D", "ND", "ED", "ND"]
+    assert ref == [None, None, 0, None, 2]
+    # an identical copy of a strategy is dominated by it
+    status, _ = frontier(np.array([1.0, 1.0]), np.array([2.0, 2.0]))
+    assert sorted(status) == ["D", "ND"]
+
+
+def test_cea_table_increments_intervals_and_ceac():
+    rng = np.random.default_rng(0)
+    n = 4000
+    ids = np.arange(n)
+    base_c, base_e = rng.gamma(2.0, 500.0, n), rng.normal(10.0, 2.0, n)
+    arms = [
+        Arm("none", base_c, base_e, ids),
+        Arm("screen", base_c + 1500.0 + rng.normal(0, 100, n), base_e + 0.03, ids),
+    ]
+    icers, nmb, paired = cea_table(arms, [10_000.0, 100_000.0], replicates=400, seed=1)
+    assert paired
+    row = icers.filter(pl.col("Strategy") == "screen").row(0, named=True)
+    assert row["Status"] == "ND" and row["Compared_with"] == "none"
+    assert row["ICER"] == pytest.approx(row["Inc_Cost"] / row["Inc_Effect"])
+    assert row["ICER"] == pytest.approx(50_000, rel=0.05)
+    assert row["Inc_Cost_lo"] < row["Inc_Cost"] < row["Inc_Cost_hi"]
+    # paired: the increment is far tighter than either arm's own interval
+    assert row["Inc_Cost_hi"] - row["Inc_Cost_lo"] < 0.5 * (row["Cost_hi"] - row["Cost_lo"])
+    p = {(r["Strategy"], r["WTP"]): r["P_cost_effective"] for r in nmb.iter_rows(named=True)}
+    assert p[("none", 10_000.0)] > 0.95 and p[("screen", 100_000.0)] > 0.95
+    assert math.isclose(p[("none", 10_000.0)] + p[("screen", 10_000.0)], 1.0)
