@@ -9,11 +9,12 @@ and cut at the horizon (lifetime when ``horizon_years`` is 0). Rules in docs/eco
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-from sandbox.economics.config import Economics
+from sandbox.economics.config import STAGES, Costs, Economics, Utilities
 from sandbox.errors import SandboxInputError
 
 YEAR = 365.25
@@ -88,14 +89,45 @@ def _check_columns(frame: pl.DataFrame, needs: tuple[str, ...], what: str) -> No
         )
 
 
-def price_run(
-    people: pl.DataFrame, events: pl.DataFrame, econ: Economics, screen_modality: str
-) -> pl.DataFrame:
-    """One row per person (``ECONOMICS_SCHEMA``), in ``people``'s order.
+@dataclass
+class Exposures:
+    """What a run's people used and lived, discounted, before any price or utility is applied.
 
-    ``screen_modality`` is the modality of the run's screening exams (its policy's: ``ct`` or
-    ``cxr``); follow-up exams are CT.
+    Costs and QALYs are linear in prices and utilities given these, so a probabilistic
+    sensitivity analysis re-prices a run with a matrix product per draw (:func:`price`).
+    ``items`` maps a cost item to its discounted quantity per person (exams, minutes, years of
+    care, ...); ``cells`` holds discounted person-years per (age band, sex, disease state);
+    ``cells_raw`` the same undiscounted; ``losses``/``losses_raw`` count the one-off QALY losses.
     """
+
+    person_id: np.ndarray
+    items: dict[str, np.ndarray]
+    cells: np.ndarray  # [people, bands x 2 sexes x STATES]
+    cells_raw: np.ndarray
+    losses: dict[str, np.ndarray]
+    losses_raw: dict[str, np.ndarray]
+    life_years: np.ndarray
+    life_years_disc: np.ndarray
+    band_ages: tuple[float, ...]
+    modality: str
+    societal: bool
+
+
+# disease states of the QALY cells: each caps the age- and sex-specific norm
+STATES = (
+    "healthy",
+    *(f"first_{s}" for s in STAGES),
+    "later",
+    *(f"last_first_{s}" for s in STAGES),  # the last year before a lung-cancer death, in the first
+    "last_later",
+)
+
+
+def exposures(
+    people: pl.DataFrame, events: pl.DataFrame, econ: Economics, screen_modality: str
+) -> Exposures:
+    """Discounted quantities per person (``people``'s order) under ``econ``'s discount rates,
+    horizon, perspective, continuing-care length and utility age bands."""
     _check_columns(people, PEOPLE_NEEDS, "people")
     _check_columns(events, EVENTS_NEEDS, "events")
     costs, util = econ.costs, econ.utilities
@@ -107,7 +139,6 @@ def price_run(
         )
     horizon = econ.horizon_years if econ.horizon_years > 0 else math.inf
     rc, re_ = econ.discount_costs, econ.discount_effects
-    societal = econ.perspective == "societal"
 
     n = people.height
     pid = people["person_id"].to_numpy()
@@ -131,10 +162,12 @@ def price_run(
     )
     row = ev["_row"].to_numpy()
     screen = ev["exam_seq"].to_numpy() == 0
-    d_exam = discount_at(ev["_t"].to_numpy(), rc)
+    t_exam = ev["_t"].to_numpy()
+    d_exam = discount_at(t_exam, rc)
     tw = ev["_tw"].fill_null(np.inf).to_numpy()
     has_workup = np.isfinite(tw) & (tw < horizon)
-    d_work = np.where(has_workup, discount_at(np.where(has_workup, tw, 0.0), rc), 0.0)
+    tw0 = np.where(has_workup, tw, 0.0)
+    d_work = np.where(has_workup, discount_at(tw0, rc), 0.0)
     benign = ev["benign_biopsy"].fill_null(False).to_numpy() & has_workup
     cancer_found = ev["workup_stage"].is_not_null().to_numpy() & has_workup
     scored = ev["ai_score"].is_not_null().to_numpy()
@@ -142,36 +175,28 @@ def price_run(
     def per_person(values: np.ndarray) -> np.ndarray:
         return np.bincount(row, weights=values, minlength=n)
 
-    screen_price = costs.screen.get(screen_modality, 0.0)
-    parts = {
-        "cost_screening": per_person(np.where(screen, screen_price, 0.0) * d_exam),
-        "cost_followup": per_person(np.where(screen, 0.0, costs.followup_ct) * d_exam),
-        "cost_reading": per_person(
-            ev["reader_minutes"].fill_null(0.0).to_numpy() * costs.reader_per_minute * d_exam
-        ),
-        "cost_ai": per_person(scored * costs.ai_per_exam * d_exam),
-        "cost_incidental": per_person(
-            (screen & (screen_modality == "ct")) * costs.incidental_per_screen_ct * d_exam
-        ),
-        "cost_workup": per_person(
-            costs.workup * d_work + np.where(benign, costs.benign_biopsy, 0.0) * d_work
-        ),
-        "cost_patient_time": per_person(
-            (costs.patient_time_per_visit if societal else 0.0) * (d_exam + d_work)
-        ),
+    items = {
+        "screen": per_person(screen * d_exam),
+        "followup_ct": per_person(~screen * d_exam),
+        "reader_minutes": per_person(ev["reader_minutes"].fill_null(0.0).to_numpy() * d_exam),
+        "ai_exams": per_person(scored * d_exam),
+        "incidental_screens": per_person((screen & (screen_modality == "ct")) * d_exam),
+        "workups": per_person(d_work),
+        "benign_biopsies": per_person(benign * d_work),
+        "visits": per_person(d_exam + d_work),
     }
     # false positives (a positive screen that found no cancer that round) and biopsies cost QALYs
     positive = ev["positive"].fill_null(False).to_numpy()
     false_pos = screen & positive & ~ev["_tp"].fill_null(False).to_numpy()
-    qaly_loss = per_person(
-        util.false_positive_loss * false_pos * discount_at(ev["_t"].to_numpy(), re_)
-        + util.biopsy_loss
-        * (benign | cancer_found)
-        * discount_at(np.where(has_workup, tw, 0.0), re_)
-    )
-    qaly_loss_raw = per_person(
-        util.false_positive_loss * false_pos + util.biopsy_loss * (benign | cancer_found)
-    )
+    biopsied = benign | cancer_found
+    losses = {
+        "false_positive": per_person(false_pos * discount_at(t_exam, re_)),
+        "biopsy": per_person(biopsied * np.where(has_workup, discount_at(tw0, re_), 0.0)),
+    }
+    losses_raw = {
+        "false_positive": per_person(false_pos * 1.0),
+        "biopsy": per_person(biopsied * 1.0),
+    }
 
     # ---- treatment by phase of care, from the lifetime diagnosis to death
     t_dx = ((people["lifetime_diagnosis_day"].fill_null(np.inf).to_numpy()) - entry) / YEAR
@@ -179,81 +204,177 @@ def price_run(
     stage = people["lifetime_stage"].fill_null("").to_numpy()
     lc_death = (people["lifetime_death_cause"] == "lung_cancer").to_numpy()
     treated = np.isfinite(t_dx) & (t_dx < horizon)
-    initial = np.array([costs.initial_by_stage.get(s, 0.0) for s in stage])
     short = t_death - t_dx < 1.0  # died within the year: the terminal phase covers it
-    cost_initial = np.where(
-        treated & ~short, initial * discount_at(np.where(treated, t_dx, 0), rc), 0.0
-    )
+    d_dx = np.where(treated & ~short, discount_at(np.where(treated, t_dx, 0.0), rc), 0.0)
+    for s in STAGES:
+        items[f"initial_{s}"] = d_dx * (stage == s)
     cont_end = np.minimum.reduce(
         [t_dx + 1.0 + costs.continuing_years, t_death - 1.0, np.full(n, horizon)]
     )
-    cost_cont = np.where(
+    items["continuing_years"] = np.where(
         treated,
-        costs.continuing_per_year
-        * discount_flow(np.where(treated, t_dx + 1.0, 0), np.where(treated, cont_end, 0), rc),
+        discount_flow(np.where(treated, t_dx + 1.0, 0.0), np.where(treated, cont_end, 0.0), rc),
         0.0,
     )
     dies = treated & (t_death < horizon)
-    terminal = np.where(lc_death, costs.terminal_lung_cancer, costs.terminal_other)
     t_term = np.maximum(t_death - 0.5, np.where(treated, t_dx, 0.0))
-    cost_term = np.where(dies, terminal * discount_at(np.where(dies, t_term, 0.0), rc), 0.0)
-    parts["cost_treatment"] = cost_initial + cost_cont + cost_term
+    d_term = np.where(dies, discount_at(np.where(dies, t_term, 0.0), rc), 0.0)
+    items["terminal_lung_cancer"] = d_term * lc_death
+    items["terminal_other"] = d_term * ~lc_death
 
-    # ---- effects
-    qalys, qalys_disc = _qalys(people, util, life, t_dx, stage, lc_death, re_)
-    out = {"person_id": pid}
-    out.update(parts)
-    out["cost_total"] = sum(parts.values())
-    out["life_years"] = life
-    out["life_years_disc"] = discount_flow(np.zeros(n), life, re_)
-    out["qalys"] = qalys - qaly_loss_raw
-    out["qalys_disc"] = qalys_disc - qaly_loss
-    return pl.DataFrame(out, schema=ECONOMICS_SCHEMA)
+    band_ages, _ = util.age_bands()
+    cells, cells_raw = _time_cells(people, np.array(band_ages), life, t_dx, stage, lc_death, re_)
+    return Exposures(
+        pid,
+        items,
+        cells,
+        cells_raw,
+        losses,
+        losses_raw,
+        life,
+        discount_flow(np.zeros(n), life, re_),
+        tuple(band_ages),
+        screen_modality,
+        econ.perspective == "societal",
+    )
 
 
-def _qalys(
+def _time_cells(
     people: pl.DataFrame,
-    util,
+    band_ages: np.ndarray,
     life: np.ndarray,
     t_dx: np.ndarray,
     stage: np.ndarray,
     lc_death: np.ndarray,
     rate: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Undiscounted and discounted QALYs over [0, life]: the age- and sex-specific norm, capped by
-    the disease phase (first year after diagnosis by stage, later years, the last year before a
-    lung-cancer death), integrated on a grid of ``STEP_YEARS``."""
+    """Person-years over [0, life] in each (age band, sex, state) cell, discounted and not,
+    integrated on a grid of ``STEP_YEARS`` (the state at the middle of the part lived)."""
     n = len(life)
     ages = people["age"].to_numpy()
-    women = (people["sex"] == "F").to_numpy()
+    women = (people["sex"] == "F").to_numpy().astype(np.int64)
     t_death = people["lifetime_years"].to_numpy()
-    band_age, band_u = util.age_bands()
-    band_age, band_u = np.array(band_age), np.array(band_u)
-    first = np.array([util.first_year_by_stage.get(s, 1.0) for s in stage])
+    stage_ix = np.array([STAGES.index(s) if s in STAGES else 0 for s in stage])
+    n_states = len(STATES)
+    n_cells = len(band_ages) * 2 * n_states
     steps = int(math.ceil(min(float(np.max(life, initial=0.0)), 120.0) / STEP_YEARS)) + 1
     start = np.arange(steps) * STEP_YEARS
-    q = np.zeros(n)
-    qd = np.zeros(n)
+    cells = np.zeros((n, n_cells))
+    cells_raw = np.zeros((n, n_cells))
     for lo in range(0, n, CHUNK):
         sl = slice(lo, min(lo + CHUNK, n))
-        s0 = start[None, :]
-        width = np.clip(life[sl, None] - s0, 0.0, STEP_YEARS)  # years lived in each step
-        mid = s0 + width / 2.0
-        age = ages[sl, None] + mid
-        k = np.clip(np.searchsorted(band_age, age, side="right") - 1, 0, len(band_u) - 1)
-        u = band_u[k] - util.women_minus * women[sl, None]
-        since = mid - t_dx[sl, None]  # years since diagnosis (negative: before)
-        cap = np.where(since < 0, 1.0, np.where(since < 1.0, first[sl, None], util.later_years))
-        before_death = t_death[sl, None] - mid
-        cap = np.where(
-            lc_death[sl, None] & (before_death < 1.0) & (since >= 0),
-            np.minimum(cap, util.last_year),
-            cap,
+        width = np.clip(life[sl, None] - start[None, :], 0.0, STEP_YEARS)
+        mid = start[None, :] + width / 2.0
+        band = np.clip(
+            np.searchsorted(band_ages, ages[sl, None] + mid, side="right") - 1,
+            0,
+            len(band_ages) - 1,
         )
-        u = np.minimum(u, cap)
-        q[sl] = (u * width).sum(axis=1)
-        qd[sl] = (u * width * discount_at(mid, rate)).sum(axis=1)
-    return q, qd
+        since = mid - t_dx[sl, None]
+        last = lc_death[sl, None] & (t_death[sl, None] - mid < 1.0) & (since >= 0)
+        first = (since >= 0) & (since < 1.0)
+        st = stage_ix[sl, None]
+        state = np.where(
+            since < 0,
+            0,
+            np.where(
+                first,
+                np.where(last, 6 + st, 1 + st),
+                np.where(last, 10, 5),
+            ),
+        )
+        cell = (band * 2 + women[sl, None]) * n_states + state
+        rows = np.broadcast_to(np.arange(sl.stop - sl.start)[:, None], cell.shape)
+        flat = (rows * n_cells + cell).ravel()
+        size = (sl.stop - sl.start) * n_cells
+        cells_raw[sl] = np.bincount(flat, weights=width.ravel(), minlength=size).reshape(
+            -1, n_cells
+        )
+        cells[sl] = np.bincount(
+            flat, weights=(width * discount_at(mid, rate)).ravel(), minlength=size
+        ).reshape(-1, n_cells)
+    return cells, cells_raw
+
+
+def cell_utilities(util: Utilities, band_ages: tuple[float, ...]) -> np.ndarray:
+    """Utility of each (age band, sex, state) cell: the norm capped by the state."""
+    by_age = dict(zip(*util.age_bands(), strict=True))
+    caps = {
+        "healthy": 1.0,
+        "later": util.later_years,
+        "last_later": min(util.later_years, util.last_year),
+    }
+    for s in STAGES:
+        caps[f"first_{s}"] = util.first_year_by_stage[s]
+        caps[f"last_first_{s}"] = min(util.first_year_by_stage[s], util.last_year)
+    out = []
+    for a in band_ages:
+        for woman in (0, 1):
+            norm = by_age[a] - util.women_minus * woman
+            out += [min(norm, caps[state]) for state in STATES]
+    return np.array(out)
+
+
+def item_prices(costs: Costs, exp: Exposures) -> dict[str, tuple[str, float]]:
+    """Each exposure item's (cost column, unit price) under ``costs``."""
+    out = {
+        "screen": ("cost_screening", costs.screen.get(exp.modality, 0.0)),
+        "followup_ct": ("cost_followup", costs.followup_ct),
+        "reader_minutes": ("cost_reading", costs.reader_per_minute),
+        "ai_exams": ("cost_ai", costs.ai_per_exam),
+        "incidental_screens": ("cost_incidental", costs.incidental_per_screen_ct),
+        "workups": ("cost_workup", costs.workup),
+        "benign_biopsies": ("cost_workup", costs.benign_biopsy),
+        "visits": ("cost_patient_time", costs.patient_time_per_visit if exp.societal else 0.0),
+        "continuing_years": ("cost_treatment", costs.continuing_per_year),
+        "terminal_lung_cancer": ("cost_treatment", costs.terminal_lung_cancer),
+        "terminal_other": ("cost_treatment", costs.terminal_other),
+    }
+    for s in STAGES:
+        out[f"initial_{s}"] = ("cost_treatment", costs.initial_by_stage[s])
+    return out
+
+
+def price(exp: Exposures, costs: Costs, util: Utilities) -> pl.DataFrame:
+    """One row per person (``ECONOMICS_SCHEMA``): ``exp`` priced and weighted (the utilities'
+    age bands must be those the exposures were cut by)."""
+    if tuple(util.age_bands()[0]) != exp.band_ages:
+        raise SandboxInputError(
+            "economics.utilities.baseline_by_age: other age bands than the exposures were cut by"
+        )
+    n = len(exp.person_id)
+    parts = {c: np.zeros(n) for c in COST_PARTS}
+    for item, (col, unit) in item_prices(costs, exp).items():
+        parts[col] += unit * exp.items[item]
+    u = cell_utilities(util, exp.band_ages)
+    lost = (
+        util.false_positive_loss * exp.losses["false_positive"]
+        + util.biopsy_loss * exp.losses["biopsy"]
+    )
+    lost_raw = (
+        util.false_positive_loss * exp.losses_raw["false_positive"]
+        + util.biopsy_loss * exp.losses_raw["biopsy"]
+    )
+    out = {"person_id": exp.person_id, **parts}
+    out["cost_total"] = sum(parts.values())
+    out["life_years"] = exp.life_years
+    out["life_years_disc"] = exp.life_years_disc
+    out["qalys"] = exp.cells_raw @ u - lost_raw
+    out["qalys_disc"] = exp.cells @ u - lost
+    return pl.DataFrame(out, schema=ECONOMICS_SCHEMA)
+
+
+def price_run(
+    people: pl.DataFrame, events: pl.DataFrame, econ: Economics, screen_modality: str
+) -> pl.DataFrame:
+    """One row per person (``ECONOMICS_SCHEMA``), in ``people``'s order.
+
+    ``screen_modality`` is the modality of the run's screening exams (its policy's: ``ct`` or
+    ``cxr``); follow-up exams are CT.
+    """
+    exp = exposures(people, events, econ, screen_modality)
+    assert econ.costs is not None and econ.utilities is not None
+    return price(exp, econ.costs, econ.utilities)
 
 
 ECONOMIC_METRICS = {

@@ -214,3 +214,28 @@ def test_cea_table_increments_intervals_and_ceac():
     p = {(r["Strategy"], r["WTP"]): r["P_cost_effective"] for r in nmb.iter_rows(named=True)}
     assert p[("none", 10_000.0)] > 0.95 and p[("screen", 100_000.0)] > 0.95
     assert math.isclose(p[("none", 10_000.0)] + p[("screen", 10_000.0)], 1.0)
+
+
+def test_re_pricing_exposures_equals_pricing_the_run_again(run_sim):
+    """A sensitivity draw re-prices a run's exposures; it must give what pricing the run
+    from its tables under the drawn prices and utilities gives."""
+    from sandbox.economics.accounting import exposures, price
+
+    res = run_sim(
+        "scenario=nlst", "policy=soc_single_read", "cohort.size=1500", "seed=8", "runtime=quiet"
+    )
+    econ = dataclasses.replace(UNDISCOUNTED, discount_costs=0.03, discount_effects=0.03)
+    exp = exposures(res.people, res.events, econ, "ct")
+    costs = dataclasses.replace(
+        COSTS, workup=2500.0, initial_by_stage={"I": 1.0, "II": 2.0, "III": 3.0, "IV": 4.0}
+    )
+    util = dataclasses.replace(UTIL, later_years=0.6, baseline_by_age={"50": 0.9, "70": 0.65})
+    again = price_run(
+        res.people, res.events, dataclasses.replace(econ, costs=costs, utilities=util), "ct"
+    )
+    fast = price(exp, costs, util)
+    for col in ECONOMICS_SCHEMA:
+        np.testing.assert_allclose(
+            fast[col].to_numpy(), again[col].to_numpy(), rtol=1e-9, atol=1e-9
+        )
+    assert (again["cost_treatment"] > 0).any() and (again["qalys_disc"] > 0).all()
