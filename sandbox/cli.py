@@ -1020,6 +1020,165 @@ def cmd_economics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_psa(args: argparse.Namespace) -> int:
+    import shutil
+    from datetime import UTC, datetime
+
+    import numpy as np
+    import yaml
+
+    from sandbox.comparison import expand
+    from sandbox.economics import plots
+    from sandbox.economics.accounting import exposures
+    from sandbox.economics.psa import acceptability, parse_params, run_psa, tornado
+    from sandbox.economics.report import load_preset, parse_wtp, price_folders
+    from sandbox.runfolder import temporary_name
+
+    if not 10 <= args.draws <= 100_000:
+        raise SandboxInputError(f"--draws {args.draws}: must be 10-100000")
+    (wtp,) = parse_wtp(args.wtp)[:1] or [0.0]
+    (wtp_max,) = parse_wtp(str(args.wtp_max))
+    if wtp_max <= 0:
+        raise SandboxInputError(f"--wtp-max {args.wtp_max}: must be positive")
+    folders = [str(f) for f in expand(args.runs, "psa")]
+    if len(folders) < 2:
+        raise SandboxInputError("psa: give two or more run folders (strategies)")
+    priced, econ = price_folders(folders, args.economics)
+    if args.economics:
+        econ = load_preset(args.economics)
+    assert econ.costs is not None and econ.utilities is not None
+    params = parse_params(econ.psa, econ.costs, econ.utilities)
+    if not params:
+        raise SandboxInputError(f"economics {econ.name}: its psa section declares no parameters")
+    names = [p.label for p in priced]
+    reference = args.reference or min(priced, key=lambda p: p.frame["cost_total"].mean()).label
+    if reference not in names:
+        raise SandboxInputError(f"--reference {reference}: not one of {', '.join(names)}")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = Path(args.out or Path("runs") / "psa" / f"psa-{stamp}")
+    if out.exists():
+        raise SandboxInputError(f"--out {out}: already exists")
+    if not out.parent.exists():
+        out.parent.mkdir(parents=True)
+
+    from sandbox.runfolder import read_run
+
+    strategies = {}
+    for p in priced:
+        run = read_run(p.folder)
+        modality = ((run["config"].get("policy") or {}).get("modality")) or "ct"
+        people = pl.read_parquet(p.folder / "people.parquet")
+        events = pl.read_parquet(p.folder / "events.parquet")
+        strategies[p.label] = exposures(people, events, econ, str(modality))
+    t0 = time.perf_counter()
+    draws = run_psa(strategies, econ.costs, econ.utilities, params, args.draws, args.seed)
+    per_draw_ms = 1000 * (time.perf_counter() - t0) / args.draws
+    grid = np.linspace(0.0, wtp_max, 41)
+    ceac_t, evpi_t = acceptability(draws, grid)
+    at = acceptability(draws, np.array([wtp]))[0]
+    best = at.filter(pl.col("on_frontier"))["strategy"][0]
+    strategy = args.strategy or (
+        best if best != reference else next(n for n in names if n != reference)
+    )
+    if strategy not in names or strategy == reference:
+        raise SandboxInputError(
+            f"--strategy {strategy}: one of {', '.join(n for n in names if n != reference)}"
+        )
+    torn = tornado(strategies, econ.costs, econ.utilities, params, strategy, reference, wtp)
+    tmp = temporary_name(out)
+    tmp.mkdir()
+    try:
+        draws.write_parquet(tmp / "psa_draws.parquet")
+        ceac_t.write_parquet(tmp / "ceac.parquet")
+        evpi_t.write_parquet(tmp / "evpi.parquet")
+        torn.write_parquet(tmp / "tornado.parquet")
+        unit = "QALYs"
+        plots.ce_plane(draws, reference, wtp, unit, econ.currency, tmp)
+        plots.ceac(ceac_t, evpi_t, unit, econ.currency, tmp)
+        plots.tornado(
+            torn,
+            f"{strategy} vs {reference} at WTP {wtp:,.0f}: one-way sensitivity",
+            econ.currency,
+            tmp,
+        )
+        (tmp / "psa.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "command": "sandbox psa " + " ".join(sys.argv[2:])
+                    if sys.argv[1:2] == ["psa"]
+                    else "",
+                    "runs": {p.label: str(p.folder) for p in priced},
+                    "economics": econ.name,
+                    "draws": args.draws,
+                    "seed": args.seed,
+                    "reference": reference,
+                    "parameters": [p.path for p in params],
+                    "uncertainty": "prices and utilities (the runs' clinical outcomes are fixed)",
+                },
+                sort_keys=False,
+            )
+        )
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    mean = draws.group_by("strategy", maintain_order=True).agg(
+        pl.col("cost").mean(),
+        pl.col("cost").quantile(0.025).alias("c_lo"),
+        pl.col("cost").quantile(0.975).alias("c_hi"),
+        pl.col("effect").mean(),
+        pl.col("effect").quantile(0.025).alias("e_lo"),
+        pl.col("effect").quantile(0.975).alias("e_hi"),
+    )
+    print(
+        shown(
+            f"PSA: {args.draws} draws of {len(params)} prices and utilities ({econ.name}), "
+            f"{len(names)} strategies re-priced, {per_draw_ms:.2f} ms per draw; "
+            "the runs' clinical outcomes are fixed"
+        )
+    )
+    rows = [
+        [
+            d["strategy"],
+            f"{d['cost']:,.0f} ({d['c_lo']:,.0f} to {d['c_hi']:,.0f})",
+            f"{d['effect']:.4f} ({d['e_lo']:.4f} to {d['e_hi']:.4f})",
+            f"{at.filter(pl.col('strategy') == d['strategy'])['p_cost_effective'][0]:.3f}",
+        ]
+        for d in mean.iter_rows(named=True)
+    ]
+    print(
+        shown(
+            _table(
+                [
+                    "strategy",
+                    f"cost ({econ.currency})",
+                    "QALYs",
+                    f"P(cost-effective) at {wtp:,.0f}",
+                ],
+                rows,
+            )
+        )
+    )
+    ev = evpi_t.filter(pl.col("wtp") <= wtp).tail(1)
+    print(
+        f"EVPI per person at {ev['wtp'][0]:,.0f}: {ev['evpi_per_person'][0]:,.2f} {econ.currency}"
+    )
+    if torn.height:
+        top = torn.row(0, named=True)
+        print(
+            shown(
+                f"widest one-way swing ({strategy} vs {reference}): {top['parameter']} "
+                f"(incremental NMB {top['inmb_low']:,.0f} to {top['inmb_high']:,.0f})"
+            )
+        )
+    print(
+        shown(
+            f"written: {out} (psa_draws, ceac, evpi, tornado .parquet; ce_plane, ceac, tornado .png/.svg)"
+        )
+    )
+    return 0
+
+
 def cmd_agent_card(args: argparse.Namespace) -> int:
     from sandbox.agents.bundle import load_bundle
     from sandbox.runners.devices import agent_folder
@@ -1187,6 +1346,21 @@ def parser() -> argparse.ArgumentParser:
         "--out", help="also write the tables: FILE.parquet or FILE.csv (FILE_icers, FILE_nmb)"
     )
     e.set_defaults(func=cmd_economics)
+    ps = sub.add_parser(
+        "psa",
+        help="probabilistic sensitivity analysis of run folders (strategies) over the price "
+        "list's uncertain prices and utilities: CE plane, CEAC/CEAF, EVPI, tornado",
+    )
+    ps.add_argument("runs", nargs="+", help="run folders (or glob patterns), one per strategy")
+    ps.add_argument("--economics", help="price list with a psa section (default: the runs' own)")
+    ps.add_argument("--draws", type=int, default=500)
+    ps.add_argument("--seed", type=int, default=0)
+    ps.add_argument("--wtp", default="100000", help="WTP of the tornado and the summary")
+    ps.add_argument("--wtp-max", default="200000", help="upper end of the CEAC's WTP axis")
+    ps.add_argument("--reference", help="comparator strategy (default: the cheapest)")
+    ps.add_argument("--strategy", help="strategy of the tornado (default: the best at --wtp)")
+    ps.add_argument("--out", help="output folder (default runs/psa/psa-<time>)")
+    ps.set_defaults(func=cmd_psa)
     a = sub.add_parser(
         "agent-card", help="what an AI device is, was trained on, and how it performs"
     )

@@ -97,6 +97,8 @@ class Economics:
     horizon_years: float = field(default=0.0, metadata={"ge": 0, "le": 100})  # 0: lifetime
     costs: Costs | None = None
     utilities: Utilities | None = None
+    # probabilistic sensitivity analysis: {path: {dist, sd | low, high [, mean]}} (economics/psa.py)
+    psa: dict[str, Any] = field(default_factory=dict)
 
     def check(self, path: str) -> None:
         where = f"{path}.name" if path else "name"
@@ -104,6 +106,10 @@ class Economics:
             fail(where, f"{self.name!r} is not a plain name")
         if self.name != "none" and (self.costs is None or self.utilities is None):
             fail(f"{path}.costs" if path else "costs", "a price list needs costs and utilities")
+        if self.psa and self.costs is not None and self.utilities is not None:
+            from sandbox.economics.psa import parse_params
+
+            parse_params(self.psa, self.costs, self.utilities)  # refuses a bad section now
 
     @property
     def enabled(self) -> bool:

@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 import pytest
 import testkit
 from testkit import assert_one_line_error, run_cli
-
-POLICIES = ("no_screening", "soc_single_read", "soc_double_read")
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("strategies")
-    for policy in POLICIES:
-        argv = ["run", "runtime=quiet", "cohort.size=1500", f"runtime.out_dir={out}", "seed=4"]
-        argv += [f"policy={policy}", f"runtime.run_name={policy}", "economics=us_payer"]
-        assert testkit.main(argv) == 0
-    return out
 
 
 def test_a_priced_run_writes_costs_and_qalys_per_person(runs):
@@ -38,8 +24,8 @@ def test_a_priced_run_writes_costs_and_qalys_per_person(runs):
     assert none["cost_screening"].sum() == 0 and none["cost_reading"].sum() == 0
 
 
-def test_the_table_has_dampacks_columns_and_dominance(runs, capsys, tmp_path):
-    folders = [str(runs / p) for p in POLICIES]
+def test_the_table_has_dampacks_columns_and_dominance(runs, policies, capsys, tmp_path):
+    folders = [str(runs / p) for p in policies]
     out = tmp_path / "cea.csv"
     code, text, err = run_cli(
         ["economics", *folders, "--wtp", "100000", "--replicates", "200", "--out", str(out)], capsys
@@ -57,7 +43,7 @@ def test_the_table_has_dampacks_columns_and_dominance(runs, capsys, tmp_path):
     ):
         assert col in text
     icers = pl.read_csv(tmp_path / "cea_icers.csv")
-    assert set(icers["Strategy"]) == set(POLICIES)
+    assert set(icers["Strategy"]) == set(policies)
     assert icers["Cost"].to_list() == sorted(icers["Cost"].to_list())
     # double reading costs more than single reading on the same people
     cost = dict(zip(icers["Strategy"], icers["Cost"], strict=True))
@@ -82,7 +68,7 @@ def test_the_table_has_dampacks_columns_and_dominance(runs, capsys, tmp_path):
         (["--replicates", "5"], "--replicates 5"),
     ],
 )
-def test_bad_arguments_are_one_line(runs, capsys, tmp_path, args, needle):
+def test_bad_arguments_are_one_line(runs, policies, capsys, tmp_path, args, needle):
     out = tmp_path / "t.parquet"
     code, _, err = run_cli(
         ["economics", str(runs / "soc_single_read"), *args, "--out", str(out)], capsys
@@ -99,7 +85,9 @@ def test_bad_arguments_are_one_line(runs, capsys, tmp_path, args, needle):
         ("  screen: {ct: 225.0, cxr: 30.0}", "  screen: {ct: -1, cxr: 30.0}"),
     ],
 )
-def test_a_bad_price_list_names_the_key(runs, capsys, tmp_path, project_root, edit, needle):
+def test_a_bad_price_list_names_the_key(
+    runs, policies, capsys, tmp_path, project_root, edit, needle
+):
     text = (project_root / "conf" / "economics" / "us_payer.yaml").read_text()
     assert edit in text
     bad = tmp_path / "mine.yaml"
