@@ -331,7 +331,8 @@ def item_prices(costs: Costs, exp: Exposures) -> dict[str, tuple[str, float]]:
         "terminal_other": ("cost_treatment", costs.terminal_other),
     }
     for s in STAGES:
-        out[f"initial_{s}"] = ("cost_treatment", costs.initial_by_stage[s])
+        resected = costs.resection * costs.resection_share_by_stage.get(s, 0.0)
+        out[f"initial_{s}"] = ("cost_treatment", costs.initial_by_stage[s] + resected)
     return out
 
 

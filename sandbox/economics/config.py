@@ -38,6 +38,9 @@ class Costs:
     continuing_years: float = field(metadata={"ge": 0, "le": 100})
     terminal_lung_cancer: float = field(metadata=COST)  # last year of life, death from lung cancer
     terminal_other: float = field(metadata=COST)  # last year of a person treated, other cause
+    # surgical resection, on top of initial_by_stage, for the share of people resected by stage
+    resection: float = field(default=0.0, metadata=COST)
+    resection_share_by_stage: dict[str, float] = field(default_factory=dict)
     # societal perspective only: the person's time and travel per exam or work-up
     patient_time_per_visit: float = field(default=0.0, metadata=COST)
 
@@ -48,6 +51,11 @@ class Costs:
                     fail(f"{path}.{name}.{k}", f"{v} must be a cost between 0 and {COST['le']:g}")
         if set(self.initial_by_stage) != set(STAGES):
             fail(f"{path}.initial_by_stage", f"needs exactly the stages {', '.join(STAGES)}")
+        for k, v in self.resection_share_by_stage.items():
+            if k not in STAGES:
+                fail(f"{path}.resection_share_by_stage.{k}", f"not a stage ({', '.join(STAGES)})")
+            if not 0 <= v <= 1:
+                fail(f"{path}.resection_share_by_stage.{k}", f"{v} is not a share between 0 and 1")
 
 
 @dataclass(frozen=True)

@@ -239,3 +239,21 @@ def test_re_pricing_exposures_equals_pricing_the_run_again(run_sim):
             fast[col].to_numpy(), again[col].to_numpy(), rtol=1e-9, atol=1e-9
         )
     assert (again["cost_treatment"] > 0).any() and (again["qalys_disc"] > 0).all()
+
+
+def test_resection_is_priced_for_the_stage_share_resected():
+    p = people(
+        [
+            {
+                "person_id": 2,
+                "lifetime_years": 10.0,
+                "lifetime_diagnosis_day": 100.0,
+                "lifetime_stage": "II",
+            }
+        ]
+    )
+    e = events([{"person_id": 2}])
+    base = price_run(p, e, UNDISCOUNTED, "ct")["cost_treatment"][0]
+    costs = dataclasses.replace(COSTS, resection=22000.0, resection_share_by_stage={"II": 0.5})
+    with_resection = price_run(p, e, dataclasses.replace(UNDISCOUNTED, costs=costs), "ct")
+    assert with_resection["cost_treatment"][0] == pytest.approx(base + 11000.0)
