@@ -126,6 +126,11 @@ def test_compose_returns_plain_mapping_and_scenario_name():
             "disease.histology.adenocarcinoma.type_mix",
         ),
         (["cohort.population.age={min: 70, max: 60}"], "cohort.population.age"),
+        (["cohort.population.age_band_shares=[0.5,0.5]"], "cohort.population.age_band_shares"),
+        (["cohort.population.age_band_shares=[0,0,0,0]"], "cohort.population.age_band_shares"),
+        (["disease.solid_fraction=[1.0,0.5,0]"], "disease.solid_fraction"),
+        (["disease.indolent_type_mix=[1,1]"], "disease.indolent_type_mix"),
+        (["programme.subsolid_workup_mm=-1"], "programme.subsolid_workup_mm"),
         (["+disease.histology.carcinoid={share: 1}"], "disease.histology"),
     ],
 )

@@ -129,13 +129,22 @@ def check_invariants(cfg: RunConfig, res: RunResult) -> None:
     cat = ev["lung_rads"].cast(pl.Utf8).to_list()
     mgmt = ev["management"].cast(pl.Utf8).to_list()
     pos = ev["positive"].to_list()
-    for c, m, p in zip(cat, mgmt, pos, strict=True):
+    seqs = ev["exam_seq"].to_list()
+    for c, m, p, seq in zip(cat, mgmt, pos, seqs, strict=True):
         k = CATEGORIES.index(c)
         if prog.protocol == "nlst":
-            # negative: back to the annual round; positive: Lung-RADS management, at least a 6-month LDCT
-            assert m == (
-                (management(k) if management(k) != "next_round" else "ct_6m") if p else "next_round"
-            )
+            if m == "workup" and k < 2:
+                assert prog.subsolid_workup_mm > 0  # a persistent sub-solid nodule
+            elif seq > 0:  # a follow-up CT: Lung-RADS management of what it shows
+                assert m == management(k)
+            else:
+                # negative: back to the annual round; positive: Lung-RADS management, at
+                # least a 6-month LDCT
+                assert m == (
+                    (management(k) if management(k) != "next_round" else "ct_6m")
+                    if p
+                    else "next_round"
+                )
         else:
             assert p == (k >= 2) and m == management(k)
     assert (wk["management"] == "workup").all()

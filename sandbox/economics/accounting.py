@@ -138,6 +138,7 @@ def exposures(
             f"(priced: {', '.join(costs.screen) or 'none'})"
         )
     horizon = econ.horizon_years if econ.horizon_years > 0 else math.inf
+    cost_horizon = min(horizon, econ.cost_horizon_years or math.inf)
     rc, re_ = econ.discount_costs, econ.discount_effects
 
     n = people.height
@@ -160,6 +161,7 @@ def exposures(
         )
         .filter(pl.col("_t") < horizon)
     )
+    in_cost = ev["_t"].to_numpy() < cost_horizon  # exams within the cost horizon
     row = ev["_row"].to_numpy()
     screen = ev["exam_seq"].to_numpy() == 0
     t_exam = ev["_t"].to_numpy()
@@ -167,7 +169,8 @@ def exposures(
     tw = ev["_tw"].fill_null(np.inf).to_numpy()
     has_workup = np.isfinite(tw) & (tw < horizon)
     tw0 = np.where(has_workup, tw, 0.0)
-    d_work = np.where(has_workup, discount_at(tw0, rc), 0.0)
+    d_work = np.where(has_workup & (tw < cost_horizon), discount_at(tw0, rc), 0.0)
+    d_exam = np.where(in_cost, d_exam, 0.0)
     benign = ev["benign_biopsy"].fill_null(False).to_numpy() & has_workup
     cancer_found = ev["workup_stage"].is_not_null().to_numpy() & has_workup
     scored = ev["ai_score"].is_not_null().to_numpy()
@@ -203,21 +206,21 @@ def exposures(
     t_death = people["lifetime_years"].to_numpy()
     stage = people["lifetime_stage"].fill_null("").to_numpy()
     lc_death = (people["lifetime_death_cause"] == "lung_cancer").to_numpy()
-    treated = np.isfinite(t_dx) & (t_dx < horizon)
+    treated = np.isfinite(t_dx) & (t_dx < cost_horizon)
     short = t_death - t_dx < 1.0  # died within the year: the terminal phase covers it
     d_dx = np.where(treated & ~short, discount_at(np.where(treated, t_dx, 0.0), rc), 0.0)
     for s in STAGES:
         items[f"initial_{s}"] = d_dx * (stage == s)
     cont_end = np.minimum.reduce(
-        [t_dx + 1.0 + costs.continuing_years, t_death - 1.0, np.full(n, horizon)]
+        [t_dx + 1.0 + costs.continuing_years, t_death - 1.0, np.full(n, cost_horizon)]
     )
     items["continuing_years"] = np.where(
         treated,
         discount_flow(np.where(treated, t_dx + 1.0, 0.0), np.where(treated, cont_end, 0.0), rc),
         0.0,
     )
-    dies = treated & (t_death < horizon)
     t_term = np.maximum(t_death - 0.5, np.where(treated, t_dx, 0.0))
+    dies = treated & (t_death < horizon) & (t_term < cost_horizon)
     d_term = np.where(dies, discount_at(np.where(dies, t_term, 0.0), rc), 0.0)
     items["terminal_lung_cancer"] = d_term * lc_death
     items["terminal_other"] = d_term * ~lc_death

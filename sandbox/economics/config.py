@@ -103,6 +103,9 @@ class Economics:
     discount_costs: float = field(default=0.03, metadata={"ge": 0, "le": 0.2})
     discount_effects: float = field(default=0.03, metadata={"ge": 0, "le": 0.2})
     horizon_years: float = field(default=0.0, metadata={"ge": 0, "le": 100})  # 0: lifetime
+    # costs counted for this many years only (0: the horizon); a within-trial cost analysis
+    # with lifetime effects, as Black et al. 2014
+    cost_horizon_years: float = field(default=0.0, metadata={"ge": 0, "le": 100})
     costs: Costs | None = None
     utilities: Utilities | None = None
     # probabilistic sensitivity analysis: {path: {dist, sd | low, high [, mean]}} (economics/psa.py)

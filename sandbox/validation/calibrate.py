@@ -35,6 +35,7 @@ FREE = {
     "clinical_hazard_per_year_at_20mm": (("disease",), 0.05, 5.0),
     "clinical_hazard_size_exponent": (("disease",), 1.0, 8.0),
     "metastatic_symptom_hazard_per_year": (("disease",), 0.2, 20.0),
+    "indolent_window_years": (("disease",), 14.0, 45.0),
     "nodal_median_mm": (("disease",), 8.0, 80.0),
     "distant_median_mm": (("disease",), 10.0, 120.0),
     "distant_sigma": (("disease",), 0.2, 2.0),

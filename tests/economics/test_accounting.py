@@ -257,3 +257,24 @@ def test_resection_is_priced_for_the_stage_share_resected():
     costs = dataclasses.replace(COSTS, resection=22000.0, resection_share_by_stage={"II": 0.5})
     with_resection = price_run(p, e, dataclasses.replace(UNDISCOUNTED, costs=costs), "ct")
     assert with_resection["cost_treatment"][0] == pytest.approx(base + 11000.0)
+
+
+def test_a_cost_horizon_cuts_costs_but_not_effects():
+    p = people(
+        [
+            {
+                "person_id": 1,
+                "lifetime_years": 20.0,
+                "lifetime_diagnosis_day": 100 + 8 * YEAR,
+                "lifetime_stage": "I",
+            }
+        ]
+    )
+    e = events([{"person_id": 1}, {"person_id": 1, "round": 1, "exam_day": 100 + 7.5 * YEAR}])
+    whole = price_run(p, e, UNDISCOUNTED, "ct").row(0, named=True)
+    cut = price_run(p, e, dataclasses.replace(UNDISCOUNTED, cost_horizon_years=7.0), "ct").row(
+        0, named=True
+    )
+    assert whole["cost_screening"] == 400 and cut["cost_screening"] == 200
+    assert whole["cost_treatment"] > 0 and cut["cost_treatment"] == 0
+    assert cut["qalys"] == whole["qalys"] and cut["life_years"] == 20.0

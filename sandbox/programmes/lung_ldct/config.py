@@ -6,6 +6,7 @@ Built by :func:`sandbox.config.run_config` for a scenario whose ``programme.name
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from sandbox.config import PROB, ProgrammeConfig, Range
@@ -43,8 +44,18 @@ class Population:
     copd: float = field(metadata=PROB)
     personal_cancer_history: float = field(metadata=PROB)
     family_history: float = field(metadata=PROB)
+    # candidates' shares by five-year age band from age.min (empty: ages uniform)
+    age_band_shares: tuple[float, ...] = ()
 
     def check(self, path: str) -> None:
+        if self.age_band_shares:
+            bands = math.ceil((self.age.max - self.age.min + 1) / 5)
+            if len(self.age_band_shares) != bands:
+                fail(
+                    f"{path}.age_band_shares",
+                    f"needs {bands} shares, one per five-year band of {self.age.min:g}-{self.age.max:g}",
+                )
+            check_mix(self.age_band_shares, f"{path}.age_band_shares")
         for r, p in self.race.items():
             if r not in RACES:
                 fail(f"{path}.race.{r}", f"unknown race/ethnicity (known: {', '.join(RACES)})")
@@ -136,8 +147,23 @@ class Disease:
     other_cause_volunteer_years: float = field(default=0.0, metadata={"ge": 0, "le": 100})
     # women die of other causes less often than men of the same age (life tables)
     other_cause_female_hr: float = field(default=1.0, metadata={"gt": 0, "le": 2})
+    # the share of a tumour's diameter that is solid, by nodule type (solid, part-solid,
+    # ground-glass): symptoms and spread follow the solid (invasive) component, and so does
+    # the T descriptor (IASLC 8th edition)
+    solid_fraction: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    # nodule types (solid, part-solid, ground-glass) of indolent tumours (empty: the
+    # histology's type_mix); slow-growing cancers are mostly sub-solid
+    indolent_type_mix: tuple[float, ...] = ()
+    # indolent tumours may start this many years before entry (0: preclinical_window_years)
+    indolent_window_years: float = field(default=0.0, metadata={"ge": 0, "le": 60})
 
     def check(self, path: str) -> None:
+        if not all(0 < f <= 1 for f in self.solid_fraction):
+            fail(f"{path}.solid_fraction", "needs three fractions in (0, 1]")
+        if self.indolent_type_mix:
+            if len(self.indolent_type_mix) != 3:
+                fail(f"{path}.indolent_type_mix", "needs three shares (solid, part-solid, GGN)")
+            check_mix(self.indolent_type_mix, f"{path}.indolent_type_mix")
         for h in self.histology:
             if h not in HISTOLOGIES:
                 fail(
@@ -198,5 +224,8 @@ class LungProgrammeConfig(ProgrammeConfig):
     protocol: str = field(metadata={"choices": ("lung_rads_v2022", "nlst")})
     nlst_threshold_mm: float = field(default=4.0, metadata={"gt": 0, "le": 30})
     stable_exempt_years: float = field(default=2.0, metadata={"ge": 0, "le": 10})
+    # NLST rule: a sub-solid nodule of at least this size seen again (persistent) is worked up
+    # (0: never; Lung-RADS has its own rules)
+    subsolid_workup_mm: float = field(default=0.0, metadata={"ge": 0, "le": 100})
     benign_biopsy_given_workup: float = field(default=0.25, metadata=PROB)
     radiograph: Radiograph = field(default_factory=Radiograph)

@@ -7,7 +7,7 @@ categorised with Lung-RADS; a reporting scheme (:data:`SCHEMES`, chosen by
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 CATEGORIES = ("1", "2", "3", "4A", "4B", "4X")
 C1, C2, C3, C4A, C4B, C4X = range(6)
@@ -95,10 +95,18 @@ class LungRadsV2022:
     def finding_positive(self, size_mm: float, status: str, first: float, day: float) -> bool:
         return False
 
+    def finding_suspicious(self, finding: Any, status: str) -> bool:
+        """Whether a finding below category 3 is still one a work-up examines."""
+        return False
+
     def positive(self, category: int) -> bool:
         return category >= C3
 
-    def manage(self, category: int, positive: bool) -> str:
+    def manage(
+        self, category: int, positive: bool, suspicious: frozenset[int], follow_up: bool
+    ) -> str:
+        """Management of a report: ``suspicious`` are the keys a work-up would examine;
+        ``follow_up`` is true for an exam that follows up an earlier one in the round."""
         return management(category)
 
 
@@ -106,23 +114,49 @@ class NLSTRule(LungRadsV2022):
     """The NLST rule: any non-calcified nodule of at least ``threshold_mm`` is positive unless
     stable for ``stable_exempt_days``. A negative screen returns to the annual round; a positive
     one with no Lung-RADS-actionable nodule (e.g. a stable or 4-6 mm nodule) gets a 6-month LDCT.
+
+    Diagnostic follow-up was left to the sites, following a recommended algorithm (Aberle et
+    al., NEJM 2011, supplementary appendix): a follow-up CT that shows the nodules unchanged
+    returns the person to annual screening, growth leads on (Lung-RADS management of the
+    follow-up's category); and a sub-solid nodule of at least ``subsolid_workup_mm`` that is
+    still there when seen again is worked up (biopsy or resection): persistent sub-solid
+    nodules were presumed adenocarcinoma-spectrum lesions and resected in that era (Henschke
+    et al., AJR 2002; Naidich et al., Radiology 2013), whence much of NLST's overdiagnosis of
+    bronchioloalveolar carcinoma (Patz et al., JAMA Intern Med 2014).
     """
 
     name: ClassVar[str] = "nlst"
     per_finding: ClassVar[bool] = True
 
-    def __init__(self, threshold_mm: float, stable_exempt_days: float) -> None:
+    def __init__(
+        self, threshold_mm: float, stable_exempt_days: float, subsolid_workup_mm: float = 0.0
+    ) -> None:
         self.threshold_mm, self.stable_exempt_days = threshold_mm, stable_exempt_days
+        self.subsolid_workup_mm = subsolid_workup_mm
 
     def finding_positive(self, size_mm: float, status: str, first: float, day: float) -> bool:
         return nlst_positive(
             size_mm, status, first, day, self.threshold_mm, self.stable_exempt_days
         )
 
-    def manage(self, category: int, positive: bool) -> str:
+    def finding_suspicious(self, finding: Any, status: str) -> bool:
+        return (
+            self.subsolid_workup_mm > 0
+            and finding.nodule_type > 0
+            and status in ("stable", "growing")
+            and finding.size_mm >= self.subsolid_workup_mm
+        )
+
+    def manage(
+        self, category: int, positive: bool, suspicious: frozenset[int], follow_up: bool
+    ) -> str:
+        if suspicious and category < C3:
+            return "workup"  # a persistent sub-solid nodule (finding_suspicious)
+        mgmt = management(category)
+        if follow_up:
+            return mgmt  # unchanged: back to annual screening; grown: onwards
         if not positive:
             return "next_round"
-        mgmt = management(category)
         return "ct_6m" if mgmt == "next_round" else mgmt
 
 
@@ -141,7 +175,9 @@ class ChestRadiographRule(LungRadsV2022):
     def finding_positive(self, size_mm: float, status: str, first: float, day: float) -> bool:
         return status != "stable"
 
-    def manage(self, category: int, positive: bool) -> str:
+    def manage(
+        self, category: int, positive: bool, suspicious: frozenset[int], follow_up: bool
+    ) -> str:
         return "workup" if positive else "next_round"
 
 

@@ -118,7 +118,7 @@ class LungLDCT(Programme):
         super().__init__(scenario)
         p: LungProgrammeConfig = scenario.programme
         self.scheme: LungRadsV2022 = (
-            NLSTRule(p.nlst_threshold_mm, p.stable_exempt_years * YEAR)
+            NLSTRule(p.nlst_threshold_mm, p.stable_exempt_years * YEAR, p.subsolid_workup_mm)
             if SCHEMES[p.protocol] is NLSTRule
             else SCHEMES[p.protocol]()
         )
@@ -225,7 +225,9 @@ class LungLDCT(Programme):
         return Read(positive.reader_id, 3, kept, cat, pos, review.minutes, top, suspicious)
 
     def manage(self, exam: Any, final: Read) -> str:
-        return self._scheme(exam).manage(final.category, final.positive)
+        return self._scheme(exam).manage(
+            final.category, final.positive, final.suspicious, exam.seq > 0
+        )
 
     def after_report(self, exam: Any, final: Read) -> None:
         update_prior(exam.prior, final.findings, exam.day)
@@ -234,7 +236,7 @@ class LungLDCT(Programme):
         """PET-CT and biopsy of every suspicious finding of the report."""
         row, c = exam.row, cohort.cancer
         if MALIGNANT_KEY in final.suspicious and c["onset_day"][row] <= day:
-            d = cohort.cancer_diameter(row, day)
+            d = cohort.cancer_diameter(row, day) * float(c["solid_fraction"][row])
             stage = stage_at(d, float(c["nodal_mm"][row]), self._n2, float(c["distant_mm"][row]))
             return WorkupOutcome(True, stage)
         benign = exam.u("workup.biopsy") < self.scenario.programme.benign_biopsy_given_workup

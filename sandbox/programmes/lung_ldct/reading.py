@@ -135,7 +135,7 @@ def categorise(
         c = nodule_category(f.size_mm, f.nodule_type, status, f.spiculated)
         if c > cat or (c == cat and f.size_mm > top_size):
             cat, top, top_size = c, f.key, f.size_mm
-        if c >= C3 or scheme.all_suspicious:
+        if c >= C3 or scheme.all_suspicious or scheme.finding_suspicious(f, status):
             suspicious.append(f.key)
         if per_finding and scheme.finding_positive(f.size_mm, status, first, day):
             positive = True

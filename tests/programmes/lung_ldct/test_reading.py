@@ -309,3 +309,45 @@ def test_a_cohort_pickles_after_fast_reads(small_cfg):
     copy = pickle.loads(pickle.dumps(cohort))
     assert [visible_findings(copy, r, 500.0, scanner) for r in rows[:50]] == before
     assert any(before)
+
+
+def test_nlst_follow_up_returns_unchanged_nodules_to_annual_screening():
+    rule = NLSTRule(4.0, 730.0, subsolid_workup_mm=10.0)
+    prior = Prior({0: (0.0, 6.0)}, screened=True)
+    # six months on, the 6 mm solid nodule is unchanged: positive by size, but a follow-up
+    # that shows no growth returns the person to the annual round
+    cat, pos, _, suspicious = categorise([Finding(0, 6.2, 0, False)], prior, 182.0, rule)
+    assert pos and cat == C2
+    assert rule.manage(cat, pos, suspicious, follow_up=True) == "next_round"
+    assert rule.manage(cat, pos, suspicious, follow_up=False) == "ct_6m"
+    # grown by more than 1.5 mm: onwards (Lung-RADS 4A: a 3-month CT)
+    cat, pos, _, suspicious = categorise([Finding(0, 7.9, 0, False)], prior, 182.0, rule)
+    assert rule.manage(cat, pos, suspicious, follow_up=True) == "ct_3m"
+
+
+@pytest.mark.parametrize(
+    "nodule_type, size, seen_before, expected",
+    [
+        (2, 12.0, True, "workup"),  # a persistent ground-glass nodule of 12 mm
+        (1, 10.0, True, "workup"),  # persistent part-solid at the threshold
+        (2, 12.0, False, "ct_6m"),  # first seen: follow it up first
+        (2, 8.0, True, "next_round"),  # below the threshold, unchanged
+        (0, 12.0, True, "next_round"),  # a solid nodule unchanged at follow-up
+    ],
+)
+def test_nlst_persistent_subsolid_nodules_are_worked_up(nodule_type, size, seen_before, expected):
+    rule = NLSTRule(4.0, 730.0, subsolid_workup_mm=10.0)
+    prior = Prior({4: (0.0, size)} if seen_before else {}, screened=True)
+    cat, pos, _, suspicious = categorise([Finding(4, size, nodule_type, False)], prior, 182.0, rule)
+    follow_up = seen_before
+    assert rule.manage(cat, pos, suspicious, follow_up) == expected
+    assert (4 in suspicious) == (expected == "workup")  # the work-up examines that nodule
+    # Lung-RADS has its own sub-solid rules: a stable ground-glass nodule is category 2
+    lr = LungRadsV2022()
+    cat, pos, _, suspicious = categorise([Finding(4, size, nodule_type, False)], prior, 182.0, lr)
+    if nodule_type == 2:
+        assert lr.manage(cat, pos, suspicious, follow_up) == "next_round" and not suspicious
+    # the threshold 0 switches the rule off
+    off = NLSTRule(4.0, 730.0)
+    _, _, _, suspicious = categorise([Finding(4, size, nodule_type, False)], prior, 182.0, off)
+    assert not suspicious

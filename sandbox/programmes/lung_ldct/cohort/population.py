@@ -39,9 +39,15 @@ def sample_candidates(cohort: Cohort, streams: Streams, ids: np.ndarray) -> dict
     """
     pop = cohort.population
     u = lambda name: streams.uniform(f"cohort.{name}", ids)  # noqa: E731
-    age = np.floor(pop.age.min + u("age") * (pop.age.max - pop.age.min + 1)).clip(
-        pop.age.min, pop.age.max
-    )
+    if pop.age_band_shares:  # five-year bands from age.min, then a year within the band
+        band = _categorical(u("age"), pop.age_band_shares)
+        lo = pop.age.min + 5 * band
+        width = np.minimum(lo + 5, pop.age.max + 1) - lo
+        age = np.floor(lo + u("age_year") * width).clip(pop.age.min, pop.age.max)
+    else:
+        age = np.floor(pop.age.min + u("age") * (pop.age.max - pop.age.min + 1)).clip(
+            pop.age.min, pop.age.max
+        )
     female = (u("sex") < pop.female).astype(np.int8)
     race_names = list(pop.race)
     race_local = _categorical(u("race"), [pop.race[r] for r in race_names])

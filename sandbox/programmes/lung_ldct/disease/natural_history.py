@@ -9,11 +9,14 @@ Model (times in days from the person's entry, shifted to programme days by
   prevalent cancers exist at the first round. Only the first onset counts.
 * **Growth** is exponential in volume: ``d(t) = d0 * 2 ** ((t - onset) / (3 * vdt))``, the volume
   doubling time log-normal by histology, with an indolent fraction on a long doubling time.
-* **Clinical detection** (symptoms) has hazard ``c * (d / 20 mm) ** k`` per year, solved in
-  closed form, plus a constant hazard once distant spread has occurred.
+* **Clinical detection** (symptoms) has hazard ``c * (s / 20 mm) ** k`` per year, ``s`` the
+  diameter of the solid component (``solid_fraction`` of ``d`` by nodule type), solved in
+  closed form, plus a constant hazard once distant spread has occurred. Indolent tumours are
+  mostly sub-solid (``indolent_type_mix``); indolent sub-solid ones may start
+  ``indolent_window_years`` before entry.
 * **Spread**: each tumour draws the diameter at which nodal (N1; N2 at ``n2_over_n1`` times that)
   and distant spread occur, log-normal, scaled by histology; stage at any time follows from
-  size and spread (:func:`stage_at`).
+  the solid component's size and spread (:func:`stage_at`).
 * **Other-cause death**: Gompertz hazard ``a * exp(b * age)`` per year, times a hazard ratio for
   current smokers (its square root for former smokers), conditional on being alive at the start.
 """
@@ -113,18 +116,13 @@ def sample_cancers(
 
     Returns arrays aligned with ``people``: ``has_cancer``, ``onset_day``, ``vdt_days``,
     ``histology`` (index into HISTOLOGIES), ``nodule_type`` (0 solid, 1 part-solid, 2 GGN),
-    ``spiculated``, ``central``, ``indolent``, ``nodal_mm``, ``distant_mm``, ``clinical_day`` (inf if never),
+    ``spiculated``, ``central``, ``indolent``, ``solid_fraction``, ``nodal_mm``, ``distant_mm``, ``clinical_day`` (inf if never),
     ``clinical_stage`` (index into STAGES; -1 if none), ``cure_u``, ``survival_u``,
     ``other_death_day``.
     """
     ids = people["person_id"]
     n = len(ids)
     u = lambda name: streams.uniform(f"disease.{name}", ids)  # noqa: E731
-    window = disease.preclinical_window_years * YEAR
-    h = onset_hazard_per_year(people["plcom2012_6y"], disease.incidence_multiplier)
-    onset = -window + (-np.log(u("onset"))) / np.maximum(h, 1e-12) * YEAR
-    has = onset < horizon_day
-
     hist_names = [name for name in HISTOLOGIES if name in disease.histology]
     hists = [disease.histology[name] for name in hist_names]
     shares = np.array([hh.share for hh in hists])
@@ -144,7 +142,22 @@ def sample_cancers(
 
     type_mix = np.array([hh.type_mix for hh in hists], dtype=float)[local]
     type_cdf = np.cumsum(type_mix / type_mix.sum(axis=1, keepdims=True), axis=1)
+    if disease.indolent_type_mix:
+        mix = np.asarray(disease.indolent_type_mix, dtype=float)
+        type_cdf = np.where(indolent[:, None], np.cumsum(mix / mix.sum()), type_cdf)
     nodule_type = (u("nodule_type")[:, None] > type_cdf[:, :-1]).sum(axis=1).astype(np.int8)
+    # symptoms, spread and the T descriptor follow the solid component
+    solid = np.asarray(disease.solid_fraction, dtype=float)[nodule_type]
+    # indolent sub-solid lesions (the atypical adenomatous hyperplasia to adenocarcinoma
+    # in situ sequence) may have started long before entry
+    long_window = indolent & (nodule_type > 0) & (disease.indolent_window_years > 0)
+    window = (
+        np.where(long_window, disease.indolent_window_years, disease.preclinical_window_years)
+        * YEAR
+    )
+    h = onset_hazard_per_year(people["plcom2012_6y"], disease.incidence_multiplier)
+    onset = -window + (-np.log(u("onset"))) / np.maximum(h, 1e-12) * YEAR
+    has = onset < horizon_day
     spiculated = u("spiculated") < np.array([hh.spiculated for hh in hists])[local]
     central = has & (u("central") < np.array([hh.central_share for hh in hists])[local])
 
@@ -159,11 +172,11 @@ def sample_cancers(
     t_size = clinical_time_after_onset(
         u("clinical"),
         vdt,
-        d0,
+        d0 * solid,
         disease.clinical_hazard_per_year_at_20mm,
         disease.clinical_hazard_size_exponent,
     )
-    t_meta = time_to_diameter(distant, vdt, d0)
+    t_meta = time_to_diameter(distant / solid, vdt, d0)
     if disease.metastatic_symptom_hazard_per_year > 0:
         t_meta_sym = (
             t_meta
@@ -178,7 +191,7 @@ def sample_cancers(
     clinical_stage = np.full(n, -1, dtype=np.int8)
     for i in np.flatnonzero(has & np.isfinite(clinical)):
         clinical_stage[i] = STAGE_INDEX[
-            stage_at(d_clin[i], nodal[i], disease.n2_over_n1, distant[i])
+            stage_at(d_clin[i] * solid[i], nodal[i], disease.n2_over_n1, distant[i])
         ]
 
     hr = np.where(
@@ -204,6 +217,7 @@ def sample_cancers(
         "spiculated": spiculated,
         "central": central,
         "indolent": indolent & has,
+        "solid_fraction": solid,
         "nodal_mm": nodal,
         "distant_mm": distant,
         "clinical_day": clinical,

@@ -126,3 +126,17 @@ def test_site_shares(small_cfg):
 def test_age_bands():
     bands = age_band(np.array([50, 54, 55, 62, 74, 75, 80]))
     assert bands.tolist() == ["50-54", "50-54", "55-59", "60-64", "70-74", "75+", "75+"]
+
+
+def test_age_band_shares_set_the_candidates_ages(small_cfg):
+    cohort = small_cfg.scenario.cohort
+    pop = dataclasses.replace(cohort.population, age_band_shares=(0.5, 0.3, 0.2, 0.0))
+    c = sample_candidates(
+        dataclasses.replace(cohort, population=pop), Streams(5), np.arange(40_000)
+    )
+    share = [np.mean((c["age"] >= lo) & (c["age"] < lo + 5)) for lo in (55, 60, 65, 70)]
+    np.testing.assert_allclose(share, [0.5, 0.3, 0.2, 0.0], atol=0.01)
+    years = (
+        np.bincount(c["age"][c["age"] < 60].astype(int) - 55, minlength=5) / (c["age"] < 60).sum()
+    )
+    np.testing.assert_allclose(years, 0.2, atol=0.015)  # uniform within the band

@@ -6,6 +6,7 @@ tolerances are a few standard errors of the estimate at the sample size used.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -134,16 +135,93 @@ def test_fraction_with_onset_in_window(small_cfg, r6):
     horizon = 6 * YEAR
     c = sample_cancers(disease, Streams(31), people, horizon)
     h = onset_hazard_per_year(np.array(r6), disease.incidence_multiplier)
-    span_years = disease.preclinical_window_years + horizon / YEAR
-    p = 1 - math.exp(-h * span_years)
+    # indolent sub-solid tumours may start indolent_window_years before entry, the rest
+    # preclinical_window_years: whether a tumour is one is drawn independently of its onset
+    hist = list(disease.histology.values())
+    shares = np.array([hh.share for hh in hist]) / sum(hh.share for hh in hist)
+    if disease.indolent_type_mix and disease.indolent_window_years > 0:
+        mix = np.array(disease.indolent_type_mix) / sum(disease.indolent_type_mix)
+        p_long = sum(sh * hh.indolent_fraction for sh, hh in zip(shares, hist, strict=True))
+        p_long *= 1.0 - mix[0]
+        w_long = disease.indolent_window_years
+    else:
+        p_long, w_long = 0.0, disease.preclinical_window_years
+    w = disease.preclinical_window_years
+    p_short, p_lng = (1 - math.exp(-h * (span + horizon / YEAR)) for span in (w, w_long))
+    p = (1 - p_long) * p_short + p_long * p_lng
     assert c["has_cancer"].mean() == pytest.approx(p, abs=5 * math.sqrt(p * (1 - p) / N))
-    onset = c["onset_day"][c["has_cancer"]]
-    assert onset.min() >= -disease.preclinical_window_years * YEAR and onset.max() < horizon
+    has = c["has_cancer"]
+    long = has & c["indolent"] & (c["nodule_type"] > 0) & (w_long > w)
+    onset = c["onset_day"][has & ~long]
+    assert onset.min() >= -w * YEAR and onset.max() < horizon
+    if long.any():
+        assert c["onset_day"][long].min() >= -w_long * YEAR
+        assert c["onset_day"][long].min() < -w * YEAR  # some began before the usual window
     # onset is exponential(h) from the window start, truncated to the window: check the shape
-    start = -disease.preclinical_window_years * YEAR
-    x = (onset - start) / YEAR
-    trunc_cdf = lambda t: (1 - np.exp(-h * t)) / p  # noqa: E731
+    x = (onset + w * YEAR) / YEAR
+    trunc_cdf = lambda t: (1 - np.exp(-h * t)) / p_short  # noqa: E731
     assert stats.kstest(x, trunc_cdf).pvalue > 1e-3
+
+
+def test_symptoms_and_spread_follow_the_solid_component(small_cfg):
+    """A ground-glass tumour, mostly not solid, surfaces later and stays at a lower stage
+    than a solid one of the same growth: hazard and stage follow the solid diameter."""
+    base = small_cfg.scenario.disease
+    people = {
+        "person_id": np.arange(N, dtype=np.int64),
+        "plcom2012_6y": np.full(N, 0.3),
+        "current_smoker": np.ones(N, dtype=np.int8),
+        "female": np.zeros(N, dtype=np.int8),
+        "age": np.full(N, 60.0),
+    }
+    runs = {}
+    for frac in (1.0, 0.3):
+        disease = dataclasses.replace(base, solid_fraction=(1.0, frac, frac))
+        runs[frac] = sample_cancers(disease, Streams(33), people, 6 * YEAR)
+    solid, faint = runs[1.0], runs[0.3]
+    sub = solid["has_cancer"] & (solid["nodule_type"] > 0)
+    assert sub.sum() > 200
+    np.testing.assert_array_equal(faint["onset_day"], solid["onset_day"])  # same tumours
+    assert np.all(faint["clinical_day"][sub] >= solid["clinical_day"][sub])
+    assert np.mean(faint["clinical_day"][sub] > solid["clinical_day"][sub]) > 0.9
+    # solid tumours are untouched
+    same = solid["has_cancer"] & (solid["nodule_type"] == 0)
+    np.testing.assert_array_equal(faint["clinical_day"][same], solid["clinical_day"][same])
+    # at diagnosis by symptoms, the faint ones are no more advanced than the same tumour
+    # would be at the same size if solid
+    both = sub & np.isfinite(faint["clinical_day"])
+    d = diameter_at(
+        faint["clinical_day"][both],
+        faint["onset_day"][both],
+        faint["vdt_days"][both],
+        base.onset_diameter_mm,
+    )
+    as_solid = np.array(
+        [
+            STAGES.index(stage_at(x, n, base.n2_over_n1, m))
+            for x, n, m in zip(d, faint["nodal_mm"][both], faint["distant_mm"][both], strict=True)
+        ]
+    )
+    assert np.all(faint["clinical_stage"][both] <= as_solid)
+    assert np.all(faint["solid_fraction"][sub] == 0.3)
+
+
+def test_indolent_tumours_take_the_indolent_type_mix(small_cfg):
+    disease = dataclasses.replace(
+        small_cfg.scenario.disease, indolent_type_mix=(0.0, 0.0, 1.0), indolent_window_years=0.0
+    )
+    people = {
+        "person_id": np.arange(N, dtype=np.int64),
+        "plcom2012_6y": np.full(N, 0.3),
+        "current_smoker": np.ones(N, dtype=np.int8),
+        "female": np.zeros(N, dtype=np.int8),
+        "age": np.full(N, 60.0),
+    }
+    c = sample_cancers(disease, Streams(34), people, 6 * YEAR)
+    ind = c["indolent"]
+    assert ind.sum() > 200
+    assert np.all(c["nodule_type"][ind] == 2)
+    assert np.mean(c["nodule_type"][c["has_cancer"] & ~ind] == 0) > 0.5
 
 
 def test_sampled_cancers_are_consistent(small_cfg):
