@@ -3,7 +3,7 @@
 Pages: What if? (knobs answered from a prepared cohort, confirmed by a full run), Runs (what is
 under the results root; start a run or a sweep; device cards), Compare (two arms paired on the
 same people, pooled over seeds, with a verdict and a forest plot), Equity, Workload and capacity,
-Safety. docs/dashboard.md describes them.
+Safety, Cost-effectiveness. docs/dashboard.md describes them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ pages = [
     st.Page("views/equity.py", title="Equity"),
     st.Page("views/workload.py", title="Workload and capacity"),
     st.Page("views/safety.py", title="Safety"),
+    st.Page("views/economics.py", title="Cost-effectiveness"),
     st.Page("views/runs.py", title="Runs"),
 ]
 st.navigation(pages).run()

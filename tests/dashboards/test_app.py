@@ -247,3 +247,23 @@ def test_the_runs_page_turns_several_policies_or_seeds_into_a_sweep(tmp_path, mo
     command = next(c.value for c in at.code if c.value.startswith("sandbox "))
     assert command.startswith("sandbox sweep ")
     assert "policy=soc_double_read,ai_triage" in command and "seed=range(1,4)" in command
+
+
+def test_the_cost_effectiveness_page_prices_runs_as_strategies(results, monkeypatch):
+    at = app(results, monkeypatch)
+    at.switch_page("views/economics.py").run()
+    assert not at.exception
+    at.multiselect(key="runs").set_value(["soc_double_read-1", "soc_single_read-1"]).run()
+    assert not at.exception
+    icers = at.dataframe[0].value
+    assert set(icers["Strategy"]) == {"soc_double_read", "soc_single_read"}
+    assert set(icers["Status"]) <= {"ND", "D", "ED"}
+    assert any("highest net monetary benefit" in s.value for s in at.success)
+    # another price list re-prices the same runs
+    usd = icers["Cost"].max()
+    at.selectbox(key="preset").set_value("nice").run()
+    assert not at.exception
+    assert at.dataframe[0].value["Cost"].max() != usd
+    # the PSA runs from the page
+    at.button(key="psa").click().run()
+    assert not at.exception

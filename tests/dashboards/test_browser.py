@@ -135,5 +135,12 @@ def test_every_page_renders_in_a_real_browser(server, browser, tmp_path_factory)
     page.locator(".vega-embed").nth(1).wait_for(timeout=60_000)
     page.wait_for_timeout(1000)
     page.screenshot(path=shots / "safety.png", full_page=True)
+
+    page.get_by_role("link", name="Cost-effectiveness").click()
+    page.get_by_text("Strategies and increments").first.wait_for(timeout=120_000)
+    page.locator(".vega-embed").first.wait_for(timeout=60_000)  # the cost-effectiveness plane
+    page.wait_for_timeout(1000)
+    assert "highest net monetary benefit" in page.inner_text("body")
+    page.screenshot(path=shots / "economics.png", full_page=True)
     assert not errors, errors
     print(f"screenshots: {shots}")
