@@ -19,6 +19,7 @@ RANKS = {
     "sandbox.rng": 0,
     "sandbox.config": 0,
     "sandbox.economics.config": 0,
+    "sandbox.economics.distributions": 0,
     "sandbox.programmes.base": 1,
     "sandbox.agents": 2,
     "sandbox.workflow": 3,

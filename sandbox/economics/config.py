@@ -118,7 +118,7 @@ class Economics:
         if self.name != "none" and (self.costs is None or self.utilities is None):
             fail(f"{path}.costs" if path else "costs", "a price list needs costs and utilities")
         if self.psa and self.costs is not None and self.utilities is not None:
-            from sandbox.economics.psa import parse_params
+            from sandbox.economics.distributions import parse_params
 
             parse_params(self.psa, self.costs, self.utilities)  # refuses a bad section now
 

@@ -227,5 +227,7 @@ class LungProgrammeConfig(ProgrammeConfig):
     # NLST rule: a sub-solid nodule of at least this size seen again (persistent) is worked up
     # (0: never; Lung-RADS has its own rules)
     subsolid_workup_mm: float = field(default=0.0, metadata={"ge": 0, "le": 100})
+    # ... once it has been seen for this long (0: at the first exam that sees it again)
+    subsolid_workup_years: float = field(default=0.0, metadata={"ge": 0, "le": 10})
     benign_biopsy_given_workup: float = field(default=0.25, metadata=PROB)
     radiograph: Radiograph = field(default_factory=Radiograph)

@@ -95,8 +95,9 @@ class LungRadsV2022:
     def finding_positive(self, size_mm: float, status: str, first: float, day: float) -> bool:
         return False
 
-    def finding_suspicious(self, finding: Any, status: str) -> bool:
-        """Whether a finding below category 3 is still one a work-up examines."""
+    def finding_suspicious(self, finding: Any, status: str, first: float, day: float) -> bool:
+        """Whether a finding below category 3 is still one a work-up examines (``first``: the
+        day it was first reported; ``day``: this exam's)."""
         return False
 
     def positive(self, category: int) -> bool:
@@ -129,22 +130,28 @@ class NLSTRule(LungRadsV2022):
     per_finding: ClassVar[bool] = True
 
     def __init__(
-        self, threshold_mm: float, stable_exempt_days: float, subsolid_workup_mm: float = 0.0
+        self,
+        threshold_mm: float,
+        stable_exempt_days: float,
+        subsolid_workup_mm: float = 0.0,
+        subsolid_workup_days: float = 0.0,
     ) -> None:
         self.threshold_mm, self.stable_exempt_days = threshold_mm, stable_exempt_days
         self.subsolid_workup_mm = subsolid_workup_mm
+        self.subsolid_workup_days = subsolid_workup_days
 
     def finding_positive(self, size_mm: float, status: str, first: float, day: float) -> bool:
         return nlst_positive(
             size_mm, status, first, day, self.threshold_mm, self.stable_exempt_days
         )
 
-    def finding_suspicious(self, finding: Any, status: str) -> bool:
+    def finding_suspicious(self, finding: Any, status: str, first: float, day: float) -> bool:
         return (
             self.subsolid_workup_mm > 0
             and finding.nodule_type > 0
             and status in ("stable", "growing")
             and finding.size_mm >= self.subsolid_workup_mm
+            and day - first >= self.subsolid_workup_days - STABILITY_WINDOW_DAYS
         )
 
     def manage(

@@ -118,7 +118,12 @@ class LungLDCT(Programme):
         super().__init__(scenario)
         p: LungProgrammeConfig = scenario.programme
         self.scheme: LungRadsV2022 = (
-            NLSTRule(p.nlst_threshold_mm, p.stable_exempt_years * YEAR, p.subsolid_workup_mm)
+            NLSTRule(
+                p.nlst_threshold_mm,
+                p.stable_exempt_years * YEAR,
+                p.subsolid_workup_mm,
+                p.subsolid_workup_years * YEAR,
+            )
             if SCHEMES[p.protocol] is NLSTRule
             else SCHEMES[p.protocol]()
         )

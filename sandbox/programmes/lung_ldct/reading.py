@@ -135,9 +135,10 @@ def categorise(
         c = nodule_category(f.size_mm, f.nodule_type, status, f.spiculated)
         if c > cat or (c == cat and f.size_mm > top_size):
             cat, top, top_size = c, f.key, f.size_mm
-        if c >= C3 or scheme.all_suspicious or scheme.finding_suspicious(f, status):
+        worked_up = scheme.finding_suspicious(f, status, first, day)
+        if c >= C3 or scheme.all_suspicious or worked_up:
             suspicious.append(f.key)
-        if per_finding and scheme.finding_positive(f.size_mm, status, first, day):
+        if per_finding and (worked_up or scheme.finding_positive(f.size_mm, status, first, day)):
             positive = True
     if not per_finding:
         positive = scheme.positive(cat)

@@ -351,3 +351,20 @@ def test_nlst_persistent_subsolid_nodules_are_worked_up(nodule_type, size, seen_
     off = NLSTRule(4.0, 730.0)
     _, _, _, suspicious = categorise([Finding(4, size, nodule_type, False)], prior, 182.0, off)
     assert not suspicious
+
+
+def test_nlst_subsolid_work_up_waits_for_the_persistence_period():
+    rule = NLSTRule(4.0, 730.0, subsolid_workup_mm=10.0, subsolid_workup_days=730.5)
+    ggn = [Finding(4, 12.0, 2, False)]
+    seen_at_t0 = Prior({4: (0.0, 12.0)}, screened=True)
+    # one year on: followed, not yet worked up
+    cat, pos, _, suspicious = categorise(ggn, seen_at_t0, 365.0, rule)
+    assert not suspicious and rule.manage(cat, pos, suspicious, False) == "ct_6m"
+    # two years on (within the screening window): worked up, and the screen is positive
+    # although a stable nodule would be exempt by then
+    cat, pos, _, suspicious = categorise(ggn, seen_at_t0, 700.0, rule)
+    assert suspicious == frozenset({4}) and pos
+    assert rule.manage(cat, pos, suspicious, False) == "workup"
+    solid = [Finding(4, 12.0, 0, False)]
+    cat, pos, _, suspicious = categorise(solid, seen_at_t0, 700.0, rule)
+    assert not pos and not suspicious  # a stable solid nodule is exempt at two years
