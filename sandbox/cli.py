@@ -1069,9 +1069,8 @@ def cmd_psa(args: argparse.Namespace) -> int:
 
     from sandbox.comparison import expand
     from sandbox.economics import plots
-    from sandbox.economics.accounting import exposures
     from sandbox.economics.psa import acceptability, parse_params, run_psa, tornado
-    from sandbox.economics.report import load_preset, parse_wtp, price_folders
+    from sandbox.economics.report import parse_wtp, price_folders
     from sandbox.runfolder import temporary_name
 
     if not 10 <= args.draws <= 100_000:
@@ -1084,8 +1083,6 @@ def cmd_psa(args: argparse.Namespace) -> int:
     if len(folders) < 2:
         raise SandboxInputError("psa: give two or more run folders (strategies)")
     priced, econ = price_folders(folders, args.economics)
-    if args.economics:
-        econ = load_preset(args.economics)
     assert econ.costs is not None and econ.utilities is not None
     params = parse_params(econ.psa, econ.costs, econ.utilities)
     if not params:
@@ -1098,18 +1095,7 @@ def cmd_psa(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("runs") / "psa" / f"psa-{stamp}")
     if out.exists():
         raise SandboxInputError(f"--out {out}: already exists")
-    if not out.parent.exists():
-        out.parent.mkdir(parents=True)
-
-    from sandbox.runfolder import read_run
-
-    strategies = {}
-    for p in priced:
-        run = read_run(p.folder)
-        modality = ((run["config"].get("policy") or {}).get("modality")) or "ct"
-        people = pl.read_parquet(p.folder / "people.parquet")
-        events = pl.read_parquet(p.folder / "events.parquet")
-        strategies[p.label] = exposures(people, events, econ, str(modality))
+    strategies = {p.label: p.exposures for p in priced}
     t0 = time.perf_counter()
     draws = run_psa(strategies, econ.costs, econ.utilities, params, args.draws, args.seed)
     per_draw_ms = 1000 * (time.perf_counter() - t0) / args.draws
@@ -1125,6 +1111,7 @@ def cmd_psa(args: argparse.Namespace) -> int:
             f"--strategy {strategy}: one of {', '.join(n for n in names if n != reference)}"
         )
     torn = tornado(strategies, econ.costs, econ.utilities, params, strategy, reference, wtp)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(out)
     tmp.mkdir()
     try:

@@ -111,21 +111,11 @@ with st.expander("Probabilistic sensitivity analysis (prices and utilities)"):
     else:
         draws = st.slider("draws", 50, 2000, 300, step=50, key="draws")
         if st.button("Run the PSA", key="psa"):
-            from sandbox.economics.accounting import exposures
             from sandbox.economics.psa import acceptability, parse_params, run_psa
-            from sandbox.runfolder import read_run
 
             params = parse_params(econ.psa, econ.costs, econ.utilities)
-            strategies = {}
-            for name, path in zip(chosen, paths, strict=True):
-                run = read_run(path)
-                modality = (run["config"].get("policy") or {}).get("modality") or "ct"
-                strategies[name] = exposures(
-                    pl.read_parquet(f"{path}/people.parquet"),
-                    pl.read_parquet(f"{path}/events.parquet"),
-                    econ,
-                    str(modality),
-                )
+            priced, _ = price_folders(list(paths), preset)
+            strategies = {p.label: p.exposures for p in priced}
             psa = run_psa(strategies, econ.costs, econ.utilities, params, draws, 0)
             grid = np.linspace(0.0, max(2 * wtp, 1.0), 41)
             ceac, evpi = acceptability(psa, grid)

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from sandbox.economics.accounting import price_run
+from sandbox.economics.accounting import Exposures, exposures, price
 from sandbox.economics.config import Economics, economics_config
 from sandbox.economics.tables import Arm, cea_table
 from sandbox.errors import SandboxInputError
@@ -46,7 +46,8 @@ class Priced:
     folder: Path
     scenario: str
     seed: object
-    frame: pl.DataFrame
+    frame: pl.DataFrame  # per person (ECONOMICS_SCHEMA)
+    exposures: Exposures  # what a sensitivity draw re-prices
 
 
 def price_folders(folders: list[str], preset: str | None) -> tuple[list[Priced], Economics]:
@@ -82,16 +83,23 @@ def price_folders(folders: list[str], preset: str | None) -> tuple[list[Priced],
             raise SandboxInputError(f"{folder}: unreadable tables ({type(e).__name__})") from e
         modality = ((r["config"].get("policy") or {}).get("modality")) or "ct"
         try:
-            frame = price_run(people, events, econ, str(modality))
+            exp = exposures(people, events, econ, str(modality))
         except SandboxInputError as e:
             raise SandboxInputError(f"{folder}: {e}") from e
+        assert econ.costs is not None and econ.utilities is not None
+        frame = price(exp, econ.costs, econ.utilities)
         label = str(r["manifest"].get("policy") or folder.name)
         if label in labels:
             label = f"{label} [{folder.name}]"
         labels.add(label)
         out.append(
             Priced(
-                label, folder, str(r["manifest"].get("scenario")), r["manifest"].get("seed"), frame
+                label,
+                folder,
+                str(r["manifest"].get("scenario")),
+                r["manifest"].get("seed"),
+                frame,
+                exp,
             )
         )
     return out, econ

@@ -36,6 +36,17 @@ def _u(name: str, n: int = N) -> np.ndarray:
     return Streams(2024).uniform(f"test.{name}", np.arange(n))
 
 
+def high_risk_men() -> dict[str, np.ndarray]:
+    """N current-smoking men aged 60 at a six-year risk of 30%: many tumours of every kind."""
+    return {
+        "person_id": np.arange(N, dtype=np.int64),
+        "plcom2012_6y": np.full(N, 0.3),
+        "current_smoker": np.ones(N, dtype=np.int8),
+        "female": np.zeros(N, dtype=np.int8),
+        "age": np.full(N, 60.0),
+    }
+
+
 def _cum_hazard_numeric(t_days: float, vdt: float, d0: float, c: float, k: float) -> float:
     """H(t) by quadrature of the size-driven hazard, independent of the closed form."""
 
@@ -167,13 +178,7 @@ def test_symptoms_and_spread_follow_the_solid_component(small_cfg):
     """A ground-glass tumour, mostly not solid, surfaces later and stays at a lower stage
     than a solid one of the same growth: hazard and stage follow the solid diameter."""
     base = small_cfg.scenario.disease
-    people = {
-        "person_id": np.arange(N, dtype=np.int64),
-        "plcom2012_6y": np.full(N, 0.3),
-        "current_smoker": np.ones(N, dtype=np.int8),
-        "female": np.zeros(N, dtype=np.int8),
-        "age": np.full(N, 60.0),
-    }
+    people = high_risk_men()
     runs = {}
     for frac in (1.0, 0.3):
         disease = dataclasses.replace(base, solid_fraction=(1.0, frac, frac))
@@ -210,13 +215,7 @@ def test_indolent_tumours_take_the_indolent_type_mix(small_cfg):
     disease = dataclasses.replace(
         small_cfg.scenario.disease, indolent_type_mix=(0.0, 0.0, 1.0), indolent_window_years=0.0
     )
-    people = {
-        "person_id": np.arange(N, dtype=np.int64),
-        "plcom2012_6y": np.full(N, 0.3),
-        "current_smoker": np.ones(N, dtype=np.int8),
-        "female": np.zeros(N, dtype=np.int8),
-        "age": np.full(N, 60.0),
-    }
+    people = high_risk_men()
     c = sample_cancers(disease, Streams(34), people, 6 * YEAR)
     ind = c["indolent"]
     assert ind.sum() > 200
