@@ -79,10 +79,17 @@ st.success(
     f"{nmb.filter(pl.col('Strategy') == best)['P_cost_effective'][0]:.2f})."
 )
 st.subheader("Strategies and increments (dampack's columns)")
-st.dataframe(icers, hide_index=True)
+money = [c for c in icers.columns if c.startswith(("Cost", "Inc_Cost", "ICER"))]
+effects = [c for c in icers.columns if c.startswith(("Effect", "Inc_Effect"))]
+st.dataframe(icers.with_columns(pl.col(money).round(0), pl.col(effects).round(4)), hide_index=True)
 st.download_button("download (CSV)", icers.write_csv(), file_name="icers.csv", mime="text/csv")
 st.subheader(f"Net monetary benefit at {wtp:,.0f}")
-st.dataframe(nmb, hide_index=True)
+st.dataframe(
+    nmb.with_columns(
+        pl.col("NMB", "NMB_lo", "NMB_hi").round(0), pl.col("P_cost_effective").round(3)
+    ),
+    hide_index=True,
+)
 
 plane = icers.select("Strategy", "Cost", "Effect", "Status").to_pandas()
 points = (
