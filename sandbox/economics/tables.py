@@ -70,7 +70,7 @@ class Arm:
     ids: np.ndarray
 
 
-def _replicate_means(arms: list[Arm], paired: bool, replicates: int, seed: int) -> np.ndarray:
+def replicate_means(arms: list[Arm], paired: bool, replicates: int, seed: int) -> np.ndarray:
     """[replicates, strategies, 2] bootstrap means of (cost, effect)."""
     rng = np.random.default_rng(seed)
     out = np.empty((replicates, len(arms), 2))
@@ -113,7 +113,7 @@ def cea_table(
     cost = np.array([a.cost.mean() for a in arms])
     effect = np.array([a.effect.mean() for a in arms])
     status, ref = frontier(cost, effect)
-    reps = _replicate_means(arms, paired, replicates, seed)
+    reps = replicate_means(arms, paired, replicates, seed)
     rows = []
     for k, arm in enumerate(arms):
         r = ref[k]

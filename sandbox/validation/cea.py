@@ -30,6 +30,7 @@ from sandbox.compose import load
 from sandbox.economics.accounting import Exposures, exposures, price
 from sandbox.economics.config import Costs, Economics
 from sandbox.economics.report import load_preset
+from sandbox.economics.tables import Arm, replicate_means
 from sandbox.runners.local import simulate
 from sandbox.validation.targets import Z_PASS
 
@@ -52,29 +53,32 @@ def _arm(
     return exposures(res.people, res.events, econ, cfg.policy.modality)
 
 
-def _paired(
-    ldct: Exposures, cxr: Exposures, costs: Costs, econ: Economics, replicates: int, seed: int
-):
-    """Per-person increments (cost, life-years, QALYs), point and bootstrap replicates of means."""
+def _increments(
+    ldct: Exposures, cxr: Exposures, costs: Costs, econ: Economics
+) -> dict[str, np.ndarray]:
+    """Per-person increments, LDCT minus the radiograph arm: cost, life-years, QALYs."""
     a = price(ldct, costs, econ.utilities)
     # the radiograph arm stands for no screening: neither its radiographs nor the work-ups
     # they led to would happen (cancers it found are treated as found)
     b = price(cxr, dataclasses.replace(costs, workup=0.0, benign_biopsy=0.0), econ.utilities)
     assert np.array_equal(a["person_id"].to_numpy(), b["person_id"].to_numpy())
-    d = {
+    return {
         "cost": a["cost_total"].to_numpy() - b["cost_total"].to_numpy(),
         "life_years": a["life_years_disc"].to_numpy() - b["life_years_disc"].to_numpy(),
         "qalys": a["qalys_disc"].to_numpy() - b["qalys_disc"].to_numpy(),
     }
-    rng = np.random.default_rng(seed)
-    n = len(d["cost"])
-    reps = {k: np.empty(replicates) for k in d}
-    for lo in range(0, replicates, 100):
-        w = rng.poisson(1.0, (min(100, replicates - lo), n)).astype(np.float64)
-        tot = w.sum(axis=1)
-        for k, v in d.items():
-            reps[k][lo : lo + len(w)] = (w @ v) / tot
-    return {k: float(v.mean()) for k, v in d.items()}, reps
+
+
+def _bootstrap(d: dict[str, np.ndarray], replicates: int, seed: int) -> dict[str, np.ndarray]:
+    """Replicate means of the increments, the same people resampled for all three (the
+    cost-effectiveness table's Poisson bootstrap)."""
+    ids = np.arange(len(d["cost"]))
+    arms = [
+        Arm("life_years", d["cost"], d["life_years"], ids),
+        Arm("qalys", d["cost"], d["qalys"], ids),
+    ]
+    reps = replicate_means(arms, True, replicates, seed)
+    return {"cost": reps[:, 0, 0], "life_years": reps[:, 0, 1], "qalys": reps[:, 1, 1]}
 
 
 def validate(
@@ -87,7 +91,9 @@ def validate(
     cxr = _arm("cxr_single_read", seed, size, overrides, econ)
     pub = published()
     table = pub["table"]
-    point, reps = _paired(ldct, cxr, econ.costs, econ, replicates, seed)
+    d = _increments(ldct, cxr, econ.costs, econ)
+    point = {k: float(v.mean()) for k, v in d.items()}
+    reps = _bootstrap(d, replicates, seed)
     rows = []
 
     def judged(name, sim, sim_reps, spec, log=False):
@@ -163,7 +169,7 @@ def validate(
     }
     for name, costs in variants.items():
         target = float(pub["one_way_sensitivity_icer_per_qaly"][name])
-        p, _ = _paired(ldct, cxr, costs, econ, 100, seed)
+        p = {k: float(v.mean()) for k, v in _increments(ldct, cxr, costs, econ).items()}
         icer = p["cost"] / p["qalys"] if p["qalys"] > 0 else math.nan
         want, got = target / base_pub - 1.0, icer / base_icer - 1.0
         ok = bool(
