@@ -341,16 +341,22 @@ def print_paired(cmp, primary) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    plan, folder, jobs, out_dir = _sweep_plan(args)
+    return _execute_sweep(plan, folder, jobs, out_dir, args.dry_run)[0]
+
+
+def _execute_sweep(plan, folder, jobs, out_dir: str, dry_run: bool = False):
+    """Run a composed sweep (new, or resumed when ``folder`` is given) on Ray: (exit code,
+    sweep folder or None)."""
     from sandbox.runfolder import check_score_cache
     from sandbox.runners.distributed import ray_session
     from sandbox.sweep import RUNS, done, start_folder
 
-    plan, folder, jobs, out_dir = _sweep_plan(args)
     if folder is None:
         _preflight(jobs)
-        if args.dry_run:
+        if dry_run:
             print("dry run: nothing was written")
-            return 0
+            return 0, None
     for job in jobs:
         check_score_cache(job.cfg)
     todo = jobs if folder is None else [j for j in jobs if not done(folder / RUNS, j.run.name)]
@@ -358,7 +364,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(shown(f"sweep {plan.name}: {len(jobs) - len(todo)} of {len(jobs)} runs finished"))
         if not todo:
             _close_sweep(folder, plan, "complete", time.perf_counter(), None, None, {})
-            return 0
+            return 0, folder
         _preflight(todo)
     ray_cfg = jobs[0].cfg.runtime.ray
     t0 = time.perf_counter()
@@ -381,10 +387,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(
                 "interrupted: finished runs are kept; resume with the line above", file=sys.stderr
             )
-            return 130
+            return 130, folder
     complete = not result.failed and len(todo) == len(result.finished)
     _close_sweep(folder, plan, "complete" if complete else "incomplete", t0, info, result, times)
-    return 0 if complete else 1
+    return (0 if complete else 1), folder
 
 
 def _sweep_plan(args: argparse.Namespace):
@@ -1060,6 +1066,117 @@ def cmd_economics(args: argparse.Namespace) -> int:
     return 0
 
 
+PSA_KEYS = ("policies", "draws", "natural_history")
+
+
+def _psa_sweep(args: argparse.Namespace) -> Path | None:
+    """``sandbox psa KEY=VALUE ...``: simulate every strategy (``policies=``) under
+    ``natural_history=`` parameter sets drawn from the scenario's calibration (a sweep on Ray,
+    common random numbers within a set); the sweep folder, or None if it did not finish."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from sandbox.compose import load, project_root
+    from sandbox.sweep import RUNS, _expand, compose_jobs
+    from sandbox.validation.calibrate import calibration_sets
+
+    pseudo, base = {}, []
+    for o in args.runs:
+        key, _, value = o.partition("=")
+        if key in PSA_KEYS:
+            pseudo[key] = value
+        elif key.lstrip("+") == "policy":
+            raise SandboxInputError("psa: name the strategies with policies=a,b,c (not policy=)")
+        else:
+            base.append(o)
+    policies = [p.strip() for p in pseudo.get("policies", "").split(",") if p.strip()]
+    if len(policies) < 2 or len(set(policies)) != len(policies):
+        raise SandboxInputError("psa: policies= needs two or more different policies, a,b,c")
+    for key, low, high in (("draws", 10, 100_000), ("natural_history", 1, 1000)):
+        if key in pseudo:
+            try:
+                value = int(pseudo[key])
+            except ValueError:
+                raise SandboxInputError(f"psa: {key}={pseudo[key]}: not a whole number") from None
+            if not low <= value <= high:
+                raise SandboxInputError(f"psa: {key}={value}: must be {low}-{high}")
+    if "draws" in pseudo:
+        args.draws = int(pseudo["draws"])
+    n_sets = int(pseudo.get("natural_history", 10))
+    cfg = load([*base, f"policy={policies[0]}"])[0]
+    sets = calibration_sets(cfg, n_sets, args.seed, project_root())
+    if not sets.kept:
+        raise SandboxInputError(
+            f"scenario {cfg.scenario.name}: it sets every calibrated parameter itself; "
+            "no natural-history uncertainty is left to draw"
+        )
+    name = args.name or f"psa-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    zipped = {path: [repr(v[path]) for v in sets.values] for path in sets.values[0]}
+    plan = _expand(
+        name,
+        base,
+        {"policy": policies},
+        zipped,
+        f"PSA: {len(policies)} strategies x {n_sets} natural-history sets "
+        f"(rows {', '.join(map(str, sets.rows))} of {sets.source})",
+    )
+    # short run names: strategy and set (the parameter values are in sweep.yaml)
+    runs = tuple(
+        dataclasses.replace(r, name=f"{i:03d}-{r.axes['policy']}-set{i % n_sets:02d}")
+        for i, r in enumerate(plan.runs)
+    )
+    plan = dataclasses.replace(plan, runs=runs)
+    out_dir = cfg.runtime.out_dir
+    root = Path(out_dir) / "sweeps" / name
+    if root.exists():
+        raise SandboxInputError(f"{root}: a sweep of this name exists (give another --name)")
+    print(
+        shown(
+            f"psa: {len(policies)} strategies x {n_sets} natural-history sets drawn from "
+            f"{sets.source} ({', '.join(sets.kept)})"
+            + (f"; kept as the scenario sets them: {', '.join(sets.own)}" if sets.own else "")
+        )
+    )
+    code, folder = _execute_sweep(plan, None, compose_jobs(plan, root / RUNS), out_dir)
+    if code != 0:
+        if folder is not None:
+            print(
+                f"psa: the sweep did not finish; resume it (sandbox sweep --resume {folder}), "
+                f"then price it: sandbox psa {folder}",
+                file=sys.stderr,
+            )
+        return None
+    return folder
+
+
+def _sweep_strategies(folder: Path) -> tuple[dict[str, list[Path]], list[str]]:
+    """A finished sweep's runs as strategies (its ``policy`` axis) by set (each combination of
+    its other axes, in plan order): ({strategy: [run folder per set]}, the set axes)."""
+    from sandbox.sweep import RUNS, done, read_plan
+
+    plan = read_plan(folder)
+    if "policy" not in plan.axes:
+        raise SandboxInputError(f"{folder}: the sweep has no policy axis (no strategies)")
+    others = [a for a in plan.axes if a != "policy"]
+    by: dict[str, dict[tuple, Path]] = {}
+    keys: list[tuple] = []
+    for r in plan.runs:
+        if not done(folder / RUNS, r.name):
+            raise SandboxInputError(
+                f"{folder}: run {r.name} is not finished (sandbox sweep --resume {folder})"
+            )
+        key = tuple(r.axes[a] for a in others)
+        if key not in keys:
+            keys.append(key)
+        by.setdefault(r.axes["policy"], {})[key] = folder / RUNS / r.name
+    for policy, runs in by.items():
+        if len(runs) != len(keys):
+            raise SandboxInputError(f"{folder}: policy {policy} lacks some of the sweep's sets")
+    if len(by) < 2:
+        raise SandboxInputError(f"{folder}: the sweep has one policy; psa compares two or more")
+    return {p: [runs[k] for k in keys] for p, runs in by.items()}, others
+
+
 def cmd_psa(args: argparse.Namespace) -> int:
     import shutil
     from datetime import UTC, datetime
@@ -1069,7 +1186,7 @@ def cmd_psa(args: argparse.Namespace) -> int:
 
     from sandbox.comparison import expand
     from sandbox.economics import plots
-    from sandbox.economics.psa import acceptability, parse_params, run_psa, tornado
+    from sandbox.economics.psa import acceptability, evppi_sets, parse_params, run_psa, tornado
     from sandbox.economics.report import parse_wtp, price_folders
     from sandbox.runfolder import temporary_name
 
@@ -1079,28 +1196,68 @@ def cmd_psa(args: argparse.Namespace) -> int:
     (wtp_max,) = parse_wtp(str(args.wtp_max))
     if wtp_max <= 0:
         raise SandboxInputError(f"--wtp-max {args.wtp_max}: must be positive")
-    folders = [str(f) for f in expand(args.runs, "psa")]
-    if len(folders) < 2:
-        raise SandboxInputError("psa: give two or more run folders (strategies)")
+    simulate = [a for a in args.runs if "=" in a]
+    sweep = None
+    if simulate:
+        if len(simulate) != len(args.runs):
+            raise SandboxInputError("psa: give run folders, a sweep folder, or KEY=VALUE overrides")
+        if args.out and Path(args.out).exists():
+            raise SandboxInputError(f"--out {args.out}: already exists")
+        sweep = _psa_sweep(args)
+        if sweep is None:
+            return 1
+    elif len(args.runs) == 1 and (Path(args.runs[0]) / "sweep.yaml").is_file():
+        sweep = Path(args.runs[0])
+    if sweep is not None:
+        groups, set_axes = _sweep_strategies(sweep)
+        folders = [str(f) for runs in groups.values() for f in runs]
+    else:
+        folders = [str(f) for f in expand(args.runs, "psa")]
+        if len(folders) < 2:
+            raise SandboxInputError("psa: give two or more run folders (strategies)")
     priced, econ = price_folders(folders, args.economics)
     assert econ.costs is not None and econ.utilities is not None
     params = parse_params(econ.psa, econ.costs, econ.utilities)
     if not params:
         raise SandboxInputError(f"economics {econ.name}: its psa section declares no parameters")
-    names = [p.label for p in priced]
-    reference = args.reference or min(priced, key=lambda p: p.frame["cost_total"].mean()).label
+    if sweep is not None:
+        at_folder = {str(p.folder.resolve()): p for p in priced}
+        by_strategy = {
+            name: [at_folder[str(Path(f).resolve())] for f in runs] for name, runs in groups.items()
+        }
+        strategies = {n: [p.exposures for p in ps] for n, ps in by_strategy.items()}
+        mean_cost = {
+            n: float(np.mean([p.frame["cost_total"].mean() for p in ps]))
+            for n, ps in by_strategy.items()
+        }
+        n_sets = len(next(iter(strategies.values())))
+    else:
+        strategies = {p.label: p.exposures for p in priced}
+        mean_cost = {p.label: float(p.frame["cost_total"].mean()) for p in priced}
+        n_sets = 1
+    names = list(strategies)
+    reference = args.reference or min(names, key=lambda n: mean_cost[n])
     if reference not in names:
         raise SandboxInputError(f"--reference {reference}: not one of {', '.join(names)}")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out or Path("runs") / "psa" / f"psa-{stamp}")
     if out.exists():
         raise SandboxInputError(f"--out {out}: already exists")
-    strategies = {p.label: p.exposures for p in priced}
     t0 = time.perf_counter()
     draws = run_psa(strategies, econ.costs, econ.utilities, params, args.draws, args.seed)
     per_draw_ms = 1000 * (time.perf_counter() - t0) / args.draws
     grid = np.linspace(0.0, wtp_max, 41)
     ceac_t, evpi_t = acceptability(draws, grid)
+    evppi_t = evppi_sets(draws, grid) if n_sets > 1 else None
+    uncertainty = (
+        "prices and utilities (the runs' clinical outcomes are fixed)"
+        if n_sets == 1
+        else f"prices, utilities and {n_sets} re-simulated sets of "
+        + ("natural-history parameters" if set_axes and "." in set_axes[0] else "the sweep's axes")
+        + " (draw d uses set d mod "
+        + str(n_sets)
+        + ")"
+    )
     at = acceptability(draws, np.array([wtp]))[0]
     best = at.filter(pl.col("on_frontier"))["strategy"][0]
     strategy = args.strategy or (
@@ -1118,6 +1275,8 @@ def cmd_psa(args: argparse.Namespace) -> int:
         draws.write_parquet(tmp / "psa_draws.parquet")
         ceac_t.write_parquet(tmp / "ceac.parquet")
         evpi_t.write_parquet(tmp / "evpi.parquet")
+        if evppi_t is not None:
+            evppi_t.write_parquet(tmp / "evppi.parquet")
         torn.write_parquet(tmp / "tornado.parquet")
         unit = "QALYs"
         plots.ce_plane(draws, reference, wtp, unit, econ.currency, tmp)
@@ -1134,13 +1293,16 @@ def cmd_psa(args: argparse.Namespace) -> int:
                     "command": "sandbox psa " + " ".join(sys.argv[2:])
                     if sys.argv[1:2] == ["psa"]
                     else "",
-                    "runs": {p.label: str(p.folder) for p in priced},
+                    "runs": {p.label: str(p.folder) for p in priced}
+                    if sweep is None
+                    else {n: [str(f) for f in fs] for n, fs in groups.items()},
+                    **({"sweep": str(sweep), "set_axes": set_axes} if sweep is not None else {}),
                     "economics": econ.name,
                     "draws": args.draws,
                     "seed": args.seed,
                     "reference": reference,
                     "parameters": [p.path for p in params],
-                    "uncertainty": "prices and utilities (the runs' clinical outcomes are fixed)",
+                    "uncertainty": uncertainty,
                 },
                 sort_keys=False,
             )
@@ -1160,8 +1322,7 @@ def cmd_psa(args: argparse.Namespace) -> int:
     print(
         shown(
             f"PSA: {args.draws} draws of {len(params)} prices and utilities ({econ.name}), "
-            f"{len(names)} strategies re-priced, {per_draw_ms:.2f} ms per draw; "
-            "the runs' clinical outcomes are fixed"
+            f"{len(names)} strategies re-priced, {per_draw_ms:.2f} ms per draw; {uncertainty}"
         )
     )
     rows = [
@@ -1190,6 +1351,12 @@ def cmd_psa(args: argparse.Namespace) -> int:
     print(
         f"EVPI per person at {ev['wtp'][0]:,.0f}: {ev['evpi_per_person'][0]:,.2f} {econ.currency}"
     )
+    if evppi_t is not None:
+        evp = evppi_t.filter(pl.col("wtp") <= wtp).tail(1)
+        print(
+            f"EVPPI of the {n_sets} sets per person at {evp['wtp'][0]:,.0f}: "
+            f"{evp['evppi_natural_history_per_person'][0]:,.2f} {econ.currency}"
+        )
     if torn.height:
         top = torn.row(0, named=True)
         print(
@@ -1380,7 +1547,15 @@ def parser() -> argparse.ArgumentParser:
         help="probabilistic sensitivity analysis of run folders (strategies) over the price "
         "list's uncertain prices and utilities: CE plane, CEAC/CEAF, EVPI, tornado",
     )
-    ps.add_argument("runs", nargs="+", help="run folders (or glob patterns), one per strategy")
+    ps.add_argument(
+        "runs",
+        nargs="+",
+        help="run folders (or glob patterns), one per strategy; or a sweep folder (its policy "
+        "axis are the strategies, its other axes the sets); or KEY=VALUE overrides with "
+        "policies=a,b,c [natural_history=K] [draws=N]: simulate the strategies under K "
+        "parameter sets drawn from the scenario's calibration (a sweep on Ray)",
+    )
+    ps.add_argument("--name", help="sweep name when simulating (default psa-<time>)")
     ps.add_argument("--economics", help="price list with a psa section (default: the runs' own)")
     ps.add_argument("--draws", type=int, default=500)
     ps.add_argument("--seed", type=int, default=0)
@@ -1403,6 +1578,10 @@ def main(argv: Sequence[str] | None = None) -> int:  # noqa: D103
     args, extra = p.parse_known_args(argv)
     # Hydra overrides may follow options (`validate nlst --size 6000 runtime=quiet`)
     unknown = [a for a in extra if a.startswith("-")]
+    runs = getattr(args, "runs", None)
+    if extra and isinstance(runs, list) and all("=" in a for a in extra):
+        args.runs = [*args.runs, *extra]  # `psa KEY=VALUE ... --out F KEY=VALUE`
+        extra = []
     if unknown or (extra and not hasattr(args, "overrides")):
         p.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
     if extra:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -59,6 +59,26 @@ def averaged(exp: Exposures) -> Exposures:
     )
 
 
+def pooled(exps: Sequence[Exposures]) -> Exposures:
+    """One exposure standing for several natural-history sets, each weighing the same (their
+    :func:`averaged` rows averaged): exact for mean costs and QALYs, which are linear in it."""
+    rows = [averaged(e) for e in exps]
+    if len(rows) == 1:
+        return rows[0]
+    m = lambda get: np.mean([get(r) for r in rows], axis=0)  # noqa: E731
+    first = rows[0]
+    return dataclasses.replace(
+        first,
+        items={k: m(lambda r, k=k: r.items[k]) for k in first.items},
+        cells=m(lambda r: r.cells),
+        cells_raw=m(lambda r: r.cells_raw),
+        losses={k: m(lambda r, k=k: r.losses[k]) for k in first.losses},
+        losses_raw={k: m(lambda r, k=k: r.losses_raw[k]) for k in first.losses_raw},
+        life_years=m(lambda r: r.life_years),
+        life_years_disc=m(lambda r: r.life_years_disc),
+    )
+
+
 def means(exp: Exposures, costs: Costs, util: Utilities) -> tuple[float, float]:
     """Mean discounted cost and QALYs per person (the linear forms of ``accounting.price``;
     pass an :func:`averaged` exposure and a draw costs a few dot products)."""
@@ -72,7 +92,7 @@ def means(exp: Exposures, costs: Costs, util: Utilities) -> tuple[float, float]:
 
 
 def run_psa(
-    strategies: Mapping[str, Exposures],
+    strategies: Mapping[str, Exposures | Sequence[Exposures]],
     costs: Costs,
     util: Utilities,
     params: list[Param],
@@ -80,8 +100,18 @@ def run_psa(
     seed: int,
 ) -> pl.DataFrame:
     """Per draw and strategy: the drawn values' mean cost and QALYs per person (long format:
-    draw, strategy, cost, effect; plus one column per parameter with its drawn value)."""
-    strategies = {k: averaged(v) for k, v in strategies.items()}
+    draw, strategy, cost, effect; plus one column per parameter with its drawn value).
+
+    A strategy may have one exposure per natural-history set (the same number for every
+    strategy: runs re-simulated under the calibration's accepted parameter sets); draw ``d``
+    then prices set ``d mod K`` (column ``nh_set``), so prices, utilities and the clinical
+    model vary together and every set is used equally often."""
+    sets = {k: [v] if isinstance(v, Exposures) else list(v) for k, v in strategies.items()}
+    counts = {len(v) for v in sets.values()}
+    if len(counts) != 1 or 0 in counts:
+        raise ValueError("every strategy needs the same number of natural-history sets")
+    (n_sets,) = counts
+    averaged_sets = {k: [averaged(e) for e in v] for k, v in sets.items()}
     rng = np.random.default_rng(seed)
     u = rng.random((draws, len(params)))
     values = (
@@ -94,9 +124,12 @@ def run_psa(
         c, ut = with_values(
             costs, util, {p.path: float(values[d, k]) for k, p in enumerate(params)}
         )
-        for name, exp in strategies.items():
-            cost, effect = means(exp, c, ut)
-            rows.append({"draw": d, "strategy": name, "cost": cost, "effect": effect})
+        for name, exps in averaged_sets.items():
+            cost, effect = means(exps[d % n_sets], c, ut)
+            row = {"draw": d, "strategy": name, "cost": cost, "effect": effect}
+            if n_sets > 1:
+                row["nh_set"] = d % n_sets
+            rows.append(row)
     frame = pl.DataFrame(rows)
     drawn = pl.DataFrame({p.path: values[:, k] for k, p in enumerate(params)}).with_row_index(
         "draw"
@@ -106,6 +139,21 @@ def run_psa(
         if params
         else frame
     )
+
+
+def evppi_sets(psa: pl.DataFrame, wtp: np.ndarray) -> pl.DataFrame:
+    """Expected value of partial perfect information about the natural history, by WTP: knowing
+    which of the calibration's parameter sets is true (prices still uncertain).
+    E over sets of max over strategies of E[NMB | set] - max over strategies of E[NMB]; exact
+    for the sets drawn (each is used equally often). Needs the ``nh_set`` column."""
+    rows = []
+    for lam in wtp:
+        nmb = psa.with_columns(nmb=lam * pl.col("effect") - pl.col("cost"))
+        by_set = nmb.group_by("nh_set", "strategy").agg(pl.col("nmb").mean())
+        best = by_set.group_by("nh_set").agg(pl.col("nmb").max())["nmb"].mean()
+        overall = nmb.group_by("strategy").agg(pl.col("nmb").mean())["nmb"].max()
+        rows.append({"wtp": float(lam), "evppi_natural_history_per_person": float(best - overall)})
+    return pl.DataFrame(rows)
 
 
 def acceptability(psa: pl.DataFrame, wtp: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -143,7 +191,7 @@ def acceptability(psa: pl.DataFrame, wtp: np.ndarray) -> tuple[pl.DataFrame, pl.
 
 
 def tornado(
-    strategies: Mapping[str, Exposures],
+    strategies: Mapping[str, Exposures | Sequence[Exposures]],
     costs: Costs,
     util: Utilities,
     params: list[Param],
@@ -161,7 +209,9 @@ def tornado(
         de = es - ec
         return wtp * de - (cs - cc), (cs - cc) / de if de != 0 else math.nan
 
-    strategies = {k: averaged(v) for k, v in strategies.items()}
+    strategies = {
+        k: averaged(v) if isinstance(v, Exposures) else pooled(v) for k, v in strategies.items()
+    }
     base_nmb, base_icer = inmb_icer(costs, util)
     rows = []
     for p in params:

@@ -26,6 +26,7 @@ from scipy.optimize import minimize
 
 from sandbox.agents.readers import ReaderProfile
 from sandbox.config import RunConfig
+from sandbox.errors import SandboxInputError
 from sandbox.runners.local import simulate
 from sandbox.validation.targets import Target, compare
 
@@ -35,7 +36,7 @@ FREE = {
     "clinical_hazard_per_year_at_20mm": (("disease",), 0.05, 5.0),
     "clinical_hazard_size_exponent": (("disease",), 1.0, 8.0),
     "metastatic_symptom_hazard_per_year": (("disease",), 0.2, 20.0),
-    "indolent_window_years": (("disease",), 14.0, 45.0),
+    "subsolid_window_years": (("disease",), 14.0, 45.0),
     "nodal_median_mm": (("disease",), 8.0, 80.0),
     "distant_median_mm": (("disease",), 10.0, 120.0),
     "distant_sigma": (("disease",), 0.2, 2.0),
@@ -239,3 +240,52 @@ def write_fit(scenario_file: Path, params: dict[str, float], record: dict) -> No
 
 def _fmt(v: float) -> str:
     return f"{v:.4g}" if abs(v) >= 1e-3 else f"{v:.3e}"
+
+
+@dataclass(frozen=True)
+class CalibrationSets:
+    """Parameter vectors drawn from a calibration's accepted sets, as config overrides."""
+
+    source: str  # the accepted-sets file, relative to the project
+    kept: tuple[str, ...]  # free parameters the scenario inherits from the calibration
+    own: tuple[str, ...]  # fitted parameters the scenario sets itself (left as they are)
+    rows: tuple[int, ...]  # the accepted rows drawn
+    values: tuple[dict[str, float], ...]  # per set: config path -> value
+
+
+def calibration_sets(cfg: RunConfig, count: int, seed: int, root: Path) -> CalibrationSets:
+    """``count`` vectors of the fitted parameters, drawn without replacement (keyed by ``seed``)
+    from the accepted sets of the calibration that ``cfg``'s scenario carries. A fitted parameter that the scenario sets to another value (e.g. a
+    programme's own healthy-volunteer ratio) keeps the scenario's value in every set."""
+    cal = cfg.scenario.calibration or {}
+    where = f"scenario {cfg.scenario.name}"
+    if not cal.get("accepted_sets") or not cal.get("fitted"):
+        raise SandboxInputError(f"{where}: its calibration records no accepted parameter sets")
+    source = str(cal["accepted_sets"]).split(" (")[0]
+    path = root / source
+    if not path.is_file():
+        raise SandboxInputError(f"{where}: calibration.accepted_sets {source}: no such file")
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is one line
+        raise SandboxInputError(f"{path}: not a readable Parquet file ({e})") from e
+    if "accepted" not in frame.columns:
+        raise SandboxInputError(f"{path}: no 'accepted' column")
+    frame = frame.with_row_index("row").filter(pl.col("accepted"))
+    if frame.height == 0:
+        raise SandboxInputError(f"{path}: no accepted parameter set")
+    kept, own = [], []
+    for name, value in cal["fitted"].items():
+        if name not in FREE or name not in frame.columns:
+            raise SandboxInputError(f"{path}: no column for the fitted parameter {name}")
+        current = float(getattr(_get(cfg.scenario, FREE[name][0]), name))
+        (kept if math.isclose(current, float(value), rel_tol=1e-6) else own).append(name)
+    if count > frame.height:
+        raise SandboxInputError(f"{path}: {count} sets asked for, {frame.height} accepted")
+    rng = np.random.default_rng(seed)
+    take = rng.choice(frame.height, size=count, replace=False)
+    values = tuple(
+        {".".join((*FREE[n][0], n)): float(frame[n][int(i)]) for n in kept} for i in take
+    )
+    rows = tuple(int(frame["row"][int(i)]) for i in take)
+    return CalibrationSets(source, tuple(kept), tuple(own), rows, values)

@@ -73,6 +73,10 @@ class Population:
 class Eligibility:
     rule: str = field(metadata={"choices": ("plcom2012", "uspstf2021", "nlst")})
     plcom2012_threshold: float = field(default=0.0151, metadata=PROB)
+    # candidates whose lung cancer would be diagnosed from symptoms within this many days of
+    # entry already have the symptoms at enrolment, and are not enrolled (0: only those
+    # diagnosed before entry are left out)
+    symptom_free_days: float = field(default=0.0, metadata={"ge": 0, "le": 730})
 
 
 @dataclass(frozen=True)
@@ -154,8 +158,21 @@ class Disease:
     # nodule types (solid, part-solid, ground-glass) of indolent tumours (empty: the
     # histology's type_mix); slow-growing cancers are mostly sub-solid
     indolent_type_mix: tuple[float, ...] = ()
-    # indolent tumours may start this many years before entry (0: preclinical_window_years)
-    indolent_window_years: float = field(default=0.0, metadata={"ge": 0, "le": 60})
+    # the onset hazard rises with age at these rates per year (log scale; current and former
+    # smokers; 0: constant) up to onset_peak_age, flat after; its mean over the six years
+    # after entry stays the risk model's
+    onset_slope_current: float = field(default=0.0, metadata={"ge": 0, "le": 0.3})
+    onset_slope_former: float = field(default=0.0, metadata={"ge": 0, "le": 0.3})
+    onset_peak_age: float = field(default=200.0, metadata={"ge": 40, "le": 200})
+    # sub-solid tumours (part-solid, ground-glass) may start this many years before entry
+    # (0: preclinical_window_years): the atypical adenomatous hyperplasia to adenocarcinoma
+    # in situ sequence lasts decades
+    subsolid_window_years: float = field(default=0.0, metadata={"ge": 0, "le": 60})
+    # volume doubling times of sub-solid tumours that are not indolent (part-solid,
+    # ground-glass; log-normal medians and sigma; empty: the histology's): a tumour that looks
+    # sub-solid grows slowly whatever its histology (Hasegawa et al., Br J Radiol 2000)
+    subsolid_vdt_median_days: tuple[float, ...] = ()
+    subsolid_vdt_sigma: float = field(default=0.5, metadata={"gt": 0, "le": 2})
 
     def check(self, path: str) -> None:
         if not all(0 < f <= 1 for f in self.solid_fraction):
@@ -164,6 +181,14 @@ class Disease:
             if len(self.indolent_type_mix) != 3:
                 fail(f"{path}.indolent_type_mix", "needs three shares (solid, part-solid, GGN)")
             check_mix(self.indolent_type_mix, f"{path}.indolent_type_mix")
+        if self.subsolid_vdt_median_days and (
+            len(self.subsolid_vdt_median_days) != 2
+            or not all(20 <= v <= 20000 for v in self.subsolid_vdt_median_days)
+        ):
+            fail(
+                f"{path}.subsolid_vdt_median_days",
+                "needs two doubling times in days, 20-20000 (part-solid, ground-glass)",
+            )
         for h in self.histology:
             if h not in HISTOLOGIES:
                 fail(

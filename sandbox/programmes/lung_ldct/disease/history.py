@@ -118,7 +118,9 @@ def sample_history(
     """Draw the eligible cohort (in candidate-id order) with cancers and benign nodules.
 
     Candidates who had a clinically diagnosed lung cancer before entry are not screened (a
-    history of lung cancer excludes them), as in the trials.
+    history of lung cancer excludes them), as in the trials; nor are those whose cancer would
+    be diagnosed from symptoms within ``cohort.eligibility.symptom_free_days`` of entry (they
+    have the symptoms already).
     """
     n = scenario.cohort.size if size is None else size
     horizon = follow_up_days(scenario)
@@ -132,7 +134,7 @@ def sample_history(
         keep = cand.pop("eligible")
         cand = {k: v[keep] for k, v in cand.items()}
         canc = sample_cancers(scenario.disease, streams, cand, horizon)
-        ok = canc["clinical_day"] >= 0.0
+        ok = canc["clinical_day"] >= scenario.cohort.eligibility.symptom_free_days
         cand = {k: v[ok] for k, v in cand.items()}
         canc = {k: v[ok] for k, v in canc.items()}
         parts_p.append(cand)

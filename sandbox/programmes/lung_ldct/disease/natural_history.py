@@ -3,17 +3,19 @@
 Model (times in days from the person's entry, shifted to programme days by
 :func:`sandbox.programmes.lung_ldct.disease.history.sample_history`; sizes in mm of longest diameter):
 
-* **Onset** of a preclinical tumour at diameter ``d0`` arrives as a Poisson process with the
-  person's annual hazard ``-ln(1 - r6) / 6 * incidence_multiplier`` (``r6`` = PLCOm2012 six-year
-  risk), over a window starting ``preclinical_window_years`` before entry so that
-  prevalent cancers exist at the first round. Only the first onset counts.
+* **Onset** of a preclinical tumour at diameter ``d0`` arrives as a Poisson process whose
+  hazard averages ``-ln(1 - r6) / 6 * incidence_multiplier`` over the six years after entry
+  (``r6`` = PLCOm2012 six-year risk) and rises with age at ``onset_slope_current`` per year (log
+  scale; ``onset_slope_former`` for former smokers) up to ``onset_peak_age``, over a window starting ``preclinical_window_years`` before
+  entry so that prevalent cancers exist at the first round. Only the first onset counts.
 * **Growth** is exponential in volume: ``d(t) = d0 * 2 ** ((t - onset) / (3 * vdt))``, the volume
   doubling time log-normal by histology, with an indolent fraction on a long doubling time.
 * **Clinical detection** (symptoms) has hazard ``c * (s / 20 mm) ** k`` per year, ``s`` the
   diameter of the solid component (``solid_fraction`` of ``d`` by nodule type), solved in
   closed form, plus a constant hazard once distant spread has occurred. Indolent tumours are
-  mostly sub-solid (``indolent_type_mix``); indolent sub-solid ones may start
-  ``indolent_window_years`` before entry.
+  mostly sub-solid (``indolent_type_mix``); sub-solid tumours that are not indolent grow at
+  ``subsolid_vdt_median_days``, and every sub-solid tumour may start ``subsolid_window_years``
+  before entry.
 * **Spread**: each tumour draws the diameter at which nodal (N1; N2 at ``n2_over_n1`` times that)
   and distant spread occur, log-normal, scaled by histology; stage at any time follows from
   the solid component's size and spread (:func:`stage_at`).
@@ -38,6 +40,40 @@ STAGE_INDEX = {s: i for i, s in enumerate(STAGES)}
 def onset_hazard_per_year(risk_6y: np.ndarray, multiplier: float) -> np.ndarray:
     """Annual hazard of preclinical onset from a six-year risk."""
     return -np.log1p(-np.clip(risk_6y, 0.0, 0.999)) / 6.0 * multiplier
+
+
+def onset_years(
+    e: np.ndarray,
+    hazard_6y: np.ndarray,
+    age: np.ndarray,
+    window_years: np.ndarray,
+    slope: np.ndarray | float = 0.0,
+    peak_age: float = 200.0,
+) -> np.ndarray:
+    """Years from entry to onset for unit-exponential draws ``e`` (may exceed any horizon).
+
+    The hazard starts ``window_years`` before entry and rises with age at ``slope`` per year
+    (log scale; per person or one for all) up to ``peak_age``, flat after; it is scaled so
+    that its mean over the six years after entry is ``hazard_6y`` (the six-year risk
+    model's). ``slope`` 0: constant.
+    """
+    h6 = np.maximum(hazard_6y, 1e-12)
+    w = np.asarray(window_years, dtype=float)
+    flat = -w + e / h6
+    b = np.broadcast_to(np.asarray(slope, dtype=float), np.shape(e))
+    if not b.any():
+        return flat
+    b = np.where(b > 0, b, 1.0)  # placeholder where flat; replaced below
+    tc = np.maximum(peak_age - age, 0.0)  # years from entry to the peak age
+    # mean of g(t) = exp(b min(t, tc)) over the six years after entry
+    six = np.minimum(tc, 6.0)
+    mean6 = (np.expm1(b * six) / b + np.exp(b * six) * (6.0 - six)) / 6.0
+    target = e * mean6 / h6  # cumulative g from -w to the onset
+    g_tc = (np.exp(b * tc) - np.exp(-b * w)) / b  # cumulative g from -w to the peak
+    before = np.log(np.exp(-b * w) + b * np.minimum(target, g_tc)) / b
+    after = tc + np.maximum(target - g_tc, 0.0) / np.exp(b * tc)
+    rising = np.where(target <= g_tc, before, after)
+    return np.where(np.asarray(slope) > 0, rising, flat)
 
 
 def clinical_time_after_onset(
@@ -146,17 +182,36 @@ def sample_cancers(
         mix = np.asarray(disease.indolent_type_mix, dtype=float)
         type_cdf = np.where(indolent[:, None], np.cumsum(mix / mix.sum()), type_cdf)
     nodule_type = (u("nodule_type")[:, None] > type_cdf[:, :-1]).sum(axis=1).astype(np.int8)
+    if disease.subsolid_vdt_median_days:
+        # a tumour that looks sub-solid grows slowly, whatever its histology
+        sub_med = np.array([0.0, *disease.subsolid_vdt_median_days])[nodule_type]
+        sub_vdt = np.clip(sub_med * np.exp(disease.subsolid_vdt_sigma * z), 20.0, 20000.0)
+        vdt = np.where(~indolent & (nodule_type > 0), sub_vdt, vdt)
     # symptoms, spread and the T descriptor follow the solid component
     solid = np.asarray(disease.solid_fraction, dtype=float)[nodule_type]
-    # indolent sub-solid lesions (the atypical adenomatous hyperplasia to adenocarcinoma
-    # in situ sequence) may have started long before entry
-    long_window = indolent & (nodule_type > 0) & (disease.indolent_window_years > 0)
+    # indolent sub-solid lesions (the atypical adenomatous hyperplasia to adenocarcinoma in
+    # situ sequence) may have started long before entry
+    long_window = indolent & (nodule_type > 0) & (disease.subsolid_window_years > 0)
     window = (
-        np.where(long_window, disease.indolent_window_years, disease.preclinical_window_years)
+        np.where(long_window, disease.subsolid_window_years, disease.preclinical_window_years)
         * YEAR
     )
     h = onset_hazard_per_year(people["plcom2012_6y"], disease.incidence_multiplier)
-    onset = -window + (-np.log(u("onset"))) / np.maximum(h, 1e-12) * YEAR
+    onset = (
+        onset_years(
+            -np.log(u("onset")),
+            h,
+            people["age"],
+            window / YEAR,
+            np.where(
+                people["current_smoker"] == 1,
+                disease.onset_slope_current,
+                disease.onset_slope_former,
+            ),
+            disease.onset_peak_age,
+        )
+        * YEAR
+    )
     has = onset < horizon_day
     spiculated = u("spiculated") < np.array([hh.spiculated for hh in hists])[local]
     central = has & (u("central") < np.array([hh.central_share for hh in hists])[local])
@@ -229,6 +284,13 @@ def sample_cancers(
     }
 
 
+def cure_fraction(survival_5y: float, median_uncured_years: float) -> float:
+    """The cured share that, with the uncured surviving an exponential time of the given median,
+    gives five-year survival ``survival_5y``: ``(s5 - S)/(1 - S)``, ``S = 2^(-5/median)``."""
+    s = 2.0 ** (-5.0 / median_uncured_years)
+    return max(0.0, (survival_5y - s) / (1.0 - s))
+
+
 def lung_cancer_death_day(
     stage: str,
     diagnosis_day: float,
@@ -239,13 +301,14 @@ def lung_cancer_death_day(
 ) -> float:
     """Day of death from lung cancer after diagnosis at ``stage`` (inf if cured).
 
-    Cure probability is the stage's five-year survival; the uncured survive an exponential time
-    with the stage's median, counted from the later of diagnosis and the day symptoms would
-    have led to diagnosis, so that earlier diagnosis earns no lead-time survival.
+    The uncured survive an exponential time with the stage's median, counted from the later of
+    diagnosis and the day symptoms would have led to diagnosis, so that earlier diagnosis earns
+    no lead-time survival; the cure probability is what makes five-year survival the stage's
+    ``survival_5y`` (:func:`cure_fraction`).
     """
-    if cure_u < disease.survival_5y[stage]:
-        return math.inf
     median = disease.median_survival_years_uncured[stage]
+    if cure_u < cure_fraction(disease.survival_5y[stage], median):
+        return math.inf
     years = -math.log(survival_u) * median / math.log(2.0)
     start = diagnosis_day if not math.isfinite(clinical_day) else max(diagnosis_day, clinical_day)
     return start + years * YEAR

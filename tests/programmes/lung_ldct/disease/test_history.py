@@ -37,6 +37,28 @@ def test_history_is_the_requested_size_and_eligible(history, small_cfg):
     assert set(np.unique(site)) <= set(range(len(small_cfg.scenario.sites)))
 
 
+def test_people_with_symptoms_at_entry_are_not_enrolled(small_cfg):
+    """With ``symptom_free_days`` d, nobody enrolled has a cancer that symptoms bring to
+    diagnosis within d days of entry; everyone else is enrolled as before (the same people,
+    in the same order, less those)."""
+    scn = small_cfg.scenario
+    elig = dataclasses.replace(scn.cohort.eligibility, symptom_free_days=0.0)
+    base = dataclasses.replace(scn, cohort=dataclasses.replace(scn.cohort, eligibility=elig))
+    wide = dataclasses.replace(
+        scn,
+        cohort=dataclasses.replace(
+            scn.cohort, eligibility=dataclasses.replace(elig, symptom_free_days=365.0)
+        ),
+    )
+    a = sample_history(base, Streams(small_cfg.seed), 4000)
+    b = sample_history(wide, Streams(small_cfg.seed), 4000)
+    lead = a.cancer["clinical_day"] - a.people["entry_day"]
+    assert np.any(lead < 365.0)  # some would surface within the year
+    assert np.all(b.cancer["clinical_day"] - b.people["entry_day"] >= 365.0)
+    kept = a.people["person_id"][lead >= 365.0]
+    np.testing.assert_array_equal(b.people["person_id"][: len(kept)], kept)
+
+
 def test_bigger_cohort_extends_smaller_one(small_cfg, history):
     big = sample_history(small_cfg.scenario, Streams(small_cfg.seed), 3000)
     for k, v in history.people.items():

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from scipy import integrate, stats
 
 from sandbox.programmes.lung_ldct.config import STAGES
+from sandbox.programmes.lung_ldct.disease.natural_history import onset_years
 from sandbox.programmes.lung_ldct.disease import (
     YEAR,
     clinical_time_after_onset,
@@ -135,7 +136,10 @@ def test_onset_hazard_reproduces_six_year_risk():
 
 @pytest.mark.parametrize("r6", [0.01, 0.04])
 def test_fraction_with_onset_in_window(small_cfg, r6):
-    disease = small_cfg.scenario.disease
+    # a constant onset hazard here; the rise with age has its own tests below
+    disease = dataclasses.replace(
+        small_cfg.scenario.disease, onset_slope_current=0.0, onset_slope_former=0.0
+    )
     people = {
         "person_id": np.arange(N, dtype=np.int64),
         "plcom2012_6y": np.full(N, r6),
@@ -146,15 +150,16 @@ def test_fraction_with_onset_in_window(small_cfg, r6):
     horizon = 6 * YEAR
     c = sample_cancers(disease, Streams(31), people, horizon)
     h = onset_hazard_per_year(np.array(r6), disease.incidence_multiplier)
-    # indolent sub-solid tumours may start indolent_window_years before entry, the rest
+    # indolent sub-solid tumours may start subsolid_window_years before entry, the rest
     # preclinical_window_years: whether a tumour is one is drawn independently of its onset
     hist = list(disease.histology.values())
     shares = np.array([hh.share for hh in hist]) / sum(hh.share for hh in hist)
-    if disease.indolent_type_mix and disease.indolent_window_years > 0:
-        mix = np.array(disease.indolent_type_mix) / sum(disease.indolent_type_mix)
-        p_long = sum(sh * hh.indolent_fraction for sh, hh in zip(shares, hist, strict=True))
-        p_long *= 1.0 - mix[0]
-        w_long = disease.indolent_window_years
+    if disease.subsolid_window_years > 0:
+        p_long = 0.0
+        for sh, hh in zip(shares, hist, strict=True):
+            mix = np.array(disease.indolent_type_mix or hh.type_mix)
+            p_long += sh * hh.indolent_fraction * (1.0 - mix[0] / mix.sum())
+        w_long = disease.subsolid_window_years
     else:
         p_long, w_long = 0.0, disease.preclinical_window_years
     w = disease.preclinical_window_years
@@ -213,7 +218,7 @@ def test_symptoms_and_spread_follow_the_solid_component(small_cfg):
 
 def test_indolent_tumours_take_the_indolent_type_mix(small_cfg):
     disease = dataclasses.replace(
-        small_cfg.scenario.disease, indolent_type_mix=(0.0, 0.0, 1.0), indolent_window_years=0.0
+        small_cfg.scenario.disease, indolent_type_mix=(0.0, 0.0, 1.0), subsolid_window_years=0.0
     )
     people = high_risk_men()
     c = sample_cancers(disease, Streams(34), people, 6 * YEAR)
@@ -311,8 +316,11 @@ def test_lung_cancer_death_cure_fraction_and_median(small_cfg):
             ]
         )
         cured = np.isinf(days)
-        p = disease.survival_5y[stage]
-        assert cured.mean() == pytest.approx(p, abs=5 * math.sqrt(p * (1 - p) / 20_000) + 1e-9)
+        s5 = disease.survival_5y[stage]
+        # five-year survival (cured, or uncured and alive at five years) is the stage's
+        alive5 = (days > 5 * YEAR).mean()
+        assert alive5 == pytest.approx(s5, abs=5 * math.sqrt(s5 * (1 - s5) / 20_000) + 1e-9)
+        assert cured.mean() < s5 or s5 == 0.0
         if (~cured).sum() > 1000:
             median = np.median(days[~cured]) / YEAR
             assert median == pytest.approx(disease.median_survival_years_uncured[stage], rel=0.08)
@@ -322,7 +330,55 @@ def test_no_lead_time_survival_gain():
     # diagnosed early by screening but not cured: death is counted from when symptoms would have come
     from types import SimpleNamespace
 
-    disease = SimpleNamespace(survival_5y={"I": 0.0}, median_survival_years_uncured={"I": 2.0})
+    disease = SimpleNamespace(survival_5y={"I": 0.2}, median_survival_years_uncured={"I": 2.0})
     early = lung_cancer_death_day("I", 100.0, 500.0, 0.5, 0.5, disease)
     late = lung_cancer_death_day("I", 500.0, 500.0, 0.5, 0.5, disease)
     assert early == late == pytest.approx(500.0 + 2.0 * YEAR)
+
+
+@pytest.mark.parametrize(
+    ("slope", "age", "window"), [(0.11, 60.0, 0.0), (0.047, 77.0, 0.0), (0.11, 70.0, 14.0)]
+)
+def test_onset_hazard_rising_with_age_keeps_the_six_year_risk(slope, age, window):
+    """Onsets drawn with a hazard rising by ``slope`` a year up to 80: over the six years after
+    entry the hazard still averages the risk model's, and the onset times follow the
+    integrated hazard (checked against quadrature), before entry included."""
+    h6 = 0.05
+    e = -np.log(_u("onset_slope"))
+    t = onset_years(e, np.full(N, h6), np.full(N, age), np.full(N, window), slope, 80.0)
+    g = lambda x: math.exp(slope * min(x, 80.0 - age))  # noqa: E731
+    scale = h6 / (integrate.quad(g, 0.0, 6.0)[0] / 6.0)
+    if window == 0.0:
+        p6 = 1.0 - math.exp(-6.0 * h6)  # the mean hazard over the six years is h6
+        assert (t < 6.0).mean() == pytest.approx(p6, abs=5 * math.sqrt(p6 * (1 - p6) / N))
+    for x in (-window / 2, 3.0, 10.0):
+        if x < -window:
+            continue
+        p = 1.0 - math.exp(-scale * integrate.quad(g, -window, x, points=[80.0 - age])[0])
+        assert (t < x).mean() == pytest.approx(p, abs=5 * math.sqrt(p * (1 - p) / N) + 1e-9)
+    assert t.min() >= -window - 1e-9
+
+
+def test_onset_with_no_slope_is_the_constant_hazard():
+    e = -np.log(_u("onset_flat", 1000))
+    h = np.full(1000, 0.02)
+    np.testing.assert_allclose(
+        onset_years(e, h, np.full(1000, 60.0), np.full(1000, 14.0)), -14.0 + e / h
+    )
+
+
+def test_subsolid_tumours_grow_at_the_subsolid_doubling_times(small_cfg):
+    disease = dataclasses.replace(
+        small_cfg.scenario.disease, subsolid_vdt_median_days=(457.0, 813.0), subsolid_vdt_sigma=0.5
+    )
+    c = sample_cancers(disease, Streams(35), high_risk_men(), 6 * YEAR)
+    for t, med in ((1, 457.0), (2, 813.0)):
+        sel = c["has_cancer"] & ~c["indolent"] & (c["nodule_type"] == t)
+        assert sel.sum() > 300
+        v = np.log(c["vdt_days"][sel])
+        assert np.median(v) == pytest.approx(
+            math.log(med), abs=4 * 0.5 * 1.25 / math.sqrt(sel.sum())
+        )
+        assert np.std(v) == pytest.approx(0.5, rel=0.1)
+    solid = c["has_cancer"] & ~c["indolent"] & (c["nodule_type"] == 0)
+    assert np.median(c["vdt_days"][solid]) < 300.0  # solid tumours keep their histology's
