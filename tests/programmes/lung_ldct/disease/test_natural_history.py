@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from scipy import integrate, stats
 
 from sandbox.programmes.lung_ldct.config import STAGES
-from sandbox.programmes.lung_ldct.disease.natural_history import onset_years
 from sandbox.programmes.lung_ldct.disease import (
     YEAR,
     clinical_time_after_onset,
@@ -28,6 +27,7 @@ from sandbox.programmes.lung_ldct.disease import (
     stage_at,
     time_to_diameter,
 )
+from sandbox.programmes.lung_ldct.disease.natural_history import onset_years
 from sandbox.rng import Streams
 
 N = 40_000
