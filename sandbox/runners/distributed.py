@@ -417,6 +417,12 @@ def execute(
     except BaseException:
         for ref in pending:
             ray.cancel(ref, force=True)
+        # let the cancellations settle before Ray shuts down: a task's reply arriving during
+        # shutdown can abort Ray's core worker, and the exit status with it
+        try:
+            ray.wait(list(pending), num_returns=len(pending), timeout=10.0)
+        except Exception:  # noqa: BLE001 - best effort; the interrupt is what matters
+            pass
         raise
     finally:
         bar.close()
