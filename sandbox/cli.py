@@ -1077,7 +1077,7 @@ def _psa_sweep(args: argparse.Namespace) -> Path | None:
     from datetime import UTC, datetime
 
     from sandbox.compose import load, project_root
-    from sandbox.sweep import RUNS, _expand, compose_jobs
+    from sandbox.sweep import RUNS, compose_jobs, expand_plan
     from sandbox.validation.calibrate import calibration_sets
 
     pseudo, base = {}, []
@@ -1112,7 +1112,7 @@ def _psa_sweep(args: argparse.Namespace) -> Path | None:
         )
     name = args.name or f"psa-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
     zipped = {path: [repr(v[path]) for v in sets.values] for path in sets.values[0]}
-    plan = _expand(
+    plan = expand_plan(
         name,
         base,
         {"policy": policies},
@@ -1175,6 +1175,11 @@ def _sweep_strategies(folder: Path) -> tuple[dict[str, list[Path]], list[str]]:
     if len(by) < 2:
         raise SandboxInputError(f"{folder}: the sweep has one policy; psa compares two or more")
     return {p: [runs[k] for k in keys] for p, runs in by.items()}, others
+
+
+def _psa_simulated(set_axes: list[str]) -> bool:
+    """Whether a sweep's sets are parameter vectors (config paths), as `psa` draws them."""
+    return bool(set_axes) and all("." in a for a in set_axes)
 
 
 def cmd_psa(args: argparse.Namespace) -> int:
@@ -1249,15 +1254,14 @@ def cmd_psa(args: argparse.Namespace) -> int:
     grid = np.linspace(0.0, wtp_max, 41)
     ceac_t, evpi_t = acceptability(draws, grid)
     evppi_t = evppi_sets(draws, grid) if n_sets > 1 else None
-    uncertainty = (
-        "prices and utilities (the runs' clinical outcomes are fixed)"
-        if n_sets == 1
-        else f"prices, utilities and {n_sets} re-simulated sets of "
-        + ("natural-history parameters" if set_axes and "." in set_axes[0] else "the sweep's axes")
-        + " (draw d uses set d mod "
-        + str(n_sets)
-        + ")"
-    )
+    if n_sets == 1:
+        uncertainty = "prices and utilities (the runs' clinical outcomes are fixed)"
+    else:
+        what = "natural-history parameters" if _psa_simulated(set_axes) else "the sweep's axes"
+        uncertainty = (
+            f"prices, utilities and {n_sets} re-simulated sets of {what} "
+            f"(draw d uses set d mod {n_sets})"
+        )
     at = acceptability(draws, np.array([wtp]))[0]
     best = at.filter(pl.col("on_frontier"))["strategy"][0]
     strategy = args.strategy or (

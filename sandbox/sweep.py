@@ -155,7 +155,7 @@ def plan_from_overrides(overrides: Sequence[str], name: str = "") -> Plan:
             if key == "runtime.run_name":
                 raise SandboxInputError("runtime.run_name: a sweep names its runs (use --name)")
             base.append(text)
-    return _expand(name, base, axes, {}, "")
+    return expand_plan(name, base, axes, {}, "")
 
 
 def load_sweep_file(path: str | Path) -> Plan:
@@ -196,10 +196,10 @@ def load_sweep_file(path: str | Path) -> Plan:
     for o in spec.overrides:
         if "=" not in o:
             raise SandboxInputError(f"{where}overrides: {o!r} is not key=value")
-    return _expand(spec.name or path.stem, list(spec.overrides), axes, zipped, spec.description)
+    return expand_plan(spec.name or path.stem, list(spec.overrides), axes, zipped, spec.description)
 
 
-def _expand(
+def expand_plan(
     name: str,
     base: list[str],
     axes: dict[str, list[str]],

@@ -7,6 +7,8 @@ stays fast on two CPU cores.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,3 +98,11 @@ def tiny_model(tiny_device):
     from sandbox.agents.bundle import load_bundle
 
     return load_bundle(tiny_device, "cpu")
+
+
+@pytest.fixture(scope="module")
+def ray_tmp():
+    """Ray's session folder: short (its socket paths must fit 107 bytes), ours alone."""
+    folder = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

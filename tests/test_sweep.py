@@ -27,14 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SANDBOX = [str(Path(sys.executable).parent / "sandbox")]
 
 
-@pytest.fixture(scope="module")
-def ray_tmp():
-    """Ray's session folder: short (its socket paths must fit 107 bytes), ours alone."""
-    folder = tempfile.mkdtemp(prefix="rt", dir="/tmp")
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 def ray_args(ray_tmp, cpus: int = 2) -> list[str]:
     return ["runtime=quiet", f"runtime.ray.temp_dir={ray_tmp}", f"runtime.ray.num_cpus={cpus}"]
 

@@ -4,8 +4,6 @@ priced set by set."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -94,13 +92,6 @@ def test_evppi_of_the_sets_is_between_zero_and_evpi():
     # when the sets agree, knowing which is true is worth nothing
     same = evppi_sets(_draws([0.02, 0.02]), grid)
     assert same["evppi_natural_history_per_person"].abs().max() < 5.0
-
-
-@pytest.fixture(scope="module")
-def ray_tmp():
-    folder = tempfile.mkdtemp(prefix="rt", dir="/tmp")
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.ray
