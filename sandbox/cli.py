@@ -966,9 +966,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_economics(args: argparse.Namespace) -> int:
     from sandbox.comparison import expand
-    from sandbox.economics.report import economics_tables, parse_wtp, price_folders
+    from sandbox.economics.report import (
+        BY,
+        economics_tables,
+        parse_wtp,
+        price_folders,
+        subgroup_tables,
+    )
 
     wtp = parse_wtp(args.wtp)
+    if args.by is not None and args.by not in BY:
+        raise SandboxInputError(f"--by {args.by}: choose one of {', '.join(BY)}")
     if not 100 <= args.replicates <= 100_000:
         raise SandboxInputError(f"--replicates {args.replicates}: must be 100-100000")
     out = Path(args.out) if args.out else None
@@ -1007,11 +1015,10 @@ def cmd_economics(args: argparse.Namespace) -> int:
             return f(v)
         return f"{f(v)} ({f(lo)} to {f(hi)})"
 
-    rows = []
-    for d in icers.iter_rows(named=True):
-        rows.append(
+    def icer_rows(frame: pl.DataFrame, first: tuple[str, ...] = ("Strategy",)) -> list[list]:
+        return [
             [
-                d["Strategy"],
+                *(d[k] for k in first),
                 cell(d["Cost"], d["Cost_lo"], d["Cost_hi"]),
                 cell(d["Effect"], d["Effect_lo"], d["Effect_hi"], 4),
                 cell(d["Inc_Cost"], d["Inc_Cost_lo"], d["Inc_Cost_hi"]),
@@ -1019,23 +1026,18 @@ def cmd_economics(args: argparse.Namespace) -> int:
                 cell(d["ICER"], d["ICER_lo"], d["ICER_hi"]),
                 d["Status"],
             ]
-        )
-    print(
-        shown(
-            _table(
-                [
-                    "Strategy",
-                    f"Cost ({cur})",
-                    f"Effect ({unit})",
-                    "Inc_Cost",
-                    "Inc_Effect",
-                    f"ICER ({cur}/{unit[:-1] if unit.endswith('s') else unit})",
-                    "Status",
-                ],
-                rows,
-            )
-        )
-    )
+            for d in frame.iter_rows(named=True)
+        ]
+
+    header = [
+        f"Cost ({cur})",
+        f"Effect ({unit})",
+        "Inc_Cost",
+        "Inc_Effect",
+        f"ICER ({cur}/{unit[:-1] if unit.endswith('s') else unit})",
+        "Status",
+    ]
+    print(shown(_table(["Strategy", *header], icer_rows(icers))))
     print(
         "Status: ND non-dominated (on the frontier; increments against the previous ND strategy), D dominated, ED extendedly dominated"
     )
@@ -1050,8 +1052,19 @@ def cmd_economics(args: argparse.Namespace) -> int:
     ]
     print()
     print(shown(_table(["Strategy", f"WTP ({cur}/{unit[:-1]})", "NMB", "P(cost-effective)"], rows)))
+    tables = {"icers": icers, "nmb": nmb}
+    if args.by is not None:
+        by_icers, by_nmb = subgroup_tables(priced, args.by, args.effect, wtp, args.replicates)
+        print(f"\nby {args.by}: each subgroup's own comparison of the strategies, on its people")
+        print(
+            shown(
+                _table(
+                    ["Subgroup", "Strategy", *header], icer_rows(by_icers, ("Subgroup", "Strategy"))
+                )
+            )
+        )
+        tables |= {f"icers_by_{args.by}": by_icers, f"nmb_by_{args.by}": by_nmb}
     if out is not None:
-        tables = {"icers": icers, "nmb": nmb}
         written = []
         for name, frame in tables.items():
             target = out.with_name(f"{out.stem}_{name}{out.suffix}")
@@ -1543,7 +1556,13 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--effect", choices=("qalys", "life_years"), default="qalys")
     e.add_argument("--replicates", type=int, default=1000, help="bootstrap replicates")
     e.add_argument(
-        "--out", help="also write the tables: FILE.parquet or FILE.csv (FILE_icers, FILE_nmb)"
+        "--by",
+        help="also tabulate within each subgroup or site: sex, race, age_band or site",
+    )
+    e.add_argument(
+        "--out",
+        help="also write the tables: FILE.parquet or FILE.csv (FILE_icers, FILE_nmb; with --by "
+        "also FILE_icers_by_<by>, FILE_nmb_by_<by>)",
     )
     e.set_defaults(func=cmd_economics)
     ps = sub.add_parser(

@@ -15,6 +15,8 @@ from sandbox.economics.tables import Arm, cea_table
 from sandbox.errors import SandboxInputError
 
 EFFECTS = {"qalys": "qalys_disc", "life_years": "life_years_disc"}
+# people columns a cost-effectiveness table can be split by (``sandbox economics --by``)
+BY = ("sex", "race", "age_band", "site")
 
 
 def load_preset(name: str) -> Economics:
@@ -48,6 +50,7 @@ class Priced:
     seed: object
     frame: pl.DataFrame  # per person (ECONOMICS_SCHEMA)
     exposures: Exposures  # what a sensitivity draw re-prices
+    groups: pl.DataFrame | None = None  # per person, in frame's order: the BY columns as text
 
 
 def price_folders(folders: list[str], preset: str | None) -> tuple[list[Priced], Economics]:
@@ -88,6 +91,13 @@ def price_folders(folders: list[str], preset: str | None) -> tuple[list[Priced],
             raise SandboxInputError(f"{folder}: {e}") from e
         assert econ.costs is not None and econ.utilities is not None
         frame = price(exp, econ.costs, econ.utilities)
+        site_names = [str(s.get("name")) for s in (r["config"].get("sites") or [])]
+        groups = people.select(
+            *[pl.col(c).cast(pl.String) for c in BY if c != "site" and c in people.columns],
+            site=pl.col("site")
+            .cast(pl.String)
+            .replace({str(i): name for i, name in enumerate(site_names)}),
+        )
         label = str(r["manifest"].get("policy") or folder.name)
         if label in labels:
             label = f"{label} [{folder.name}]"
@@ -100,6 +110,7 @@ def price_folders(folders: list[str], preset: str | None) -> tuple[list[Priced],
                 r["manifest"].get("seed"),
                 frame,
                 exp,
+                groups,
             )
         )
     return out, econ
@@ -133,3 +144,40 @@ def economics_tables(
     ]
     same_world = len({(p.scenario, str(p.seed)) for p in priced}) == 1
     return cea_table(arms, wtp, replicates, seed, same_people=same_world)
+
+
+def subgroup_tables(
+    priced: list[Priced], by: str, effect: str, wtp: list[float], replicates: int, seed: int = 0
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The ICER and NMB tables within each level of the people column ``by`` (one of
+    :data:`BY`), stacked with a first column ``Subgroup`` (``by=level``): each level is its own
+    comparison of the strategies on the people in it (paired when they are the same people)."""
+    if by not in BY:
+        raise SandboxInputError(f"--by {by}: choose one of {', '.join(BY)}")
+    for p in priced:
+        if p.groups is None or by not in p.groups.columns:
+            raise SandboxInputError(f"{p.folder}: people.parquet has no column {by}")
+    col = EFFECTS[effect]
+    levels = sorted(set().union(*(set(p.groups[by].to_list()) for p in priced)))
+    same_world = len({(p.scenario, str(p.seed)) for p in priced}) == 1
+    icers, nmbs = [], []
+    for i, level in enumerate(levels):
+        arms = []
+        for p in priced:
+            keep = (p.groups[by] == level).to_numpy()
+            f = p.frame.filter(pl.Series(keep))
+            arms.append(
+                Arm(
+                    p.label,
+                    f["cost_total"].to_numpy(),
+                    f[col].to_numpy(),
+                    f["person_id"].to_numpy(),
+                )
+            )
+        if any(len(a.cost) < 2 for a in arms):
+            continue  # a level some strategy has (almost) nobody in: nothing to compare
+        ic, nmb, _ = cea_table(arms, wtp, replicates, seed + i, same_people=same_world)
+        tag = pl.lit(f"{by}={level}").alias("Subgroup")
+        icers.append(ic.select(tag, pl.all()))
+        nmbs.append(nmb.select(tag, pl.all()))
+    return pl.concat(icers), pl.concat(nmbs)

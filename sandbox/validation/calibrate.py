@@ -46,6 +46,9 @@ FREE = {
     "reference_mm": (("programme", "radiograph"), 4.0, 40.0),
     "mimic_share": (("programme", "radiograph"), 0.0, 1.0),
     "mimic_conspicuity": (("programme", "radiograph"), 1.0, 200.0),
+    "spurious_ratio": (("programme", "radiograph"), 0.05, 10.0),
+    "nodal_conspicuity": (("programme", "radiograph"), 1.0, 200.0),
+    "symptom_free_days": (("cohort", "eligibility"), 10.0, 365.0),
 }
 NAN_Z = 10.0  # a row with no value counts as 10 standard errors
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 import testkit
+import yaml
 from testkit import assert_one_line_error, run_cli
 
 
@@ -66,6 +67,7 @@ def test_the_table_has_dampacks_columns_and_dominance(runs, policies, capsys, tm
         (["--wtp", "-5"], "--wtp -5"),
         (["--economics", "bogus"], "economics"),
         (["--replicates", "5"], "--replicates 5"),
+        (["--by", "shoe_size"], "--by shoe_size"),
     ],
 )
 def test_bad_arguments_are_one_line(runs, policies, capsys, tmp_path, args, needle):
@@ -75,6 +77,35 @@ def test_bad_arguments_are_one_line(runs, policies, capsys, tmp_path, args, need
     )
     assert_one_line_error(code, err, needle)
     assert not list(tmp_path.iterdir())
+
+
+def test_tables_by_site_and_subgroup(runs, policies, capsys, tmp_path):
+    """``--by``: each site's (or subgroup's) own comparison of the strategies, on its people;
+    its per-person means weighted by head count give the whole table's."""
+    folders = [str(runs / p) for p in policies]
+    out = tmp_path / "cea.parquet"
+    argv = ["economics", *folders, "--replicates", "200", "--by", "site", "--out", str(out)]
+    code, text, err = run_cli(argv, capsys)
+    assert code == 0, err
+    by = pl.read_parquet(tmp_path / "cea_icers_by_site.parquet")
+    whole = pl.read_parquet(tmp_path / "cea_icers.parquet")
+    people = pl.read_parquet(runs / "soc_single_read" / "people.parquet")
+    config = yaml.safe_load((runs / "soc_single_read" / "config.yaml").read_text())
+    names = [s["name"] for s in config["sites"]]
+    counts = people.group_by("site").len()
+    share = {f"site={names[s]}": n / people.height for s, n in counts.iter_rows()}
+    assert set(by["Subgroup"]) == set(share)
+    for strategy in policies:
+        rows = by.filter(pl.col("Strategy") == strategy)
+        mean = sum(share[g] * c for g, c in zip(rows["Subgroup"], rows["Cost"], strict=True))
+        want = whole.filter(pl.col("Strategy") == strategy)["Cost"][0]
+        assert mean == pytest.approx(want, rel=1e-9)
+    for g in share:
+        assert g in text
+    assert set(by["Status"]) <= {"ND", "D", "ED"}
+    nmb = pl.read_parquet(tmp_path / "cea_nmb_by_site.parquet")
+    sums = nmb.group_by("Subgroup", "WTP").agg(pl.col("P_cost_effective").sum())
+    assert sums["P_cost_effective"].to_list() == pytest.approx([1.0] * sums.height)
 
 
 @pytest.mark.parametrize(

@@ -226,8 +226,12 @@ class Radiograph:
     (nipple shadow, bone island, healed rib fracture, costochondral calcification), the same at
     every exam; ``mimic_conspicuity``: its conspicuity (the reference radiologist's
     ``detection_c50`` is 14: a mimic of 14 is called half the time on a read without prior
-    films). A reported finding unchanged since an earlier report is not positive: readers
-    compare with the prior films.
+    films). ``nodal_conspicuity``: the conspicuity of a tumour's mediastinal nodal spread
+    (N2: a widened mediastinum, a mediastinal or hilar mass), shown by the radiograph whatever
+    the primary's own size or place; 0 leaves only the primary visible. ``ct_workup_mm``: a
+    positive radiograph is worked up by a diagnostic CT that shows every nodule of at least
+    this diameter (0: the work-up sees only what the film showed). A reported finding
+    unchanged since an earlier report is not positive: readers compare with the prior films.
     """
 
     reference_mm: float = field(default=15.0, metadata={"gt": 0, "le": 100})
@@ -236,6 +240,8 @@ class Radiograph:
     spurious_ratio: float = field(default=1.0, metadata={"ge": 0, "le": 50})
     mimic_share: float = field(default=0.0, metadata=PROB)
     mimic_conspicuity: float = field(default=14.0, metadata={"gt": 0, "le": 1000})
+    nodal_conspicuity: float = field(default=0.0, metadata={"ge": 0, "le": 1000})
+    ct_workup_mm: float = field(default=0.0, metadata={"ge": 0, "le": 30})
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -44,6 +44,7 @@ from sandbox.programmes.lung_ldct.lung_rads import (
 )
 from sandbox.programmes.lung_ldct.people import resolve_people
 from sandbox.programmes.lung_ldct.reading import (
+    CT_REFERENCE,
     SPURIOUS_KEY,
     Finding,
     Prior,
@@ -238,14 +239,30 @@ class LungLDCT(Programme):
         update_prior(exam.prior, final.findings, exam.day)
 
     def workup(self, cohort: LungCohort, exam: Any, final: Read, day: float) -> WorkupOutcome:
-        """PET-CT and biopsy of every suspicious finding of the report."""
+        """PET-CT and biopsy of every suspicious finding of the report.
+
+        A positive chest radiograph is worked up by a diagnostic CT of the chest first
+        (``programme.radiograph.ct_workup_mm``): the CT shows every nodule of at least that size,
+        wherever the film's finding was, so it finds a tumour the film did not show, and a
+        finding the film alone showed (a mimic, a spurious one) ends there, without a biopsy.
+        """
         row, c = exam.row, cohort.cancer
-        if MALIGNANT_KEY in final.suspicious and c["onset_day"][row] <= day:
+        found, biopsy_possible = MALIGNANT_KEY in final.suspicious, True
+        ct_mm = self.scenario.programme.radiograph.ct_workup_mm
+        if ct_mm > 0 and isinstance(exam.shows, RadiographFindings):
+            on_ct = [
+                f.key
+                for f in visible_findings(cohort, row, day, CT_REFERENCE)
+                if f.size_mm >= ct_mm
+            ]
+            found = found or MALIGNANT_KEY in on_ct
+            biopsy_possible = any(k != MALIGNANT_KEY for k in on_ct)
+        if found and c["onset_day"][row] <= day:
             d = cohort.cancer_diameter(row, day) * float(c["solid_fraction"][row])
             stage = stage_at(d, float(c["nodal_mm"][row]), self._n2, float(c["distant_mm"][row]))
             return WorkupOutcome(True, stage)
-        benign = exam.u("workup.biopsy") < self.scenario.programme.benign_biopsy_given_workup
-        return WorkupOutcome(False, None, benign)
+        p = self.scenario.programme.benign_biopsy_given_workup
+        return WorkupOutcome(False, None, biopsy_possible and exam.u("workup.biopsy") < p)
 
     def exam_fields(self, exam: Any, final: Read) -> tuple[str, float, bool, bool, float]:
         malignant_mm = -1.0

@@ -32,7 +32,7 @@ SPURIOUS_KEY = 32
 MIMIC_KEY = 33
 MIMIC_SIZE_MM = 10.0
 # any CT scanner: a radiograph's findings are the nodules present, whatever a CT would show
-_CT_REFERENCE = Scanner("reference", 1.0, 1.0, 1.0, 1.0)
+CT_REFERENCE = Scanner("reference", 1.0, 1.0, 1.0, 1.0)
 
 
 @dataclass(slots=True)
@@ -88,18 +88,25 @@ def _radiograph_findings(
     history: LungCohort, row: int, day: float, rg: Radiograph | None
 ) -> RadiographFindings:
     """What a chest radiograph of person ``row`` on ``day`` shows: the same nodules, with their
-    conspicuity on a projection (each finding's place behind anatomy is a keyed draw), and
-    the person's nodule mimic if they have one (a keyed draw: the same at every exam)."""
+    conspicuity on a projection (each finding's place behind anatomy is a keyed draw), a
+    tumour's mediastinal or distant spread once it has happened (at least
+    ``nodal_conspicuity``, wherever the primary is), and the person's nodule mimic if they
+    have one (a keyed draw: the same at every exam)."""
     rg = rg or Radiograph()
     pid = int(history.people["person_id"][row])
     out = RadiographFindings()
     central = history.scalars.central[row]
-    for f in visible_findings(history, row, day, _CT_REFERENCE):
+    for f in visible_findings(history, row, day, CT_REFERENCE):
         if f.key == MALIGNANT_KEY and central:
             u = -1.0  # a central tumour lies behind the hila
         else:
             u = uniform_scalar(history.overlap_key, pid, f.key)
         f.conspicuity = conspicuity_cxr(f.size_mm, f.nodule_type, u, rg)
+        if f.key == MALIGNANT_KEY and rg.nodal_conspicuity > 0.0:
+            c = history.cancer
+            solid_mm = f.size_mm * c["solid_fraction"][row]
+            if solid_mm >= min(c["nodal_mm"][row] * history.n2_over_n1, c["distant_mm"][row]):
+                f.conspicuity = max(f.conspicuity, rg.nodal_conspicuity)
         out.append(f)
     if rg.mimic_share > 0.0 and uniform_scalar(history.mimic_key, pid, 0) < rg.mimic_share:
         z = float(ndtri(uniform_scalar(history.mimic_key, pid, 1)))

@@ -60,3 +60,68 @@ def test_a_radiograph_policy_has_no_ai_role(capsys, tmp_path):
     argv = ["run", "policy=cxr_single_read", "policy.role=triage", f"runtime.out_dir={tmp_path}"]
     code, _, err = run_cli(argv, capsys)
     assert_one_line_error(code, err, "modality: cxr")
+
+
+def test_spread_shows_on_a_radiograph_wherever_the_primary_is():
+    """Once a tumour has mediastinal (N2) or distant spread, the film shows it (a widened
+    mediastinum, a hilar mass, an effusion) at least at ``nodal_conspicuity``, even while
+    the primary is small or behind the hila; before the spread only the primary shows."""
+    import dataclasses
+
+    import numpy as np
+
+    from sandbox.compose import load
+    from sandbox.programmes.lung_ldct.reading import MALIGNANT_KEY, _radiograph_findings
+    from sandbox.simulate import build_cohort
+
+    cfg, _, _ = load(["scenario=nlst", "cohort.size=3000", "seed=3"])
+    cohort = build_cohort(cfg)
+    c = cohort.cancer
+    rg = dataclasses.replace(RG, nodal_conspicuity=14.0)
+    spread_mm = np.minimum(c["nodal_mm"] * cohort.n2_over_n1, c["distant_mm"]) / c["solid_fraction"]
+    rows = np.flatnonzero(c["has_cancer"] & c["central"] & (spread_mm > 6.0))
+    assert len(rows) >= 5
+    raised = 0
+    for row in rows[:20]:
+        # the days the tumour reaches 0.9 and 1.05 times the diameter of its spread
+        before, after = c["onset_day"][row] + 3.0 * c["vdt_days"][row] * np.log2(
+            spread_mm[row] * np.array([0.9, 1.05]) / cohort.onset_diameter_mm
+        )
+        tumour = lambda fs: next(f for f in fs if f.key == MALIGNANT_KEY)  # noqa: E731
+        small = tumour(_radiograph_findings(cohort, row, before, rg))
+        spread = tumour(_radiograph_findings(cohort, row, after, rg))
+        plain = tumour(_radiograph_findings(cohort, row, after, RG))
+        # a central primary lies behind the hila
+        assert small.conspicuity == pytest.approx(
+            conspicuity_cxr(small.size_mm, small.nodule_type, -1.0, rg)
+        )
+        assert spread.conspicuity == pytest.approx(max(14.0, plain.conspicuity))
+        raised += plain.conspicuity < 14.0  # the spread, not the primary, makes it visible
+    assert raised >= 5
+
+
+def test_a_positive_radiograph_worked_up_by_ct_finds_what_the_film_missed(tmp_path):
+    """With ``ct_workup_mm`` the work-up of a positive radiograph is a diagnostic CT: it finds a
+    tumour the film did not show, and a film-only finding (a mimic, a spurious one) ends
+    without a biopsy."""
+    out = {}
+    for mm in (0, 4):
+        argv = ["run", "runtime=quiet", "scenario=nlst", "cohort.size=4000", "seed=5"]
+        argv += ["policy=cxr_single_read", f"programme.radiograph.ct_workup_mm={mm}"]
+        argv += [f"runtime.out_dir={tmp_path}", f"runtime.run_name=ct{mm}"]
+        assert testkit.main(argv) == 0
+        events = pl.read_parquet(tmp_path / f"ct{mm}" / "events.parquet")
+        people = pl.read_parquet(tmp_path / f"ct{mm}" / "people.parquet")
+        t0 = events.filter(pl.col("round") == 0)
+        found = people.filter(
+            (pl.col("diagnosis_mode") == "screen") & (pl.col("diagnosis_round") == 0)
+        )
+        out[mm] = (
+            found.height,
+            int(t0["benign_biopsy"].fill_null(False).sum()),
+            int(t0["positive"].sum()),
+        )
+    # the same first films: the same positives but for who reads which (reading queues move)
+    assert abs(out[4][2] - out[0][2]) <= 0.02 * out[0][2]
+    assert out[4][0] > out[0][0]  # the CT finds tumours the film did not show
+    assert out[4][1] < out[0][1]  # most film-only findings end at the CT

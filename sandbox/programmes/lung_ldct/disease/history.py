@@ -54,6 +54,7 @@ class LungCohort:
     overlap_key: int = 0  # stream key of where a finding lies on a radiograph (imaging.cxr_overlap)
     mimic_key: int = 0  # stream key of a person's radiographic nodule mimic (imaging.cxr_mimic)
     central_conspicuity: float = 1.0  # the conspicuity a central tumour keeps on CT
+    n2_over_n1: float = 1.3  # N2 (mediastinal) spread at this multiple of the N1 diameter
 
     def __len__(self) -> int:
         return len(self.people["person_id"])
@@ -173,4 +174,5 @@ def sample_history(
         streams.key("imaging.cxr_overlap"),
         streams.key("imaging.cxr_mimic"),
         scenario.disease.central_conspicuity,
+        scenario.disease.n2_over_n1,
     )
