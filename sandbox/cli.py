@@ -1204,7 +1204,15 @@ def cmd_psa(args: argparse.Namespace) -> int:
 
     from sandbox.comparison import expand
     from sandbox.economics import plots
-    from sandbox.economics.psa import acceptability, evppi_sets, parse_params, run_psa, tornado
+    from sandbox.economics.psa import (
+        acceptability,
+        evppi_params,
+        evppi_sets,
+        parameter_groups,
+        parse_params,
+        run_psa,
+        tornado,
+    )
     from sandbox.economics.report import parse_wtp, price_folders
     from sandbox.runfolder import temporary_name
 
@@ -1267,6 +1275,7 @@ def cmd_psa(args: argparse.Namespace) -> int:
     grid = np.linspace(0.0, wtp_max, 41)
     ceac_t, evpi_t = acceptability(draws, grid)
     evppi_t = evppi_sets(draws, grid) if n_sets > 1 else None
+    evppi_p = evppi_params(draws, parameter_groups([p.path for p in params]), grid)
     if n_sets == 1:
         uncertainty = "prices and utilities (the runs' clinical outcomes are fixed)"
     else:
@@ -1294,6 +1303,7 @@ def cmd_psa(args: argparse.Namespace) -> int:
         evpi_t.write_parquet(tmp / "evpi.parquet")
         if evppi_t is not None:
             evppi_t.write_parquet(tmp / "evppi.parquet")
+        evppi_p.write_parquet(tmp / "evppi_parameters.parquet")
         torn.write_parquet(tmp / "tornado.parquet")
         unit = "QALYs"
         plots.ce_plane(draws, reference, wtp, unit, econ.currency, tmp)
@@ -1374,6 +1384,13 @@ def cmd_psa(args: argparse.Namespace) -> int:
             f"EVPPI of the {n_sets} sets per person at {evp['wtp'][0]:,.0f}: "
             f"{evp['evppi_natural_history_per_person'][0]:,.2f} {econ.currency}"
         )
+    at_wtp = evppi_p.filter(pl.col("wtp") == ev["wtp"][0]).sort("evppi_per_person", descending=True)
+    if at_wtp.height:
+        top3 = ", ".join(
+            f"{d['group']} {d['evppi_per_person']:,.2f}"
+            for d in at_wtp.head(3).iter_rows(named=True)
+        )
+        print(shown(f"EVPPI per person at {ev['wtp'][0]:,.0f}, largest: {top3} {econ.currency}"))
     if torn.height:
         top = torn.row(0, named=True)
         print(
@@ -1384,7 +1401,7 @@ def cmd_psa(args: argparse.Namespace) -> int:
         )
     print(
         shown(
-            f"written: {out} (psa_draws, ceac, evpi, tornado .parquet; ce_plane, ceac, tornado .png/.svg)"
+            f"written: {out} (psa_draws, ceac, evpi, evppi_parameters, tornado .parquet; ce_plane, ceac, tornado .png/.svg)"
         )
     )
     return 0

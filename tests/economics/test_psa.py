@@ -70,6 +70,35 @@ def test_acceptability_sums_to_one_and_evpi_is_never_negative():
     assert evpi.sort("evpi_per_person")["wtp"][-1] == 50_000.0
 
 
+def test_evppi_values_the_parameter_that_drives_the_decision():
+    """Strategy b's cost is linear in one price (x) and ignores another (y): knowing x is worth
+    (nearly) all of the EVPI, knowing y nothing, and knowing both all of it."""
+    from sandbox.economics.psa import evppi_params, parameter_groups
+
+    rng = np.random.default_rng(5)
+    x = rng.gamma(4.0, 250.0, 2000)  # mean 1,000
+    y = rng.gamma(4.0, 25.0, 2000)
+    rows = []
+    for d in range(2000):
+        base = {"draw": d, "costs.x": x[d], "costs.y": y[d]}
+        rows.append({**base, "strategy": "a", "cost": 0.0, "effect": 0.0})
+        rows.append({**base, "strategy": "b", "cost": x[d], "effect": 0.02})
+    psa = pl.DataFrame(rows)
+    wtp = np.array([50_000.0])
+    _, evpi = acceptability(psa, wtp)
+    groups = parameter_groups(["costs.x", "costs.y"])
+    assert list(groups) == ["costs.x", "costs.y", "all prices"]
+    ev = {
+        r["group"]: r["evppi_per_person"]
+        for r in evppi_params(psa, groups, wtp).iter_rows(named=True)
+    }
+    total = evpi["evpi_per_person"][0]
+    assert total > 10
+    assert ev["costs.x"] == pytest.approx(total, rel=0.05)
+    assert ev["all prices"] == pytest.approx(total, rel=0.05)
+    assert ev["costs.y"] < 0.05 * total
+
+
 def test_psa_writes_its_tables_and_figures(runs, policies, capsys, tmp_path):  # noqa: F811
     out = tmp_path / "psa"
     folders = [str(runs / p) for p in policies]
@@ -80,6 +109,7 @@ def test_psa_writes_its_tables_and_figures(runs, policies, capsys, tmp_path):  #
         "psa_draws.parquet",
         "ceac.parquet",
         "evpi.parquet",
+        "evppi_parameters.parquet",
         "tornado.parquet",
         "psa.yaml",
     ):
