@@ -140,3 +140,18 @@ def test_age_band_shares_set_the_candidates_ages(small_cfg):
         np.bincount(c["age"][c["age"] < 60].astype(int) - 55, minlength=5) / (c["age"] < 60).sum()
     )
     np.testing.assert_allclose(years, 0.2, atol=0.015)  # uniform within the band
+
+
+def test_the_nlst_cohort_is_nlsts_enrolled_population():
+    """NLST's Table 1 (Aberle et al., NEJM 2011) among the people the eligibility rule keeps:
+    48% current smokers, 41% women, 43/31/18/9% aged 55-59/60-64/65-69/70-74."""
+    from sandbox.compose import load
+
+    cfg, _, _ = load(["scenario=nlst"])
+    c = sample_candidates(cfg.scenario.cohort, Streams(11), np.arange(200_000))
+    kept = c["eligible"]
+    assert kept.sum() > 50_000
+    assert c["current_smoker"][kept].mean() == pytest.approx(0.48, abs=0.01)
+    assert c["female"][kept].mean() == pytest.approx(0.41, abs=0.01)
+    share = [np.mean((c["age"][kept] >= lo) & (c["age"][kept] < lo + 5)) for lo in (55, 60, 65, 70)]
+    np.testing.assert_allclose(share, [0.428, 0.306, 0.177, 0.089], atol=0.015)
