@@ -226,9 +226,9 @@ class Radiograph:
     (nipple shadow, bone island, healed rib fracture, costochondral calcification), the same at
     every exam; ``mimic_conspicuity``: its conspicuity (the reference radiologist's
     ``detection_c50`` is 14: a mimic of 14 is called half the time on a read without prior
-    films). ``nodal_conspicuity``: the conspicuity of a tumour's mediastinal nodal spread
-    (N2: a widened mediastinum, a mediastinal or hilar mass), shown by the radiograph whatever
-    the primary's own size or place; 0 leaves only the primary visible. ``ct_workup_mm``: a
+    films). ``nodal_conspicuity``: the least conspicuity of a tumour once it has mediastinal
+    (N2) or distant spread (a widened mediastinum, a mediastinal or hilar mass, an effusion),
+    whatever the primary's own size or place; 0 leaves only the primary visible. ``ct_workup_mm``: a
     positive radiograph is worked up by a diagnostic CT that shows every nodule of at least
     this diameter (0: the work-up sees only what the film showed). A reported finding
     unchanged since an earlier report is not positive: readers compare with the prior films.
