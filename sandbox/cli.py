@@ -808,19 +808,26 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     head, _ = load_targets(args.trial)
     names = [args.trial] + ([head["comparator"]] if head.get("comparator") else [])
+    try:
+        seeds = [int(v) for v in str(args.seed).split(",")]
+    except ValueError:
+        raise SandboxInputError(
+            f"--seed: '{args.seed}' is not a seed or a comma-separated list of seeds"
+        ) from None
     arms = []
     for name in names:
         h, targets = load_targets(name)
-        overrides = [
-            f"scenario={h['scenario']}",
-            f"policy={h['policy']}",
-            f"seed={args.seed}",
-            f"cohort.size={args.size}",
-            "runtime=quiet",
-        ]
-        cfg, profiles, _ = load(overrides)
-        fitted = [t for t in targets if t.fitted]
-        arms.append(Arm(name, cfg, profiles, fitted, float(h.get("n") or args.size)))
+        for seed in seeds:
+            overrides = [
+                f"scenario={h['scenario']}",
+                f"policy={h['policy']}",
+                f"seed={seed}",
+                f"cohort.size={args.size}",
+                "runtime=quiet",
+            ]
+            cfg, profiles, _ = load(overrides)
+            fitted = [t for t in targets if t.fitted]
+            arms.append(Arm(name, cfg, profiles, fitted, float(h.get("n") or args.size)))
     free = list(FREE) if not args.params else args.params.split(",")
     unknown = [p for p in free if p not in FREE]
     if unknown:
@@ -838,7 +845,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     best, value, tables, evals = calibrate(arms, args.max_evals, on_eval, free)
     if args.abc:
-        evals += abc_draws(arms, best, args.abc, args.abc_width, args.seed, on_eval)
+        evals += abc_draws(arms, best, args.abc, args.abc_width, seeds[0], on_eval)
     sets = evaluations_frame(evals, Z_PASS)
     n_acc = int(sets["accepted"].sum())
     print(
@@ -851,8 +858,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             [[k, fmt(start[k]), fmt(v)] for k, v in best.items()],
         )
     )
-    for arm, table in zip(arms, tables, strict=True):
-        print(f"\n{arm.trial}")
+    for name, table in zip(names, tables, strict=True):
+        print(f"\n{name}" + (f" (mean of seeds {args.seed})" if len(seeds) > 1 else ""))
         print(
             _table(
                 ["target", "published", "simulated", "z"],
@@ -878,22 +885,22 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         "arms": names,
         "targets": "sandbox/validation/targets",
         "method": "Nelder-Mead on log-parameters minimising the sum of z^2 over the fitted rows "
-        "of both arms, keyed streams (common random numbers); then rejection ABC around the "
-        "optimum",
+        "of both arms (z the mean over the seeds), keyed streams (common random numbers); then "
+        "rejection ABC around the optimum",
         "command": command,
         "cohort_size": args.size,
-        "seed": args.seed,
+        "seed": seeds[0] if len(seeds) == 1 else seeds,
         "evaluations": len(evals),
         "loss": round(value, 4),
         "accepted_sets": f"scenarios/calibration/{head['scenario']}.parquet ({n_acc} accepted)",
         "fitted": {k: float(f"{v:.4g}") for k, v in best.items() if k in free},
         "fit": {
-            f"{arm.trial}.{r['target']}": {
+            f"{name}.{r['target']}": {
                 "published": r["published"],
                 "simulated": round(r["simulated"], 4),
                 "z": round(r["z"], 2),
             }
-            for arm, table in zip(arms, tables, strict=True)
+            for name, table in zip(names, tables, strict=True)
             for r in table.iter_rows(named=True)
         },
     }
@@ -1534,7 +1541,11 @@ def parser() -> argparse.ArgumentParser:
     )
     k.add_argument("trial", help="nlst")
     k.add_argument("--size", type=int, default=15000)
-    k.add_argument("--seed", type=int, default=2011)
+    k.add_argument(
+        "--seed",
+        default="2011",
+        help="seed, or comma-separated seeds whose mean the fit aims at (default 2011)",
+    )
     k.add_argument("--max-evals", type=int, default=120)
     k.add_argument(
         "--params", default="", help="comma-separated free parameters to fit (default: all)"

@@ -110,13 +110,34 @@ def max_fitted_z(tables: list[pl.DataFrame]) -> float:
     return float(max(z for z in zs if z is not None))
 
 
+def pooled(arms: list[Arm], tables: list[pl.DataFrame]) -> list[pl.DataFrame]:
+    """One table per trial arm (in order of first appearance): where an arm was simulated at
+    several seeds, its simulated values and z are the seeds' means, so that the fit aims at the
+    model's expectation rather than at one population's draw."""
+    by_trial: dict[str, list[pl.DataFrame]] = {}
+    for arm, table in zip(arms, tables, strict=True):
+        by_trial.setdefault(arm.trial, []).append(table)
+    out = []
+    for group in by_trial.values():
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        mean = {
+            c: np.mean([t[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for t in group], axis=0)
+            for c in ("simulated", "z")
+        }
+        out.append(group[0].with_columns(pl.Series(c, v) for c, v in mean.items()))
+    return out
+
+
 def evaluate(arms: list[Arm], params: dict[str, float]) -> tuple[float, list[pl.DataFrame]]:
-    """(loss, one comparison table per arm) of a parameter vector."""
+    """(loss, one comparison table per trial arm, seeds pooled) of a parameter vector."""
     tables = []
     for arm in arms:
         cfg = with_params(arm.cfg, params)
         res = simulate(cfg, arm.profiles, progress=False)
         tables.append(compare(res.metrics, arm.targets, 1.0, arm.trial_n, cfg.scenario.cohort.size))
+    tables = pooled(arms, tables)
     return z_loss(tables), tables
 
 

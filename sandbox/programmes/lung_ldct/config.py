@@ -142,6 +142,15 @@ class Disease:
     other_cause_gompertz_a: float = field(metadata={"gt": 0})
     other_cause_gompertz_b: float = field(metadata={"gt": 0, "le": 1})
     other_cause_smoker_hr: float = field(metadata={"gt": 0, "le": 20})
+    # five-year survival of a stage I tumour by the diameter of its solid (invasive) component
+    # at diagnosis: ``stage_I_survival_5y[k]`` up to ``stage_I_solid_mm[k]``, the last entry
+    # above the last bound (the T descriptor: T1a, T1b, T1c, T2a); empty: ``survival_5y["I"]``
+    stage_I_solid_mm: tuple[float, ...] = ()
+    stage_I_survival_5y: tuple[float, ...] = ()
+    # a sub-solid tumour whose solid component is at most this wide at diagnosis is
+    # adenocarcinoma in situ or minimally invasive (Tis, T1mi) and is cured by resection
+    # (0: none)
+    minimally_invasive_mm: float = field(default=0.0, metadata={"ge": 0, "le": 10})
     # the conspicuity a central tumour keeps on CT (it abuts hilar vessels and bronchial walls,
     # soft tissue rather than aerated lung), and it lies behind the hila on a radiograph
     central_conspicuity: float = field(default=1.0, metadata={"gt": 0, "le": 1})
@@ -201,6 +210,19 @@ class Disease:
         for s, v in self.survival_5y.items():
             if not 0 <= v <= 1:
                 fail(f"{path}.survival_5y.{s}", f"{v} is not a probability")
+        bounds, surv = self.stage_I_solid_mm, self.stage_I_survival_5y
+        if bounds or surv:
+            if len(surv) != len(bounds) + 1:
+                fail(
+                    f"{path}.stage_I_survival_5y",
+                    f"needs one value more than stage_I_solid_mm ({len(bounds) + 1}), got {len(surv)}",
+                )
+            if any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)) or any(
+                b <= 0 for b in bounds
+            ):
+                fail(f"{path}.stage_I_solid_mm", "needs increasing positive diameters (mm)")
+            if not all(0 <= v <= 1 for v in surv):
+                fail(f"{path}.stage_I_survival_5y", "needs probabilities")
         for s, v in self.median_survival_years_uncured.items():
             if not 0 < v <= 50:
                 fail(

@@ -11,7 +11,7 @@ from sandbox.config import Scenario
 from sandbox.programmes.lung_ldct.cohort import age_band
 from sandbox.programmes.lung_ldct.config import RACES, STAGES
 from sandbox.programmes.lung_ldct.disease.history import LungCohort
-from sandbox.programmes.lung_ldct.disease.natural_history import YEAR, lung_cancer_death_day
+from sandbox.programmes.lung_ldct.disease.natural_history import YEAR
 
 DIAGNOSIS_MODES = (
     "none",
@@ -102,9 +102,7 @@ def resolve_people(
     disease = scenario.disease
 
     def lc_death(i: int, st: str, day: float) -> float:
-        return lung_cancer_death_day(
-            st, day, float(clinical[i]), float(c["cure_u"][i]), float(c["survival_u"][i]), disease
-        )
+        return history.cancer_death_day(i, st, day, disease)
 
     for i in np.flatnonzero(diagnosed):
         pid = int(p["person_id"][i])

@@ -28,7 +28,6 @@ from sandbox.programmes.lung_ldct.config import STAGES, Cohort, Disease, LungPro
 from sandbox.programmes.lung_ldct.disease.history import LungCohort, sample_history
 from sandbox.programmes.lung_ldct.disease.natural_history import (
     YEAR,
-    lung_cancer_death_day,
     stage_at,
 )
 from sandbox.programmes.lung_ldct.imaging.findings import MALIGNANT_KEY, most_suspicious
@@ -178,15 +177,7 @@ class LungLDCT(Programme):
     def cancer_death_day(
         self, cohort: LungCohort, row: int, dx_day: float, stage: str | None
     ) -> float:
-        c = cohort.cancer
-        return lung_cancer_death_day(
-            stage,
-            dx_day,
-            float(c["clinical_day"][row]),
-            float(c["cure_u"][row]),
-            float(c["survival_u"][row]),
-            self.scenario.disease,
-        )
+        return cohort.cancer_death_day(row, stage, dx_day, self.scenario.disease)
 
     # ---------------------------------------------------------------- one exam
     def exam_shows(

@@ -10,6 +10,7 @@ from sandbox.programmes.lung_ldct.disease.natural_history import (
     other_cause_death_day,
     sample_cancers,
     stage_at,
+    survival_5y_at,
     time_to_diameter,
 )
 from sandbox.programmes.lung_ldct.disease.nodules import sample_benign_nodules
@@ -20,6 +21,7 @@ __all__ = [
     "clinical_time_after_onset",
     "diameter_at",
     "lung_cancer_death_day",
+    "survival_5y_at",
     "onset_hazard_per_year",
     "other_cause_death_day",
     "sample_benign_nodules",

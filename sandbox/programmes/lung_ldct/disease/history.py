@@ -11,7 +11,12 @@ import numpy as np
 from sandbox.config import Scenario
 from sandbox.errors import SandboxInputError
 from sandbox.programmes.lung_ldct.cohort import assign_sites, sample_candidates
-from sandbox.programmes.lung_ldct.disease.natural_history import YEAR, sample_cancers
+from sandbox.programmes.lung_ldct.config import Disease
+from sandbox.programmes.lung_ldct.disease.natural_history import (
+    YEAR,
+    lung_cancer_death_day,
+    sample_cancers,
+)
 from sandbox.programmes.lung_ldct.disease.nodules import sample_benign_nodules
 from sandbox.rng import Streams
 
@@ -97,6 +102,21 @@ class LungCohort:
         if day < onset:
             return 0.0
         return self.onset_diameter_mm * 2.0 ** ((day - onset) / (3.0 * sc.vdt_days[row]))
+
+    def cancer_death_day(self, row: int, stage: str, dx_day: float, disease: Disease) -> float:
+        """Day person ``row`` dies of the lung cancer diagnosed at ``stage`` on ``dx_day`` (inf if
+        cured), the T descriptor taken from the solid component's diameter that day."""
+        c = self.cancer
+        return lung_cancer_death_day(
+            stage,
+            dx_day,
+            float(c["clinical_day"][row]),
+            float(c["cure_u"][row]),
+            float(c["survival_u"][row]),
+            disease,
+            solid_mm=self.cancer_diameter(row, dx_day) * float(c["solid_fraction"][row]),
+            subsolid=bool(c["nodule_type"][row] > 0),
+        )
 
 
 def follow_up_days(scenario: Scenario) -> float:

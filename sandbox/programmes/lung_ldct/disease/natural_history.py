@@ -25,6 +25,7 @@ Model (times in days from the person's entry, shifted to programme days by
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import numpy as np
@@ -291,6 +292,19 @@ def cure_fraction(survival_5y: float, median_uncured_years: float) -> float:
     return max(0.0, (survival_5y - s) / (1.0 - s))
 
 
+def survival_5y_at(stage: str, solid_mm: float, subsolid: bool, disease: Disease) -> float:
+    """Five-year lung-cancer survival of a tumour diagnosed at ``stage`` whose solid component is
+    ``solid_mm`` wide: a sub-solid tumour with a solid component of at most
+    ``minimally_invasive_mm`` is cured (Tis, T1mi); stage I follows the T descriptor
+    (``stage_I_solid_mm``, ``stage_I_survival_5y``); other stages ``survival_5y``."""
+    if subsolid and solid_mm <= disease.minimally_invasive_mm:
+        return 1.0
+    bounds = disease.stage_I_solid_mm
+    if stage == "I" and disease.stage_I_survival_5y:
+        return disease.stage_I_survival_5y[bisect.bisect_left(bounds, solid_mm)]
+    return disease.survival_5y[stage]
+
+
 def lung_cancer_death_day(
     stage: str,
     diagnosis_day: float,
@@ -298,16 +312,20 @@ def lung_cancer_death_day(
     cure_u: float,
     survival_u: float,
     disease: Disease,
+    solid_mm: float = math.inf,
+    subsolid: bool = False,
 ) -> float:
     """Day of death from lung cancer after diagnosis at ``stage`` (inf if cured).
 
     The uncured survive an exponential time with the stage's median, counted from the later of
     diagnosis and the day symptoms would have led to diagnosis, so that earlier diagnosis earns
-    no lead-time survival; the cure probability is what makes five-year survival the stage's
-    ``survival_5y`` (:func:`cure_fraction`).
+    no lead-time survival; the cure probability is what makes five-year survival the one
+    :func:`survival_5y_at` gives for the stage and the solid component's diameter at diagnosis
+    (:func:`cure_fraction`).
     """
     median = disease.median_survival_years_uncured[stage]
-    if cure_u < cure_fraction(disease.survival_5y[stage], median):
+    s5 = survival_5y_at(stage, solid_mm, subsolid, disease)
+    if cure_u < cure_fraction(s5, median):
         return math.inf
     years = -math.log(survival_u) * median / math.log(2.0)
     start = diagnosis_day if not math.isfinite(clinical_day) else max(diagnosis_day, clinical_day)

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import integrate, stats
 
+from sandbox.errors import SandboxInputError
 from sandbox.programmes.lung_ldct.config import STAGES
 from sandbox.programmes.lung_ldct.disease import (
     YEAR,
@@ -25,9 +26,10 @@ from sandbox.programmes.lung_ldct.disease import (
     other_cause_death_day,
     sample_cancers,
     stage_at,
+    survival_5y_at,
     time_to_diameter,
 )
-from sandbox.programmes.lung_ldct.disease.natural_history import onset_years
+from sandbox.programmes.lung_ldct.disease.natural_history import cure_fraction, onset_years
 from sandbox.rng import Streams
 
 N = 40_000
@@ -316,21 +318,68 @@ def test_lung_cancer_death_cure_fraction_and_median(small_cfg):
             ]
         )
         cured = np.isinf(days)
-        s5 = disease.survival_5y[stage]
+        s5 = survival_5y_at(stage, math.inf, False, disease)
         # five-year survival (cured, or uncured and alive at five years) is the stage's
         alive5 = (days > 5 * YEAR).mean()
         assert alive5 == pytest.approx(s5, abs=5 * math.sqrt(s5 * (1 - s5) / 20_000) + 1e-9)
-        assert cured.mean() < s5 or s5 == 0.0
+        # the cured are the share cure_fraction gives, fewer than survive five years
+        pi = cure_fraction(s5, disease.median_survival_years_uncured[stage])
+        assert pi <= s5
+        assert cured.mean() == pytest.approx(pi, abs=5 * math.sqrt(pi * (1 - pi) / 20_000) + 1e-9)
         if (~cured).sum() > 1000:
             median = np.median(days[~cured]) / YEAR
             assert median == pytest.approx(disease.median_survival_years_uncured[stage], rel=0.08)
+
+
+def test_stage_I_survival_follows_the_solid_component(small_cfg):
+    disease = small_cfg.scenario.disease
+    bounds, surv = disease.stage_I_solid_mm, disease.stage_I_survival_5y
+    assert bounds and len(surv) == len(bounds) + 1
+    # the T descriptor: up to each bound (inclusive), and above the last
+    assert survival_5y_at("I", bounds[0], False, disease) == surv[0]
+    assert survival_5y_at("I", bounds[0] + 0.1, False, disease) == surv[1]
+    assert survival_5y_at("I", 39.0, False, disease) == surv[-1]
+    # other stages ignore the diameter
+    assert survival_5y_at("III", 8.0, False, disease) == disease.survival_5y["III"]
+    # a sub-solid tumour with a solid part of at most minimally_invasive_mm is cured, at any
+    # draw; a solid tumour of the same size is not
+    mia = disease.minimally_invasive_mm
+    assert mia > 0
+    assert survival_5y_at("I", mia, True, disease) == 1.0
+    assert survival_5y_at("I", mia, False, disease) == surv[0]
+    assert math.isinf(lung_cancer_death_day("I", 0.0, 9e3, 0.999, 0.5, disease, mia, True))
+    assert math.isfinite(lung_cancer_death_day("I", 0.0, 9e3, 0.999, 0.5, disease, mia, False))
+    # a smaller stage I tumour is cured at least as often: the same draw never turns from
+    # cured to uncured as the diameter shrinks
+    u = _u("cure-size", 5_000)
+    cured = [
+        np.isinf([lung_cancer_death_day("I", 0.0, 9e3, a, 0.5, disease, d) for a in u]).mean()
+        for d in (6.0, 15.0, 25.0, 35.0)
+    ]
+    assert cured == sorted(cured, reverse=True) and cured[0] > cured[-1] + 0.1
+
+
+def test_stage_I_survival_table_is_checked(small_cfg):
+    disease = small_cfg.scenario.disease
+    bad = dataclasses.replace(disease, stage_I_survival_5y=(0.9, 0.8))
+    with pytest.raises(SandboxInputError, match="stage_I_survival_5y"):
+        bad.check("scenario.disease")
+    bad = dataclasses.replace(disease, stage_I_solid_mm=(20.0, 10.0, 30.0))
+    with pytest.raises(SandboxInputError, match="stage_I_solid_mm"):
+        bad.check("scenario.disease")
 
 
 def test_no_lead_time_survival_gain():
     # diagnosed early by screening but not cured: death is counted from when symptoms would have come
     from types import SimpleNamespace
 
-    disease = SimpleNamespace(survival_5y={"I": 0.2}, median_survival_years_uncured={"I": 2.0})
+    disease = SimpleNamespace(
+        survival_5y={"I": 0.2},
+        median_survival_years_uncured={"I": 2.0},
+        minimally_invasive_mm=0.0,
+        stage_I_solid_mm=(),
+        stage_I_survival_5y=(),
+    )
     early = lung_cancer_death_day("I", 100.0, 500.0, 0.5, 0.5, disease)
     late = lung_cancer_death_day("I", 500.0, 500.0, 0.5, 0.5, disease)
     assert early == late == pytest.approx(500.0 + 2.0 * YEAR)
