@@ -271,3 +271,46 @@ def test_calibrate_fits_both_arms_and_keeps_every_evaluation(capsys):
     }
     unchanged = {name: (a, b) for name, a, b in fitted}["reference_mm"]
     assert unchanged[0] == unchanged[1]  # not in --params: stays at its start value
+
+
+def test_several_seeds_are_pooled_into_one_table_per_arm():
+    from types import SimpleNamespace
+
+    from sandbox.validation.calibrate import pooled, z_loss
+
+    def table(sim, z):
+        return pl.DataFrame(
+            {"target": ["a", "b"], "fitted": [True, True], "simulated": sim, "z": z},
+            schema={
+                "target": pl.Utf8,
+                "fitted": pl.Boolean,
+                "simulated": pl.Float64,
+                "z": pl.Float64,
+            },
+        )
+
+    arms = [SimpleNamespace(trial=t) for t in ("x", "x", "y")]
+    tables = [
+        table([1.0, 3.0], [2.0, -1.0]),
+        table([3.0, 5.0], [0.0, 3.0]),
+        table([7.0, 7.0], [1, 1]),
+    ]
+    out = pooled(arms, tables)
+    assert len(out) == 2
+    # the seeds' mean, not each seed's z: +2 and 0 make 1, not 4 + 0
+    assert out[0]["simulated"].to_list() == [2.0, 4.0]
+    assert out[0]["z"].to_list() == [1.0, 1.0]
+    assert out[1].equals(tables[2])
+    assert z_loss(out) == pytest.approx(4.0)
+
+
+def test_calibrate_takes_several_seeds_and_refuses_a_bad_list(capsys):
+    from testkit import assert_one_line_error, run_cli
+
+    argv = ["calibrate", "nlst", "--size", "300", "--max-evals", "1", "--dry-run"]
+    argv += ["--params", "incidence_multiplier", "--seed", "5,6"]
+    code, out, _ = run_cli(argv, capsys)
+    assert code == 0, out
+    assert "nlst (mean of seeds 5,6)" in out and "nlst_cxr (mean of seeds 5,6)" in out
+    code, _, err = run_cli(["calibrate", "nlst", "--size", "300", "--seed", "5,x"], capsys)
+    assert_one_line_error(code, err, "--seed: '5,x'")
