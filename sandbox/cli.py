@@ -749,17 +749,37 @@ def _validate_cea(args: argparse.Namespace) -> int:
     return 0 if passed == judged.height else 1
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in str(text).split(",")]
+    except ValueError:
+        raise SandboxInputError(
+            f"--seed: '{text}' is not a seed or a comma-separated list of seeds"
+        ) from None
+    if len(set(seeds)) != len(seeds):
+        raise SandboxInputError(f"--seed: '{text}' names a seed twice")
+    return seeds
+
+
+def _validate_seed(args: argparse.Namespace) -> tuple[bool, list[tuple[str, str, str, float]]]:
+    """Validate a trial (and its comparator) at ``args.seed``; print the tables. Returns
+    (every row passes, [(arm, target, "fitted" or "out of sample", z), ...])."""
     from sandbox.validation.targets import relative_reduction
 
-    if args.trial == "nlst-cea":
-        return _validate_cea(args)
+    zs: list[tuple[str, str, str, float]] = []
+
+    def keep(arm: str, table: pl.DataFrame) -> None:
+        for r in table.iter_rows(named=True):
+            fitted = "fitted" if r["fitted"] else "out of sample"
+            zs.append((arm, r["target"], fitted, float(r["z"])))
 
     table, metrics, head = _validate_arm(args.trial, args)
+    keep(args.trial, table)
     ok = bool(table["pass"].all())
     comparator = head.get("comparator")
     if comparator:
         other, other_metrics, _ = _validate_arm(comparator, args)
+        keep(comparator, other)
         ok = ok and bool(other["pass"].all())
         rows = []
         for name, spec in (head.get("between_arms") or {}).items():
@@ -781,6 +801,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     "PASS" if r["pass"] else "FAIL",
                 ]
             )
+            zs.append(("between", name, "out of sample", float(r["z"])))
             ok = ok and r["pass"]
         if rows:
             print(f"between arms: {args.trial} against {comparator} (the same simulated people)")
@@ -790,6 +811,63 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     rows,
                 )
             )
+    return ok, zs
+
+
+def _print_over_seeds(seeds: list[int], per_seed: list[list[tuple[str, str, str, float]]]) -> None:
+    """The rows over several seeds: mean z, how many seeds pass, z at each seed; and each
+    seed's pass count per arm."""
+    import numpy as np
+
+    from sandbox.validation.targets import Z_PASS
+
+    keys = [(arm, target, fitted) for arm, target, fitted, _ in per_seed[0]]
+    z = np.array([[row[3] for row in zs] for zs in per_seed], dtype=float)  # seeds x rows
+    print(
+        f"\nover {len(seeds)} seeds ({', '.join(map(str, seeds))}): a row whose z keeps its sign "
+        "from seed to seed shows a bias; one that fails at one seed and passes at the next, "
+        "chance"
+    )
+    table = []
+    for j, (arm, target, fitted) in enumerate(keys):
+        col = z[:, j]
+        finite = col[np.isfinite(col)]
+        mean = f"{finite.mean():+.2f}" if finite.size else "-"
+        passing = int((np.abs(col) <= Z_PASS).sum())
+        table.append(
+            [
+                arm,
+                target,
+                fitted,
+                mean,
+                f"{passing}/{len(seeds)}",
+                " ".join("-" if not math.isfinite(v) else f"{v:+.1f}" for v in col),
+            ]
+        )
+    print(_table(["arm", "target", "", "mean z", "seeds passing", "z per seed"], table))
+    arms = list(dict.fromkeys(k[0] for k in keys))
+    for arm in arms:
+        cols = [j for j, k in enumerate(keys) if k[0] == arm]
+        counts = [int((np.abs(z[i, cols]) <= Z_PASS).sum()) for i in range(len(seeds))]
+        print(
+            f"{arm}: rows passing per seed "
+            + ", ".join(f"{s}: {c}/{len(cols)}" for s, c in zip(seeds, counts, strict=True))
+        )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    seeds = _seed_list(args.seed)
+    if args.trial == "nlst-cea":
+        if len(seeds) > 1:
+            raise SandboxInputError("--seed: nlst-cea takes one seed")
+        return _validate_cea(argparse.Namespace(**{**vars(args), "seed": seeds[0]}))
+    ok, per_seed = True, []
+    for seed in seeds:
+        seed_ok, zs = _validate_seed(argparse.Namespace(**{**vars(args), "seed": seed}))
+        ok = ok and seed_ok
+        per_seed.append(zs)
+    if len(seeds) > 1:
+        _print_over_seeds(seeds, per_seed)
     return 0 if ok else 1
 
 
@@ -808,12 +886,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     head, _ = load_targets(args.trial)
     names = [args.trial] + ([head["comparator"]] if head.get("comparator") else [])
-    try:
-        seeds = [int(v) for v in str(args.seed).split(",")]
-    except ValueError:
-        raise SandboxInputError(
-            f"--seed: '{args.seed}' is not a seed or a comma-separated list of seeds"
-        ) from None
+    seeds = _seed_list(args.seed)
     arms = []
     for name in names:
         h, targets = load_targets(name)
@@ -1526,7 +1599,11 @@ def parser() -> argparse.ArgumentParser:
         "trial", help="nlst, or nlst-cea (Black et al. 2014, the NLST cost-effectiveness analysis)"
     )
     v.add_argument("--size", type=int, default=0, help="cohort size (default: the trial's)")
-    v.add_argument("--seed", type=int, default=2011)
+    v.add_argument(
+        "--seed",
+        default="2011",
+        help="seed, or comma-separated seeds: each validated, then every row's z over the seeds",
+    )
     v.add_argument(
         "--tolerance-scale",
         type=float,

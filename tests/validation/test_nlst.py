@@ -314,3 +314,29 @@ def test_calibrate_takes_several_seeds_and_refuses_a_bad_list(capsys):
     assert "nlst (mean of seeds 5,6)" in out and "nlst_cxr (mean of seeds 5,6)" in out
     code, _, err = run_cli(["calibrate", "nlst", "--size", "300", "--seed", "5,x"], capsys)
     assert_one_line_error(code, err, "--seed: '5,x'")
+
+
+def test_validate_over_several_seeds_summarises_every_row(capsys):
+    from testkit import assert_one_line_error, run_cli
+
+    code, out, _ = run_cli(["validate", "nlst", "--size", "300", "--seed", "3,4"], capsys)
+    assert code in (0, 1), out
+    assert out.count("nlst (soc_single_read): 300 people, seed 3") == 1
+    assert out.count("nlst (soc_single_read): 300 people, seed 4") == 1
+    summary = out[out.index("over 2 seeds (3, 4)") :]
+    # each seed's z for a row, as its own table printed it, and their mean in the summary
+    per_seed = re.findall(
+        r"^positive_rate_t0\s+fitted\s+\S+\s+\S+ \(.*?\)\s+([+-]\d+\.\d+)", out, re.M
+    )
+    assert len(per_seed) >= 2
+    ldct = [float(z) for z in per_seed[::2]][:2]  # LDCT arm first, radiograph arm second, per seed
+    row = re.search(r"^nlst\s+positive_rate_t0\s+fitted\s+([+-]\d+\.\d+)\s+(\d)/2", summary, re.M)
+    assert row, summary
+    assert float(row.group(1)) == pytest.approx(sum(ldct) / 2, abs=0.011)
+    assert int(row.group(2)) == sum(abs(z) <= 1.96 for z in ldct)
+    assert re.search(r"^nlst: rows passing per seed 3: \d+/25, 4: \d+/25$", summary, re.M)
+    assert re.search(r"^between: rows passing per seed 3: \d/3, 4: \d/3$", summary, re.M)
+    code, _, err = run_cli(["validate", "nlst", "--size", "300", "--seed", "3,3"], capsys)
+    assert_one_line_error(code, err, "--seed: '3,3' names a seed twice")
+    code, _, err = run_cli(["validate", "nlst-cea", "--size", "300", "--seed", "3,4"], capsys)
+    assert_one_line_error(code, err, "nlst-cea takes one seed")
