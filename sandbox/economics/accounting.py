@@ -123,6 +123,29 @@ STATES = (
 )
 
 
+def trial_survivors(people: pl.DataFrame) -> pl.DataFrame:
+    """``people`` as a within-trial analysis extrapolates them: whoever is alive and has had no
+    lung cancer diagnosis by ``end_day`` gets no lung cancer later and lives to their
+    other-cause death; everyone else keeps the model's lifetime."""
+    _check_columns(people, ("end_day", "other_cause_death_day"), "people")
+    dx = pl.col("lifetime_diagnosis_day")
+    alive_at_end = pl.col("entry_day") + pl.col("lifetime_years") * YEAR > pl.col("end_day")
+    survivor = alive_at_end & (dx.is_null() | (dx > pl.col("end_day")))
+    return people.with_columns(
+        pl.when(survivor)
+        .then((pl.col("other_cause_death_day") - pl.col("entry_day")) / YEAR)
+        .otherwise(pl.col("lifetime_years"))
+        .alias("lifetime_years"),
+        pl.when(survivor).then(None).otherwise(dx).alias("lifetime_diagnosis_day"),
+        pl.when(survivor).then(None).otherwise(pl.col("lifetime_stage")).alias("lifetime_stage"),
+        pl.when(survivor)
+        .then(pl.lit("other"))
+        .otherwise(pl.col("lifetime_death_cause").cast(pl.Utf8))
+        .cast(people.schema["lifetime_death_cause"])
+        .alias("lifetime_death_cause"),
+    )
+
+
 def exposures(
     people: pl.DataFrame, events: pl.DataFrame, econ: Economics, screen_modality: str
 ) -> Exposures:
@@ -130,6 +153,8 @@ def exposures(
     horizon, perspective, continuing-care length and utility age bands."""
     _check_columns(people, PEOPLE_NEEDS, "people")
     _check_columns(events, EVENTS_NEEDS, "events")
+    if econ.extrapolation == "trial_survivors":
+        people = trial_survivors(people)
     costs, util = econ.costs, econ.utilities
     assert costs is not None and util is not None  # Economics.check
     if screen_modality not in costs.screen and events.filter(pl.col("exam_seq") == 0).height:

@@ -106,6 +106,14 @@ class Economics:
     # costs counted for this many years only (0: the horizon); a within-trial cost analysis
     # with lifetime effects, as Black et al. 2014
     cost_horizon_years: float = field(default=0.0, metadata={"ge": 0, "le": 100})
+    # how lives go on after the run's follow-up: "lifetime", as the model's natural history
+    # gives them (cancers that surface later, and their deaths, included); "trial_survivors",
+    # as a within-trial analysis extrapolates them: a person alive and without a lung cancer
+    # diagnosis at the end of follow-up gets none later, and lives to their other-cause death
+    # (Black et al. 2014)
+    extrapolation: str = field(
+        default="lifetime", metadata={"choices": ("lifetime", "trial_survivors")}
+    )
     costs: Costs | None = None
     utilities: Utilities | None = None
     # probabilistic sensitivity analysis: {path: {dist, sd | low, high [, mean]}} (economics/psa.py)

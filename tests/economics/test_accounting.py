@@ -278,3 +278,64 @@ def test_a_cost_horizon_cuts_costs_but_not_effects():
     assert whole["cost_screening"] == 400 and cut["cost_screening"] == 200
     assert whole["cost_treatment"] > 0 and cut["cost_treatment"] == 0
     assert cut["qalys"] == whole["qalys"] and cut["life_years"] == 20.0
+
+
+def test_trial_survivors_get_no_lung_cancer_after_the_trial():
+    from sandbox.economics.accounting import trial_survivors
+
+    end = 100 + 6.5 * YEAR
+    base = {"end_day": end, "other_cause_death_day": 100 + 25 * YEAR}
+    p = people(
+        [
+            # alive and undiagnosed at the end; the model diagnoses at 9 years, dies at 11
+            {
+                **base,
+                "person_id": 1,
+                "lifetime_years": 11.0,
+                "lifetime_death_cause": "lung_cancer",
+                "lifetime_diagnosis_day": 100 + 9 * YEAR,
+                "lifetime_stage": "III",
+            },
+            # diagnosed within the trial: the model's course stands
+            {
+                **base,
+                "person_id": 2,
+                "lifetime_years": 8.0,
+                "lifetime_death_cause": "lung_cancer",
+                "lifetime_diagnosis_day": 100 + 3 * YEAR,
+                "lifetime_stage": "II",
+            },
+            # died within the trial of another cause
+            {
+                **base,
+                "person_id": 3,
+                "lifetime_years": 4.0,
+                "other_cause_death_day": 100 + 4 * YEAR,
+            },
+            # alive and undiagnosed, dies of another cause later: unchanged
+            {**base, "person_id": 4, "lifetime_years": 25.0},
+        ]
+    )
+    out = trial_survivors(p)
+    assert out["lifetime_years"].to_list() == pytest.approx([25.0, 8.0, 4.0, 25.0])
+    assert out["lifetime_death_cause"].to_list() == ["other", "lung_cancer", "other", "other"]
+    assert out["lifetime_diagnosis_day"].to_list()[0] is None
+    assert out["lifetime_stage"].to_list() == [None, "II", None, None]
+    # priced: the survivor lives longer and costs no treatment under the trial's extrapolation
+    e = events([{"person_id": i} for i in (1, 2, 3, 4)])
+    model = price_run(p, e, UNDISCOUNTED, "ct")
+    trial = price_run(
+        p, e, dataclasses.replace(UNDISCOUNTED, extrapolation="trial_survivors"), "ct"
+    )
+    assert trial["life_years"][0] == pytest.approx(25.0) and model["life_years"][0] == 11.0
+    assert trial["cost_treatment"][0] == 0 < model["cost_treatment"][0]
+    assert trial.slice(1, 3).equals(model.slice(1, 3))
+
+
+def test_trial_survivors_needs_the_other_cause_day():
+    from sandbox.economics.accounting import trial_survivors
+    from sandbox.errors import SandboxInputError
+
+    p = people([{"person_id": 1, "lifetime_years": 5.0, "end_day": 2000.0}])
+    with pytest.raises(SandboxInputError, match="other_cause_death_day"):
+        trial_survivors(p)

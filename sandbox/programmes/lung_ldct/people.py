@@ -47,6 +47,7 @@ PEOPLE_SCHEMA = {
     "person_years": pl.Float64,
     "overdiagnosed": pl.Boolean,
     "lifetime_death_day": pl.Float64,
+    "other_cause_death_day": pl.Float64,
     "lifetime_death_cause": pl.Enum(list(DEATH_CAUSES)),
     "lifetime_years": pl.Float64,
     "lifetime_diagnosis_day": pl.Float64,
@@ -162,6 +163,8 @@ def resolve_people(
             # found by screening, and would not have surfaced before death from another cause
             "overdiagnosed": (mode == 1) & (clinical >= other),
             "lifetime_death_day": life_death,
+            # the day the person would die of anything else (no follow-up cut)
+            "other_cause_death_day": other,
             "lifetime_death_cause": np.array(DEATH_CAUSES)[np.where(lc_life < other, 1, 2)],
             "lifetime_years": (life_death - entry) / YEAR,
             # a lifetime's diagnosis: in follow-up as above, else when symptoms surface
