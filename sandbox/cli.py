@@ -880,6 +880,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         calibrate,
         evaluations_frame,
         get_params,
+        worker_pool,
         write_fit,
     )
     from sandbox.validation.targets import Z_PASS, load_targets
@@ -900,7 +901,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             ]
             cfg, profiles, _ = load(overrides)
             fitted = [t for t in targets if t.fitted]
-            arms.append(Arm(name, cfg, profiles, fitted, float(h.get("n") or args.size)))
+            trial_n = float(h.get("n") or args.size)
+            arms.append(Arm(name, cfg, profiles, fitted, trial_n, tuple(overrides)))
     free = list(FREE) if not args.params else args.params.split(",")
     unknown = [p for p in free if p not in FREE]
     if unknown:
@@ -916,9 +918,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    best, value, tables, evals = calibrate(arms, args.max_evals, on_eval, free)
-    if args.abc:
-        evals += abc_draws(arms, best, args.abc, args.abc_width, seeds[0], on_eval)
+    with worker_pool(min(args.workers, len(arms))) as pool:
+        best, value, tables, evals = calibrate(arms, args.max_evals, on_eval, free, pool)
+        if args.abc:
+            evals += abc_draws(arms, best, args.abc, args.abc_width, seeds[0], on_eval, pool)
     sets = evaluations_frame(evals, Z_PASS)
     n_acc = int(sets["accepted"].sum())
     print(
@@ -1632,6 +1635,13 @@ def parser() -> argparse.ArgumentParser:
     )
     k.add_argument(
         "--abc-width", type=float, default=0.05, help="log-normal sigma of the ABC draws"
+    )
+    k.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes simulating each evaluation's arms and seeds side by side (default 1; "
+        "the result does not depend on it)",
     )
     k.add_argument("--dry-run", action="store_true", help="fit and print, write nothing")
     k.set_defaults(func=cmd_calibrate)

@@ -10,10 +10,14 @@ fitted rows all pass: the set that probabilistic sensitivity analysis draws from
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import math
+import multiprocessing
 import re
 from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,6 +97,8 @@ class Arm:
     profiles: dict[str, ReaderProfile]
     targets: list[Target]
     trial_n: float
+    # the overrides that compose ``cfg``: a worker process composes it again from them
+    overrides: tuple[str, ...] = ()
 
 
 def z_loss(tables: list[pl.DataFrame]) -> float:
@@ -130,13 +136,50 @@ def pooled(arms: list[Arm], tables: list[pl.DataFrame]) -> list[pl.DataFrame]:
     return out
 
 
-def evaluate(arms: list[Arm], params: dict[str, float]) -> tuple[float, list[pl.DataFrame]]:
-    """(loss, one comparison table per trial arm, seeds pooled) of a parameter vector."""
-    tables = []
-    for arm in arms:
-        cfg = with_params(arm.cfg, params)
-        res = simulate(cfg, arm.profiles, progress=False)
-        tables.append(compare(res.metrics, arm.targets, 1.0, arm.trial_n, cfg.scenario.cohort.size))
+def arm_table(arm: Arm, params: dict[str, float]) -> pl.DataFrame:
+    """One arm simulated with ``params``: its comparison table (a worker's task)."""
+    cfg = with_params(arm.cfg, params)
+    res = simulate(cfg, arm.profiles, progress=False)
+    return compare(res.metrics, arm.targets, 1.0, arm.trial_n, cfg.scenario.cohort.size)
+
+
+@functools.lru_cache(maxsize=32)
+def _composed(overrides: tuple[str, ...]) -> tuple[RunConfig, dict[str, ReaderProfile]]:
+    from sandbox.compose import load
+
+    cfg, profiles, _ = load(list(overrides))
+    return cfg, profiles
+
+
+def _worker_arm_table(
+    spec: tuple[str, tuple[str, ...], list[Target], float], params: dict[str, float]
+) -> pl.DataFrame:
+    """:func:`arm_table` in a worker process: the config is composed there (once per arm) from
+    its overrides, since a composed config does not pickle."""
+    trial, overrides, targets, trial_n = spec
+    cfg, profiles = _composed(overrides)
+    return arm_table(Arm(trial, cfg, profiles, targets, trial_n, overrides), params)
+
+
+def worker_pool(workers: int) -> contextlib.AbstractContextManager[Executor | None]:
+    """Processes that simulate an evaluation's arms and seeds side by side (``None`` for one
+    worker). Spawned, not forked: a forked child of a process that has used Polars' threads can
+    deadlock. Every simulation is keyed by its own seed, so the results do not depend on it."""
+    if workers <= 1:
+        return contextlib.nullcontext()
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def evaluate(
+    arms: list[Arm], params: dict[str, float], pool: Executor | None = None
+) -> tuple[float, list[pl.DataFrame]]:
+    """(loss, one comparison table per trial arm, seeds pooled) of a parameter vector; the
+    arms are simulated in ``pool`` when one is given."""
+    if pool is None or not all(arm.overrides for arm in arms):
+        tables = [arm_table(arm, params) for arm in arms]
+    else:
+        specs = [(arm.trial, arm.overrides, arm.targets, arm.trial_n) for arm in arms]
+        tables = list(pool.map(_worker_arm_table, specs, [params] * len(arms)))
     tables = pooled(arms, tables)
     return z_loss(tables), tables
 
@@ -154,6 +197,7 @@ def calibrate(
     max_evals: int,
     on_eval: Callable[[int, float, dict[str, float]], None] | None = None,
     names: list[str] | None = None,
+    pool: Executor | None = None,
 ) -> tuple[dict[str, float], float, list[pl.DataFrame], list[Evaluation]]:
     """Nelder-Mead over log-parameters, clipped to bounds. Returns (params, loss, tables,
     every evaluation)."""
@@ -171,7 +215,7 @@ def calibrate(
 
     def f(x):
         p = unpack(x)
-        value, tables = evaluate(arms, p)
+        value, tables = evaluate(arms, p, pool)
         evals.append(Evaluation(p, value, max_fitted_z(tables), "fit"))
         if on_eval:
             on_eval(len(evals), value, p)
@@ -189,7 +233,7 @@ def calibrate(
         },
     )
     best = min(evals, key=lambda e: e.loss).params if evals else unpack(result.x)
-    value, tables = evaluate(arms, best)
+    value, tables = evaluate(arms, best, pool)
     return best, value, tables, evals
 
 
@@ -200,6 +244,7 @@ def abc_draws(
     width: float,
     seed: int,
     on_eval: Callable[[int, float, dict[str, float]], None] | None = None,
+    pool: Executor | None = None,
 ) -> list[Evaluation]:
     """Rejection ABC around the fitted vector: ``draws`` vectors, each parameter log-normal
     about its fitted value with sigma ``width`` (clipped to its bounds), each simulated once;
@@ -213,7 +258,7 @@ def abc_draws(
             p[k] = float(
                 np.clip(v * math.exp(width * rng.standard_normal()), max(lo_k, 1e-6), hi_k)
             )
-        value, tables = evaluate(arms, p)
+        value, tables = evaluate(arms, p, pool)
         out.append(Evaluation(p, value, max_fitted_z(tables), "abc"))
         if on_eval:
             on_eval(i + 1, value, p)

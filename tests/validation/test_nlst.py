@@ -340,3 +340,16 @@ def test_validate_over_several_seeds_summarises_every_row(capsys):
     assert_one_line_error(code, err, "--seed: '3,3' names a seed twice")
     code, _, err = run_cli(["validate", "nlst-cea", "--size", "300", "--seed", "3,4"], capsys)
     assert_one_line_error(code, err, "nlst-cea takes one seed")
+
+
+def test_calibrate_gives_the_same_fit_with_worker_processes(capsys):
+    from testkit import run_cli
+
+    argv = ["calibrate", "nlst", "--size", "300", "--max-evals", "2", "--dry-run"]
+    argv += ["--params", "incidence_multiplier", "--seed", "5,6"]
+    code, serial, _ = run_cli([*argv, "--workers", "1"], capsys)
+    assert code == 0, serial
+    code, parallel, _ = run_cli([*argv, "--workers", "2"], capsys)
+    assert code == 0, parallel
+    # every simulation is keyed by its own seed: the processes change nothing but the time
+    assert parallel == serial and "best loss" in serial
