@@ -45,6 +45,7 @@ FREE = {
     "distant_median_mm": (("disease",), 10.0, 120.0),
     "distant_sigma": (("disease",), 0.2, 2.0),
     "other_cause_volunteer_hr": (("disease",), 0.2, 2.0),
+    "central_conspicuity": (("disease",), 0.02, 1.0),
     "mean_count_at_start": (("disease", "benign"), 0.05, 5.0),
     "new_per_year": (("disease", "benign"), 0.0, 3.0),
     "reference_mm": (("programme", "radiograph"), 4.0, 40.0),
@@ -53,6 +54,7 @@ FREE = {
     "spurious_ratio": (("programme", "radiograph"), 0.05, 10.0),
     "nodal_conspicuity": (("programme", "radiograph"), 1.0, 200.0),
     "symptom_free_days": (("cohort", "eligibility"), 10.0, 365.0),
+    "look_back_boost": (("programme",), 0.5, 20.0),
 }
 NAN_Z = 10.0  # a row with no value counts as 10 standard errors
 

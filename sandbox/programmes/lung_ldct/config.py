@@ -253,7 +253,8 @@ class Radiograph:
     whatever the primary's own size or place; 0 leaves only the primary visible. ``ct_workup_mm``: a
     positive radiograph is worked up by a diagnostic CT that shows every nodule of at least
     this diameter (0: the work-up sees only what the film showed). A reported finding
-    unchanged since an earlier report is not positive: readers compare with the prior films.
+    unchanged since an earlier report or image is not positive: readers compare with the prior
+    films (``LungProgrammeConfig.look_back_boost``).
     """
 
     reference_mm: float = field(default=15.0, metadata={"gt": 0, "le": 100})
@@ -283,4 +284,9 @@ class LungProgrammeConfig(ProgrammeConfig):
     # ... once it has been seen for this long (0: at the first exam that sees it again)
     subsolid_workup_years: float = field(default=0.0, metadata={"ge": 0, "le": 10})
     benign_biopsy_given_workup: float = field(default=0.25, metadata=PROB)
+    # comparison with earlier images: a finding no earlier report mentioned is looked for on the
+    # person's earlier images with its conspicuity there times this (the reader knows where to
+    # look: as the consensus review's second look at a marked location), and, found, is not new
+    # (reading.read_exam). 0 compares with the earlier reports alone.
+    look_back_boost: float = field(default=2.0, metadata={"ge": 0, "le": 100})
     radiograph: Radiograph = field(default_factory=Radiograph)

@@ -170,9 +170,9 @@ class NLSTRule(LungRadsV2022):
 class ChestRadiographRule(LungRadsV2022):
     """NLST's chest-radiograph arm: any non-calcified nodule or mass seen is positive, and a
     positive radiograph is worked up (diagnostic CT, then biopsy of what it shows); the work-up
-    examines every reported finding. A finding reported before and unchanged since (not grown
-    by more than the growth threshold) is not positive: NLST's readers compared with the prior
-    films. The report column keeps the Lung-RADS size category of the largest finding, for
+    examines every reported finding. A finding reported before, or seen again on an earlier
+    film, and unchanged since (not grown by more than the growth threshold) is not positive:
+    NLST's readers compared with the prior films. The report column keeps the Lung-RADS size category of the largest finding, for
     reference only."""
 
     name: ClassVar[str] = "nlst_cxr"

@@ -70,7 +70,7 @@ declare_streams(
         "disease.*": "a person's lung cancer: onset, histology, growth, spread, symptoms, survival, other-cause death",
         "benign.*": "a person's benign nodules: count, size, type, growth, resolution",
         "schedule.entry": "the day a person is first invited",
-        "read.*": "one read: detection and size of each finding, spurious findings, reading time",
+        "read.*": "one read: detection and size of each finding, spurious findings, reading time, the look-back at earlier images",
         "workup.biopsy": "whether a work-up without cancer includes a benign biopsy",
         "imaging.cxr_overlap": "whether a finding lies behind ribs, heart, hila or diaphragm on a chest radiograph (index: finding key)",
         "imaging.cxr_mimic": "whether a person's chest radiograph shows a nodule mimic, and its size (index 0, 1)",
@@ -201,7 +201,21 @@ class LungLDCT(Programme):
             self._scheme(exam),
             boost,
             self._fp_scale(exam),
+            self._earlier(exam),
+            self.scenario.programme.look_back_boost,
         )
+
+    def _earlier(self, exam: Any) -> Callable[[float], dict[int, Finding]]:
+        """What the person's earlier images showed, by day (for the reader's comparison; the
+        images were taken on this site's scanner)."""
+        site, rg = exam.site, self.scenario.programme.radiograph
+
+        def shown(day: float) -> dict[int, Finding]:
+            return {
+                f.key: f for f in visible_findings(site.cohort, exam.row, day, site.scanner, rg)
+            }
+
+        return shown
 
     def normal_report(self) -> Read:
         return Read(AUTONOMOUS_READER, 0, [], C1, False, 0.0, -1, frozenset())

@@ -3,14 +3,16 @@
 ``visible_findings`` lists the nodules present on the exam day with their conspicuity on the
 site's scanner; ``read_exam`` is one reader's independent read: which findings they detect,
 the sizes they measure, the spurious findings they call, and the Lung-RADS category that
-follows given the person's prior reports. Every draw is keyed by (person, round, exam in round,
+follows given the person's prior reports and images (a finding the reports never mentioned is
+looked for on the earlier images before it is called new: :func:`read_exam`). Every draw is keyed by (person, round, exam in round,
 read slot, finding), so the same read is the same under every policy.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from scipy.special import ndtri
 
@@ -42,6 +44,10 @@ class Finding:
     nodule_type: int
     spiculated: bool
     conspicuity: float = 0.0
+    # a reported finding that earlier reports never mentioned but the reader found on an earlier
+    # image: the day of that image and the diameter measured on it (nan: not found there)
+    seen_day: float = math.nan
+    seen_mm: float = math.nan
 
 
 class RadiographFindings(list):
@@ -117,10 +123,12 @@ def _radiograph_findings(
 
 @dataclass(slots=True)
 class Prior:
-    """What earlier reports said about a person's nodules: key -> (first seen day, last size)."""
+    """What earlier reports said about a person's nodules: key -> (first seen day, last size);
+    and the days of the earlier exams whose images a reader can compare with."""
 
     seen: dict[int, tuple[float, float]]
     screened: bool = False
+    image_days: list[float] = field(default_factory=list)
 
 
 def categorise(
@@ -135,7 +143,11 @@ def categorise(
         if not prior.screened:
             status, first = "baseline", day
         elif f.key not in prior.seen:
-            status, first = "new", day
+            if f.seen_day == f.seen_day:  # not reported before, but on an earlier image
+                first = f.seen_day
+                status = "growing" if f.size_mm - f.seen_mm > GROWTH_MM else "stable"
+            else:
+                status, first = "new", day
         else:
             first, last = prior.seen[f.key]
             status = "growing" if f.size_mm - last > GROWTH_MM else "stable"
@@ -164,11 +176,22 @@ def read_exam(
     scheme: LungRadsV2022,
     boost: float = 1.0,
     fp_scale: float = 1.0,
+    earlier: Callable[[float], dict[int, Finding]] | None = None,
+    look_back_boost: float = 0.0,
 ) -> Read:
     """One reader's independent read of one exam.
 
     ``boost`` multiplies conspicuity (a second look at a marked location during consensus);
     ``fp_scale`` multiplies the reader's rate of spurious findings (a radiograph's).
+
+    Comparison with earlier images: a finding the reader reports that no earlier report
+    mentioned is looked for at the same place on the person's earlier images
+    (``prior.image_days``; ``earlier(day)`` gives what an image of that day showed, by key),
+    earliest first, with its conspicuity there times ``look_back_boost`` (the reader knows
+    where to look). Found on one, it is not new: it was there on that day, at the size the
+    reader measures on it, and it is stable or growing against that. One keyed draw per
+    finding decides (stream ``read.look_back``), so the earliest image clear enough is the
+    one found. ``look_back_boost`` 0 compares with the reports alone.
     """
     reported: list[Finding] = []
     # finding keys are below ITEMS by construction (benign 0-11, MALIGNANT_KEY, SPURIOUS_KEY)
@@ -180,7 +203,10 @@ def read_exam(
         ):
             size = reader.measure_mm(f.size_mm, streams.u("read.size", person_id, k))
             spic = f.spiculated and f.size_mm >= 8.0
-            reported.append(Finding(f.key, size, f.nodule_type, spic, f.conspicuity))
+            g = Finding(f.key, size, f.nodule_type, spic, f.conspicuity)
+            if look_back_boost > 0.0 and prior.screened and f.key not in prior.seen:
+                _look_back(g, reader, prior, earlier, streams, person_id, k, look_back_boost)
+            reported.append(g)
     if streams.u("read.fp", person_id, k0) < reader.fp_per_exam * fp_scale:
         z = float(ndtri(streams.u("read.fp_size", person_id, k0)))
         size = reader.fp_size_median_mm * math.exp(0.3 * z)
@@ -190,14 +216,45 @@ def read_exam(
     return Read(reader.reader_id, slot, reported, cat, positive, minutes, top, suspicious)
 
 
-def update_prior(prior: Prior, findings: list[Finding], day: float) -> None:
-    """Record the reported findings of an exam as the comparison for the next one.
+def _look_back(
+    g: Finding,
+    reader: Reader,
+    prior: Prior,
+    earlier: Callable[[float], dict[int, Finding]] | None,
+    streams: Streams,
+    person_id: int,
+    k: int,
+    look_back_boost: float,
+) -> None:
+    """Look for reported finding ``g`` on the earlier images; mark it seen on the first found."""
+    if earlier is None or not prior.image_days:
+        return
+    u = streams.u("read.look_back", person_id, k)
+    for d in prior.image_days:
+        was = earlier(d).get(g.key)
+        if was is not None and u < reader.detect_probability(was.conspicuity * look_back_boost):
+            g.seen_day = d
+            g.seen_mm = reader.measure_mm(
+                was.size_mm, streams.u("read.look_back_size", person_id, k)
+            )
+            return
 
-    Spurious findings are not carried over: the next reader does not find them again.
+
+def update_prior(prior: Prior, findings: list[Finding], day: float) -> None:
+    """Record the reported findings of an exam as the comparison for the next one, and the exam's
+    image as one to compare with.
+
+    Spurious findings are not carried over: the next reader does not find them again. A finding
+    first reported now but found on an earlier image keeps that image's day as first seen.
     """
     for f in findings:
         if f.key == SPURIOUS_KEY:
             continue
-        first = prior.seen[f.key][0] if f.key in prior.seen else day
+        if f.key in prior.seen:
+            first = prior.seen[f.key][0]
+        else:
+            first = f.seen_day if f.seen_day == f.seen_day else day
         prior.seen[f.key] = (first, f.size_mm)
     prior.screened = True
+    if not prior.image_days or prior.image_days[-1] != day:
+        prior.image_days.append(day)

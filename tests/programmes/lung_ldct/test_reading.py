@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -10,7 +11,14 @@ import pytest
 from sandbox.agents.readers import Reader
 from sandbox.config import Policy, Site
 from sandbox.errors import SandboxInputError
-from sandbox.programmes.lung_ldct.lung_rads import C2, C3, C4B, LungRadsV2022, NLSTRule
+from sandbox.programmes.lung_ldct.lung_rads import (
+    C2,
+    C3,
+    C4B,
+    ChestRadiographRule,
+    LungRadsV2022,
+    NLSTRule,
+)
 from sandbox.programmes.lung_ldct.reading import (
     MALIGNANT_KEY,
     MIMIC_KEY,
@@ -139,6 +147,77 @@ def test_categorise_nlst_rule_and_empty_exam():
         [Finding(3, 4.2, 2, False)], Prior({}), 0.0, scheme("nlst", 4.0, 730.0)
     )
     assert pos and top == 3 and cat == C2 and not suspicious  # NLST positive although Lung-RADS 2
+
+
+def _read_with_earlier(now, earlier_images, boost, person, prior_seen=None):
+    """A read at day 400 of ``now`` by a reader who may compare with ``earlier_images``
+    (day -> findings shown then) under the chest-radiograph rule (no spurious findings, exact
+    measurement)."""
+    prior = Prior(dict(prior_seen or {}), screened=True, image_days=sorted(earlier_images))
+    return read_exam(
+        dataclasses.replace(READER, fp_per_exam=0.0, size_error_sd_mm=0.0),
+        now,
+        prior,
+        Streams(5),
+        person,
+        0,
+        0,
+        400.0,
+        ChestRadiographRule(),
+        earlier=lambda d: {f.key: f for f in earlier_images[d]},
+        look_back_boost=boost,
+    )
+
+
+def test_a_finding_no_report_mentioned_is_looked_for_on_earlier_images():
+    """A reader who finds something the earlier reports never mentioned looks at the same place
+    on the earlier images: seen there and unchanged, it is not new (and not positive); too faint
+    there to be seen, or with no earlier image to compare, it is new."""
+    now = [Finding(MIMIC_KEY, 10.0, 0, False, 1e6)]
+    clear = {20.0: [Finding(MIMIC_KEY, 10.0, 0, False, 1e6)]}
+    faint = {20.0: [Finding(MIMIC_KEY, 10.0, 0, False, 1e-3)]}
+    for p in range(50):
+        seen = _read_with_earlier(now, clear, 2.0, p)
+        (f,) = seen.findings
+        assert f.seen_day == 20.0 and f.seen_mm == 10.0
+        assert not seen.positive  # stable against the earlier image
+        assert _read_with_earlier(now, clear, 0.0, p).positive  # reports alone: new
+        assert _read_with_earlier(now, faint, 2.0, p).positive
+        assert _read_with_earlier(now, {}, 2.0, p).positive
+    # a finding already in a report is compared with the report, not looked for again
+    reported = _read_with_earlier(now, clear, 2.0, 1, {MIMIC_KEY: (300.0, 10.0)})
+    assert math.isnan(reported.findings[0].seen_day) and not reported.positive
+    # grown since the earlier image: seen there, and positive as growing
+    grown = _read_with_earlier([Finding(MIMIC_KEY, 16.0, 0, False, 1e6)], clear, 2.0, 3)
+    assert grown.findings[0].seen_day == 20.0 and grown.positive
+
+
+def test_the_look_back_finds_the_earliest_clear_image_and_its_rate_follows_conspicuity():
+    images = {
+        20.0: [Finding(0, 6.0, 0, False, 1e6)],
+        380.0: [Finding(0, 6.0, 0, False, 1e6)],
+    }
+    now = [Finding(0, 6.0, 0, False, 1e6)]
+    assert all(
+        _read_with_earlier(now, images, 2.0, p).findings[0].seen_day == 20.0 for p in range(50)
+    )
+    # at conspicuity c50 / 2 on the earlier image, a boost of 2 finds it half the time
+    half = {20.0: [Finding(0, 6.0, 0, False, READER.c50 / 2.0)]}
+    n = 2000
+    found = sum(
+        _read_with_earlier(now, half, 2.0, p).findings[0].seen_day == 20.0 for p in range(n)
+    )
+    assert found == pytest.approx(n / 2, abs=0.06 * n)
+
+
+def test_the_prior_keeps_the_earlier_image_day_of_a_finding_first_reported_later():
+    prior = Prior({})
+    update_prior(prior, [], 20.0)
+    f = Finding(0, 6.0, 0, False, seen_day=20.0, seen_mm=5.8)
+    update_prior(prior, [f], 400.0)
+    assert prior.seen[0] == (20.0, 6.0) and prior.image_days == [20.0, 400.0]
+    update_prior(prior, [], 400.0)  # the same exam's image is listed once
+    assert prior.image_days == [20.0, 400.0]
 
 
 def test_spurious_findings_are_not_carried_into_the_prior():
