@@ -286,7 +286,7 @@ class LungProgrammeConfig(ProgrammeConfig):
     benign_biopsy_given_workup: float = field(default=0.25, metadata=PROB)
     # comparison with earlier images: a finding no earlier report mentioned is looked for on the
     # person's earlier images with its conspicuity there times this (the reader knows where to
-    # look: as the consensus review's second look at a marked location), and, found, is not new
-    # (reading.read_exam). 0 compares with the earlier reports alone.
-    look_back_boost: float = field(default=2.0, metadata={"ge": 0, "le": 100})
+    # look: 2 is the consensus review's second look at a marked location), and, found, is not
+    # new (reading.read_exam). 0 compares with the earlier reports alone.
+    look_back_boost: float = field(default=0.0, metadata={"ge": 0, "le": 100})
     radiograph: Radiograph = field(default_factory=Radiograph)
