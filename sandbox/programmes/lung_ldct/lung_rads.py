@@ -172,8 +172,8 @@ class ChestRadiographRule(LungRadsV2022):
     positive radiograph is worked up (diagnostic CT, then biopsy of what it shows); the work-up
     examines every reported finding. A finding reported before, or seen again on an earlier
     film, and unchanged since (not grown by more than the growth threshold) is not positive:
-    NLST's readers compared with the prior films. The report column keeps the Lung-RADS size category of the largest finding, for
-    reference only."""
+    NLST's readers compared with the prior films. The report column keeps the Lung-RADS size
+    category of the largest finding, for reference only."""
 
     name: ClassVar[str] = "nlst_cxr"
     per_finding: ClassVar[bool] = True

@@ -241,7 +241,9 @@ class LungLDCT(Programme):
         )
 
     def after_report(self, exam: Any, final: Read) -> None:
-        update_prior(exam.prior, final.findings, exam.day)
+        update_prior(
+            exam.prior, final.findings, exam.day, self.scenario.programme.look_back_boost > 0.0
+        )
 
     def workup(self, cohort: LungCohort, exam: Any, final: Read, day: float) -> WorkupOutcome:
         """PET-CT and biopsy of every suspicious finding of the report.

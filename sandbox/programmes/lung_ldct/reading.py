@@ -4,15 +4,16 @@
 site's scanner; ``read_exam`` is one reader's independent read: which findings they detect,
 the sizes they measure, the spurious findings they call, and the Lung-RADS category that
 follows given the person's prior reports and images (a finding the reports never mentioned is
-looked for on the earlier images before it is called new: :func:`read_exam`). Every draw is keyed by (person, round, exam in round,
-read slot, finding), so the same read is the same under every policy.
+looked for on the earlier images before it is called new: :func:`read_exam`). Every draw is
+keyed by (person, round, exam in round, read slot, finding), so the same read is the same under
+every policy.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from scipy.special import ndtri
 
@@ -128,7 +129,7 @@ class Prior:
 
     seen: dict[int, tuple[float, float]]
     screened: bool = False
-    image_days: list[float] = field(default_factory=list)
+    image_days: tuple[float, ...] = ()  # kept only where readers compare with earlier images
 
 
 def categorise(
@@ -240,9 +241,11 @@ def _look_back(
             return
 
 
-def update_prior(prior: Prior, findings: list[Finding], day: float) -> None:
-    """Record the reported findings of an exam as the comparison for the next one, and the exam's
-    image as one to compare with.
+def update_prior(
+    prior: Prior, findings: list[Finding], day: float, keep_image: bool = False
+) -> None:
+    """Record the reported findings of an exam as the comparison for the next one, and, with
+    ``keep_image``, the exam's image as one to compare with.
 
     Spurious findings are not carried over: the next reader does not find them again. A finding
     first reported now but found on an earlier image keeps that image's day as first seen.
@@ -256,5 +259,5 @@ def update_prior(prior: Prior, findings: list[Finding], day: float) -> None:
             first = f.seen_day if f.seen_day == f.seen_day else day
         prior.seen[f.key] = (first, f.size_mm)
     prior.screened = True
-    if not prior.image_days or prior.image_days[-1] != day:
-        prior.image_days.append(day)
+    if keep_image and (not prior.image_days or prior.image_days[-1] != day):
+        prior.image_days += (day,)

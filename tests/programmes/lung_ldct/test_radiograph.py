@@ -125,3 +125,21 @@ def test_a_positive_radiograph_worked_up_by_ct_finds_what_the_film_missed(tmp_pa
     assert abs(out[4][2] - out[0][2]) <= 0.02 * out[0][2]
     assert out[4][0] > out[0][0]  # the CT finds tumours the film did not show
     assert out[4][1] < out[0][1]  # most film-only findings end at the CT
+
+
+def test_readers_who_compare_with_earlier_films_call_fewer_findings_new(tmp_path):
+    """With ``look_back_boost`` the radiograph reader looks for a finding the earlier reports
+    never mentioned on the earlier films: the first round is unchanged (there is nothing to
+    compare with), and later rounds are positive less often (a mimic or nodule one reader
+    overlooked is recognised as old by the next)."""
+    rates = {}
+    for boost in (0, 2):
+        argv = ["run", "runtime=quiet", "scenario=nlst", "cohort.size=4000", "seed=5"]
+        argv += ["policy=cxr_single_read", f"programme.look_back_boost={boost}"]
+        argv += [f"runtime.out_dir={tmp_path}", f"runtime.run_name=lb{boost}"]
+        assert testkit.main(argv) == 0
+        events = pl.read_parquet(tmp_path / f"lb{boost}" / "events.parquet")
+        by_round = events.group_by("round").agg(pl.col("positive").sum()).sort("round")
+        rates[boost] = by_round["positive"].to_list()
+    assert rates[2][0] == pytest.approx(rates[0][0], rel=0.02)  # T0: nothing to compare with
+    assert sum(rates[2][1:]) < 0.85 * sum(rates[0][1:]), rates

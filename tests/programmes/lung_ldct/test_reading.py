@@ -153,7 +153,7 @@ def _read_with_earlier(now, earlier_images, boost, person, prior_seen=None):
     """A read at day 400 of ``now`` by a reader who may compare with ``earlier_images``
     (day -> findings shown then) under the chest-radiograph rule (no spurious findings, exact
     measurement)."""
-    prior = Prior(dict(prior_seen or {}), screened=True, image_days=sorted(earlier_images))
+    prior = Prior(dict(prior_seen or {}), screened=True, image_days=tuple(sorted(earlier_images)))
     return read_exam(
         dataclasses.replace(READER, fp_per_exam=0.0, size_error_sd_mm=0.0),
         now,
@@ -212,12 +212,14 @@ def test_the_look_back_finds_the_earliest_clear_image_and_its_rate_follows_consp
 
 def test_the_prior_keeps_the_earlier_image_day_of_a_finding_first_reported_later():
     prior = Prior({})
-    update_prior(prior, [], 20.0)
+    update_prior(prior, [], 20.0, keep_image=True)
     f = Finding(0, 6.0, 0, False, seen_day=20.0, seen_mm=5.8)
-    update_prior(prior, [f], 400.0)
-    assert prior.seen[0] == (20.0, 6.0) and prior.image_days == [20.0, 400.0]
-    update_prior(prior, [], 400.0)  # the same exam's image is listed once
-    assert prior.image_days == [20.0, 400.0]
+    update_prior(prior, [f], 400.0, keep_image=True)
+    assert prior.seen[0] == (20.0, 6.0) and prior.image_days == (20.0, 400.0)
+    update_prior(prior, [], 400.0, keep_image=True)  # the same exam's image is listed once
+    assert prior.image_days == (20.0, 400.0)
+    update_prior(prior, [], 800.0)  # readers who compare with reports alone keep no images
+    assert prior.image_days == (20.0, 400.0)
 
 
 def test_spurious_findings_are_not_carried_into_the_prior():
