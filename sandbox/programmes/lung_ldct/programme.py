@@ -201,7 +201,7 @@ class LungLDCT(Programme):
             self._scheme(exam),
             boost,
             self._fp_scale(exam),
-            self._earlier(exam),
+            self._earlier(exam) if self.scenario.programme.look_back_boost > 0.0 else None,
             self.scenario.programme.look_back_boost,
         )
 

@@ -100,18 +100,25 @@ def test_spread_shows_on_a_radiograph_wherever_the_primary_is():
     assert raised >= 5
 
 
+def _cxr_run(out, name: str, *overrides: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(events, people) of the radiograph arm of ``nlst`` (4,000 people, seed 5) with
+    ``overrides``, run into ``out/name``."""
+    argv = ["run", "runtime=quiet", "scenario=nlst", "cohort.size=4000", "seed=5"]
+    argv += ["policy=cxr_single_read", *overrides]
+    assert testkit.main([*argv, f"runtime.out_dir={out}", f"runtime.run_name={name}"]) == 0
+    return (
+        pl.read_parquet(out / name / "events.parquet"),
+        pl.read_parquet(out / name / "people.parquet"),
+    )
+
+
 def test_a_positive_radiograph_worked_up_by_ct_finds_what_the_film_missed(tmp_path):
     """With ``ct_workup_mm`` the work-up of a positive radiograph is a diagnostic CT: it finds a
     tumour the film did not show, and a film-only finding (a mimic, a spurious one) ends
     without a biopsy."""
     out = {}
     for mm in (0, 4):
-        argv = ["run", "runtime=quiet", "scenario=nlst", "cohort.size=4000", "seed=5"]
-        argv += ["policy=cxr_single_read", f"programme.radiograph.ct_workup_mm={mm}"]
-        argv += [f"runtime.out_dir={tmp_path}", f"runtime.run_name=ct{mm}"]
-        assert testkit.main(argv) == 0
-        events = pl.read_parquet(tmp_path / f"ct{mm}" / "events.parquet")
-        people = pl.read_parquet(tmp_path / f"ct{mm}" / "people.parquet")
+        events, people = _cxr_run(tmp_path, f"ct{mm}", f"programme.radiograph.ct_workup_mm={mm}")
         t0 = events.filter(pl.col("round") == 0)
         found = people.filter(
             (pl.col("diagnosis_mode") == "screen") & (pl.col("diagnosis_round") == 0)
@@ -134,11 +141,7 @@ def test_readers_who_compare_with_earlier_films_call_fewer_findings_new(tmp_path
     overlooked is recognised as old by the next)."""
     rates = {}
     for boost in (0, 2):
-        argv = ["run", "runtime=quiet", "scenario=nlst", "cohort.size=4000", "seed=5"]
-        argv += ["policy=cxr_single_read", f"programme.look_back_boost={boost}"]
-        argv += [f"runtime.out_dir={tmp_path}", f"runtime.run_name=lb{boost}"]
-        assert testkit.main(argv) == 0
-        events = pl.read_parquet(tmp_path / f"lb{boost}" / "events.parquet")
+        events, _ = _cxr_run(tmp_path, f"lb{boost}", f"programme.look_back_boost={boost}")
         by_round = events.group_by("round").agg(pl.col("positive").sum()).sort("round")
         rates[boost] = by_round["positive"].to_list()
     assert rates[2][0] == pytest.approx(rates[0][0], rel=0.02)  # T0: nothing to compare with
