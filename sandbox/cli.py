@@ -45,6 +45,7 @@ SUMMARY = (
     "ppv",
     "false_positive_workups",
     "benign_biopsies",
+    "benign_resections",
     "days_to_diagnosis_median",
     "human_reads",
     "reader_hours",

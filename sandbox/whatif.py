@@ -72,12 +72,13 @@ DTYPES = {
     "fu_minutes": np.float32,
     "fp_workups": np.int8,  # work-ups that found no cancer
     "benign_biopsies": np.int8,
+    "benign_resections": np.int8,  # of which surgical resections
 }
 FIELDS = tuple(DTYPES)
 # a report's follow-up exams are followed this many steps at most (a chain of interval
 # imaging before a work-up is rarely longer than three)
 MAX_FOLLOW_UPS = 4
-FORMAT = 2  # bump when what a prepared file holds changes
+FORMAT = 3  # bump when what a prepared file holds changes
 UTILISATION_EXACT = 0.85  # above this share of reading capacity, waits change outcomes
 # site fields that set capacity only (how fast, not what is read)
 CAPACITY = ("scanners", "exams_per_scanner_day", "reading_hours_per_day", "workup_slots_per_day")
@@ -161,6 +162,7 @@ class _Chain:
                 else:
                     out["fp_workups"][row, k] += 1
                     out["benign_biopsies"][row, k] += outcome.benign_biopsy
+                    out["benign_resections"][row, k] += outcome.benign_resection
                 break
             if mgmt not in prog.follow_up_days:
                 break
@@ -553,6 +555,7 @@ SUMMED = (
     "fu_minutes",
     "fp_workups",
     "benign_biopsies",
+    "benign_resections",
 )
 
 
@@ -643,6 +646,7 @@ ANSWER = (
     ("recall_rate", "share of screens"),
     ("false_positive_workups", "work-ups"),
     ("benign_biopsies", "biopsies"),
+    ("benign_resections", "resections"),
     ("benign_biopsy_rate_per_1000", "per 1,000 screens"),
     ("screen_detected_stage_I", "people"),
     ("human_reads", "reads"),
@@ -667,6 +671,7 @@ def _person_values(arm: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "recalls": arm["recall"].sum(1),
         "false_positive_workups": arm["fp_workups"].sum(1),
         "benign_biopsies": arm["benign_biopsies"].sum(1),
+        "benign_resections": arm["benign_resections"].sum(1),
         "human_reads": reads + arm["fu_reads"].sum(1),
         "screen_reads_saved": 2.0 * screens - reads,
         "reader_hours": (arm["minutes"].sum(1) + arm["fu_minutes"].sum(1)) / 60.0,

@@ -25,6 +25,7 @@ HARMS = (
     "ai_rule_out_missed_cancers",
     "false_positive_workups",
     "benign_biopsies",
+    "benign_resections",
     "screen_detected_cancers",
 )
 

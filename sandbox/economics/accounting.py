@@ -62,6 +62,8 @@ EVENTS_NEEDS = (
     "benign_biopsy",
     "ai_score",
 )
+# written since run folders recorded the kind of benign procedure; older ones lack it (none)
+EVENTS_OPTIONAL = ("benign_resection",)
 
 
 def discount_at(t: np.ndarray | float, rate: float) -> np.ndarray | float:
@@ -176,8 +178,11 @@ def exposures(
     true_pos = people.filter(pl.col("diagnosis_mode") == "screen").select(
         "person_id", pl.col("diagnosis_round").alias("round"), pl.lit(True).alias("_tp")
     )
+    for col in EVENTS_OPTIONAL:
+        if col not in events.columns:
+            events = events.with_columns(pl.lit(False).alias(col))
     ev = (
-        events.select(EVENTS_NEEDS)
+        events.select(*EVENTS_NEEDS, *EVENTS_OPTIONAL)
         .join(index, on="person_id", how="inner")
         .join(true_pos, on=["person_id", "round"], how="left")
         .with_columns(
@@ -197,6 +202,7 @@ def exposures(
     d_work = np.where(has_workup & (tw < cost_horizon), discount_at(tw0, rc), 0.0)
     d_exam = np.where(in_cost, d_exam, 0.0)
     benign = ev["benign_biopsy"].fill_null(False).to_numpy() & has_workup
+    resected = ev["benign_resection"].fill_null(False).to_numpy() & benign
     cancer_found = ev["workup_stage"].is_not_null().to_numpy() & has_workup
     scored = ev["ai_score"].is_not_null().to_numpy()
 
@@ -210,7 +216,9 @@ def exposures(
         "ai_exams": per_person(scored * d_exam),
         "incidental_screens": per_person((screen & (screen_modality == "ct")) * d_exam),
         "workups": per_person(d_work),
-        "benign_biopsies": per_person(benign * d_work),
+        # a needle biopsy or bronchoscopy; a resection is priced as the surgery it is
+        "benign_biopsies": per_person((benign & ~resected) * d_work),
+        "benign_resections": per_person(resected * d_work),
         "visits": per_person(d_exam + d_work),
     }
     # false positives (a positive screen that found no cancer that round) and biopsies cost QALYs
@@ -353,6 +361,7 @@ def item_prices(costs: Costs, exp: Exposures) -> dict[str, tuple[str, float]]:
         "incidental_screens": ("cost_incidental", costs.incidental_per_screen_ct),
         "workups": ("cost_workup", costs.workup),
         "benign_biopsies": ("cost_workup", costs.benign_biopsy),
+        "benign_resections": ("cost_workup", costs.resection),
         "visits": ("cost_patient_time", costs.patient_time_per_visit if exp.societal else 0.0),
         "continuing_years": ("cost_treatment", costs.continuing_per_year),
         "terminal_lung_cancer": ("cost_treatment", costs.terminal_lung_cancer),

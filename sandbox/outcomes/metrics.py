@@ -194,6 +194,13 @@ SCREEN_METRICS = [
         better="lower",
     ),
     _m(
+        "benign_resections",
+        "count",
+        "benign biopsies that were surgical resections",
+        "benign_resections",
+        better="lower",
+    ),
+    _m(
         "benign_biopsy_rate_per_1000",
         "per_1000",
         "benign biopsies per 1000 screens",
@@ -443,6 +450,7 @@ def _prepared(exams: pl.DataFrame, people: pl.DataFrame, programme: Any) -> dict
         .sum()
         .alias("n_fp_workups"),
         pl.col("benign_biopsy").sum().alias("n_benign_biopsies"),
+        pl.col("benign_resection").sum().alias("n_benign_resections"),
     )
     screens = screens.join(wk, on=["person_id", "round"], how="left").with_columns(
         screen_detected=(pl.col("diagnosis_mode") == "screen") & same_round,
@@ -476,6 +484,7 @@ def _aggregations(programme: Any) -> dict[str, list[pl.Expr]]:
         pl.col("n_workups").sum().alias("workups"),
         pl.col("n_fp_workups").sum().alias("fp_workups"),
         pl.col("n_benign_biopsies").sum().alias("benign_biopsies"),
+        pl.col("n_benign_resections").sum().alias("benign_resections"),
         pl.col("days_to_dx").filter(pl.col("screen_detected")).alias("days_to_dx"),
         pl.col("ai_score").is_not_null().sum().alias("ai_scored"),
         pl.col("ai_autonomous").fill_null(False).sum().alias("ai_autonomous"),

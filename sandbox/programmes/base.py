@@ -68,11 +68,13 @@ class Read:
 
 @dataclass(frozen=True, slots=True)
 class WorkupOutcome:
-    """What a work-up found: a cancer (with its stage) or not, and whether a benign biopsy was done."""
+    """What a work-up found: a cancer (with its stage) or not, whether an invasive procedure found
+    no cancer (a benign biopsy), and whether that procedure was a surgical resection."""
 
     diagnosed: bool
     stage: str | None = None
     benign_biopsy: bool = False
+    benign_resection: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,7 @@ FREE = {
     "nodal_conspicuity": (("programme", "radiograph"), 1.0, 200.0),
     "symptom_free_days": (("cohort", "eligibility"), 10.0, 365.0),
     "look_back_boost": (("programme",), 0.5, 20.0),
+    "spurious_with_earlier": (("programme",), 0.1, 1.0),
 }
 NAN_Z = 10.0  # a row with no value counts as 10 standard errors
 

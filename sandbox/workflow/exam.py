@@ -81,6 +81,7 @@ class ExamRecord:
     workup_diagnosis_day: float = _col(pl.Float64, "day the work-up diagnosed cancer (null)")
     workup_stage: str | None = _col(pl.Utf8, "stage at that diagnosis (null)")
     benign_biopsy: bool = _col(pl.Boolean, "the work-up included a benign biopsy")
+    benign_resection: bool = _col(pl.Boolean, "that benign biopsy was a surgical resection")
     ai_score: float | None = _col(pl.Float64, "the AI device's score (null: not scored)")
     ai_positive: bool | None = _col(pl.Boolean, "the score at or above the operating point")
     ai_autonomous: bool = _col(pl.Boolean, "reported by the AI with no human read")

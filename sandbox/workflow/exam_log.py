@@ -25,7 +25,13 @@ if TYPE_CHECKING:
 
 _TYPECODES = {pl.Int64: "q", pl.Int16: "h", pl.Float64: "d"}
 _NUMPY = {"q": np.int64, "h": np.int16, "d": np.float64}
-_WORKUP_FIELDS = ("workup_day", "workup_diagnosis_day", "workup_stage", "benign_biopsy")
+_WORKUP_FIELDS = (
+    "workup_day",
+    "workup_diagnosis_day",
+    "workup_stage",
+    "benign_biopsy",
+    "benign_resection",
+)
 
 
 class ExamLog(Observer):
@@ -66,6 +72,7 @@ class ExamLog(Observer):
             math.nan if event.diagnosis_day is None else event.diagnosis_day,
             event.stage,
             event.benign_biopsy,
+            event.benign_resection,
         )
         for name, value in zip(_WORKUP_FIELDS, values, strict=True):
             self.columns[self._index[name]][row] = value

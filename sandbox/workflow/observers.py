@@ -37,6 +37,7 @@ class WorkupDone:
     diagnosis_day: float | None
     stage: str | None
     benign_biopsy: bool
+    benign_resection: bool
 
 
 class Observer:

@@ -368,6 +368,7 @@ class SiteModel:
             NAN,  # workup_diagnosis_day
             None,  # workup_stage
             False,  # benign_biopsy
+            False,  # benign_resection
             decision.ai_score,  # ai_score
             decision.ai_positive,  # ai_positive
             decision.autonomous,  # ai_autonomous
@@ -414,6 +415,7 @@ class SiteModel:
             dx_day,
             outcome.stage if outcome.diagnosed else None,
             outcome.benign_biopsy,
+            outcome.benign_resection,
         )
         for ob in self.observers:
             ob.on_workup(self, event)

@@ -152,6 +152,24 @@ def test_exams_work_ups_and_treatment_are_priced_by_hand():
     assert b["qalys"] == pytest.approx(0.5 * 0.8 + 1.0 * 0.8 + 1.5 * 0.78 + 1.0 * 0.5 - 0.02)
 
 
+def test_a_benign_resection_is_priced_as_the_surgery():
+    """A benign invasive procedure that was surgery costs ``resection``, not ``benign_biopsy``;
+    events written before the kind was recorded read as no resection."""
+    costs = dataclasses.replace(COSTS, resection=22000.0)
+    econ = dataclasses.replace(UNDISCOUNTED, costs=costs)
+    p = people([{"person_id": 1, "lifetime_years": 5.0}, {"person_id": 2, "lifetime_years": 5.0}])
+    e = events(
+        [
+            {"person_id": k, "positive": True, "workup_day": 120.0, "benign_biopsy": True}
+            for k in (1, 2)
+        ]
+    ).with_columns(benign_resection=pl.Series([True, False]))
+    work = price_run(p, e, econ, "ct")["cost_workup"].to_list()
+    assert work == [1000 + 22000, 1000 + 3000]
+    older = price_run(p, e.drop("benign_resection"), econ, "ct")["cost_workup"].to_list()
+    assert older == [1000 + 3000, 1000 + 3000]
+
+
 def test_discounting_horizon_and_perspective():
     p = people([{"person_id": 1, "lifetime_years": 30.0, "age": 50.0}])
     e = events([{"person_id": 1, "exam_day": 100 + 2 * YEAR}])

@@ -252,7 +252,10 @@ class Radiograph:
     (N2) or distant spread (a widened mediastinum, a mediastinal or hilar mass, an effusion),
     whatever the primary's own size or place; 0 leaves only the primary visible. ``ct_workup_mm``: a
     positive radiograph is worked up by a diagnostic CT that shows every nodule of at least
-    this diameter (0: the work-up sees only what the film showed). A reported finding
+    this diameter (0: the work-up sees only what the film showed). ``biopsy_min_mm``: a
+    positive radiograph's work-up that finds no cancer ends in an invasive procedure only if
+    the chest CT shows a benign nodule of at least this diameter to sample (a mimic or a
+    reader's spurious finding is not on the CT). A reported finding
     unchanged since an earlier report or image is not positive: readers compare with the prior
     films (``LungProgrammeConfig.look_back_boost``).
     """
@@ -265,6 +268,7 @@ class Radiograph:
     mimic_conspicuity: float = field(default=14.0, metadata={"gt": 0, "le": 1000})
     nodal_conspicuity: float = field(default=0.0, metadata={"ge": 0, "le": 1000})
     ct_workup_mm: float = field(default=0.0, metadata={"ge": 0, "le": 30})
+    biopsy_min_mm: float = field(default=8.0, metadata={"ge": 0, "le": 100})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -283,10 +287,19 @@ class LungProgrammeConfig(ProgrammeConfig):
     subsolid_workup_mm: float = field(default=0.0, metadata={"ge": 0, "le": 100})
     # ... once it has been seen for this long (0: at the first exam that sees it again)
     subsolid_workup_years: float = field(default=0.0, metadata={"ge": 0, "le": 10})
+    # a work-up that finds no cancer goes on to an invasive procedure (needle biopsy,
+    # bronchoscopy or surgery) with this probability (after a radiograph, only if its
+    # diagnostic CT shows something to sample: Radiograph.biopsy_min_mm)
     benign_biopsy_given_workup: float = field(default=0.25, metadata=PROB)
+    # ... and that procedure is a surgical resection (wedge, segment or lobe) with this one
+    benign_resection_given_biopsy: float = field(default=0.35, metadata=PROB)
     # comparison with earlier images: a finding no earlier report mentioned is looked for on the
     # person's earlier images with its conspicuity there times this (the reader knows where to
     # look: 2 is the consensus review's second look at a marked location), and, found, is not
     # new (reading.read_exam). 0 compares with the earlier reports alone.
     look_back_boost: float = field(default=0.0, metadata={"ge": 0, "le": 100})
+    # a reader with earlier images of the person to compare calls spurious findings (a vessel,
+    # a scar, an overlapping shadow) at this fraction of the rate without: what is unchanged
+    # since the last exam is no longer a candidate (1: no difference)
+    spurious_with_earlier: float = field(default=1.0, metadata={"gt": 0, "le": 1})
     radiograph: Radiograph = field(default_factory=Radiograph)

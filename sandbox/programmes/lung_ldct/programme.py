@@ -72,6 +72,7 @@ declare_streams(
         "schedule.entry": "the day a person is first invited",
         "read.*": "one read: detection and size of each finding, spurious findings, reading time, the look-back at earlier images",
         "workup.biopsy": "whether a work-up without cancer includes a benign biopsy",
+        "workup.resection": "whether that benign invasive procedure is a surgical resection",
         "imaging.cxr_overlap": "whether a finding lies behind ribs, heart, hila or diaphragm on a chest radiograph (index: finding key)",
         "imaging.cxr_mimic": "whether a person's chest radiograph shows a nodule mimic, and its size (index 0, 1)",
     }
@@ -135,10 +136,14 @@ class LungLDCT(Programme):
         return self.cxr_scheme if isinstance(exam.shows, RadiographFindings) else self.scheme
 
     def _fp_scale(self, exam: Any) -> float:
-        """Spurious findings on a chest radiograph, relative to CT (``programme.radiograph``)."""
+        """The reader's rate of spurious findings on this exam: on a chest radiograph relative
+        to CT (``programme.radiograph.spurious_ratio``), and lower with earlier images of the
+        person to compare (``programme.spurious_with_earlier``)."""
+        prog = self.scenario.programme
+        scale = prog.spurious_with_earlier if exam.prior.screened else 1.0
         if isinstance(exam.shows, RadiographFindings):
-            return self.scenario.programme.radiograph.spurious_ratio
-        return 1.0
+            return scale * prog.radiograph.spurious_ratio
+        return scale
 
     def exam_scanner(self, site_scanner: Scanner, modality: str) -> Scanner:
         """A chest radiograph (``modality: cxr``) is taken on :data:`CXR`, whatever CT the site has."""
@@ -253,23 +258,32 @@ class LungLDCT(Programme):
         wherever the film's finding was, so it finds a tumour the film did not show, and a
         finding the film alone showed (a mimic, a spurious one) ends there, without a biopsy.
         """
-        row, c = exam.row, cohort.cancer
-        found, biopsy_possible = MALIGNANT_KEY in final.suspicious, True
-        ct_mm = self.scenario.programme.radiograph.ct_workup_mm
-        if ct_mm > 0 and isinstance(exam.shows, RadiographFindings):
+        row, c, prog = exam.row, cohort.cancer, self.scenario.programme
+        found = MALIGNANT_KEY in final.suspicious
+        radiograph = isinstance(exam.shows, RadiographFindings)
+        ct_mm = prog.radiograph.ct_workup_mm
+        if ct_mm > 0 and radiograph:
             on_ct = [
                 f.key
                 for f in visible_findings(cohort, row, day, CT_REFERENCE)
                 if f.size_mm >= ct_mm
             ]
             found = found or MALIGNANT_KEY in on_ct
-            biopsy_possible = any(k != MALIGNANT_KEY for k in on_ct)
         if found and c["onset_day"][row] <= day:
             d = cohort.cancer_diameter(row, day) * float(c["solid_fraction"][row])
             stage = stage_at(d, float(c["nodal_mm"][row]), self._n2, float(c["distant_mm"][row]))
             return WorkupOutcome(True, stage)
-        p = self.scenario.programme.benign_biopsy_given_workup
-        return WorkupOutcome(False, None, biopsy_possible and exam.u("workup.biopsy") < p)
+        # after a radiograph, an invasive procedure needs a benign nodule on the chest CT of at
+        # least biopsy_min_mm to sample: a mimic or a reader's spurious finding is not on the
+        # CT, and the work-up ends there
+        min_mm = prog.radiograph.biopsy_min_mm
+        target = not radiograph or any(
+            f.key != MALIGNANT_KEY and f.size_mm >= min_mm
+            for f in visible_findings(cohort, row, day, CT_REFERENCE)
+        )
+        biopsy = target and exam.u("workup.biopsy") < prog.benign_biopsy_given_workup
+        resection = biopsy and exam.u("workup.resection") < prog.benign_resection_given_biopsy
+        return WorkupOutcome(False, None, biopsy, resection)
 
     def exam_fields(self, exam: Any, final: Read) -> tuple[str, float, bool, bool, float]:
         malignant_mm = -1.0

@@ -114,8 +114,7 @@ def _cxr_run(out, name: str, *overrides: str) -> tuple[pl.DataFrame, pl.DataFram
 
 def test_a_positive_radiograph_worked_up_by_ct_finds_what_the_film_missed(tmp_path):
     """With ``ct_workup_mm`` the work-up of a positive radiograph is a diagnostic CT: it finds a
-    tumour the film did not show, and a film-only finding (a mimic, a spurious one) ends
-    without a biopsy."""
+    tumour the film did not show (and so biopsies no benign nodule instead)."""
     out = {}
     for mm in (0, 4):
         events, people = _cxr_run(tmp_path, f"ct{mm}", f"programme.radiograph.ct_workup_mm={mm}")
@@ -131,7 +130,7 @@ def test_a_positive_radiograph_worked_up_by_ct_finds_what_the_film_missed(tmp_pa
     # the same first films: the same positives but for who reads which (reading queues move)
     assert abs(out[4][2] - out[0][2]) <= 0.02 * out[0][2]
     assert out[4][0] > out[0][0]  # the CT finds tumours the film did not show
-    assert out[4][1] < out[0][1]  # most film-only findings end at the CT
+    assert out[4][1] <= out[0][1]
 
 
 def test_readers_who_compare_with_earlier_films_call_fewer_findings_new(tmp_path):
@@ -146,3 +145,45 @@ def test_readers_who_compare_with_earlier_films_call_fewer_findings_new(tmp_path
         rates[boost] = by_round["positive"].to_list()
     assert rates[2][0] == pytest.approx(rates[0][0], rel=0.02)  # T0: nothing to compare with
     assert sum(rates[2][1:]) < 0.85 * sum(rates[0][1:]), rates
+
+
+def test_readers_with_earlier_films_call_fewer_spurious_findings(tmp_path):
+    """``spurious_with_earlier`` scales the reader's spurious findings once there are earlier
+    films to compare: the first round is unchanged, later rounds are positive less often, and
+    fewer of the later positives are a reader's spurious finding."""
+    rates = {}
+    for f in (1.0, 0.5):
+        events, _ = _cxr_run(tmp_path, f"sp{f}", f"programme.spurious_with_earlier={f}")
+        by_round = events.group_by("round").agg(pl.col("positive").sum()).sort("round")
+        rates[f] = by_round["positive"].to_list()
+    assert rates[0.5][0] == pytest.approx(rates[1.0][0], rel=0.02)  # T0: nothing to compare
+    assert sum(rates[0.5][1:]) < 0.9 * sum(rates[1.0][1:]), rates
+
+
+def test_a_positive_radiograph_is_biopsied_only_where_the_ct_shows_a_nodule(tmp_path):
+    """The work-up of a positive radiograph that finds no cancer samples a benign nodule only if
+    the chest CT shows one of at least ``biopsy_min_mm``: a mimic or a reader's spurious
+    finding ends at the CT. Of the invasive procedures, the share set by
+    ``benign_resection_given_biopsy`` are resections."""
+    counts = {}
+    for mm in (0, 8):
+        events, _ = _cxr_run(tmp_path, f"min{mm}", f"programme.radiograph.biopsy_min_mm={mm}")
+        benign = events.filter(
+            pl.col("workup_day").is_not_null() & pl.col("workup_stage").is_null()
+        )
+        counts[mm] = (
+            benign.height,
+            int(benign["benign_biopsy"].sum()),
+            int(benign["benign_resection"].sum()),
+        )
+        # a resection is one of the benign invasive procedures
+        assert (benign["benign_biopsy"] | ~benign["benign_resection"]).all()
+    assert counts[8][0] == counts[0][0]  # the same work-ups
+    # with no size needed, any benign nodule on the CT will do (most people have one): at
+    # most benign_biopsy_given_workup (0.8) of the benign work-ups
+    assert 0.3 * counts[0][0] < counts[0][1] < 0.8 * counts[0][0]
+    # most films' findings are not a nodule of 8 mm on CT
+    assert counts[8][1] < 0.3 * counts[0][1]
+    assert counts[0][2] == pytest.approx(
+        0.35 * counts[0][1], abs=3 * (0.35 * 0.65 * counts[0][1]) ** 0.5
+    )
