@@ -128,7 +128,7 @@ def test_a_positive_radiograph_worked_up_by_ct_finds_what_the_film_missed(tmp_pa
             int(t0["positive"].sum()),
         )
     # the same first films: the same positives but for who reads which (reading queues move)
-    assert abs(out[4][2] - out[0][2]) <= 0.02 * out[0][2]
+    assert abs(out[4][2] - out[0][2]) <= 0.03 * out[0][2]
     assert out[4][0] > out[0][0]  # the CT finds tumours the film did not show
     assert out[4][1] <= out[0][1]
 
