@@ -77,6 +77,10 @@ class Eligibility:
     # entry already have the symptoms at enrolment, and are not enrolled (0: only those
     # diagnosed before entry are left out)
     symptom_free_days: float = field(default=0.0, metadata={"ge": 0, "le": 730})
+    # beyond that window, early symptoms keep people away with a fading probability: one whose
+    # cancer would surface t days after the window enrols with probability 1 - exp(-t / this)
+    # (0: the window alone)
+    symptom_free_tail_days: float = field(default=0.0, metadata={"ge": 0, "le": 3650})
 
 
 @dataclass(frozen=True)

@@ -141,7 +141,8 @@ def sample_history(
     Candidates who had a clinically diagnosed lung cancer before entry are not screened (a
     history of lung cancer excludes them), as in the trials; nor are those whose cancer would
     be diagnosed from symptoms within ``cohort.eligibility.symptom_free_days`` of entry (they
-    have the symptoms already).
+    have the symptoms already), and, with ``symptom_free_tail_days``, fewer of those whose
+    cancer would surface soon after that window (early symptoms keep some away).
     """
     n = scenario.cohort.size if size is None else size
     horizon = follow_up_days(scenario)
@@ -155,7 +156,12 @@ def sample_history(
         keep = cand.pop("eligible")
         cand = {k: v[keep] for k, v in cand.items()}
         canc = sample_cancers(scenario.disease, streams, cand, horizon)
-        ok = canc["clinical_day"] >= scenario.cohort.eligibility.symptom_free_days
+        elig = scenario.cohort.eligibility
+        ok = canc["clinical_day"] >= elig.symptom_free_days
+        if elig.symptom_free_tail_days > 0:
+            after = np.maximum(canc["clinical_day"] - elig.symptom_free_days, 0.0)
+            enrol = -np.expm1(-after / elig.symptom_free_tail_days)
+            ok &= streams.uniform("cohort.enrol", cand["person_id"]) < enrol
         cand = {k: v[ok] for k, v in cand.items()}
         canc = {k: v[ok] for k, v in canc.items()}
         parts_p.append(cand)

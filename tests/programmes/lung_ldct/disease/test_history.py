@@ -59,6 +59,29 @@ def test_people_with_symptoms_at_entry_are_not_enrolled(small_cfg):
     np.testing.assert_array_equal(b.people["person_id"][: len(kept)], kept)
 
 
+def test_a_symptom_tail_keeps_fewer_of_those_whose_cancer_surfaces_soon(small_cfg):
+    """With ``symptom_free_tail_days`` τ beyond the window, a candidate whose cancer would
+    surface t days after it enrols with probability 1 - exp(-t / τ): fewer cancers surfacing in
+    the first year enrol, in proportion, than surfacing later, and nobody within the window."""
+    scn = small_cfg.scenario
+
+    def cohort(tail: float):
+        elig = dataclasses.replace(
+            scn.cohort.eligibility, symptom_free_days=30.0, symptom_free_tail_days=tail
+        )
+        s = dataclasses.replace(scn, cohort=dataclasses.replace(scn.cohort, eligibility=elig))
+        h = sample_history(s, Streams(small_cfg.seed), 20000)
+        lead = (h.cancer["clinical_day"] - h.people["entry_day"]) / YEAR
+        return lead[np.isfinite(lead)]
+
+    hard, soft = cohort(0.0), cohort(365.0)
+    assert soft.min() >= 30.0 / YEAR
+    first = lambda lead: np.mean(lead < 1.0)  # noqa: E731
+    later = lambda lead: np.mean((lead >= 3.0) & (lead < 6.0))  # noqa: E731
+    assert first(soft) < 0.75 * first(hard)  # about 0.5 expected over the first year
+    assert later(soft) > 0.9 * later(hard)  # exp(-3) and beyond: barely touched
+
+
 def test_bigger_cohort_extends_smaller_one(small_cfg, history):
     big = sample_history(small_cfg.scenario, Streams(small_cfg.seed), 3000)
     for k, v in history.people.items():
