@@ -60,8 +60,9 @@ def _increments(
     a = price(ldct, costs, econ.utilities)
     # the radiograph arm stands for no screening: neither its radiographs nor the work-ups
     # they led to would happen (cancers it found are treated as found)
-    no_surgery = {**cxr.items, "benign_resections": np.zeros_like(cxr.items["benign_resections"])}
-    cxr = dataclasses.replace(cxr, items=no_surgery)
+    # ... nor the benign resections and the visits (the person's time, societal perspective)
+    none = {k: np.zeros_like(cxr.items[k]) for k in ("benign_resections", "visits")}
+    cxr = dataclasses.replace(cxr, items={**cxr.items, **none})
     b = price(cxr, dataclasses.replace(costs, workup=0.0, benign_biopsy=0.0), econ.utilities)
     assert np.array_equal(a["person_id"].to_numpy(), b["person_id"].to_numpy())
     return {

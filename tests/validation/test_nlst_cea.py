@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from testkit import run_cli
 
 
@@ -22,3 +23,25 @@ def test_validate_nlst_cea_reports_every_row(capsys):
     line = next(x for x in out.splitlines() if "judged rows pass" in x)
     passed, judged = (int(v) for v in line.split()[0].split("/"))
     assert (code == 0) == (passed == judged)
+
+
+def test_the_no_screening_arm_takes_no_visits_under_a_societal_perspective():
+    """The radiograph arm stands for no screening: under a societal perspective the person's
+    time is added for the LDCT arm's visits only."""
+    import dataclasses
+
+    from sandbox.economics.report import load_preset
+    from sandbox.validation import cea
+
+    econ = load_preset("nlst_cea")
+    ldct = cea._arm("soc_single_read", 2011, 1500, ["runtime=quiet"], econ)
+    cxr = cea._arm("cxr_single_read", 2011, 1500, ["runtime=quiet"], econ)
+    payer = cea._increments(ldct, cxr, econ.costs, econ)["cost"]
+    costs = dataclasses.replace(econ.costs, patient_time_per_visit=100.0)
+    societal = dataclasses.replace(econ, perspective="societal", costs=costs)
+    ldct_s = dataclasses.replace(ldct, societal=True)
+    cxr_s = dataclasses.replace(cxr, societal=True)
+    added = cea._increments(ldct_s, cxr_s, costs, societal)["cost"] - payer
+    assert cxr.items["visits"].sum() > 0  # the radiograph arm had visits ...
+    # ... and only the LDCT arm's count
+    assert added == pytest.approx(100.0 * ldct.items["visits"])
