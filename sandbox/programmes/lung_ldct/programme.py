@@ -274,9 +274,9 @@ class LungLDCT(Programme):
             stage = stage_at(d, float(c["nodal_mm"][row]), self._n2, float(c["distant_mm"][row]))
             return WorkupOutcome(True, stage)
         # after a radiograph, an invasive procedure needs a benign nodule on the chest CT of at
-        # least biopsy_min_mm to sample: a mimic or a reader's spurious finding is not on the
-        # CT, and the work-up ends there
-        min_mm = prog.radiograph.biopsy_min_mm
+        # least biopsy_min_mm to sample (and that the CT shows: ct_workup_mm): a mimic or a
+        # reader's spurious finding is not on the CT, and the work-up ends there
+        min_mm = max(prog.radiograph.biopsy_min_mm, ct_mm)
         target = not radiograph or any(
             f.key != MALIGNANT_KEY and f.size_mm >= min_mm
             for f in visible_findings(cohort, row, day, CT_REFERENCE)
