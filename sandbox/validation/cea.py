@@ -53,17 +53,20 @@ def _arm(
     return exposures(res.people, res.events, econ, cfg.policy.modality)
 
 
+# exposure items that only screening causes (accounting.exposures)
+NOT_IN_NO_SCREENING = ("workups", "benign_biopsies", "benign_resections", "visits")
+
+
 def _increments(
     ldct: Exposures, cxr: Exposures, costs: Costs, econ: Economics
 ) -> dict[str, np.ndarray]:
     """Per-person increments, LDCT minus the radiograph arm: cost, life-years, QALYs."""
     a = price(ldct, costs, econ.utilities)
-    # the radiograph arm stands for no screening: neither its radiographs nor the work-ups
-    # they led to would happen (cancers it found are treated as found)
-    # ... nor the benign resections and the visits (the person's time, societal perspective)
-    none = {k: np.zeros_like(cxr.items[k]) for k in ("benign_resections", "visits")}
-    cxr = dataclasses.replace(cxr, items={**cxr.items, **none})
-    b = price(cxr, dataclasses.replace(costs, workup=0.0, benign_biopsy=0.0), econ.utilities)
+    # the radiograph arm stands for no screening: neither its radiographs (priced at 0 in the
+    # preset) nor the work-ups, procedures and visits they led to would happen (cancers it
+    # found are treated as found)
+    none = {k: np.zeros_like(cxr.items[k]) for k in NOT_IN_NO_SCREENING}
+    b = price(dataclasses.replace(cxr, items={**cxr.items, **none}), costs, econ.utilities)
     assert np.array_equal(a["person_id"].to_numpy(), b["person_id"].to_numpy())
     return {
         "cost": a["cost_total"].to_numpy() - b["cost_total"].to_numpy(),

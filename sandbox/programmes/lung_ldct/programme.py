@@ -262,24 +262,24 @@ class LungLDCT(Programme):
         found = MALIGNANT_KEY in final.suspicious
         radiograph = isinstance(exam.shows, RadiographFindings)
         ct_mm = prog.radiograph.ct_workup_mm
-        if ct_mm > 0 and radiograph:
-            on_ct = [
-                f.key
-                for f in visible_findings(cohort, row, day, CT_REFERENCE)
-                if f.size_mm >= ct_mm
-            ]
-            found = found or MALIGNANT_KEY in on_ct
+        # what the diagnostic CT after a radiograph shows (nodules of at least ct_workup_mm)
+        on_ct = (
+            [f for f in visible_findings(cohort, row, day, CT_REFERENCE) if f.size_mm >= ct_mm]
+            if radiograph
+            else []
+        )
+        if ct_mm > 0:
+            found = found or any(f.key == MALIGNANT_KEY for f in on_ct)
         if found and c["onset_day"][row] <= day:
             d = cohort.cancer_diameter(row, day) * float(c["solid_fraction"][row])
             stage = stage_at(d, float(c["nodal_mm"][row]), self._n2, float(c["distant_mm"][row]))
             return WorkupOutcome(True, stage)
         # after a radiograph, an invasive procedure needs a benign nodule on the chest CT of at
-        # least biopsy_min_mm to sample (and that the CT shows: ct_workup_mm): a mimic or a
-        # reader's spurious finding is not on the CT, and the work-up ends there
-        min_mm = max(prog.radiograph.biopsy_min_mm, ct_mm)
+        # least biopsy_min_mm to sample: a mimic or a reader's spurious finding is not on the
+        # CT, and the work-up ends there
+        min_mm = prog.radiograph.biopsy_min_mm
         target = not radiograph or any(
-            f.key != MALIGNANT_KEY and f.size_mm >= min_mm
-            for f in visible_findings(cohort, row, day, CT_REFERENCE)
+            f.key != MALIGNANT_KEY and f.size_mm >= min_mm for f in on_ct
         )
         biopsy = target and exam.u("workup.biopsy") < prog.benign_biopsy_given_workup
         resection = biopsy and exam.u("workup.resection") < prog.benign_resection_given_biopsy
