@@ -44,13 +44,15 @@ def published() -> dict[str, Any]:
 
 def _arm(
     trial_policy: str, seed: int, size: int, overrides: list[str], econ: Economics
-) -> Exposures:
+) -> tuple[Exposures, int]:
+    """The arm's exposures, and its lung-cancer deaths to the end of the trial."""
     ov = ["scenario=nlst", f"policy={trial_policy}", f"seed={seed}", *overrides]
     if size:
         ov.append(f"cohort.size={size}")
     cfg, profiles, _ = load(ov)
     res = simulate(cfg, profiles)
-    return exposures(res.people, res.events, econ, cfg.policy.modality)
+    deaths = int((res.people["death_cause"] == "lung_cancer").sum())
+    return exposures(res.people, res.events, econ, cfg.policy.modality), deaths
 
 
 # exposure items that only screening causes (accounting.exposures)
@@ -93,8 +95,8 @@ def validate(
     """(rows, setup): every row of Black et al.'s table and one-way analysis, simulated."""
     econ = load_preset("nlst_cea")
     assert econ.costs is not None
-    ldct = _arm("soc_single_read", seed, size, overrides, econ)
-    cxr = _arm("cxr_single_read", seed, size, overrides, econ)
+    ldct, ldct_deaths = _arm("soc_single_read", seed, size, overrides, econ)
+    cxr, cxr_deaths = _arm("cxr_single_read", seed, size, overrides, econ)
     pub = published()
     table = pub["table"]
     d = _increments(ldct, cxr, econ.costs, econ)
@@ -167,14 +169,27 @@ def validate(
 
     # one-way sensitivity: re-price, no re-simulation
     base_pub = float(table["icer_per_qaly"]["value"])
+    c = econ.costs
     variants = {
-        "ldct_cost_100": dataclasses.replace(econ.costs, screen={**econ.costs.screen, "ct": 100.0}),
-        "ldct_cost_500": dataclasses.replace(econ.costs, screen={**econ.costs.screen, "ct": 500.0}),
-        "surgery_cost_x0_5": dataclasses.replace(econ.costs, resection=econ.costs.resection * 0.5),
-        "surgery_cost_x3": dataclasses.replace(econ.costs, resection=econ.costs.resection * 3.0),
+        "ldct_cost_100": dataclasses.replace(c, screen={**c.screen, "ct": 100.0}),
+        "ldct_cost_500": dataclasses.replace(c, screen={**c.screen, "ct": 500.0}),
+        "surgery_cost_x0_5": dataclasses.replace(c, resection=c.resection * 0.5),
+        "surgery_cost_x3": dataclasses.replace(c, resection=c.resection * 3.0),
+        # the paper's Table 5 (out of sample): follow-up LDCTs x 0.5 or x 5 (priced as such),
+        # incidental findings at 0 or 2,500 dollars instead of 500
+        "followup_ct_x0_5": dataclasses.replace(c, followup_ct=c.followup_ct * 0.5),
+        "followup_ct_x5": dataclasses.replace(c, followup_ct=c.followup_ct * 5.0),
+        "incidental_cost_0": dataclasses.replace(c, incidental_per_screen_ct=0.0),
+        "incidental_cost_2500": dataclasses.replace(
+            c, incidental_per_screen_ct=c.incidental_per_screen_ct * 5.0
+        ),
+    }
+    published_rows = {
+        **pub["one_way_sensitivity_icer_per_qaly"],
+        **pub.get("one_way_table5_icer_per_qaly", {}),
     }
     for name, costs in variants.items():
-        target = float(pub["one_way_sensitivity_icer_per_qaly"][name])
+        target = float(published_rows[name])
         p = {k: float(v.mean()) for k, v in _increments(ldct, cxr, costs, econ).items()}
         icer = p["cost"] / p["qalys"] if p["qalys"] > 0 else math.nan
         want, got = target / base_pub - 1.0, icer / base_icer - 1.0
@@ -203,5 +218,16 @@ def validate(
         "seed": seed,
         "economics": econ.name,
         "source": pub.get("source", ""),
+        # where the effects come from: lung-cancer deaths to the end of the trial, and the
+        # discounted life-years gained in all per death averted by then
+        "lung_cancer_deaths": {"ldct": ldct_deaths, "cxr": cxr_deaths},
+        "life_years_per_death_averted": (
+            point["life_years"] * len(ldct.person_id) / (cxr_deaths - ldct_deaths)
+            if cxr_deaths > ldct_deaths
+            else math.nan
+        ),
+        "qalys_per_life_year": (
+            point["qalys"] / point["life_years"] if point["life_years"] > 0 else math.nan
+        ),
     }
     return pl.DataFrame(rows, infer_schema_length=None), setup

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from testkit import run_cli
 
@@ -25,6 +27,33 @@ def test_validate_nlst_cea_reports_every_row(capsys):
     assert (code == 0) == (passed == judged)
 
 
+def test_validate_nlst_cea_over_seeds_summarises_every_row(capsys):
+    code, out, err = run_cli(
+        ["validate", "nlst-cea", "--size", "800", "--seed", "3,4", "runtime=quiet"], capsys
+    )
+    assert code in (0, 1), err
+    assert "== seed 3" in out and "== seed 4" in out
+    summary = out.split("over 2 seeds (3, 4):")[1]
+    row = re.search(
+        r"^incremental_cost_per_person\s+1,631\s+(\S+)\s+([+-]\d+\.\d\d)\s+(\d)/2$", summary, re.M
+    )
+    assert row, summary
+    # the mean z is the mean of the two seeds' z, and the count of seeds passing agrees
+    per_seed = [
+        float(m)
+        for m in re.findall(
+            r"^incremental_cost_per_person\s+1,631 \(1,557-1,709\)\s+\S+ \(\S+\)\s+([+-]\d+\.\d\d)",
+            out,
+            re.M,
+        )
+    ]
+    assert len(per_seed) == 2
+    assert float(row.group(2)) == pytest.approx(sum(per_seed) / 2, abs=0.011)
+    assert int(row.group(3)) == sum(abs(v) <= 1.96 for v in per_seed)
+    assert "one_way.incidental_cost_2500" in summary
+    assert "lung-cancer deaths to the end of the trial" in out
+
+
 def test_the_no_screening_arm_takes_no_visits_under_a_societal_perspective():
     """The radiograph arm stands for no screening: under a societal perspective the person's
     time is added for the LDCT arm's visits only."""
@@ -34,9 +63,10 @@ def test_the_no_screening_arm_takes_no_visits_under_a_societal_perspective():
     from sandbox.validation import cea
 
     econ = load_preset("nlst_cea")
-    ldct = cea._arm("soc_single_read", 2011, 1500, ["runtime=quiet"], econ)
-    cxr = cea._arm("cxr_single_read", 2011, 1500, ["runtime=quiet"], econ)
-    payer = cea._increments(ldct, cxr, econ.costs, econ)["cost"]
+    ldct, _ = cea._arm("soc_single_read", 2011, 1500, ["runtime=quiet"], econ)
+    cxr, _ = cea._arm("cxr_single_read", 2011, 1500, ["runtime=quiet"], econ)
+    payer_costs = dataclasses.replace(econ.costs, patient_time_per_visit=0.0)
+    payer = cea._increments(ldct, cxr, payer_costs, econ)["cost"]
     costs = dataclasses.replace(econ.costs, patient_time_per_visit=100.0)
     societal = dataclasses.replace(econ, perspective="societal", costs=costs)
     ldct_s = dataclasses.replace(ldct, societal=True)
