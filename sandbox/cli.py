@@ -747,8 +747,8 @@ def _validate_cea(args: argparse.Namespace) -> tuple[int, pl.DataFrame]:
             f"\nlung-cancer deaths to the end of the trial: LDCT {deaths['ldct']:,}, radiograph "
             f"{deaths['cxr']:,} ({deaths['cxr'] - deaths['ldct']:+,} averted); discounted life-years "
             f"gained per death averted {setup['life_years_per_death_averted']:.1f}; QALYs per "
-            f"life-year gained {setup['qalys_per_life_year']:.2f} (the paper: 0.0201 / 0.0316 = "
-            "0.64)"
+            f"life-year gained {setup['qalys_per_life_year']:.2f} (the paper's: "
+            f"{setup['published_qalys_per_life_year']:.2f})"
         )
     )
     judged = rows.filter(pl.col("pass").is_not_null())

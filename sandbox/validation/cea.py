@@ -229,5 +229,7 @@ def validate(
         "qalys_per_life_year": (
             point["qalys"] / point["life_years"] if point["life_years"] > 0 else math.nan
         ),
+        "published_qalys_per_life_year": float(table["incremental_qalys_per_person"])
+        / float(table["incremental_life_years_per_person"]),
     }
     return pl.DataFrame(rows, infer_schema_length=None), setup
