@@ -737,9 +737,12 @@ def _validate_cea(args: argparse.Namespace) -> tuple[int, pl.DataFrame]:
             sim = _cell(r["simulated"], r["lo"], r["hi"])
         verdict = "reported" if r["pass"] is None else ("PASS" if r["pass"] else "FAIL")
         z = "-" if r["z"] != r["z"] else f"{r['z']:+.2f}"
-        table.append([r["row"], pub, sim, z, verdict])
+        kind = "fitted" if r["fitted"] else "out of sample"
+        table.append([r["row"], kind, pub, sim, z, verdict])
     print(
-        _table(["target", "published (95% CI)", "simulated (95% interval)", "z", "verdict"], table)
+        _table(
+            ["target", "", "published (95% CI)", "simulated (95% interval)", "z", "verdict"], table
+        )
     )
     deaths = setup["lung_cancer_deaths"]
     print(
@@ -776,13 +779,14 @@ def _print_cea_over_seeds(seeds: list[int], per_seed: list[pl.DataFrame]) -> Non
         table.append(
             [
                 name,
+                "fitted" if got[0]["fitted"] else "out of sample",
                 fmt(got[0]["published"]),
                 fmt(float(np.nanmean(sims))) if np.isfinite(sims).any() else "-",
                 f"{np.nanmean(zs):+.2f}" if np.isfinite(zs).any() else "-",
                 f"{sum(judged)}/{len(seeds)}" if judged else "reported",
             ]
         )
-    print(_table(["target", "published", "mean simulated", "mean z", "seeds passing"], table))
+    print(_table(["target", "", "published", "mean simulated", "mean z", "seeds passing"], table))
 
 
 def _seed_list(text: str) -> list[int]:

@@ -35,14 +35,16 @@ def test_validate_nlst_cea_over_seeds_summarises_every_row(capsys):
     assert "== seed 3" in out and "== seed 4" in out
     summary = out.split("over 2 seeds (3, 4):")[1]
     row = re.search(
-        r"^incremental_cost_per_person\s+1,631\s+(\S+)\s+([+-]\d+\.\d\d)\s+(\d)/2$", summary, re.M
+        r"^incremental_cost_per_person\s+fitted\s+1,631\s+(\S+)\s+([+-]\d+\.\d\d)\s+(\d)/2$",
+        summary,
+        re.M,
     )
     assert row, summary
     # the mean z is the mean of the two seeds' z, and the count of seeds passing agrees
     per_seed = [
         float(m)
         for m in re.findall(
-            r"^incremental_cost_per_person\s+1,631 \(1,557-1,709\)\s+\S+ \(\S+\)\s+([+-]\d+\.\d\d)",
+            r"^incremental_cost_per_person\s+fitted\s+1,631 \(1,557-1,709\)\s+\S+ \(\S+\)\s+([+-]\d+\.\d\d)",
             out,
             re.M,
         )
@@ -51,6 +53,10 @@ def test_validate_nlst_cea_over_seeds_summarises_every_row(capsys):
     assert float(row.group(2)) == pytest.approx(sum(per_seed) / 2, abs=0.011)
     assert int(row.group(3)) == sum(abs(v) <= 1.96 for v in per_seed)
     assert "one_way.incidental_cost_2500" in summary
+    # which rows a parameter was chosen to meet, and which are out of sample
+    assert re.search(r"^one_way\.incidental_cost_2500\s+fitted\s", summary, re.M)
+    assert re.search(r"^one_way\.followup_ct_x5\s+out of sample\s", summary, re.M)
+    assert re.search(r"^icer_per_qaly\s+out of sample\s", summary, re.M)
     assert "lung-cancer deaths to the end of the trial" in out
 
 
