@@ -14,7 +14,8 @@ Three kinds of task, all calling the same pure functions as the serial runner
 
 The driver writes each run folder as its outcomes arrive (whole or not at all). Tasks are
 retried when their worker dies (``max_retries``), never on an exception of their own. Local
-Ray binds to a loopback address and runs without its dashboard; Ctrl-C cancels what is left.
+Ray binds to a loopback address and runs without its dashboard; Ctrl-C ends what is left
+(Ray stops the session's tasks when it shuts down).
 """
 
 from __future__ import annotations
@@ -414,16 +415,11 @@ def execute(
                 out.finished.append(job.run.name)
                 if units_dir is not None:
                     shutil.rmtree(units_dir / job.run.name, ignore_errors=True)
-    except BaseException:
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        # let the cancellations settle before Ray shuts down: a task's reply arriving during
-        # shutdown can abort Ray's core worker, and the exit status with it
-        try:
-            ray.wait(list(pending), num_returns=len(pending), timeout=10.0)
-        except Exception:  # noqa: BLE001 - best effort; the interrupt is what matters
-            pass
-        raise
+    # On Ctrl-C the tasks left are not cancelled one by one: a cancellation racing with the
+    # task's own completion aborts Ray's core worker in the driver ("Tried to complete task that
+    # was not pending"; ray-project/ray#54798 fixed one such race), and the exit status with it.
+    # Ray ends them when the session shuts down (ray_session): a local cluster stops with the
+    # driver, and a cluster ends a job's tasks when its driver leaves.
     finally:
         bar.close()
         _save_scores(services)
