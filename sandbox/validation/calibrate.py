@@ -248,18 +248,21 @@ def abc_draws(
     seed: int,
     on_eval: Callable[[int, float, dict[str, float]], None] | None = None,
     pool: Executor | None = None,
+    names: list[str] | None = None,
 ) -> list[Evaluation]:
-    """Rejection ABC around the fitted vector: ``draws`` vectors, each parameter log-normal
-    about its fitted value with sigma ``width`` (clipped to its bounds), each simulated once;
+    """Rejection ABC around the fitted vector: ``draws`` vectors, each free parameter
+    (``names``; default every one of ``centre``) log-normal about its fitted value with sigma
+    ``width`` (clipped to its bounds), the others held at ``centre``, each simulated once;
     :func:`accepted` keeps those whose every fitted row passes."""
     rng = np.random.default_rng(seed)
+    names = list(names or centre)
     out = []
     for i in range(draws):
-        p = {}
-        for k, v in centre.items():
+        p = dict(centre)
+        for k in names:
             lo_k, hi_k = FREE[k][1], FREE[k][2]
             p[k] = float(
-                np.clip(v * math.exp(width * rng.standard_normal()), max(lo_k, 1e-6), hi_k)
+                np.clip(centre[k] * math.exp(width * rng.standard_normal()), max(lo_k, 1e-6), hi_k)
             )
         value, tables = evaluate(arms, p, pool)
         out.append(Evaluation(p, value, max_fitted_z(tables), "abc"))

@@ -353,3 +353,18 @@ def test_calibrate_gives_the_same_fit_with_worker_processes(capsys):
     assert code == 0, parallel
     # every simulation is keyed by its own seed: the processes change nothing but the time
     assert parallel == serial and "best loss" in serial
+
+
+def test_abc_draws_move_only_the_free_parameters(monkeypatch):
+    """The accepted sets are drawn around the fit in the fitted parameters alone: a parameter
+    held out of the fit (look_back_boost 0, off) stays where the scenario has it."""
+    import sandbox.validation.calibrate as cal
+
+    monkeypatch.setattr(cal, "evaluate", lambda arms, p, pool: (1.0, []))
+    monkeypatch.setattr(cal, "max_fitted_z", lambda tables: 0.5)
+    centre = {"incidence_multiplier": 1.3, "mimic_share": 0.12, "look_back_boost": 0.0}
+    draws = cal.abc_draws([], centre, 5, 0.1, 1, names=["incidence_multiplier", "mimic_share"])
+    assert len(draws) == 5 and all(d.stage == "abc" for d in draws)
+    assert all(d.params["look_back_boost"] == 0.0 for d in draws)
+    assert len({d.params["incidence_multiplier"] for d in draws}) == 5
+    assert len({d.params["mimic_share"] for d in draws}) == 5
