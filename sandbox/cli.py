@@ -967,9 +967,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     with worker_pool(min(args.workers, len(arms))) as pool:
         best, value, tables, evals = calibrate(arms, args.max_evals, on_eval, free, pool)
         if args.abc:
-            evals += abc_draws(
-                arms, best, args.abc, args.abc_width, seeds[0], on_eval, pool, free
-            )
+            evals += abc_draws(arms, best, args.abc, args.abc_width, seeds[0], on_eval, pool, free)
     sets = evaluations_frame(evals, Z_PASS)
     n_acc = int(sets["accepted"].sum())
     print(

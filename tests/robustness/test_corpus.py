@@ -96,6 +96,8 @@ NAMED_CASES = [
     (["disease.other_cause_female_hr=9"], "other_cause_female_hr"),
     (["scenario=nlst", "programme.radiograph.mimic_share=2"], "mimic_share"),
     (["scenario=nlst", "programme.radiograph.mimic_conspicuity=-1"], "mimic_conspicuity"),
+    (["scenario=nlst", "programme.radiograph.density=[1,0.25,2]"], "radiograph.density"),
+    (["scenario=nlst", "programme.radiograph.density=[1,0.25]"], "radiograph.density"),
     (["disease.histology.squamous.type_mix=[0,0,0]"], "type_mix"),
     (["disease.benign.type_mix=[0.5,-0.1,0.6]"], "type_mix"),
     (["cohort.population.age.max=300"], "cohort.population.age"),

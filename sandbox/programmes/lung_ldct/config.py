@@ -273,6 +273,13 @@ class Radiograph:
     nodal_conspicuity: float = field(default=0.0, metadata={"ge": 0, "le": 1000})
     ct_workup_mm: float = field(default=0.0, metadata={"ge": 0, "le": 30})
     biopsy_min_mm: float = field(default=8.0, metadata={"ge": 0, "le": 100})
+    density: tuple[float, float, float] = (1.0, 0.5, 0.15)
+
+    def check(self, path: str) -> None:
+        if not all(0 <= f <= 1 for f in self.density):
+            fail(
+                f"{path}.density", "needs three factors in [0, 1] (solid, part-solid, ground-glass)"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

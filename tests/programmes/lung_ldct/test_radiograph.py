@@ -8,6 +8,7 @@ import pytest
 import testkit
 from testkit import assert_one_line_error, run_cli
 
+from sandbox.compose import load
 from sandbox.programmes.lung_ldct.config import Radiograph
 from sandbox.programmes.lung_ldct.imaging.radiograph import C_REF, conspicuity_cxr
 
@@ -24,6 +25,21 @@ def test_a_radiograph_sees_large_dense_unobscured_nodules():
     assert conspicuity_cxr(20.0, 2, 0.9) < conspicuity_cxr(20.0, 1, 0.9) < solid[3]
     assert conspicuity_cxr(20.0, 0, 0.1) == pytest.approx(RG.obscured_factor * solid[3])
     assert conspicuity_cxr(0.0, 0, 0.9) == 0.0
+
+
+def test_a_sub_solid_nodule_shows_on_a_radiograph_as_its_solid_part():
+    """With nlst's factors (the solid fractions squared) a part-solid or ground-glass nodule
+    is as conspicuous as a solid nodule of its solid component's diameter."""
+    scenario = load(["scenario=nlst"])[0].scenario
+    rg, solid = scenario.programme.radiograph, scenario.disease.solid_fraction
+    assert rg.density == pytest.approx(tuple(f * f for f in solid))
+    for t in (1, 2):
+        solid_mm = 24.0 * solid[t]
+        assert conspicuity_cxr(24.0, t, 0.9, rg) == pytest.approx(
+            conspicuity_cxr(solid_mm, 0, 0.9, rg)
+        )
+    # a 40 mm ground-glass cancer is called less often than a 10 mm solid one
+    assert conspicuity_cxr(40.0, 2, 0.9, rg) < conspicuity_cxr(10.0, 0, 0.9, rg)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from sandbox.programmes.lung_ldct.config import Radiograph
 
-DENSITY = (1.0, 0.5, 0.15)
 C_REF = 14.0
 
 
@@ -38,5 +37,5 @@ def conspicuity_cxr(
     rg = rg or Radiograph()
     if diameter_mm <= 0.0:
         return 0.0
-    c = C_REF * DENSITY[nodule_type] * (diameter_mm / rg.reference_mm) ** 2
+    c = C_REF * rg.density[nodule_type] * (diameter_mm / rg.reference_mm) ** 2
     return c * (rg.obscured_factor if overlap_u < rg.obscured_share else 1.0)
