@@ -168,6 +168,10 @@ class Disease:
     # ground-glass): symptoms and spread follow the solid (invasive) component, and so does
     # the T descriptor (IASLC 8th edition)
     solid_fraction: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    # a person cured of a lung cancer dies of a second primary lung cancer at this rate per
+    # year from five years after the first would have surfaced (the stage's five-year survival
+    # holds the deaths before; 0: never)
+    second_primary_death_per_year: float = field(default=0.0, metadata={"ge": 0, "le": 1})
     # nodule types (solid, part-solid, ground-glass) of indolent tumours (empty: the
     # histology's type_mix); slow-growing cancers are mostly sub-solid
     indolent_type_mix: tuple[float, ...] = ()

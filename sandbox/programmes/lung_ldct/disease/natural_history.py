@@ -315,7 +315,8 @@ def lung_cancer_death_day(
     solid_mm: float = math.inf,
     subsolid: bool = False,
 ) -> float:
-    """Day of death from lung cancer after diagnosis at ``stage`` (inf if cured).
+    """Day of death from lung cancer after diagnosis at ``stage`` (inf if cured, unless a second
+    primary kills: at ``disease.second_primary_death_per_year`` from five years on).
 
     The uncured survive an exponential time with the stage's median, counted from the later of
     diagnosis and the day symptoms would have led to diagnosis, so that earlier diagnosis earns
@@ -325,8 +326,14 @@ def lung_cancer_death_day(
     """
     median = disease.median_survival_years_uncured[stage]
     s5 = survival_5y_at(stage, solid_mm, subsolid, disease)
-    if cure_u < cure_fraction(s5, median):
-        return math.inf
-    years = -math.log(survival_u) * median / math.log(2.0)
     start = diagnosis_day if not math.isfinite(clinical_day) else max(diagnosis_day, clinical_day)
+    if cure_u < cure_fraction(s5, median):
+        rate = disease.second_primary_death_per_year
+        if rate <= 0.0:
+            return math.inf
+        # cured of this one; a second primary may kill after the five years that the stage's
+        # survival already covers (the same draw serves: the uncured's survival time and the
+        # cured's second primary are exclusive)
+        return start + (5.0 - math.log(survival_u) / rate) * YEAR
+    years = -math.log(survival_u) * median / math.log(2.0)
     return start + years * YEAR

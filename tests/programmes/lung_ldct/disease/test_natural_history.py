@@ -308,7 +308,7 @@ def test_stage_never_regresses_as_a_tumour_grows(nodal, n2, extra, d1, d2):
 
 
 def test_lung_cancer_death_cure_fraction_and_median(small_cfg):
-    disease = small_cfg.scenario.disease
+    disease = dataclasses.replace(small_cfg.scenario.disease, second_primary_death_per_year=0.0)
     u1, u2 = _u("cure", 20_000), _u("surv", 20_000)
     for stage in STAGES:
         days = np.array(
@@ -331,8 +331,40 @@ def test_lung_cancer_death_cure_fraction_and_median(small_cfg):
             assert median == pytest.approx(disease.median_survival_years_uncured[stage], rel=0.08)
 
 
+def test_the_cured_die_of_a_second_primary_only_after_five_years(small_cfg):
+    """A cured survivor's second primary kills at the configured rate from five years after the
+    first cancer would have surfaced, so every stage's five-year survival is unchanged."""
+    base = dataclasses.replace(small_cfg.scenario.disease, second_primary_death_per_year=0.0)
+    rate = 0.02
+    disease = dataclasses.replace(base, second_primary_death_per_year=rate)
+    u1, u2 = _u("cure", 20_000), _u("surv", 20_000)
+    start = 100.0  # symptoms would have surfaced on day 100; screening found it on day 0
+    for stage in ("I", "IV"):
+        without = np.array(
+            [
+                lung_cancer_death_day(stage, 0.0, start, a, b, base)
+                for a, b in zip(u1, u2, strict=True)
+            ]
+        )
+        with_ = np.array(
+            [
+                lung_cancer_death_day(stage, 0.0, start, a, b, disease)
+                for a, b in zip(u1, u2, strict=True)
+            ]
+        )
+        cured = np.isinf(without)
+        assert np.isfinite(with_).all()
+        assert np.array_equal(with_[~cured], without[~cured])  # the uncured die as before
+        if cured.sum() > 1000:
+            later = (with_[cured] - start) / YEAR - 5.0
+            assert later.min() >= 0.0
+            assert later.mean() == pytest.approx(1.0 / rate, rel=0.05)
+        assert (with_ > start + 5 * YEAR).mean() == (without > start + 5 * YEAR).mean()
+
+
 def test_stage_I_survival_follows_the_solid_component(small_cfg):
-    disease = small_cfg.scenario.disease
+    # cure as the survival table gives it (no second primary later)
+    disease = dataclasses.replace(small_cfg.scenario.disease, second_primary_death_per_year=0.0)
     bounds, surv = disease.stage_I_solid_mm, disease.stage_I_survival_5y
     assert bounds and len(surv) == len(bounds) + 1
     # the T descriptor: up to each bound (inclusive), and above the last
