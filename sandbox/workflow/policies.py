@@ -125,8 +125,8 @@ class DoubleReading(ReadingPolicy):
 
 
 class NoScreening(ReadingPolicy):
-    """Usual care: nobody is invited, cancers are found when symptoms lead to a diagnosis (the
-    comparator arm of a screening trial)."""
+    """Usual care: nobody is invited, cancers are found when symptoms or imaging done for
+    another reason lead to a diagnosis (the comparator arm of a screening trial)."""
 
     min_readers: ClassVar[int] = 0
     invites: ClassVar[bool] = False

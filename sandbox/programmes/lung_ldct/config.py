@@ -172,6 +172,12 @@ class Disease:
     # year from five years after the first would have surfaced (the stage's five-year survival
     # holds the deaths before; 0: never)
     second_primary_death_per_year: float = field(default=0.0, metadata={"ge": 0, "le": 1})
+    # a third route to diagnosis without screening: imaging done for another reason (a chest
+    # film or CT for a cough, a cardiac or abdominal CT, pre-operative films) shows the tumour
+    # and work-up follows, at this rate per year once the solid component is at least
+    # incidental_min_mm wide (0: symptoms only)
+    incidental_hazard_per_year: float = field(default=0.0, metadata={"ge": 0, "le": 10})
+    incidental_min_mm: float = field(default=10.0, metadata={"gt": 0, "le": 100})
     # nodule types (solid, part-solid, ground-glass) of indolent tumours (empty: the
     # histology's type_mix); slow-growing cancers are mostly sub-solid
     indolent_type_mix: tuple[float, ...] = ()

@@ -89,7 +89,7 @@ def definitions() -> dict[str, list[Metric]]:
             "lifetime_lung_cancer_deaths",
             "count",
             "deaths from lung cancer over each person's lifetime (no follow-up cut; a cancer "
-            "not diagnosed in follow-up is diagnosed when its symptoms surface)",
+            "not diagnosed in follow-up is diagnosed on its clinical day)",
             "lc_deaths_life",
             better="lower",
         ),

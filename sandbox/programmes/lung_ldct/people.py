@@ -21,6 +21,8 @@ DIAGNOSIS_MODES = (
     "after_screening",
 )
 DEATH_CAUSES = ("alive", "lung_cancer", "other")
+# how a cancer surfaces without screening (natural_history.sample_cancers' clinical_route)
+CLINICAL_ROUTES = ("none", "symptoms", "metastatic_symptoms", "incidental")
 
 PEOPLE_SCHEMA = {
     "person_id": pl.Int64,
@@ -38,6 +40,7 @@ PEOPLE_SCHEMA = {
     "indolent": pl.Boolean,
     "onset_day": pl.Float64,
     "clinical_day": pl.Float64,
+    "clinical_route": pl.Enum(list(CLINICAL_ROUTES)),
     "diagnosis_day": pl.Float64,
     "diagnosis_mode": pl.Enum(list(DIAGNOSIS_MODES)),
     "diagnosis_round": pl.Int16,
@@ -98,7 +101,7 @@ def resolve_people(
     death = other.copy()
     cause = np.where(other < end, 2, 0).astype(np.int8)
     # a lifetime (no follow-up cut): death from lung cancer if it comes before death from other
-    # causes; a cancer not diagnosed in follow-up is diagnosed when its symptoms surface
+    # causes; a cancer not diagnosed in follow-up is diagnosed on its clinical day
     lc_life = np.full(n, np.inf)
     disease = scenario.disease
 
@@ -153,6 +156,7 @@ def resolve_people(
             "indolent": c["indolent"],
             "onset_day": c["onset_day"],
             "clinical_day": clinical,
+            "clinical_route": np.array(CLINICAL_ROUTES)[c["clinical_route"]],
             "diagnosis_day": np.where(diagnosed, dx_day, math.nan),
             "diagnosis_mode": np.array(DIAGNOSIS_MODES)[mode],
             "diagnosis_round": dx_round,
@@ -167,7 +171,7 @@ def resolve_people(
             "other_cause_death_day": other,
             "lifetime_death_cause": np.array(DEATH_CAUSES)[np.where(lc_life < other, 1, 2)],
             "lifetime_years": (life_death - entry) / YEAR,
-            # a lifetime's diagnosis: in follow-up as above, else when symptoms surface
+            # a lifetime's diagnosis: in follow-up as above, else on the clinical day
             "lifetime_diagnosis_day": life_dx,
             "lifetime_stage": life_stage.astype(str),
         },

@@ -12,7 +12,8 @@ Model (times in days from the person's entry, shifted to programme days by
   doubling time log-normal by histology, with an indolent fraction on a long doubling time.
 * **Clinical detection** (symptoms) has hazard ``c * (s / 20 mm) ** k`` per year, ``s`` the
   diameter of the solid component (``solid_fraction`` of ``d`` by nodule type), solved in
-  closed form, plus a constant hazard once distant spread has occurred. Indolent tumours are
+  closed form, plus a constant hazard once distant spread has occurred, plus (incidental
+  detection) a constant hazard once the solid component is ``incidental_min_mm`` wide. Indolent tumours are
   mostly sub-solid (``indolent_type_mix``); sub-solid tumours that are not indolent grow at
   ``subsolid_vdt_median_days``, and every sub-solid tumour may start ``subsolid_window_years``
   before entry.
@@ -154,7 +155,8 @@ def sample_cancers(
     Returns arrays aligned with ``people``: ``has_cancer``, ``onset_day``, ``vdt_days``,
     ``histology`` (index into HISTOLOGIES), ``nodule_type`` (0 solid, 1 part-solid, 2 GGN),
     ``spiculated``, ``central``, ``indolent``, ``solid_fraction``, ``nodal_mm``, ``distant_mm``, ``clinical_day`` (inf if never),
-    ``clinical_stage`` (index into STAGES; -1 if none), ``cure_u``, ``survival_u``,
+    ``clinical_stage`` (index into STAGES; -1 if none), ``clinical_route`` (1 symptoms, 2
+    symptoms of distant spread, 3 incidental imaging; 0 if none), ``cure_u``, ``survival_u``,
     ``other_death_day``.
     """
     ids = people["person_id"]
@@ -242,7 +244,19 @@ def sample_cancers(
         )
     else:
         t_meta_sym = np.full(n, np.inf)
-    clinical = np.where(has, onset + np.minimum(t_size, t_meta_sym), np.inf)
+    if disease.incidental_hazard_per_year > 0:
+        t_incidental = (
+            time_to_diameter(np.full(n, disease.incidental_min_mm) / solid, vdt, d0)
+            + (-np.log(u("incidental"))) / disease.incidental_hazard_per_year * YEAR
+        )
+    else:
+        t_incidental = np.full(n, np.inf)
+    routes = np.stack([t_size, t_meta_sym, t_incidental])
+    first = routes.argmin(axis=0)
+    clinical = np.where(has, onset + routes.min(axis=0), np.inf)
+    # how the cancer would surface without screening: 1 symptoms of the primary, 2 symptoms of
+    # distant spread, 3 imaging done for another reason (0: never in the horizon)
+    route = np.where(has & np.isfinite(clinical), first + 1, 0).astype(np.int8)
     d_clin = diameter_at(clinical, onset, vdt, d0)
     clinical_stage = np.full(n, -1, dtype=np.int8)
     for i in np.flatnonzero(has & np.isfinite(clinical)):
@@ -278,6 +292,7 @@ def sample_cancers(
         "distant_mm": distant,
         "clinical_day": clinical,
         "clinical_stage": clinical_stage,
+        "clinical_route": route,
         # cured when U_cure < survival_5y[stage] * cure_scale[histology]
         "cure_u": u("cure") / np.array([hh.cure_scale for hh in hists])[local],
         "survival_u": u("survival"),

@@ -463,3 +463,48 @@ def test_subsolid_tumours_grow_at_the_subsolid_doubling_times(small_cfg):
         assert np.std(v) == pytest.approx(0.5, rel=0.1)
     solid = c["has_cancer"] & ~c["indolent"] & (c["nodule_type"] == 0)
     assert np.median(c["vdt_days"][solid]) < 300.0  # solid tumours keep their histology's
+
+
+def test_incidental_imaging_finds_tumours_earlier_and_at_the_configured_rate(small_cfg):
+    """The incidental route only brings diagnosis forward, never before the solid component is
+    incidental_min_mm wide, and alone its wait from that size is exponential at the rate."""
+    base = dataclasses.replace(small_cfg.scenario.disease, incidental_hazard_per_year=0.0)
+    people = high_risk_men()
+    rate, min_mm = 0.3, 12.0
+    with_route = dataclasses.replace(
+        base, incidental_hazard_per_year=rate, incidental_min_mm=min_mm
+    )
+    off = sample_cancers(base, Streams(36), people, 6 * YEAR)
+    on = sample_cancers(with_route, Streams(36), people, 6 * YEAR)
+    has = off["has_cancer"]
+    np.testing.assert_array_equal(on["onset_day"], off["onset_day"])  # the same tumours
+    assert set(np.unique(off["clinical_route"][has])) == {1, 2}
+    assert np.all(off["clinical_route"][~has] == 0)
+    assert np.all(on["clinical_day"][has] <= off["clinical_day"][has])
+    inc = has & (on["clinical_route"] == 3)
+    assert inc.sum() > 300
+    # moved exactly where the route won; the others keep their day and route
+    rest = has & ~inc
+    np.testing.assert_array_equal(on["clinical_day"][rest], off["clinical_day"][rest])
+    np.testing.assert_array_equal(on["clinical_route"][rest], off["clinical_route"][rest])
+    assert np.all(on["clinical_day"][inc] < off["clinical_day"][inc])
+    # never before the solid component reaches incidental_min_mm
+    d0 = base.onset_diameter_mm
+    d = diameter_at(on["clinical_day"][inc], on["onset_day"][inc], on["vdt_days"][inc], d0)
+    assert np.all(d * on["solid_fraction"][inc] >= min_mm * (1 - 1e-9))
+    # found earlier, never at a later stage; often at an earlier one
+    assert np.all(on["clinical_stage"][has] <= off["clinical_stage"][has])
+    assert np.mean(on["clinical_stage"][inc] < off["clinical_stage"][inc]) > 0.3
+    # alone (symptoms almost never, whatever the size; none from spread), the wait is Exp(rate)
+    alone = dataclasses.replace(
+        with_route,
+        clinical_hazard_per_year_at_20mm=1e-9,
+        clinical_hazard_size_exponent=0.0,
+        metastatic_symptom_hazard_per_year=0.0,
+    )
+    c = sample_cancers(alone, Streams(37), people, 6 * YEAR)
+    h = c["has_cancer"]
+    assert np.all(c["clinical_route"][h] == 3)
+    reach = c["onset_day"] + time_to_diameter(min_mm / c["solid_fraction"], c["vdt_days"], d0)
+    wait = (c["clinical_day"][h] - reach[h]) / YEAR
+    assert stats.kstest(wait, stats.expon(scale=1.0 / rate).cdf).pvalue > 1e-3
