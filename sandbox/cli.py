@@ -886,6 +886,7 @@ def _print_over_seeds(seeds: list[int], per_seed: list[list[tuple[str, str, str,
         )
     print(_table(["arm", "target", "", "mean z", "seeds passing", "z per seed"], table))
     arms = list(dict.fromkeys(k[0] for k in keys))
+    within = np.ones(len(seeds), dtype=bool)
     for arm in arms:
         cols = [j for j, k in enumerate(keys) if k[0] == arm]
         counts = [int((np.abs(z[i, cols]) <= Z_PASS).sum()) for i in range(len(seeds))]
@@ -893,6 +894,24 @@ def _print_over_seeds(seeds: list[int], per_seed: list[list[tuple[str, str, str,
             f"{arm}: rows passing per seed "
             + ", ".join(f"{s}: {c}/{len(cols)}" for s, c in zip(seeds, counts, strict=True))
         )
+        within &= np.array([within_allowance(z[i, cols]) for i in range(len(seeds))])
+    good = [str(s) for s, w in zip(seeds, within, strict=True) if w]
+    print(
+        "seeds where every arm is within the allowance (at most one row in 20 between 2 and 3 "
+        f"SE, none beyond 3): {', '.join(good) if good else 'none'}"
+    )
+
+
+def within_allowance(z) -> bool:
+    """Whether one arm's rows at one seed pass but for at most one row in 20 (rounded down)
+    between 1.96 and 3 SE, and none beyond 3 (a missing value counts as beyond)."""
+    import numpy as np
+
+    from sandbox.validation.targets import Z_PASS
+
+    a = np.abs(np.asarray(z, dtype=float))
+    a = np.where(np.isfinite(a), a, np.inf)
+    return bool((a <= 3.0).all() and int((a > Z_PASS).sum()) <= len(a) // 20)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

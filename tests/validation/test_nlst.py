@@ -336,6 +336,9 @@ def test_validate_over_several_seeds_summarises_every_row(capsys):
     assert int(row.group(2)) == sum(abs(z) <= 1.96 for z in ldct)
     assert re.search(r"^nlst: rows passing per seed 3: \d+/25, 4: \d+/25$", summary, re.M)
     assert re.search(r"^between: rows passing per seed 3: \d/3, 4: \d/3$", summary, re.M)
+    assert re.search(
+        r"^seeds where every arm is within the allowance .*: (none|3|4|3, 4)$", summary, re.M
+    )
     code, _, err = run_cli(["validate", "nlst", "--size", "300", "--seed", "3,3"], capsys)
     assert_one_line_error(code, err, "--seed: '3,3' names a seed twice")
     code, _, err = run_cli(["validate", "nlst-cea", "--size", "300", "--seed", "3,3"], capsys)
@@ -368,3 +371,15 @@ def test_abc_draws_move_only_the_free_parameters(monkeypatch):
     assert all(d.params["look_back_boost"] == 0.0 for d in draws)
     assert len({d.params["incidence_multiplier"] for d in draws}) == 5
     assert len({d.params["mimic_share"] for d in draws}) == 5
+
+
+def test_the_allowance_is_one_row_in_twenty_between_2_and_3_se_and_none_beyond():
+    from sandbox.cli import within_allowance
+
+    assert within_allowance([0.5] * 20)
+    assert within_allowance([0.5] * 19 + [2.5])  # one of 20 between 2 and 3 SE
+    assert not within_allowance([0.5] * 18 + [2.5, -2.1])  # two of 20
+    assert not within_allowance([0.5] * 19 + [3.2])  # beyond 3 SE
+    assert not within_allowance([0.5] * 19 + [float("nan")])  # a missing row
+    assert within_allowance([0.5] * 38 + [2.5, -2.5])  # two of 40
+    assert not within_allowance([0.5, 0.1, 2.2])  # three rows allow none
