@@ -12,9 +12,9 @@ Model (times in days from the person's entry, shifted to programme days by
   doubling time log-normal by histology, with an indolent fraction on a long doubling time.
 * **Clinical detection** (symptoms) has hazard ``c * (s / 20 mm) ** k`` per year, ``s`` the
   diameter of the solid component (``solid_fraction`` of ``d`` by nodule type), solved in
-  closed form, plus a constant hazard once distant spread has occurred, plus (incidental
-  detection) a constant hazard once the solid component is ``incidental_min_mm`` wide. Indolent tumours are
-  mostly sub-solid (``indolent_type_mix``); sub-solid tumours that are not indolent grow at
+  closed form, plus a constant hazard once distant spread has occurred, plus (imaging done for
+  another reason) a constant hazard once the solid component is ``incidental_min_mm`` wide.
+  Indolent tumours are mostly sub-solid (``indolent_type_mix``); sub-solid tumours that are not indolent grow at
   ``subsolid_vdt_median_days``, and every sub-solid tumour may start ``subsolid_window_years``
   before entry.
 * **Spread**: each tumour draws the diameter at which nodal (N1; N2 at ``n2_over_n1`` times that)
@@ -156,7 +156,7 @@ def sample_cancers(
     ``histology`` (index into HISTOLOGIES), ``nodule_type`` (0 solid, 1 part-solid, 2 GGN),
     ``spiculated``, ``central``, ``indolent``, ``solid_fraction``, ``nodal_mm``, ``distant_mm``, ``clinical_day`` (inf if never),
     ``clinical_stage`` (index into STAGES; -1 if none), ``clinical_route`` (1 symptoms, 2
-    symptoms of distant spread, 3 incidental imaging; 0 if none), ``cure_u``, ``survival_u``,
+    symptoms of distant spread, 3 incidental imaging; 0 without cancer), ``cure_u``, ``survival_u``,
     ``other_death_day``.
     """
     ids = people["person_id"]
@@ -255,7 +255,7 @@ def sample_cancers(
     first = routes.argmin(axis=0)
     clinical = np.where(has, onset + routes.min(axis=0), np.inf)
     # how the cancer would surface without screening: 1 symptoms of the primary, 2 symptoms of
-    # distant spread, 3 imaging done for another reason (0: never in the horizon)
+    # distant spread, 3 imaging done for another reason (0: no cancer)
     route = np.where(has & np.isfinite(clinical), first + 1, 0).astype(np.int8)
     d_clin = diameter_at(clinical, onset, vdt, d0)
     clinical_stage = np.full(n, -1, dtype=np.int8)
