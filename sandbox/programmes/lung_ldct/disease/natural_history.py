@@ -246,7 +246,7 @@ def sample_cancers(
         t_meta_sym = np.full(n, np.inf)
     if disease.incidental_hazard_per_year > 0:
         t_incidental = (
-            time_to_diameter(np.full(n, disease.incidental_min_mm) / solid, vdt, d0)
+            time_to_diameter(disease.incidental_min_mm / solid, vdt, d0)
             + (-np.log(u("incidental"))) / disease.incidental_hazard_per_year * YEAR
         )
     else:
