@@ -1108,7 +1108,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         log=lambda m: print(m, file=sys.stderr, flush=True),
         command=command,
     )
-    print(f"wrote {folder} (held-out AUC {meta['performance']['held_out']['overall']['auc']})")
+    held = meta["performance"]["held_out"]
+    print(
+        f"wrote {folder} (held-out exam AUC {held['overall']['auc']} for cancers >= 4 mm, "
+        f"{held['all_cancers']['auc']} for all cancers)"
+    )
     return 0
 
 

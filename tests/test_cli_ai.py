@@ -234,7 +234,7 @@ def test_train_writes_a_device_the_sandbox_loads(home, capsys):
     code, out, err = run_cli(["train", *opts], capsys)
     assert code == 0, err
     folder = home / "agents" / "lung_nodule_cnn"
-    assert str(folder) in out and "held-out AUC" in out
+    assert str(folder) in out and "held-out exam AUC" in out
     model = load_bundle(folder)
     recipe = yaml.safe_load((home / "conf" / "train" / "lung_nodule_cnn.yaml").read_text())
     td = model.metadata["training_data"]

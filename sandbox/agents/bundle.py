@@ -66,6 +66,8 @@ PROBE_SEED = 20_240_607
 EXPRESSION_PREFIXES = ("$", "@", "%")
 """MONAI bundle syntax for expressions, references and macros; never evaluated here."""
 DIGEST_VERSION = "sandbox-bundle-digest/1"
+AGGREGATIONS = ("max", "noisy_or")
+"""How a device's candidate scores make an exam score (``output.aggregation``)."""
 
 # Networks in monai.networks.nets that fetch weights or resolve further names (in
 # torchvision, on the Hugging Face hub) while being built: weights come only from the folder.
@@ -109,11 +111,14 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """What the network returns per exam: one score, as a logit or a probability."""
+    """What the network returns per candidate patch: one score, as a logit or a probability;
+    and how an exam's candidate scores make the exam's score (``aggregation``: ``max``, the
+    most suspicious candidate, or ``noisy_or``, ``1 - prod(1 - p)``)."""
 
     shape: tuple[int, ...] = field(metadata={"ge": 1})
     meaning: str
     activation: str = field(metadata={"choices": ("sigmoid", "none")})
+    aggregation: str = field(default="max", metadata={"choices": AGGREGATIONS})
 
     def check(self, path: str) -> None:
         """The output must hold exactly one score per exam."""
@@ -169,6 +174,7 @@ class LoadedModel:
         window_hu: Voxels are clipped to this window (HU) and scaled to [0, 1].
         output_shape: The network's output per exam (one element).
         activation: ``"sigmoid"`` (the network returns logits) or ``"none"`` (probabilities).
+        aggregation: how candidate scores make the exam score (:data:`AGGREGATIONS`).
         weights_file: The weights file read.
         weights_digest: sha256 of the weights file's bytes.
         network_digest: sha256 of the canonical JSON of ``configs/network.json``.
@@ -188,6 +194,7 @@ class LoadedModel:
     window_hu: tuple[float, float]
     output_shape: tuple[int, ...]
     activation: str
+    aggregation: str
     weights_file: Path
     weights_digest: str
     network_digest: str
@@ -294,6 +301,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> LoadedM
         window_hu=spec.input.window_hu,
         output_shape=spec.output.shape,
         activation=spec.output.activation,
+        aggregation=spec.output.aggregation,
         weights_file=weights_file,
         weights_digest=weights_digest,
         network_digest=network_digest,

@@ -1,9 +1,12 @@
 """Batched, cached inference of an AI device on rendered exams.
 
-One loaded model per device is reused for the whole run. Exams are rendered (by the
-programme's renderer) and scored in batches; every score is cached by (model digest, person,
-exam day, scanner), so a second policy, threshold or run on the same cohort replays scores
-instead of repeating inference (DESIGN.md invariant 2). The cache persists as one Parquet file
+One loaded model per device is reused for the whole run. An exam is shown to the device as its
+candidate regions (the programme's ``image_of``): every candidate is rendered (by the
+programme's renderer) and scored, in batches, and the exam's score is the device's declared
+aggregation of its candidates' scores (``output.aggregation``: max by default), with the index
+of the candidate that drove it. Every candidate score is cached by (model digest, person, exam
+day, scanner, candidate location), so a second policy, threshold or run on the same cohort
+replays scores instead of repeating inference (DESIGN.md invariant 2). The cache persists as one Parquet file
 per (model digest, cohort key); the cohort key covers the seed, the image-relevant part of the
 scenario and the renderer's version. Runs sharing a cache merge their scores on save, under a
 file lock, so concurrent runs lose none.
@@ -36,17 +39,26 @@ CACHE_SCHEMA = {
     "person_id": pl.Int64,
     "exam_day": pl.Int32,
     "scanner": pl.Utf8,
+    "location": pl.Int64,
     "score": pl.Float32,
 }
 
 
+class CandidateSpec(Protocol):
+    """One candidate region: an opaque place in the person's body (and what the programme's
+    renderer needs to draw it)."""
+
+    location: int
+
+
 class ImageSpec(Protocol):
-    """What a device is shown, as a programme specifies it: the exam's key and what its
-    renderer needs (e.g. the finding the image is centred on)."""
+    """What a device is shown, as a programme specifies it: the exam's key and its candidate
+    regions (at least one), none marked as the lesion."""
 
     person_id: int
     exam_day: int  # integer programme day of the scan
     scanner: Scanner
+    candidates: Sequence[CandidateSpec]
 
 
 @functools.lru_cache(maxsize=64)
@@ -65,7 +77,8 @@ class CacheStats:
 
 @dataclass
 class ScoreCache:
-    """Scores by (person, exam day, :func:`scanner_key`) for one model digest and one cohort.
+    """Candidate scores by (person, exam day, :func:`scanner_key`, location) for one model
+    digest and one cohort.
 
     ``cohort_key`` identifies the people and their histories (a digest of the scenario and the
     seed): person ids mean the same people only within one cohort.
@@ -74,7 +87,7 @@ class ScoreCache:
     digest: str
     cohort_key: str
     folder: Path | None = None
-    scores: dict[tuple[int, int, str], float] = field(default_factory=dict)
+    scores: dict[tuple[int, int, str, int], float] = field(default_factory=dict)
     _loaded: int = 0
 
     @property
@@ -90,8 +103,8 @@ class ScoreCache:
         if p is not None and p.is_file():
             frame = self._read_verified(p)
             self.scores.update(
-                ((pid, day, sc), float(s))
-                for pid, day, sc, s in frame.select(list(CACHE_SCHEMA)).iter_rows()
+                ((pid, day, sc, loc), float(s))
+                for pid, day, sc, loc, s in frame.select(list(CACHE_SCHEMA)).iter_rows()
             )
         self._loaded = len(self.scores)
         return self
@@ -147,6 +160,7 @@ class ScoreCache:
                 "person_id": [k[0] for k in keys],
                 "exam_day": [k[1] for k in keys],
                 "scanner": [k[2] for k in keys],
+                "location": [k[3] for k in keys],
                 "score": [self.scores[k] for k in keys],
             },
             schema=CACHE_SCHEMA,
@@ -167,20 +181,47 @@ def _content_digest(frame: pl.DataFrame) -> str:
     h.update(frame["person_id"].to_numpy().astype("<i8").tobytes())
     h.update(frame["exam_day"].to_numpy().astype("<i4").tobytes())
     h.update("\n".join(frame["scanner"].to_list()).encode())
+    h.update(frame["location"].to_numpy().astype("<i8").tobytes())
     h.update(frame["score"].to_numpy().astype("<f4").tobytes())
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class ExamReads:
+    """A device's reading of a batch of exams.
+
+    Attributes:
+        score: each exam's score, the aggregation of its candidates' scores.
+        driver: index (into the exam's ``candidates``) of the candidate that drove the score:
+            the highest-scoring one, the first of equals.
+        candidates: each exam's number of candidates.
+    """
+
+    score: np.ndarray
+    driver: np.ndarray
+    candidates: np.ndarray
+
+
+def aggregate(scores: np.ndarray, how: str) -> float:
+    """An exam's score from its candidates' ``scores`` (``max`` or ``noisy_or``)."""
+    if how == "max":
+        return float(scores.max())
+    if how == "noisy_or":
+        return float(1.0 - np.prod(1.0 - scores))
+    raise ValueError(f"unknown aggregation {how!r}")
+
+
 class DeviceScorer:
-    """Scores exam images with one loaded model: render, infer, cache.
+    """Scores exams with one loaded model: render every candidate, infer, cache, aggregate.
 
     Args:
         model: a loaded, probed device (sandbox.agents.bundle.LoadedModel).
         cache: the score cache for ``model.digest``.
         seed: root seed (images are rendered deterministically from it and the exam key).
-        batch_size: exams rendered and scored per forward pass.
-        render: the programme's renderer, ``render(images, seed, size, device)`` -> a tensor
-            ``[B, *input_shape]`` (:meth:`sandbox.programmes.base.Programme.render`).
+        batch_size: candidate patches rendered and scored per forward pass.
+        render: the programme's renderer, ``render(patches, seed, size, device)`` -> a tensor
+            ``[B, *input_shape]`` for ``(image, candidate)`` pairs
+            (:meth:`sandbox.programmes.base.Programme.render`).
     """
 
     def __init__(
@@ -199,30 +240,51 @@ class DeviceScorer:
         self.stats = CacheStats()
         shape = model.input_shape
         self.size = int(shape[-1])
+        self.aggregation = str(getattr(model, "aggregation", "max"))
 
     def scores(self, exams: Sequence[ImageSpec]) -> np.ndarray:
-        """Scores in [0, 1] for ``exams``; only exams not in the cache are rendered and inferred."""
-        out = np.empty(len(exams), dtype=np.float64)
-        todo: list[int] = []
-        for i, e in enumerate(exams):
-            s = self.cache.scores.get((e.person_id, e.exam_day, scanner_key(e.scanner)))
-            if s is None:
-                todo.append(i)
-            else:
-                out[i] = s
-                self.stats.hits += 1
+        """Exam scores in [0, 1] for ``exams``; only candidates not in the cache are rendered
+        and inferred."""
+        return self.read(exams).score
+
+    def read(self, exams: Sequence[ImageSpec]) -> ExamReads:
+        """Exam scores, the candidate that drove each, and the number of candidates."""
+        keys: list[list[tuple[int, int, str, int]]] = []
+        todo: list[tuple[tuple[int, int, str, int], ImageSpec, Any]] = []
+        queued: set[tuple[int, int, str, int]] = set()
+        cached = self.cache.scores
+        for e in exams:
+            if not e.candidates:
+                raise ValueError(
+                    f"person {e.person_id} day {e.exam_day}: an image has no candidates"
+                )
+            sk = scanner_key(e.scanner)
+            ks = [(e.person_id, e.exam_day, sk, c.location) for c in e.candidates]
+            keys.append(ks)
+            for k, c in zip(ks, e.candidates, strict=True):
+                if k in cached:
+                    self.stats.hits += 1
+                elif k not in queued:
+                    queued.add(k)
+                    todo.append((k, e, c))
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
-            batch = self.infer([exams[i] for i in chunk])
-            for i, s in zip(chunk, batch, strict=True):
-                e = exams[i]
-                self.cache.scores[(e.person_id, e.exam_day, scanner_key(e.scanner))] = float(s)
-                out[i] = s
-        return out
+            batch = self.infer([(e, c) for _, e, c in chunk])
+            for (k, _, _), s in zip(chunk, batch, strict=True):
+                cached[k] = float(s)
+        n = len(exams)
+        score, driver = np.empty(n, dtype=np.float64), np.empty(n, dtype=np.int64)
+        count = np.empty(n, dtype=np.int64)
+        for i, ks in enumerate(keys):
+            cand = np.array([cached[k] for k in ks], dtype=np.float64)
+            driver[i] = int(np.argmax(cand))
+            score[i] = aggregate(cand, self.aggregation)
+            count[i] = len(ks)
+        return ExamReads(score, driver, count)
 
-    def infer(self, exams: Sequence[ImageSpec]) -> np.ndarray:
-        """Render and score without the cache (one batch)."""
-        images = self.render(exams, self.seed, self.size, self.model.device)
+    def infer(self, patches: Sequence[tuple[ImageSpec, Any]]) -> np.ndarray:
+        """Render and score ``(image, candidate)`` pairs without the cache (one batch)."""
+        images = self.render(patches, self.seed, self.size, self.model.device)
         try:
             scores = self.model.score(images).detach().cpu().numpy().astype(np.float64)
         except ValueError as e:  # the device cannot read what the renderer makes
@@ -230,12 +292,12 @@ class DeviceScorer:
         bad = ~(np.isfinite(scores) & (scores >= 0.0) & (scores <= 1.0))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            e = exams[i]
+            e = patches[i][0]
             raise SandboxInputError(
                 f"device '{self.model.name}' ({self.model.folder}) gave score {scores[i]!r} for "
-                f"person {e.person_id} on day {e.exam_day} ({int(bad.sum())} of {len(exams)} in the "
+                f"person {e.person_id} on day {e.exam_day} ({int(bad.sum())} of {len(patches)} in the "
                 "batch are not probabilities in [0, 1]); the run stops and nothing was written"
             )
-        self.stats.inferences += len(exams)
+        self.stats.inferences += len(patches)
         self.stats.batches += 1
         return scores

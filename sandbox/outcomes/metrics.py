@@ -231,6 +231,14 @@ SCREEN_METRICS = [
         "screens",
     ),
     _m(
+        "ai_wrong_candidate_share",
+        "proportion",
+        "AI-positive screens showing the person's cancer whose score came from another candidate "
+        "region (right for the wrong reason) / AI-positive screens showing a cancer",
+        "ai_wrong_candidate",
+        "ai_positive_cancer_shown",
+    ),
+    _m(
         "ai_human_discordance",
         "proportion",
         "screens where the AI call differs from the first radiologist's call / screens with both",
@@ -488,6 +496,16 @@ def _aggregations(programme: Any) -> dict[str, list[pl.Expr]]:
         pl.col("days_to_dx").filter(pl.col("screen_detected")).alias("days_to_dx"),
         pl.col("ai_score").is_not_null().sum().alias("ai_scored"),
         pl.col("ai_autonomous").fill_null(False).sum().alias("ai_autonomous"),
+        (pl.col("ai_positive").fill_null(False) & pl.col("malignant_visible"))
+        .sum()
+        .alias("ai_positive_cancer_shown"),
+        (
+            pl.col("ai_positive").fill_null(False)
+            & pl.col("malignant_visible")
+            & (pl.col("ai_driver").cast(pl.Utf8) != "cancer").fill_null(False)
+        )
+        .sum()
+        .alias("ai_wrong_candidate"),
         (pl.col("ai_positive") != pl.col("human_positive"))
         .fill_null(False)
         .sum()

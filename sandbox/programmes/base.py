@@ -124,6 +124,8 @@ class Programme(ABC):
     #: what its renderer gives an AI device: pixel units and spatial dimensions (None: no images)
     image_units: ClassVar[str | None] = None
     image_spatial_dims: ClassVar[int] = 0
+    #: what a candidate region that drove an AI score can be (the event log's ``ai_driver``)
+    candidate_kinds: ClassVar[tuple[str, ...]] = ("cancer", "benign", "background")
 
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
@@ -222,11 +224,22 @@ class Programme(ABC):
         return 4 * math.prod(shape)
 
     def image_of(self, person_id: int, day: float, scanner: Scanner, shows: Any) -> Any:
-        """The image specification an AI device is shown (None: this programme has no images)."""
+        """What an AI device is shown of an exam (None: this programme has no images).
+
+        An image specification has ``person_id``, ``exam_day`` (int), ``scanner`` and
+        ``candidates``: the candidate regions a CAD system would propose, each with an opaque
+        int ``location`` and nothing that says what it is (``sandbox.agents.inference.ImageSpec``).
+        """
         return None
 
-    def render(self, images: Sequence[Any], seed: int, size: int, device: str) -> Any:
-        """Render a batch of image specifications as a tensor ``[B, *input_shape]``."""
+    def render(self, patches: Sequence[tuple[Any, Any]], seed: int, size: int, device: str) -> Any:
+        """Render ``(image, candidate)`` pairs as a tensor ``[B, *input_shape]``: one patch per
+        candidate region."""
+        raise NotImplementedError(f"programme '{self.name}' renders no images")
+
+    def candidate_kind(self, image: Any, index: int, shows: Any) -> str:
+        """What candidate ``index`` of ``image`` is, one of :attr:`candidate_kinds`, from what
+        the exam ``shows`` (outcome-side: never passed to a renderer or device)."""
         raise NotImplementedError(f"programme '{self.name}' renders no images")
 
     def renderer_version(self) -> str:

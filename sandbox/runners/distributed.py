@@ -137,10 +137,14 @@ class _Scoring:
 
         self.dev = prepare_device(cfg)
 
-    def scores(self, images: list) -> tuple[Any, int]:
+    def read(self, images: list) -> tuple[Any, int, int]:
         before = self.dev.scorer.stats.inferences
-        out = self.dev.scorer.scores(images)
-        return out, self.dev.scorer.stats.inferences - before
+        out = self.dev.scorer.read(images)
+        return (
+            out,
+            self.dev.scorer.stats.inferences - before,
+            sum(len(e.candidates) for e in images),
+        )
 
     def info(self) -> dict[str, Any]:
         return dict(self.dev.manifest)
@@ -156,20 +160,23 @@ class _Scoring:
 
 
 class RemoteScorer:
-    """What the engine calls for scores (``scores(images)``), answered by a :class:`_Scoring`
-    actor; counts what this unit's exams cost."""
+    """What the engine calls for scores (``read(images)``, ``scores(images)``), answered by a
+    :class:`_Scoring` actor; counts what this unit's exams cost (in candidate patches)."""
 
     def __init__(self, actor: Any) -> None:
         self.actor, self.inferences, self.hits, self.batches = actor, 0, 0, 0
 
-    def scores(self, images):
+    def read(self, images):
         import ray
 
-        out, inferred = ray.get(self.actor.scores.remote(list(images)))
+        out, inferred, patches = ray.get(self.actor.read.remote(list(images)))
         self.inferences += inferred
-        self.hits += len(images) - inferred
+        self.hits += patches - inferred
         self.batches += 1
         return out
+
+    def scores(self, images):
+        return self.read(images).score
 
 
 def _unit(cfg: RunConfig, profiles: dict, cohort, block: list[int], scoring=None):

@@ -41,6 +41,8 @@ class Exam:
     index: int  # exam key in the person's streams: ``exam_key(round, seq)``
     policy_version: int = 0
     taken: set[int] = field(default_factory=set)
+    # the AI's reading: (number of candidate regions, kind of the one that drove the score)
+    ai_read: tuple[int, str] | None = None
 
     def u(self, stream: str, k: int = 0) -> float:
         """Draw ``k`` of this exam from ``stream`` (keyed by person and exam)."""
@@ -55,7 +57,7 @@ def _col(dtype: Any, doc: str) -> Any:
 class ExamRecord:
     """One exam in the event log (one row of ``events.parquet``), fields in column order.
 
-    The engine builds one per exam positionally (keyword construction of 27 fields costs about
+    The engine builds one per exam positionally (keyword construction of 29 fields costs about
     three times as much, and this is on the workflow's hot path).
     """
 
@@ -84,6 +86,10 @@ class ExamRecord:
     benign_resection: bool = _col(pl.Boolean, "that benign biopsy was a surgical resection")
     ai_score: float | None = _col(pl.Float64, "the AI device's score (null: not scored)")
     ai_positive: bool | None = _col(pl.Boolean, "the score at or above the operating point")
+    ai_candidates: int | None = _col(pl.Int16, "candidate regions the AI scored (null: not scored)")
+    ai_driver: str | None = _col(
+        "candidate_kinds", "what the candidate behind the AI's score was (null: not scored)"
+    )
     ai_autonomous: bool = _col(pl.Boolean, "reported by the AI with no human read")
     human_positive: bool | None = _col(pl.Boolean, "the first radiologist's call (null: none)")
     policy_version: int = _col(pl.Int16, "version of the site's policy that read it (0: as run)")

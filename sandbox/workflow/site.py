@@ -253,11 +253,13 @@ class SiteModel:
     def _ai_flush(self) -> Generator[Any, Any, None]:
         yield self.env.timeout(AI_BATCH_DELAY_DAYS)
         pending, self._ai_pending = self._ai_pending, []
-        images = [
-            self.programme.image_of(e.person_id, e.day, self.scanner, e.shows) for e, _ in pending
-        ]
-        for (_, event), score in zip(pending, self.ai.scores(images), strict=True):
-            event.succeed(float(score))
+        prog = self.programme
+        images = [prog.image_of(e.person_id, e.day, self.scanner, e.shows) for e, _ in pending]
+        reads = self.ai.read(images)
+        for i, (exam, event) in enumerate(pending):
+            driver = prog.candidate_kind(images[i], int(reads.driver[i]), exam.shows)
+            exam.ai_read = (int(reads.candidates[i]), driver)
+            event.succeed(float(reads.score[i]))
 
     def _prefetch(self, start: int, end: int) -> None:
         """Score the screens booked in [start, end) in large batches ahead of time.
@@ -371,6 +373,12 @@ class SiteModel:
             False,  # benign_resection
             decision.ai_score,  # ai_score
             decision.ai_positive,  # ai_positive
+            exam.ai_read[0]
+            if decision.ai_score is not None and exam.ai_read
+            else None,  # ai_candidates
+            exam.ai_read[1]
+            if decision.ai_score is not None and exam.ai_read
+            else None,  # ai_driver
             decision.autonomous,  # ai_autonomous
             decision.reads[0].positive if decision.reads else None,  # human_positive
             exam.policy_version,  # policy_version

@@ -23,7 +23,8 @@ from sandbox.agents.inference import CACHE_SCHEMA, DeviceScorer, ScoreCache, sca
 from sandbox.agents.operating_point import resolve_threshold, validation_set
 from sandbox.config import OperatingPoint
 from sandbox.errors import SandboxInputError
-from sandbox.programmes.lung_ldct.programme import ExamImage, render_images
+from sandbox.programmes.lung_ldct.imaging.findings import Candidate
+from sandbox.programmes.lung_ldct.programme import ExamImage, render_patches
 from sandbox.runners.devices import cohort_key, prepare_device
 from sandbox.runners.local import simulate
 
@@ -44,11 +45,15 @@ def scanners(load_config):
 
 
 def exams(scanners, n: int = 24, day: int = 100) -> list[ExamImage]:
-    """Exam images of ``n`` people: none, benign-looking and large spiculated findings."""
+    """Exam images of ``n`` people: one candidate (empty, benign-looking or large and
+    spiculated), and a second, background, candidate every other exam."""
     out = []
     for i in range(n):
         diameter = (0.0, 5.0, 22.0)[i % 3]
-        out.append(ExamImage(1000 + i, day, scanners[i % 2], diameter, 0, diameter > 20))
+        cands = [Candidate(7, diameter, 0, diameter > 20)]
+        if i % 2:
+            cands.insert(0, Candidate(3, 0.0, 0, False))
+        out.append(ExamImage(1000 + i, day, scanners[i % 2], tuple(cands)))
     return out
 
 
@@ -60,8 +65,8 @@ def test_score_cache_round_trip(tmp_path):
     assert cache.scores == {}
     cache.save()
     assert not cache.path.exists()  # nothing new, nothing written
-    cache.scores[(1, 10, "scanner_a")] = 0.25
-    cache.scores[(2**40, 3650, "scanner_b")] = 0.75
+    cache.scores[(1, 10, "scanner_a", 0)] = 0.25
+    cache.scores[(2**40, 3650, "scanner_b", 2**31 - 1)] = 0.75
     cache.save()
     frame = pl.read_parquet(cache.path)
     assert frame.schema == pl.Schema(CACHE_SCHEMA)
@@ -78,17 +83,17 @@ def test_score_cache_round_trip(tmp_path):
 def test_runs_sharing_a_cache_lose_no_scores(tmp_path):
     first = ScoreCache("d" * 64, "c" * 64, tmp_path).load()
     second = ScoreCache("d" * 64, "c" * 64, tmp_path).load()  # both start from an empty file
-    first.scores[(1, 10, "a")] = 0.25
-    second.scores[(2, 20, "a")] = 0.5
+    first.scores[(1, 10, "a", 0)] = 0.25
+    second.scores[(2, 20, "a", 0)] = 0.5
     first.save()
     second.save()  # merges what the first saved meanwhile
     merged = ScoreCache("d" * 64, "c" * 64, tmp_path).load()
-    assert merged.scores == {(1, 10, "a"): 0.25, (2, 20, "a"): 0.5}
+    assert merged.scores == {(1, 10, "a", 0): 0.25, (2, 20, "a", 0): 0.5}
 
 
 def test_score_cache_without_a_folder_stays_in_memory():
     cache = ScoreCache("d" * 64, "c" * 64, None).load()
-    cache.scores[(1, 1, "s")] = 0.5
+    cache.scores[(1, 1, "s", 0)] = 0.5
     cache.save()
     assert cache.path is None
 
@@ -96,38 +101,63 @@ def test_score_cache_without_a_folder_stays_in_memory():
 # ------------------------------------------------------------------ DeviceScorer
 def test_device_scorer_refuses_another_models_cache(tiny_model):
     with pytest.raises(ValueError, match="another model"):
-        DeviceScorer(tiny_model, ScoreCache("0" * 64, "c"), seed=1, render=render_images)
+        DeviceScorer(tiny_model, ScoreCache("0" * 64, "c"), seed=1, render=render_patches)
 
 
 def test_device_scorer_scores_once_then_replays(tiny_model, scanners):
     scorer = DeviceScorer(
-        tiny_model, ScoreCache(tiny_model.digest, "c"), seed=1, batch_size=10, render=render_images
+        tiny_model, ScoreCache(tiny_model.digest, "c"), seed=1, batch_size=10, render=render_patches
     )
     batch = exams(scanners)
+    patches = sum(len(e.candidates) for e in batch)  # 36
     first = scorer.scores(batch)
     assert first.shape == (len(batch),) and ((first >= 0) & (first <= 1)).all()
-    assert (scorer.stats.inferences, scorer.stats.hits, scorer.stats.batches) == (24, 0, 3)
+    assert (scorer.stats.inferences, scorer.stats.hits, scorer.stats.batches) == (patches, 0, 4)
     assert len(np.unique(first)) > 1
     second = scorer.scores(batch[::-1])
     np.testing.assert_array_equal(second, first[::-1])
-    assert (scorer.stats.inferences, scorer.stats.hits, scorer.stats.batches) == (24, 24, 3)
+    assert (scorer.stats.inferences, scorer.stats.hits) == (patches, patches)
     assert scorer.scores([]).shape == (0,)
 
 
-def test_cache_key_is_person_day_and_scanner(tiny_model, scanners):
+def test_exam_score_is_the_max_over_candidates_and_names_the_driver(tiny_model, scanners):
     scorer = DeviceScorer(
-        tiny_model, ScoreCache(tiny_model.digest, "c"), seed=1, render=render_images
+        tiny_model, ScoreCache(tiny_model.digest, "c"), seed=1, render=render_patches
+    )
+    batch = exams(scanners)
+    reads = scorer.read(batch)
+    for i, e in enumerate(batch):
+        cand = [
+            scorer.cache.scores[(e.person_id, e.exam_day, scanner_key(e.scanner), c.location)]
+            for c in e.candidates
+        ]
+        assert reads.score[i] == max(cand)
+        assert reads.driver[i] == int(np.argmax(cand))
+        assert reads.candidates[i] == len(e.candidates)
+    # a noisy-or device combines its candidates instead
+    scorer.aggregation = "noisy_or"
+    noisy = scorer.read(batch).score
+    two = [i for i, e in enumerate(batch) if len(e.candidates) == 2]
+    assert (noisy[two] >= reads.score[two]).all() and (noisy[two] > reads.score[two]).any()
+
+
+def test_cache_key_is_person_day_scanner_and_location(tiny_model, scanners):
+    scorer = DeviceScorer(
+        tiny_model, ScoreCache(tiny_model.digest, "c"), seed=1, render=render_patches
     )
     e = exams(scanners, n=1)[0]
+    c = e.candidates[0]
     scorer.scores([e])
-    other_scanner = ExamImage(e.person_id, e.exam_day, scanners[1], e.diameter_mm, 0, False)
-    other_day = ExamImage(e.person_id, e.exam_day + 1, e.scanner, e.diameter_mm, 0, False)
-    scorer.scores([other_scanner, other_day])
-    assert scorer.stats.inferences == 3
+    other_scanner = ExamImage(e.person_id, e.exam_day, scanners[1], e.candidates)
+    other_day = ExamImage(e.person_id, e.exam_day + 1, e.scanner, e.candidates)
+    other_place = ExamImage(e.person_id, e.exam_day, e.scanner, (Candidate(8, 5.0, 0, False),))
+    scorer.scores([other_scanner, other_day, other_place])
+    assert scorer.stats.inferences == 4
     assert set(scorer.cache.scores) == {
-        (e.person_id, e.exam_day, scanner_key(scanners[0])),
-        (e.person_id, e.exam_day, scanner_key(scanners[1])),
-        (e.person_id, e.exam_day + 1, scanner_key(scanners[0])),
+        (e.person_id, e.exam_day, scanner_key(scanners[0]), c.location),
+        (e.person_id, e.exam_day, scanner_key(scanners[1]), c.location),
+        (e.person_id, e.exam_day + 1, scanner_key(scanners[0]), c.location),
+        (e.person_id, e.exam_day, scanner_key(scanners[0]), 8),
     }
 
 
@@ -138,20 +168,21 @@ def test_scores_do_not_depend_on_the_batch(tiny_model, scanners):
     scores = {}
     for size in (1, 7, 64):
         scorer = DeviceScorer(
-            tiny_model, ScoreCache(tiny_model.digest, "c"), 1, size, render=render_images
+            tiny_model, ScoreCache(tiny_model.digest, "c"), 1, size, render=render_patches
         )
         scores[size] = scorer.scores(batch)
-        assert scorer.stats.batches == math.ceil(len(batch) / size)
+        patches = sum(len(e.candidates) for e in batch)
+        assert scorer.stats.batches == math.ceil(patches / size)
     assert np.array_equal(scores[1], scores[64]) and np.array_equal(scores[7], scores[64])
 
 
 def test_scores_follow_the_render_seed(tiny_model, scanners):
     batch = exams(scanners, n=6)
     a = DeviceScorer(
-        tiny_model, ScoreCache(tiny_model.digest, "c"), 1, render=render_images
+        tiny_model, ScoreCache(tiny_model.digest, "c"), 1, render=render_patches
     ).scores(batch)
     b = DeviceScorer(
-        tiny_model, ScoreCache(tiny_model.digest, "c"), 2, render=render_images
+        tiny_model, ScoreCache(tiny_model.digest, "c"), 2, render=render_patches
     ).scores(batch)
     assert not np.array_equal(a, b)
 
@@ -295,11 +326,12 @@ def test_a_device_run_restores_torch_threads(load_config, tiny_device, tmp_path)
 
 
 # ------------------------------------------------------------------ whole runs, one cache
-def cache_keys(folder: Path) -> dict[str, set[tuple[int, int, str]]]:
-    """Keys in each cache file of ``folder``, by file name."""
+def cache_keys(folder: Path) -> dict[str, set[tuple[int, int, str, int]]]:
+    """Keys in each cache file of ``folder`` (person, day, scanner, candidate location), by
+    file name."""
+    cols = ("person_id", "exam_day", "scanner", "location")
     return {
-        p.name: set(pl.read_parquet(p).select("person_id", "exam_day", "scanner").iter_rows())
-        for p in folder.glob("*.parquet")
+        p.name: set(pl.read_parquet(p).select(cols).iter_rows()) for p in folder.glob("*.parquet")
     }
 
 
@@ -346,7 +378,7 @@ def test_first_run_scores_every_screen_once_in_batches(cached_runs, scanners, ti
     assert rec["cached_scores_at_start"] == 0
     (name,) = cache  # one file, named by model digest and cohort
     assert name.startswith(tiny_model.digest[:16]) and name.endswith(".parquet")
-    assert screen_keys(a, scanners) <= cache[name]  # every screen's score is kept
+    assert screen_keys(a, scanners) <= {k[:3] for k in cache[name]}  # every screen is kept
     assert rec["inferences"] == len(cache[name])  # and was computed once
     # exams scanned at the same moment at a site are scored together, not one by one
     screens = a.events.filter(pl.col("exam_kind") == "screen")
@@ -363,7 +395,7 @@ def test_second_policy_infers_only_exams_not_yet_scored(cached_runs, scanners):
     rec = record(b)
     assert rec["cached_scores_at_start"] == len(before)
     assert rec["inferences"] == len(after - before)  # never an exam already in the cache
-    shared = screen_keys(b, scanners) & before
+    shared = screen_keys(b, scanners) & {k[:3] for k in before}
     assert len(shared) > 0.9 * len(screen_keys(b, scanners))  # mostly the same screens
     assert rec["cache_hits"] >= len(shared)
     sa = a.events.filter(pl.col("exam_kind") == "screen")

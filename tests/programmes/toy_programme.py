@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import polars as pl
 
+from sandbox.agents.inference import ExamReads
 from sandbox.config import PROB, ProgrammeConfig, Scanner
 from sandbox.programmes import PROGRAMMES, PersonEvent, Programme, Read, WorkupOutcome
 from sandbox.rng import Streams, declare_streams, read_key
@@ -204,6 +205,9 @@ class Toy(Programme):
     def image_of(self, person_id: int, day: float, scanner: Scanner, shows: Any) -> ToyImage:
         return ToyImage(person_id, int(day), scanner, shows[0].size_mm if shows else 0.0)
 
+    def candidate_kind(self, image: ToyImage, index: int, shows: Any) -> str:
+        return "cancer" if any(f.key == 0 for f in shows) else "background"
+
     def resolve_people(
         self, cohort: ToyCohort, screen_dx_day, screen_dx_stage, screens
     ) -> pl.DataFrame:
@@ -258,6 +262,13 @@ class ToyDevice:
             jitter = self.streams.u("toy.device", im.person_id, im.exam_day)
             out[i] = 1.0 / (1.0 + math.exp(-(im.size_mm - 3.0))) * 0.8 + 0.2 * jitter
         return out
+
+    def read(self, images) -> ExamReads:
+        """One candidate per image: the whole image."""
+        n = len(images)
+        return ExamReads(
+            self.scores(images), np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64)
+        )
 
 
 PROGRAMMES.setdefault(Toy.name, Toy)

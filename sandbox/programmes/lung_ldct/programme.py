@@ -30,7 +30,13 @@ from sandbox.programmes.lung_ldct.disease.natural_history import (
     YEAR,
     stage_at,
 )
-from sandbox.programmes.lung_ldct.imaging.findings import MALIGNANT_KEY, most_suspicious
+from sandbox.programmes.lung_ldct.imaging.findings import (
+    CANDIDATE_KINDS,
+    MALIGNANT_KEY,
+    Candidate,
+    candidate_kind,
+    candidates,
+)
 from sandbox.programmes.lung_ldct.lung_rads import (
     C1,
     CATEGORIES,
@@ -62,7 +68,7 @@ CXR = Scanner("dr_chest_pa", 0.02, 1.0, 1.0, 1.0, modality="cxr")
 # a spurious finding survives the consensus discussion with this probability
 CONSENSUS_KEEP_SPURIOUS = 0.35
 # the renderer's code and parameters: a change to either invalidates cached scores
-_RENDERER_FILES = ("imaging/render.py", "imaging/conspicuity.py")
+_RENDERER_FILES = ("imaging/render.py", "imaging/conspicuity.py", "imaging/findings.py")
 
 declare_streams(
     {
@@ -81,14 +87,13 @@ declare_streams(
 
 @dataclass(frozen=True, slots=True)
 class ExamImage:
-    """What the device is shown: the exam's key and the finding the image is centred on."""
+    """What the device is shown: the exam's key and its candidate regions
+    (:mod:`sandbox.programmes.lung_ldct.imaging.findings`), none marked as the tumour."""
 
     person_id: int
     exam_day: int  # integer programme day of the scan
     scanner: Scanner
-    diameter_mm: float  # 0 = no finding in the field of view
-    nodule_type: int
-    spiculated: bool
+    candidates: tuple[Candidate, ...]
 
 
 class LungLDCT(Programme):
@@ -105,6 +110,7 @@ class LungLDCT(Programme):
     reportable_mm: ClassVar[float] = 4.0
     image_units: ClassVar[str | None] = "HU"  # a CT patch, [1, D, H, W]
     image_spatial_dims: ClassVar[int] = 3
+    candidate_kinds: ClassVar[tuple[str, ...]] = CANDIDATE_KINDS
     summary_metrics: ClassVar[tuple[str, ...]] = (
         "lung_cancers_diagnosed",
         "overdiagnosed_cancers",
@@ -316,13 +322,15 @@ class LungLDCT(Programme):
         return 8 * 4 * math.prod(shape)
 
     def image_of(self, person_id: int, day: float, scanner: Scanner, shows: Any) -> ExamImage:
-        f = most_suspicious(shows)
-        if f is None:
-            return ExamImage(person_id, int(day), scanner, 0.0, 0, False)
-        return ExamImage(person_id, int(day), scanner, f.size_mm, f.nodule_type, f.spiculated)
+        return ExamImage(person_id, int(day), scanner, candidates(person_id, shows))
 
-    def render(self, images: Sequence[ExamImage], seed: int, size: int, device: str) -> Any:
-        return render_images(images, seed, size, device)
+    def render(
+        self, patches: Sequence[tuple[ExamImage, Candidate]], seed: int, size: int, device: str
+    ) -> Any:
+        return render_patches(patches, seed, size, device)
+
+    def candidate_kind(self, image: ExamImage, index: int, shows: Any) -> str:
+        return candidate_kind(image.person_id, image.candidates[index].location, shows)
 
     def renderer_version(self) -> str:
         return renderer_version()
@@ -362,15 +370,29 @@ class LungLDCT(Programme):
         return lung_metrics.people_aggregations()
 
 
-def render_images(images: Sequence[ExamImage], seed: int, size: int, device: str) -> Any:
-    """CT patches ``[B, 1, size, size, size]`` in HU for ``images`` (imports torch)."""
+def render_patches(
+    patches: Sequence[tuple[ExamImage, Candidate]], seed: int, size: int, device: str
+) -> Any:
+    """CT patches ``[B, 1, size, size, size]`` in HU, one per (exam, candidate) (imports torch)."""
     from sandbox.programmes.lung_ldct.imaging.render import PatchSpec, render_batch
 
     specs = [
-        PatchSpec((e.person_id, e.exam_day), e.diameter_mm, e.nodule_type, e.spiculated, e.scanner)
-        for e in images
+        PatchSpec(
+            (e.person_id, e.exam_day),
+            c.diameter_mm,
+            c.nodule_type,
+            c.spiculated,
+            e.scanner,
+            c.location,
+        )
+        for e, c in patches
     ]
     return render_batch(specs, seed, size=size, device=device)
+
+
+def render_images(images: Sequence[ExamImage], seed: int, size: int, device: str) -> Any:
+    """Every candidate patch of ``images``, exam by exam, ``[sum of candidates, 1, S, S, S]``."""
+    return render_patches([(e, c) for e in images for c in e.candidates], seed, size, device)
 
 
 def renderer_version() -> str:

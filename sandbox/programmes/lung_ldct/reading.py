@@ -23,7 +23,7 @@ from sandbox.programmes.base import Read
 from sandbox.programmes.lung_ldct.config import Radiograph
 from sandbox.programmes.lung_ldct.disease.history import LungCohort
 from sandbox.programmes.lung_ldct.imaging.conspicuity import conspicuity
-from sandbox.programmes.lung_ldct.imaging.findings import MALIGNANT_KEY, most_suspicious  # noqa: F401
+from sandbox.programmes.lung_ldct.imaging.findings import MALIGNANT_KEY
 from sandbox.programmes.lung_ldct.imaging.radiograph import conspicuity_cxr
 from sandbox.programmes.lung_ldct.lung_rads import C1, C3, GROWTH_MM, LungRadsV2022, nodule_category
 from sandbox.rng import Streams, read_key, uniform_scalar

@@ -1,10 +1,15 @@
 """Training the reference device from synthetic screening exams (``sandbox train``).
 
 The training data are exams of a synthetic screening population: people and disease histories
-drawn from a scenario, examined at each annual round, each exam rendered with its most
-suspicious finding on one of the *declared training scanners*. The label is whether that
-finding is the person's cancer. Every case, split and weight initialisation comes from the
-seed, so the shipped weights are reproducible from the command in the device's metadata.
+drawn from a scenario, examined at each annual round on one of the *declared training scanners*,
+each exam shown as its candidate regions exactly as in a run
+(:func:`sandbox.programmes.lung_ldct.imaging.findings.candidates`: every conspicuous nodule and
+background regions, none marked). A training case is one candidate patch; its label is whether
+that candidate is the person's cancer. Evaluation is by exam, as the device is used: on
+held-out people, each exam's score is the maximum over its candidates, and an exam is positive
+when the person's cancer is in the lungs that day. Every case, split and weight initialisation
+comes from the seed, so the shipped weights are reproducible from the command in the device's
+metadata.
 """
 
 from __future__ import annotations
@@ -26,27 +31,47 @@ from sandbox.config import Scanner, Scenario
 from sandbox.programmes.lung_ldct.config import RACES
 from sandbox.programmes.lung_ldct.disease.history import LungCohort, sample_history
 from sandbox.programmes.lung_ldct.disease.natural_history import YEAR
-from sandbox.programmes.lung_ldct.imaging.findings import MALIGNANT_KEY, most_suspicious
+from sandbox.programmes.lung_ldct.imaging.findings import (
+    BACKGROUND_CANDIDATES,
+    CANDIDATE_MIN_CONSPICUITY,
+    MALIGNANT_KEY,
+    MAX_FINDING_CANDIDATES,
+    candidates,
+    location_of,
+)
 from sandbox.programmes.lung_ldct.reading import visible_findings
 from sandbox.rng import Streams
 
 TYPE_NAMES = ("solid", "part_solid", "ground_glass")
 TRAIN_THREADS = 1
+# the exam-level AUC headline: cancers at least this large (the NLST positivity size)
+HEADLINE_MM = 4.0
+# Lung-RADS v2022 size bands of the cancer on the exam day (mm)
+SIZE_BANDS = (
+    (0.0, 4.0, "<4"),
+    (4.0, 6.0, "4-6"),
+    (6.0, 8.0, "6-8"),
+    (8.0, 15.0, "8-15"),
+    (15.0, math.inf, ">=15"),
+)
+# exams of held-out people scored for the card: every exam with a cancer, and this many
+# exams drawn uniformly (the screening population's own mix: the percentile reference)
+REFERENCE_EXAMS = 6000
 
 
 @dataclass(frozen=True)
 class Cases:
-    """Training or evaluation cases (struct of arrays)."""
+    """Candidate patches (struct of arrays); ``exam`` indexes the :class:`Exams` they belong to."""
 
     person_id: np.ndarray
     exam_day: np.ndarray
     scanner: np.ndarray  # index into the scanner list
+    location: np.ndarray
     diameter_mm: np.ndarray
     nodule_type: np.ndarray
     spiculated: np.ndarray
-    label: np.ndarray
-    sex: np.ndarray
-    race: np.ndarray
+    label: np.ndarray  # the candidate is the person's cancer
+    exam: np.ndarray
 
     def __len__(self) -> int:
         return len(self.label)
@@ -55,81 +80,116 @@ class Cases:
         return Cases(**{k: getattr(self, k)[idx] for k in self.__dataclass_fields__})
 
 
-def exam_cases(
-    history: LungCohort,
-    rounds: int,
-    scanners: list[Scanner],
-    streams: Streams,
-    negatives_per_positive: float,
-    empty_share: float,
-    representative: float = 0.0,
-) -> Cases:
-    """Screening exams of ``history`` at each round, balanced: every exam showing a cancer, and
-    ``negatives_per_positive`` benign-finding or empty exams per cancer exam.
+@dataclass(frozen=True)
+class Exams:
+    """Screening exams (struct of arrays): who, when, on which scanner, and the truth."""
 
-    With ``representative`` > 0, instead a uniform sample of that fraction of all exams (the
-    screening population's own mix, for reference score distributions)."""
-    rows: list[tuple] = []
-    people = history.people
+    person_id: np.ndarray
+    exam_day: np.ndarray
+    day: np.ndarray  # the exam's programme day, not rounded (what the lungs show follows it)
+    scanner: np.ndarray
+    cancer: np.ndarray  # the person's cancer is in the lungs that day
+    cancer_mm: np.ndarray  # its diameter (0: none)
+    cancer_type: np.ndarray  # its nodule type (-1: none)
+    sex: np.ndarray
+    race: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.cancer)
+
+    def take(self, idx: np.ndarray) -> Exams:
+        return Exams(**{k: getattr(self, k)[idx] for k in self.__dataclass_fields__})
+
+
+def screening_exams(
+    history: LungCohort, rounds: int, scanners: list[Scanner], streams: Streams
+) -> tuple[Exams, Cases]:
+    """Every annual screening exam of ``history`` (until death or clinical diagnosis), each on
+    a training scanner drawn by key, and every candidate patch of those exams."""
+    people, c = history.people, history.cancer
+    e_rows: list[tuple] = []
+    k_rows: list[tuple] = []
     for row in range(len(history)):
         entry = float(people["entry_day"][row])
+        pid = int(people["person_id"][row])
         for r in range(rounds):
             day = entry + r * YEAR
-            if (
-                day >= history.cancer["other_death_day"][row]
-                or day >= history.cancer["clinical_day"][row]
-            ):
+            if day >= c["other_death_day"][row] or day >= c["clinical_day"][row]:
                 break
-            f = most_suspicious(visible_findings(history, row, day, scanners[0]))
-            label = f is not None and f.key == MALIGNANT_KEY
-            rows.append(
+            k = int(streams.uniform("train.scanner", pid, int(day)) * len(scanners))
+            k = min(k, len(scanners) - 1)
+            shows = visible_findings(history, row, day, scanners[k])
+            tumour = next((f for f in shows if f.key == MALIGNANT_KEY), None)
+            exam = len(e_rows)
+            e_rows.append(
                 (
                     row,
                     int(day),
-                    f.size_mm if f else 0.0,
-                    f.nodule_type if f else 0,
-                    bool(f.spiculated) if f else False,
-                    label,
+                    k,
+                    tumour is not None,
+                    tumour.size_mm if tumour else 0.0,
+                    tumour.nodule_type if tumour else -1,
+                    day,
                 )
             )
-    arr = np.array([(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows], dtype=float)
-    row_idx = arr[:, 0].astype(np.int64)
-    pid = people["person_id"][row_idx]
-    label = arr[:, 5].astype(bool)
-    has_finding = arr[:, 2] > 0
-    u = streams.uniform("train.select", pid, arr[:, 1].astype(np.int64))
-    n_pos = int(label.sum())
-    n_neg_find = int((~label & has_finding).sum())
-    n_empty = int((~has_finding).sum())
-    want_neg = negatives_per_positive * n_pos
-    if representative > 0:
-        keep = u < representative
-        sel = np.flatnonzero(keep)
-        return _cases(people, pid, row_idx, arr, label, sel, scanners, streams)
-    keep = label.copy()
-    keep |= (~label & has_finding) & (
-        u < min(1.0, want_neg * (1 - empty_share) / max(n_neg_find, 1))
+            where = location_of(pid, MALIGNANT_KEY) if tumour else -1
+            for cand in candidates(pid, shows):
+                k_rows.append(
+                    (
+                        pid,
+                        int(day),
+                        k,
+                        cand.location,
+                        cand.diameter_mm,
+                        cand.nodule_type,
+                        cand.spiculated,
+                        cand.location == where,
+                        exam,
+                    )
+                )
+    row_idx = np.array([e[0] for e in e_rows], dtype=np.int64)
+    exams = Exams(
+        person_id=people["person_id"][row_idx].astype(np.int64),
+        exam_day=np.array([e[1] for e in e_rows], dtype=np.int64),
+        day=np.array([e[6] for e in e_rows], dtype=float),
+        scanner=np.array([e[2] for e in e_rows], dtype=np.int64),
+        cancer=np.array([e[3] for e in e_rows], dtype=bool),
+        cancer_mm=np.array([e[4] for e in e_rows], dtype=float),
+        cancer_type=np.array([e[5] for e in e_rows], dtype=np.int64),
+        sex=np.where(people["female"][row_idx] == 1, "F", "M"),
+        race=np.array(RACES)[people["race"][row_idx]],
     )
-    keep |= (~has_finding) & (u < min(1.0, want_neg * empty_share / max(n_empty, 1)))
-    sel = np.flatnonzero(keep)
-    return _cases(people, pid, row_idx, arr, label, sel, scanners, streams)
+    cols = list(zip(*k_rows, strict=True))
+    cases = Cases(
+        person_id=np.array(cols[0], dtype=np.int64),
+        exam_day=np.array(cols[1], dtype=np.int64),
+        scanner=np.array(cols[2], dtype=np.int64),
+        location=np.array(cols[3], dtype=np.int64),
+        diameter_mm=np.array(cols[4], dtype=float),
+        nodule_type=np.array(cols[5], dtype=np.int64),
+        spiculated=np.array(cols[6], dtype=bool),
+        label=np.array(cols[7], dtype=bool),
+        exam=np.array(cols[8], dtype=np.int64),
+    )
+    return exams, cases
 
 
-def _cases(people, pid, row_idx, arr, label, sel, scanners, streams) -> Cases:
-    scanner = (
-        streams.uniform("train.scanner", pid[sel], arr[sel, 1].astype(np.int64)) * len(scanners)
-    ).astype(np.int64)
-    return Cases(
-        person_id=pid[sel],
-        exam_day=arr[sel, 1].astype(np.int64),
-        scanner=np.minimum(scanner, len(scanners) - 1),
-        diameter_mm=arr[sel, 2],
-        nodule_type=arr[sel, 3].astype(np.int64),
-        spiculated=arr[sel, 4].astype(bool),
-        label=label[sel],
-        sex=np.where(people["female"][row_idx[sel]] == 1, "F", "M"),
-        race=np.array(RACES)[people["race"][row_idx[sel]]],
+def training_cases(
+    cases: Cases, streams: Streams, negatives_per_positive: float, background_share: float
+) -> Cases:
+    """Every cancer candidate and ``negatives_per_positive`` other candidates per cancer one,
+    ``background_share`` of them background regions, drawn by key."""
+    u = streams.uniform(
+        "train.select", cases.person_id, cases.exam_day * 4096 + cases.location % 4096
     )
+    lab = cases.label
+    background = cases.diameter_mm <= 0.0
+    want = negatives_per_positive * int(lab.sum())
+    nodule = ~lab & ~background
+    keep = lab.copy()
+    keep |= nodule & (u < min(1.0, want * (1 - background_share) / max(int(nodule.sum()), 1)))
+    keep |= background & (u < min(1.0, want * background_share / max(int(background.sum()), 1)))
+    return cases.take(np.flatnonzero(keep))
 
 
 def held_out(person_id: np.ndarray, streams: Streams) -> np.ndarray:
@@ -137,24 +197,35 @@ def held_out(person_id: np.ndarray, streams: Streams) -> np.ndarray:
     return streams.uniform("train.split", person_id) < 0.25
 
 
-def reference_scores(
-    net,
-    history: LungCohort,
-    rounds: int,
-    scanners: list[Scanner],
-    streams: Streams,
-    seed: int,
-    size: int,
-    window: tuple[float, float],
-    n: int = 4000,
-) -> np.ndarray:
-    """Scores of a uniform sample of held-out people's screening exams: the score distribution
-    the device meets in screening (for percentile operating points), unlike the enriched
-    validation set."""
-    frac = min(1.0, n / max(0.25 * len(history) * rounds, 1.0))
-    ref = exam_cases(history, rounds, scanners, streams, 0.0, 0.0, representative=frac)
-    ref = ref.take(np.flatnonzero(held_out(ref.person_id, streams)))
-    return predict(net, preprocess(render_cases(ref, scanners, seed, size), window))
+def evaluation_exams(
+    exams: Exams, streams: Streams, n: int = REFERENCE_EXAMS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out exams scored for the card: (indices, whether each is in the uniform sample).
+
+    Every held-out exam with a cancer, and a uniform sample of about ``n`` held-out exams (the
+    screening population as it comes: the negatives of every AUC and the percentile reference).
+    """
+    test = held_out(exams.person_id, streams)
+    frac = min(1.0, n / max(int(test.sum()), 1))
+    uniform = test & (streams.uniform("train.reference", exams.person_id, exams.exam_day) < frac)
+    idx = np.flatnonzero(uniform | (test & exams.cancer))
+    return idx, uniform[idx]
+
+
+def exam_scores(
+    case_scores: np.ndarray, cases: Cases, exam_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each exam's max candidate score, and whether its cancer's own candidate drove it."""
+    order = np.argsort(cases.exam, kind="stable")
+    ex, sc, lab = cases.exam[order], case_scores[order], cases.label[order]
+    starts = np.searchsorted(ex, exam_ids, side="left")
+    ends = np.searchsorted(ex, exam_ids, side="right")
+    score = np.empty(len(exam_ids))
+    by_cancer = np.zeros(len(exam_ids), dtype=bool)
+    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        j = a + int(np.argmax(sc[a:b]))
+        score[i], by_cancer[i] = sc[j], lab[j]
+    return score, by_cancer
 
 
 def render_cases(
@@ -166,18 +237,21 @@ def render_cases(
     for start in range(0, len(cases), batch):
         sl = slice(start, start + batch)
         specs = [
-            PatchSpec((int(p), int(d)), float(dm), int(t), bool(s), scanners[int(k)])
-            for p, d, dm, t, s, k in zip(
+            PatchSpec((int(p), int(d)), float(dm), int(t), bool(s), scanners[int(k)], int(loc))
+            for p, d, dm, t, s, k, loc in zip(
                 cases.person_id[sl],
                 cases.exam_day[sl],
                 cases.diameter_mm[sl],
                 cases.nodule_type[sl],
                 cases.spiculated[sl],
                 cases.scanner[sl],
+                cases.location[sl],
                 strict=True,
             )
         ]
         out.append(render_batch(specs, seed, size=size))
+    if not out:
+        return torch.empty((0, 1, size, size, size))
     return torch.cat(out)
 
 
@@ -267,44 +341,70 @@ def predict(net: torch.nn.Module, x: torch.Tensor, batch: int = 512) -> np.ndarr
     ).numpy()
 
 
-def breakdown(scores: np.ndarray, cases: Cases, scanners: list[Scanner]) -> dict[str, Any]:
-    """AUC overall and per scanner, nodule type (cancer cases vs all negatives), sex and race."""
-    lab = cases.label
+def score_cases(
+    net: torch.nn.Module,
+    cases: Cases,
+    scanners: list[Scanner],
+    seed: int,
+    size: int,
+    window: tuple[float, float],
+    chunk: int = 2048,
+) -> np.ndarray:
+    """Candidate scores, rendered and scored ``chunk`` at a time (memory stays bounded)."""
+    out = [np.empty(0)]
+    for start in range(0, len(cases), chunk):
+        part = cases.take(np.arange(start, min(start + chunk, len(cases))))
+        out.append(predict(net, preprocess(render_cases(part, scanners, seed, size), window)))
+    return np.concatenate(out)
+
+
+def breakdown(
+    score: np.ndarray,
+    exams: Exams,
+    uniform: np.ndarray,
+    by_cancer: np.ndarray,
+    scanners: list[Scanner],
+) -> dict[str, Any]:
+    """Exam-level AUCs: exams with a cancer (of a size, type, ...) against the exams without
+    one of the uniform sample; per scanner, sex and race both sides are restricted.
+
+    ``overall`` is the headline: cancers of at least :data:`HEADLINE_MM`.
+    """
+    neg = uniform & ~exams.cancer
+    mm = exams.cancer_mm
+    big = exams.cancer & (mm >= HEADLINE_MM)
+
+    def one(pos: np.ndarray, negatives: np.ndarray = neg) -> dict[str, Any]:
+        m = pos | negatives
+        return {
+            "auc": _json_auc(auc(score[m], pos[m])),
+            "cancer_exams": int(pos.sum()),
+            "exams": int(m.sum()),
+        }
+
     out: dict[str, Any] = {
-        "overall": {
-            "auc": _json_auc(auc(scores, lab)),
-            "cases": len(lab),
-            "malignant": int(lab.sum()),
-        }
-    }
-    out["by_scanner"] = {
-        s.model: {
-            "auc": _json_auc(auc(scores[cases.scanner == i], lab[cases.scanner == i])),
-            "cases": int((cases.scanner == i).sum()),
-        }
-        for i, s in enumerate(scanners)
-    }
-    out["by_nodule_type"] = {}
-    for t, name in enumerate(TYPE_NAMES):
-        m = (~lab) | (cases.nodule_type == t)
-        out["by_nodule_type"][name] = {
-            "auc": _json_auc(auc(scores[m], lab[m])),
-            "malignant": int((lab & (cases.nodule_type == t)).sum()),
-        }
-    out["by_sex"] = {
-        s: {
-            "auc": _json_auc(auc(scores[cases.sex == s], lab[cases.sex == s])),
-            "cases": int((cases.sex == s).sum()),
-        }
-        for s in ("F", "M")
-    }
-    out["by_race"] = {
-        r: {
-            "auc": _json_auc(auc(scores[cases.race == r], lab[cases.race == r])),
-            "cases": int((cases.race == r).sum()),
-        }
-        for r in RACES
-        if (cases.race == r).sum() >= 20
+        "overall": one(big),
+        "all_cancers": one(exams.cancer),
+        "by_size_mm": {
+            name: one(exams.cancer & (mm >= lo) & (mm < hi)) for lo, hi, name in SIZE_BANDS
+        },
+        "by_nodule_type": {
+            name: one(big & (exams.cancer_type == t)) for t, name in enumerate(TYPE_NAMES)
+        },
+        "by_scanner": {
+            s.model: one(big & (exams.scanner == i), neg & (exams.scanner == i))
+            for i, s in enumerate(scanners)
+        },
+        "by_sex": {s: one(big & (exams.sex == s), neg & (exams.sex == s)) for s in ("F", "M")},
+        "by_race": {
+            r: one(big & (exams.race == r), neg & (exams.race == r))
+            for r in RACES
+            if ((exams.race == r) & (big | neg)).sum() >= 20
+        },
+        "cancer_candidate_drove": {
+            "share": None if not big.any() else round(float(by_cancer[big].mean()), 4),
+            "cancer_exams": int(big.sum()),
+        },
     }
     return out
 
@@ -373,23 +473,25 @@ def _train_device(
     t0 = time.perf_counter()
     streams = Streams(seed)
     history = sample_history(scenario, streams, size=people)
-    cases = exam_cases(
-        history,
-        scenario.programme.rounds,
-        scanners,
+    exams, cases = screening_exams(history, scenario.programme.rounds, scanners, streams)
+    test_exam = held_out(exams.person_id, streams)
+    train = training_cases(
+        cases.take(np.flatnonzero(~test_exam[cases.exam])),
         streams,
         negatives_per_positive=3.0,
-        empty_share=0.25,
+        background_share=0.25,
     )
-    test_mask = held_out(cases.person_id, streams)
-    train, test = cases.take(np.flatnonzero(~test_mask)), cases.take(np.flatnonzero(test_mask))
+    eval_idx, uniform = evaluation_exams(exams, streams)
+    in_eval = np.zeros(len(exams), dtype=bool)
+    in_eval[eval_idx] = True
+    test = cases.take(np.flatnonzero(in_eval[cases.exam]))
     log(
-        f"{len(cases):,} cases from {people:,} people ({int(cases.label.sum()):,} malignant); "
-        f"{len(train):,} train / {len(test):,} held out (by person)"
+        f"{len(exams):,} exams of {people:,} people, {len(cases):,} candidate regions "
+        f"({int(cases.label.sum()):,} of them a cancer); {len(train):,} training candidates; "
+        f"{len(eval_idx):,} held-out exams ({len(test):,} candidates) scored for the card"
     )
     window = (-1000.0, 400.0)
     x_train = preprocess(render_cases(train, scanners, seed, size), window)
-    x_test = preprocess(render_cases(test, scanners, seed, size), window)
     log(f"rendered in {time.perf_counter() - t0:.0f} s")
     from sandbox.programmes.lung_ldct.nets import NoduleCNN
 
@@ -398,9 +500,17 @@ def _train_device(
     losses = fit(
         net, x_train, torch.tensor(train.label, dtype=torch.float32), epochs, 64, lr, seed, log
     )
-    scores = predict(net, x_test)
-    perf = breakdown(scores, test, scanners)
-    log(f"held-out AUC {perf['overall']['auc']}")
+    del x_train
+    case_scores = score_cases(net, test, scanners, seed, size, window)
+    score, by_cancer = exam_scores(case_scores, test, eval_idx)
+    held = exams.take(eval_idx)
+    perf = breakdown(score, held, uniform, by_cancer, scanners)
+    perf["candidates"] = {
+        "auc": _json_auc(auc(case_scores, test.label)),
+        "candidates": len(test),
+        "cancer_candidates": int(test.label.sum()),
+    }
+    log(f"held-out exam AUC, cancers >= {HEADLINE_MM:g} mm: {perf['overall']['auc']}")
     network = {
         "name": "NoduleCNN",
         "args": {"in_channels": 1, "channels": list(channels), "out_features": 1},
@@ -409,8 +519,9 @@ def _train_device(
         "name": folder.name,
         "version": "1.0.0",
         "intended_use": (
-            "Research and regulatory simulation only: scores a low-dose chest CT patch centred on the "
-            "most suspicious finding of a lung screening exam for malignancy. Not a medical device."
+            "Research and regulatory simulation only: scores each candidate region of a "
+            "low-dose chest CT lung screening exam for malignancy; the exam's score is the "
+            "highest. Not a medical device."
         ),
         "input": {
             "shape": [1, size, size, size],
@@ -421,8 +532,9 @@ def _train_device(
         },
         "output": {
             "shape": [1],
-            "meaning": "probability that the exam's most suspicious finding is malignant",
+            "meaning": "probability that the candidate region is a malignant nodule",
             "activation": "sigmoid",
+            "aggregation": "max",
         },
         "training_data": {
             "scanners": [s.model for s in scanners],
@@ -440,6 +552,12 @@ def _train_device(
             "people": people,
             "cases": len(train),
             "malignant_cases": int(train.label.sum()),
+            "exams": int((~test_exam).sum()),
+            "candidates": {
+                "min_conspicuity": CANDIDATE_MIN_CONSPICUITY,
+                "max_findings": MAX_FINDING_CANDIDATES,
+                "background": BACKGROUND_CANDIDATES,
+            },
             "rounds": scenario.programme.rounds,
             "seed": seed,
             "torch_threads": TRAIN_THREADS,
@@ -450,13 +568,12 @@ def _train_device(
             "training_loss_by_epoch": [round(v, 5) for v in losses],
         },
     }
-    reference = reference_scores(
-        net, history, scenario.programme.rounds, scanners, streams, seed, size, window
-    )
+    big = held.cancer & (held.cancer_mm >= HEADLINE_MM)
+    labelled = big | (uniform & ~held.cancer)
     validation = {
-        "scores": [round(float(s), 6) for s in scores],
-        "labels": [int(v) for v in test.label],
-        "reference_scores": [round(float(s), 6) for s in reference],
+        "scores": [round(float(v), 6) for v in score[labelled]],
+        "labels": [int(v) for v in big[labelled]],
+        "reference_scores": [round(float(v), 6) for v in score[uniform]],
     }
     write_bundle(folder, network, metadata, net.state_dict(), validation, model_card(metadata))
     return metadata
@@ -464,28 +581,44 @@ def _train_device(
 
 def model_card(meta: dict[str, Any]) -> str:
     td, perf = meta["training_data"], meta["performance"]["held_out"]
+    cand = td.get("candidates", {})
+
+    def auc_of(v: dict[str, Any]) -> str:
+        return "-" if v["auc"] is None else format(v["auc"], ".3f")
 
     def rows(d: dict[str, Any]) -> str:
         return "\n".join(
-            f"| {k} | {'-' if v['auc'] is None else format(v['auc'], '.3f')} | {v.get('cases', v.get('malignant', ''))} |"
-            for k, v in d.items()
+            f"| {k} | {auc_of(v)} | {v['cancer_exams']:,} | {v['exams']:,} |" for k, v in d.items()
         )
 
+    head = "| AUC | cancer exams | exams |\n|---|---|---|---|"
+    overall, everything = perf["overall"], perf["all_cancers"]
+    drove = perf["cancer_candidate_drove"]
+    candidates_auc = perf.get("candidates", {})
     return f"""# {meta["name"]} {meta["version"]} — model card
 
 **Intended use.** {meta["intended_use"]}
 
-**Input.** {meta["input"]["shape"]} patch, {meta["input"]["units"]}, {meta["input"]["spacing_mm"]} mm voxels,
-windowed to {meta["input"]["window_hu"]} HU. **Output.** {meta["output"]["meaning"]} (sigmoid of one logit).
+**Input.** One candidate region: a {meta["input"]["shape"]} patch centred on it, {meta["input"]["units"]},
+{meta["input"]["spacing_mm"]} mm voxels, windowed to {meta["input"]["window_hu"]} HU. **Output.**
+{meta["output"]["meaning"]} (sigmoid of one logit); the exam's score is the
+{meta["output"].get("aggregation", "max")} over its candidates.
+
+**Candidates.** An exam is read as a CAD system reads it: every nodule in the lungs that day
+whose conspicuity on the scanner is at least {cand.get("min_conspicuity", "-")} (the Rose
+criterion; at most {cand.get("max_findings", "-")}, the most conspicuous), and
+{cand.get("background", "-")} background regions at fixed places in the person's lungs.
+Nothing marks which candidate is the tumour (docs/agents.md, "Candidate-based reading").
 
 **Network.** `NoduleCNN` (sandbox/programmes/lung_ldct/nets.py), a small 3D CNN.
 
 ## Training data
 
 Synthetic screening exams of {td["people"]:,} people from {td["population"]}, annual rounds
-{td["rounds"]}, each exam rendered with its most suspicious finding on one of the training
-scanners: {", ".join(td["scanners"])}. {td["cases"]:,} training cases ({td["malignant_cases"]:,}
-malignant); held-out cases come from other people. Deployment on other scanners (thicker slices,
+{td["rounds"]}, each exam on one of the training scanners: {", ".join(td["scanners"])}.
+{td["cases"]:,} training candidates ({td["malignant_cases"]:,} of them a cancer, the rest
+other nodules and background regions), from the exams of three quarters of the people;
+everything below comes from the other quarter. Deployment on other scanners (thicker slices,
 more noise) or other populations is outside the training distribution: the sandbox measures
 the shift rather than assuming it.
 
@@ -493,21 +626,31 @@ Reproduce: `{td["command"]}` (seed {td["seed"]}).
 
 ## Performance on held-out synthetic exams
 
-Overall AUC {perf["overall"]["auc"]} ({perf["overall"]["cases"]:,} cases, {perf["overall"]["malignant"]:,} malignant).
+By exam, as the device is used: an exam's score is its highest candidate score. Positives are
+exams of held-out people whose cancer is in the lungs that day; negatives are the exams without
+a cancer in a uniform sample of held-out screening exams.
 
-| scanner | AUC | cases |
-|---|---|---|
-{rows(perf["by_scanner"])}
+- **Cancers of at least 4 mm: AUC {auc_of(overall)}** ({overall["cancer_exams"]:,} cancer exams,
+  {overall["exams"]:,} exams).
+- All cancers, however small: AUC {auc_of(everything)} ({everything["cancer_exams"]:,} cancer exams).
+- The cancer's own candidate drove the exam score in {"-" if drove["share"] is None else format(drove["share"], ".1%")}
+  of the exams with a cancer of at least 4 mm; in the others the score came from a benign
+  nodule or a background region (or the cancer was not conspicuous enough to be a candidate).
+- By candidate: AUC {candidates_auc.get("auc", "-")} for the cancer's candidate against every other candidate
+  ({candidates_auc.get("candidates", 0):,} candidates).
 
-| nodule type (malignant of this type vs all negatives) | AUC | malignant |
-|---|---|---|
+| cancer size on the exam day (mm) {head}
+{rows(perf["by_size_mm"])}
+
+| nodule type (cancers >= 4 mm) {head}
 {rows(perf["by_nodule_type"])}
 
-| sex | AUC | cases |
-|---|---|---|
+| scanner (cancers >= 4 mm) {head}
+{rows(perf["by_scanner"])}
+
+| sex (cancers >= 4 mm) {head}
 {rows(perf["by_sex"])}
 
-| race/ethnicity | AUC | cases |
-|---|---|---|
+| race/ethnicity (cancers >= 4 mm) {head}
 {rows(perf["by_race"])}
 """

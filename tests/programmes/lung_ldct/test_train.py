@@ -18,7 +18,15 @@ from sandbox.compose import load
 from sandbox.config import Scanner
 from sandbox.programmes.lung_ldct import train
 from sandbox.programmes.lung_ldct.disease.history import sample_history
-from sandbox.programmes.lung_ldct.train import auc, breakdown, exam_cases, render_cases
+from sandbox.programmes.lung_ldct.train import (
+    HEADLINE_MM,
+    auc,
+    breakdown,
+    evaluation_exams,
+    exam_scores,
+    screening_exams,
+    training_cases,
+)
 from sandbox.rng import Streams
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,54 +69,87 @@ def test_auc_is_the_mann_whitney_statistic():
     assert auc(scores, labels) == pytest.approx(u / (labels.sum() * (~labels).sum()), abs=1e-12)
 
 
-# ------------------------------------------------------------------ cases
+# ------------------------------------------------------------------ exams and candidates
 @pytest.fixture(scope="module")
-def cases(scenario, scanners):
+def screened(scenario, scanners):
     streams = Streams(8)
     history = sample_history(scenario, streams, size=1500)
-    return exam_cases(history, scenario.programme.rounds, scanners, streams, 3.0, 0.25)
+    return screening_exams(history, scenario.programme.rounds, scanners, streams)
 
 
-def test_exam_cases_are_balanced_and_well_formed(cases, scanners):
-    n_pos = int(cases.label.sum())
-    assert n_pos > 20
-    # every cancer exam, and about three negatives per cancer exam
-    assert 2.0 < (len(cases) - n_pos) / n_pos < 4.0
-    # a positive is an exam whose imaged finding is the cancer: it has a finding
+def test_candidates_are_every_exams_regions_and_mark_only_the_truth(screened, scanners):
+    exams, cases = screened
+    assert len(exams) > 3000 and exams.cancer.sum() > 20
+    # every exam has its background regions; the cancer is a candidate only where it is in the
+    # lungs that day (and conspicuous enough)
+    per_exam = np.bincount(cases.exam, minlength=len(exams))
+    assert per_exam.min() >= 2
+    has_cancer_candidate = np.bincount(cases.exam, weights=cases.label, minlength=len(exams)) > 0
+    assert (has_cancer_candidate <= exams.cancer).all()
+    assert has_cancer_candidate.sum() > 0.3 * exams.cancer.sum()
     assert (cases.diameter_mm[cases.label] > 0).all()
-    assert ((cases.diameter_mm == 0) <= ~cases.label).all()
-    assert set(np.unique(cases.scanner)) == set(range(len(scanners)))
-    keys = set(zip(cases.person_id.tolist(), cases.exam_day.tolist(), strict=True))
-    assert len(keys) == len(cases)  # one case per exam
-    assert set(np.unique(cases.sex)) <= {"F", "M"}
-    sub = cases.take(np.flatnonzero(cases.label))
-    assert len(sub) == n_pos and sub.label.all()
-
-
-def test_exam_cases_follow_the_seed(scenario, scanners, cases):
-    streams = Streams(8)
-    again = exam_cases(
-        sample_history(scenario, streams, size=1500),
-        scenario.programme.rounds,
-        scanners,
-        streams,
-        3.0,
-        0.25,
+    assert set(np.unique(exams.scanner)) == set(range(len(scanners)))
+    assert (cases.scanner == exams.scanner[cases.exam]).all()
+    keys = set(
+        zip(cases.person_id.tolist(), cases.exam_day.tolist(), cases.location.tolist(), strict=True)
     )
-    for name in cases.__dataclass_fields__:
-        np.testing.assert_array_equal(getattr(again, name), getattr(cases, name))
+    assert len(keys) == len(cases)  # one case per candidate region
+    assert set(np.unique(exams.sex)) <= {"F", "M"}
 
 
-def test_breakdown_counts_add_up(cases, scanners):
-    jitter = np.random.default_rng(0).uniform(0, 0.1, len(cases))
-    scores = cases.label + jitter  # every cancer above every negative
-    out = breakdown(scores, cases, scanners)
-    assert out["overall"]["cases"] == len(cases)
-    assert out["overall"]["malignant"] == int(cases.label.sum())
-    assert sum(v["cases"] for v in out["by_scanner"].values()) == len(cases)
-    assert sum(v["cases"] for v in out["by_sex"].values()) == len(cases)
-    assert sum(v["malignant"] for v in out["by_nodule_type"].values()) == int(cases.label.sum())
-    assert out["overall"]["auc"] == 1.0
+def test_training_cases_are_balanced(screened):
+    _, cases = screened
+    chosen = training_cases(cases, Streams(8), 3.0, 0.25)
+    n_pos = int(chosen.label.sum())
+    assert n_pos == int(cases.label.sum())  # every cancer candidate
+    assert 2.0 < (len(chosen) - n_pos) / n_pos < 4.0
+    background = ~chosen.label & (chosen.diameter_mm == 0)
+    assert 0.1 < background.sum() / (len(chosen) - n_pos) < 0.4
+
+
+def test_exams_and_candidates_follow_the_seed(scenario, scanners, screened):
+    streams = Streams(8)
+    again = screening_exams(
+        sample_history(scenario, streams, size=1500), scenario.programme.rounds, scanners, streams
+    )
+    for old, new in zip(screened, again, strict=True):
+        for name in old.__dataclass_fields__:
+            np.testing.assert_array_equal(getattr(new, name), getattr(old, name))
+
+
+def test_exam_score_is_the_max_candidate_and_names_the_driver(screened):
+    _, cases = screened
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0, 1, len(cases))
+    ids = np.unique(cases.exam)[:200]
+    score, by_cancer = exam_scores(scores, cases, ids)
+    for i, e in enumerate(ids):
+        mine = np.flatnonzero(cases.exam == e)
+        assert score[i] == scores[mine].max()
+        assert by_cancer[i] == cases.label[mine[np.argmax(scores[mine])]]
+
+
+def test_breakdown_counts_add_up(screened, scanners):
+    exams, _ = screened
+    idx, uniform = evaluation_exams(exams, Streams(8), n=500)
+    held = exams.take(idx)
+    assert held.cancer[~uniform].all()  # beyond the uniform sample, only cancer exams
+    jitter = np.random.default_rng(0).uniform(0, 0.1, len(held))
+    score = held.cancer + jitter  # every cancer above every negative
+    out = breakdown(score, held, uniform, held.cancer, scanners)
+    big = held.cancer & (held.cancer_mm >= HEADLINE_MM)
+    neg = uniform & ~held.cancer
+    assert out["overall"] == {
+        "auc": 1.0,
+        "cancer_exams": int(big.sum()),
+        "exams": int((big | neg).sum()),
+    }
+    assert out["all_cancers"]["cancer_exams"] == int(held.cancer.sum())
+    assert sum(v["cancer_exams"] for v in out["by_size_mm"].values()) == int(held.cancer.sum())
+    assert sum(v["cancer_exams"] for v in out["by_nodule_type"].values()) == int(big.sum())
+    assert sum(v["exams"] for v in out["by_scanner"].values()) == int((big | neg).sum())
+    assert sum(v["exams"] for v in out["by_sex"].values()) == int((big | neg).sum())
+    assert out["cancer_candidate_drove"]["share"] == 1.0
 
 
 # ------------------------------------------------------------------ a tiny training run
@@ -152,10 +193,20 @@ def test_tiny_device_metadata_describes_its_training(tiny_device, scanners):
     assert len(perf["training_loss_by_epoch"]) == testkit.TINY["epochs"]
     overall = perf["held_out"]["overall"]
     assert 0.0 <= overall["auc"] <= 1.0
-    assert set(perf["held_out"]) >= {"by_scanner", "by_nodule_type", "by_sex", "by_race"}
+    assert set(perf["held_out"]) >= {
+        "all_cancers",
+        "by_size_mm",
+        "by_scanner",
+        "by_nodule_type",
+        "by_sex",
+        "by_race",
+        "cancer_candidate_drove",
+        "candidates",
+    }
     assert set(perf["held_out"]["by_scanner"]) == set(td["scanners"])
+    assert meta["output"]["aggregation"] == "max"
     card = (tiny_device / "docs" / "README.md").read_text()
-    on_card = re.search(r"Overall AUC ([0-9.]+)", card)
+    on_card = re.search(r"Cancers of at least 4 mm: AUC ([0-9.]+)", card)
     assert on_card and float(on_card.group(1)) == pytest.approx(overall["auc"], abs=5e-4)
     assert td["command"] in card
     for scanner in td["scanners"]:
@@ -167,26 +218,49 @@ def test_validation_set_is_the_held_out_set_of_the_card(tiny_device):
     val = json.loads((tiny_device / "configs" / "validation.json").read_text())
     scores, labels = np.array(val["scores"]), np.array(val["labels"], dtype=bool)
     overall = meta["performance"]["held_out"]["overall"]
-    assert len(scores) == overall["cases"] and int(labels.sum()) == overall["malignant"]
+    assert len(scores) == overall["exams"] and int(labels.sum()) == overall["cancer_exams"]
     assert ((scores >= 0) & (scores <= 1)).all()
     assert auc(scores, labels) == pytest.approx(overall["auc"], abs=2e-3)  # scores rounded to 1e-6
     reference = np.array(val["reference_scores"])  # screening exams as they come, for percentiles
     assert len(reference) > 0 and ((reference >= 0) & (reference <= 1)).all()
 
 
+def device_exam_scores(model, scenario, scanners, seed, people, n=train.REFERENCE_EXAMS):
+    """Exam scores of held-out people of a fresh draw, through the run's own path: the
+    programme's ``image_of`` (candidates from the exam's findings) and ``DeviceScorer``."""
+    from sandbox.agents.inference import DeviceScorer, ScoreCache
+    from sandbox.programmes.lung_ldct.programme import LungLDCT, render_patches
+    from sandbox.programmes.lung_ldct.reading import visible_findings
+
+    streams = Streams(seed)
+    history = sample_history(scenario, streams, size=people)
+    exams, _ = screening_exams(history, scenario.programme.rounds, scanners, streams)
+    idx, uniform = evaluation_exams(exams, streams, n=n)
+    row_of = {int(p): r for r, p in enumerate(history.people["person_id"])}
+    prog = LungLDCT(scenario)
+    images = []
+    for i in idx:
+        pid, day, sc = int(exams.person_id[i]), int(exams.exam_day[i]), scanners[exams.scanner[i]]
+        shows = visible_findings(history, row_of[pid], float(exams.day[i]), sc)
+        images.append(prog.image_of(pid, day, sc, shows))
+    scorer = DeviceScorer(model, ScoreCache(model.digest, "t"), seed, 512, render=render_patches)
+    return scorer.scores(images), exams.take(idx), uniform
+
+
 def test_loaded_device_reproduces_its_validation_scores(tiny_device, scenario, scanners):
-    """The bundle path (render, window, network, sigmoid) scores the held-out exams as training
-    did: preprocessing at training and at inference agree. The cases mirror train_device."""
+    """The run's path (candidates by ``image_of``, render, window, network, sigmoid, max over
+    candidates) scores the held-out exams as training did."""
     opts = testkit.TINY
-    streams = Streams(opts["seed"])
-    history = sample_history(scenario, streams, size=opts["people"])
-    cases = exam_cases(history, scenario.programme.rounds, scanners, streams, 3.0, 0.25)
-    test = cases.take(np.flatnonzero(train.held_out(cases.person_id, streams)))
     model = load_bundle(tiny_device)
-    scores = model.score(render_cases(test, scanners, opts["seed"], opts["size"])).numpy()
+    score, held, uniform = device_exam_scores(
+        model, scenario, scanners, opts["seed"], opts["people"]
+    )
+    big = held.cancer & (held.cancer_mm >= HEADLINE_MM)
+    labelled = big | (uniform & ~held.cancer)
     val = json.loads((tiny_device / "configs" / "validation.json").read_text())
-    np.testing.assert_array_equal(test.label.astype(int), val["labels"])
-    np.testing.assert_allclose(scores, val["scores"], atol=1e-5)
+    np.testing.assert_array_equal(big[labelled].astype(int), val["labels"])
+    np.testing.assert_allclose(score[labelled], val["scores"], atol=1e-5)
+    np.testing.assert_allclose(score[uniform], val["reference_scores"], atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +306,7 @@ def test_a_small_training_run_writes_a_loadable_device(tmp_path):
     folder = tmp_path / "small"
     meta = testkit.train_tiny(folder, people=120, size=8, channels=(2,))
     by_type = meta["performance"]["held_out"]["by_nodule_type"]
-    assert min(v["malignant"] for v in by_type.values()) == 0  # the case in point
+    assert min(v["cancer_exams"] for v in by_type.values()) == 0  # the case in point
     json.loads((folder / "configs" / "metadata.json").read_text(), parse_constant=_refuse)
     model = load_bundle(folder)
     assert not re.search(r"\bnan\b", model.model_card, re.IGNORECASE)
@@ -252,27 +326,21 @@ def shipped_ready() -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(not shipped_ready(), reason="agents/lung_nodule_cnn is absent or in training")
 def test_shipped_device_auc_on_fresh_held_out_data_matches_its_card(scenario):
-    """A fresh synthetic held-out set (another seed: other people, other images) scored through
-    the bundle path gives the AUC on the card, within 0.05."""
+    """Fresh people (another seed: other people, other images), read through the run's own path:
+    the exam-level AUC for cancers of at least 4 mm is that of published screening AI (>= 0.90)
+    and that of the card within 0.03; the AUC for all cancers is that of the card within 0.05."""
     model = load_bundle(SHIPPED)
     meta = model.metadata
-    card_auc = meta["performance"]["held_out"]["overall"]["auc"]
+    card = meta["performance"]["held_out"]
     scanners = [Scanner(**p) for p in meta["training_data"]["scanner_parameters"]]
     seed = int(meta["training_data"]["seed"]) + 1000
-    streams = Streams(seed)
-    history = sample_history(scenario, streams, size=5000)
-    cases = exam_cases(history, scenario.programme.rounds, scanners, streams, 3.0, 0.25)
-    assert cases.label.sum() >= 200
-    size = model.input_shape[-1]
-    scores = np.concatenate(
-        [
-            model.score(
-                render_cases(
-                    cases.take(np.arange(i, min(i + 512, len(cases)))), scanners, seed, size
-                )
-            ).numpy()
-            for i in range(0, len(cases), 512)
-        ]
-    )
-    fresh = auc(scores, cases.label)
-    assert abs(fresh - card_auc) <= 0.05, (fresh, card_auc)
+    score, held, uniform = device_exam_scores(model, scenario, scanners, seed, 16000, n=3000)
+    neg = uniform & ~held.cancer
+    big = held.cancer & (held.cancer_mm >= HEADLINE_MM)
+    assert big.sum() >= 300
+    fresh = auc(score[big | neg], big[big | neg])
+    assert fresh >= 0.90, fresh
+    assert abs(fresh - card["overall"]["auc"]) <= 0.03, (fresh, card["overall"]["auc"])
+    every = held.cancer | neg
+    fresh_all = auc(score[every], held.cancer[every])
+    assert abs(fresh_all - card["all_cancers"]["auc"]) <= 0.05, (fresh_all, card["all_cancers"])

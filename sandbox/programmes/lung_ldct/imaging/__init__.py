@@ -12,16 +12,25 @@ from sandbox.programmes.lung_ldct.imaging.conspicuity import (
     noise_sd_hu,
     peak_contrast_hu,
 )
-from sandbox.programmes.lung_ldct.imaging.findings import MALIGNANT_KEY, most_suspicious
+from sandbox.programmes.lung_ldct.imaging.findings import (
+    CANDIDATE_KINDS,
+    MALIGNANT_KEY,
+    Candidate,
+    candidate_kind,
+    candidates,
+)
 
 __all__ = [
+    "CANDIDATE_KINDS",
     "CONTRAST_HU",
     "MALIGNANT_KEY",
+    "Candidate",
     "PatchSpec",
     "blur_sd_mm",
+    "candidate_kind",
+    "candidates",
     "cnr",
     "conspicuity",
-    "most_suspicious",
     "noise_sd_hu",
     "peak_contrast_hu",
     "render_batch",

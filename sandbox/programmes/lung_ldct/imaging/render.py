@@ -1,4 +1,7 @@
-"""The image an exam takes: a 3D patch of lung around the person's most suspicious finding.
+"""The image of one candidate region of an exam: a 3D patch of lung centred on it.
+
+An exam is shown to a device as several patches, one per candidate region
+(:mod:`sandbox.programmes.lung_ldct.imaging.findings`): a nodule, or a background region.
 
 One patch is ``size``^3 voxels of ``spacing_mm`` (default 32^3 at 1 mm), in HU, axes (z, y, x).
 It holds, from the bottom up:
@@ -40,9 +43,10 @@ is not used, so the reader (who acts on conspicuity) and the model (which acts o
 the same nodule.
 
 **Randomness** (invariants 1 and 2). Each patch draws from two CPU generators
-(``torch.Generator``) seeded with 63 bits from keyed streams: ``render.anatomy`` keyed by the
-person (texture, vessels, the tumour's spicules: the same lungs at every exam and on every
-scanner) and ``render.noise`` keyed by (person, exam key). The number of draws does not depend
+(``torch.Generator``) seeded with 63 bits from keyed streams: ``render.anatomy`` keyed by
+(person, location) (texture, vessels, a nodule's spicules: the same lungs around the same
+nodule at every exam and on every scanner) and ``render.noise`` keyed by (person, exam key,
+location). The number of draws does not depend
 on the finding or the scanner. All draws happen first, patch by patch; everything after is
 element-wise tensor arithmetic over the batch (on ``device``), so a patch is bit-identical
 whatever batch, batch order or batch size it is rendered in, and whatever the number of threads,
@@ -69,7 +73,6 @@ from sandbox.programmes.lung_ldct.imaging.conspicuity import (
     blur_sd_mm,
     noise_sd_hu,
 )
-from sandbox.programmes.lung_ldct.imaging.findings import MALIGNANT_KEY, most_suspicious  # noqa: F401 (re-exported)
 from sandbox.rng import stream_key, uniform_scalar
 
 PARENCHYMA_HU = -850.0
@@ -88,6 +91,7 @@ SPICULE_CONTRAST = (0.6, 0.9)  # fraction of the nodule's contrast
 _TEXTURE_MARGIN_NODES = 4  # lattice nodes beyond each face, so blobs do not thin at the edges
 _SQRT2 = math.sqrt(2.0)
 _EXP_FLOOR = -80.0
+_LOCATIONS = 1 << 31  # locations and exam keys are below this
 
 
 @dataclass(frozen=True)
@@ -95,13 +99,15 @@ class PatchSpec:
     """What one exam image shows.
 
     Attributes:
-        key: ``(person_id, exam_key)``; all the patch's randomness follows from it and the
-            seed. ``exam_key`` is any int the caller derives per exam (e.g. the exam day
-            rounded, or ``round * 32 + exam_in_round``).
+        key: ``(person_id, exam_key)``; with ``location``, all the patch's randomness follows
+            from it and the seed. ``exam_key`` is any int in [0, 2^31) the caller derives per
+            exam (e.g. the exam day rounded, or ``round * 32 + exam_in_round``).
         diameter_mm: the finding's diameter on the exam day; 0.0 for no finding.
         nodule_type: 0 solid, 1 part-solid, 2 ground-glass (indexes ``CONTRAST_HU``).
         spiculated: whether the margin has radial spicules.
         scanner: the site's scanner (dose, noise, kernel, slice, HU offset).
+        location: the candidate region's place in the person's lungs, an int in [0, 2^31)
+            (:func:`sandbox.programmes.lung_ldct.imaging.findings.location_of`).
     """
 
     key: tuple[int, int]
@@ -109,12 +115,17 @@ class PatchSpec:
     nodule_type: int
     spiculated: bool
     scanner: Scanner
+    location: int = 0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.diameter_mm) and self.diameter_mm >= 0.0):
             raise ValueError(f"PatchSpec.diameter_mm must be >= 0, got {self.diameter_mm!r}")
         if self.nodule_type not in (0, 1, 2):
             raise ValueError(f"PatchSpec.nodule_type must be 0, 1 or 2, got {self.nodule_type!r}")
+        if not 0 <= self.location < _LOCATIONS:
+            raise ValueError(f"PatchSpec.location must be in [0, 2^31), got {self.location!r}")
+        if not 0 <= self.key[1] < _LOCATIONS:
+            raise ValueError(f"PatchSpec exam key must be in [0, 2^31), got {self.key[1]!r}")
 
 
 def render_batch(
@@ -157,11 +168,16 @@ def render_batch(
     spicule_draws = torch.empty((n, SPICULES, 6), dtype=torch.float64)
     for i, spec in enumerate(specs):
         person, exam = (int(k) for k in spec.key)
-        anatomy = _generator(anatomy_key, person, 0)
+        loc = spec.location
+        anatomy = _generator(anatomy_key, person, loc)
         white = torch.randn((m, m, m), generator=anatomy, dtype=torch.float32)
         torch.rand((VESSELS, 9), generator=anatomy, dtype=torch.float64, out=vessel_draws[i])
         torch.rand((SPICULES, 6), generator=anatomy, dtype=torch.float64, out=spicule_draws[i])
-        torch.randn((size,) * 3, generator=_generator(noise_key, person, exam), out=noise[i])
+        torch.randn(
+            (size,) * 3,
+            generator=_generator(noise_key, person, exam * _LOCATIONS + loc),
+            out=noise[i],
+        )
         blur_sd = blur_sd_mm(spec.scanner)
         g = weights.get(blur_sd)
         if g is None:

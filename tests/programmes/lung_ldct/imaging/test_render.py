@@ -20,12 +20,11 @@ from sandbox.programmes.lung_ldct.imaging import (
     PatchSpec,
     blur_sd_mm,
     cnr,
-    most_suspicious,
     noise_sd_hu,
     peak_contrast_hu,
     render_batch,
 )
-from sandbox.programmes.lung_ldct.imaging import render as render_module
+from sandbox.programmes.lung_ldct.imaging import findings as findings_module
 from sandbox.programmes.lung_ldct.reading import MALIGNANT_KEY, Finding
 
 SEED = 20260
@@ -289,16 +288,52 @@ def test_gpu_matches_cpu_and_is_batch_invariant():
 
 
 # ---------------------------------------------------------------- specs and findings
-def test_most_suspicious_prefers_the_cancer_then_the_largest():
-    benign = [Finding(0, 5.0, 0, False), Finding(1, 9.0, 2, False), Finding(2, 9.0, 0, False)]
-    cancer = Finding(MALIGNANT_KEY, 4.0, 1, True)
-    assert most_suspicious([]) is None
-    assert most_suspicious(benign) is benign[1]
-    assert most_suspicious([*benign, cancer]) is cancer
+def test_candidates_hold_every_conspicuous_finding_and_background_unmarked():
+    f = findings_module
+    benign = [Finding(0, 5.0, 0, False, 30.0), Finding(1, 2.0, 2, False, 1.0)]
+    cancer = Finding(MALIGNANT_KEY, 4.0, 1, True, 12.0)
+    cands = f.candidates(42, [*benign, cancer])
+    # the faint ground-glass nodule (conspicuity 1 < the Rose criterion) is not proposed
+    assert len(cands) == 2 + f.BACKGROUND_CANDIDATES
+    assert [c.location for c in cands] == sorted(c.location for c in cands)
+    assert all(0 <= c.location < 2**31 for c in cands)
+    assert sorted(c.diameter_mm for c in cands) == [0.0] * f.BACKGROUND_CANDIDATES + [4.0, 5.0]
+    # nothing in a candidate says what it is; the outcome side resolves it from the findings
+    kinds = [f.candidate_kind(42, c.location, [*benign, cancer]) for c in cands]
+    assert sorted(kinds) == ["background"] * f.BACKGROUND_CANDIDATES + ["benign", "cancer"]
+    assert set(vars(f.Candidate)["__slots__"]) == {
+        "location",
+        "diameter_mm",
+        "nodule_type",
+        "spiculated",
+    }
+    # the same findings at another exam are at the same places; another person's elsewhere
+    assert f.candidates(42, [*benign, cancer]) == cands
+    assert {c.location for c in f.candidates(43, [*benign, cancer])}.isdisjoint(
+        c.location for c in cands
+    )
+    # no findings: background regions only
+    assert [c.diameter_mm for c in f.candidates(42, [])] == [0.0] * f.BACKGROUND_CANDIDATES
 
 
-def test_malignant_key_agrees_with_the_workflow():
-    assert render_module.MALIGNANT_KEY == MALIGNANT_KEY
+def test_candidates_keep_the_most_conspicuous_findings():
+    f = findings_module
+    many = [Finding(k, 3.0 + k, 0, False, 10.0 + k) for k in range(f.MAX_FINDING_CANDIDATES + 3)]
+    sizes = sorted(c.diameter_mm for c in f.candidates(1, many) if c.diameter_mm > 0)
+    assert sizes == [3.0 + k for k in range(3, f.MAX_FINDING_CANDIDATES + 3)]
+
+
+def test_anatomy_follows_the_location_noise_the_exam():
+    """The same place at two exams: the same lungs (texture and vessels), new noise; another
+    place of the same person at the same exam: other lungs."""
+    a = PatchSpec((7, 3), 0.0, 0, False, THIN, location=11)
+    later = PatchSpec((7, 400), 0.0, 0, False, THIN, location=11)
+    elsewhere = PatchSpec((7, 3), 0.0, 0, False, THIN, location=12)
+    x = render_batch([a, later, elsewhere], SEED).double()
+    same_place = float((x[1] - x[0]).std())
+    other_place = float((x[2] - x[0]).std())
+    assert same_place == pytest.approx(math.sqrt(2.0) * noise_sd_hu(THIN), rel=0.03)
+    assert other_place > 1.1 * same_place
 
 
 @pytest.mark.parametrize(
@@ -307,3 +342,8 @@ def test_malignant_key_agrees_with_the_workflow():
 def test_bad_specs_name_the_field(diameter_mm, nodule_type, word):
     with pytest.raises(ValueError, match=word):
         PatchSpec((0, 0), diameter_mm, nodule_type, False, THIN)
+
+
+def test_bad_locations_are_refused():
+    with pytest.raises(ValueError, match="location"):
+        PatchSpec((0, 0), 5.0, 0, False, THIN, location=2**31)
