@@ -1,11 +1,13 @@
 """In-pipeline AI inference (render + infer + cache) against the bare model forward pass.
 
-Measures, in one process and on the same batch size:
+Measures, in one process and on the same batch size, in candidate patches per second (an exam
+is read as its candidate regions, about three per screening exam):
 
 * **bare forward**: ``LoadedModel.score`` on a batch already rendered and resident in memory
   (windowing, the network's forward pass and the sigmoid: the limit of inference);
-* **pipeline**: ``DeviceScorer.scores`` on exams not yet in the cache: rendering each exam's
-  patch from its key, the forward pass, and writing the scores to the cache;
+* **pipeline**: ``DeviceScorer.scores`` on exams not yet in the cache: rendering each
+  candidate's patch from its key, the forward pass, writing the scores to the cache and
+  aggregating them by exam;
 * **replay**: the same ``DeviceScorer.scores`` call again, served from the cache.
 
 The ratio pipeline / bare is the share of the forward pass's throughput that the whole path
@@ -25,8 +27,8 @@ import torch
 from sandbox.agents.bundle import load_bundle
 from sandbox.agents.inference import DeviceScorer, ScoreCache
 from sandbox.config import Scanner
-from sandbox.programmes.lung_ldct.imaging.render import PatchSpec, render_batch
-from sandbox.programmes.lung_ldct.programme import ExamImage, render_images
+from sandbox.programmes.lung_ldct.imaging.findings import Candidate, location_of
+from sandbox.programmes.lung_ldct.programme import ExamImage, render_images, render_patches
 from sandbox.runners.devices import agent_folder
 
 SCANNER = Scanner(
@@ -34,13 +36,20 @@ SCANNER = Scanner(
 )
 
 
-def exams(n: int, offset: int) -> list[ExamImage]:
-    # a screening-like mix: a third empty, most findings small and solid, a few spiculated
-    out = []
-    for i in range(n):
+def exams(patches: int, offset: int) -> list[ExamImage]:
+    """Screening-like exams holding ``patches`` candidates in all: two background regions each,
+    and a nodule in two exams of three (most small and solid, a few spiculated)."""
+    out, total, i = [], 0, 0
+    while total < patches:
         pid = offset + i
         d = 0.0 if i % 3 == 0 else 3.0 + (i % 17)
-        out.append(ExamImage(pid, 100, SCANNER, d, i % 3 if d else 0, i % 20 == 1))
+        cands = [Candidate(location_of(pid, 100 + j), 0.0, 0, False) for j in range(2)]
+        if d:
+            cands.append(Candidate(location_of(pid, 0), d, i % 3, i % 20 == 1))
+        cands = cands[: patches - total]
+        out.append(ExamImage(pid, 100, SCANNER, tuple(cands)))
+        total += len(cands)
+        i += 1
     return out
 
 
@@ -60,17 +69,7 @@ def main() -> None:
     model = load_bundle(agent_folder(args.agent), args.device)
     size = int(model.input_shape[-1])
     batch = exams(args.batch, 0)
-    images = render_batch(
-        [
-            PatchSpec(
-                (e.person_id, e.exam_day), e.diameter_mm, e.nodule_type, e.spiculated, e.scanner
-            )
-            for e in batch
-        ],
-        7,
-        size=size,
-        device=args.device,
-    )
+    images = render_images(batch, 7, size, args.device)
     model.score(images)  # warm-up
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
 
@@ -85,7 +84,7 @@ def main() -> None:
         ScoreCache(model.digest, "bench"),
         seed=7,
         batch_size=args.batch,
-        render=render_images,
+        render=render_patches,
     )
     todo = [exams(args.batch, (k + 1) * 10_000_000) for k in range(args.batches)]
     t = time.perf_counter()
@@ -101,17 +100,7 @@ def main() -> None:
 
     t = time.perf_counter()
     for b in todo:
-        render_batch(
-            [
-                PatchSpec(
-                    (e.person_id, e.exam_day), e.diameter_mm, e.nodule_type, e.spiculated, e.scanner
-                )
-                for e in b
-            ],
-            7,
-            size=size,
-            device=args.device,
-        )
+        render_images(b, 7, size, args.device)
     sync()
     render_only = args.batches * args.batch / (time.perf_counter() - t)
 
@@ -125,7 +114,7 @@ def main() -> None:
         f"device {args.device}, batch {args.batch} x {args.batches}, torch threads {torch.get_num_threads()}, "
         f"model {model.name} {model.digest[:12]}"
     )
-    print(_common.table(["path", "exams/s", "ratio to bare forward"], rows))
+    print(_common.table(["path", "candidate patches/s", "ratio to bare forward"], rows))
     _common.write_json(
         args.out,
         f"inference_throughput-{args.device}.json",
@@ -135,7 +124,7 @@ def main() -> None:
             "batches": args.batches,
             "threads": torch.get_num_threads(),
             "device": args.device,
-            "exams_per_s": {
+            "patches_per_s": {
                 "bare_forward": bare,
                 "pipeline": pipeline,
                 "render_only": render_only,

@@ -1065,6 +1065,7 @@ class TrainRecipe:
     channels: tuple[int, ...]
     learning_rate: float = field(metadata={"gt": 0, "le": 1})
     scanners: tuple[Scanner, ...]
+    stem: int = field(default=0, metadata={"ge": 0, "le": 256})
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -1107,6 +1108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         recipe.learning_rate,
         log=lambda m: print(m, file=sys.stderr, flush=True),
         command=command,
+        stem=recipe.stem,
     )
     held = meta["performance"]["held_out"]
     print(

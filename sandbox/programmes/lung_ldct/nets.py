@@ -15,13 +15,16 @@ from torch import nn
 class NoduleCNN(nn.Module):
     """A small 3D CNN that scores a CT patch for malignancy.
 
-    Each stage is a stride-2 3x3x3 convolution, batch norm and ReLU, halving every spatial
-    size; global average pooling and a linear layer then give ``out_features`` logits.
+    An optional stem (a stride-1 3x3x3 convolution, batch norm and ReLU at full resolution)
+    keeps detail finer than two voxels (spicules, margins). Each stage is then a stride-2 3x3x3
+    convolution, batch norm and ReLU, halving every spatial size; global average pooling and a
+    linear layer give ``out_features`` logits.
 
     Args:
         in_channels: Image channels (1 for CT).
         channels: Feature channels of each stage; one stage per entry.
         out_features: Logits per patch (1 for a malignancy score).
+        stem: Channels of the full-resolution stem (0: none).
 
     Raises:
         ValueError: If any size is not a positive integer or ``channels`` is empty.
@@ -32,8 +35,11 @@ class NoduleCNN(nn.Module):
         in_channels: int = 1,
         channels: Sequence[int] = (8, 16, 32),
         out_features: int = 1,
+        stem: int = 0,
     ) -> None:
         super().__init__()
+        if isinstance(stem, bool) or not isinstance(stem, int) or stem < 0:
+            raise ValueError("stem must be a non-negative integer")
         sizes = [in_channels, *channels, out_features]
         if not channels or any(isinstance(s, bool) or not isinstance(s, int) for s in sizes):
             raise ValueError("in_channels, channels and out_features must be positive integers")
@@ -41,6 +47,13 @@ class NoduleCNN(nn.Module):
             raise ValueError("in_channels, channels and out_features must be positive integers")
         stages: list[nn.Module] = []
         c_in = in_channels
+        if stem:
+            stages += [
+                nn.Conv3d(c_in, stem, kernel_size=3, stride=1, padding=1, bias=False),
+                nn.BatchNorm3d(stem),
+                nn.ReLU(inplace=True),
+            ]
+            c_in = stem
         for c_out in channels:
             stages += [
                 nn.Conv3d(c_in, c_out, kernel_size=3, stride=2, padding=1, bias=False),

@@ -302,7 +302,8 @@ def fit(
     seed: int,
     log: Callable[[str], None],
 ) -> list[float]:
-    """Adam on binary cross-entropy with random flips and 90-degree rotations (in-plane)."""
+    """Adam on binary cross-entropy with random flips of each axis and 90-degree in-plane
+    rotations (the rendered blur is isotropic, so every orientation is a plausible patch)."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-4)
     pos_weight = torch.tensor([(len(y) - float(y.sum())) / max(float(y.sum()), 1.0)])
@@ -317,8 +318,10 @@ def fit(
         for start in range(0, len(y), batch):
             idx = perm[start : start + batch]
             xb = x[idx]
-            if torch.rand(1, generator=gen).item() < 0.5:
-                xb = xb.flip(-1)
+            flips = torch.rand(3, generator=gen)
+            dims = [d for d, u in zip((-3, -2, -1), flips.tolist(), strict=True) if u < 0.5]
+            if dims:
+                xb = xb.flip(dims)
             k = int(torch.randint(0, 4, (1,), generator=gen))
             xb = torch.rot90(xb, k, dims=(-2, -1))
             loss = loss_fn(net(xb).squeeze(-1), y[idx])
@@ -451,6 +454,7 @@ def train_device(
     lr: float = 3e-3,
     log: Callable[[str], None] = print,
     command: str = "",
+    stem: int = 0,
 ) -> dict[str, Any]:
     """Synthesise cases, train, evaluate on held-out people, write the device folder.
 
@@ -461,14 +465,14 @@ def train_device(
     torch.set_num_threads(TRAIN_THREADS)
     try:
         return _train_device(
-            scenario, scanners, folder, seed, people, epochs, size, channels, lr, log, command
+            scenario, scanners, folder, seed, people, epochs, size, channels, lr, log, command, stem
         )
     finally:
         torch.set_num_threads(threads)
 
 
 def _train_device(
-    scenario, scanners, folder, seed, people, epochs, size, channels, lr, log, command
+    scenario, scanners, folder, seed, people, epochs, size, channels, lr, log, command, stem
 ):
     t0 = time.perf_counter()
     streams = Streams(seed)
@@ -495,7 +499,7 @@ def _train_device(
     log(f"rendered in {time.perf_counter() - t0:.0f} s")
     from sandbox.programmes.lung_ldct.nets import NoduleCNN
 
-    net = NoduleCNN(1, list(channels), 1)
+    net = NoduleCNN(1, list(channels), 1, stem)
     seeded_init(net, torch.Generator().manual_seed(seed))
     losses = fit(
         net, x_train, torch.tensor(train.label, dtype=torch.float32), epochs, 64, lr, seed, log
@@ -513,7 +517,7 @@ def _train_device(
     log(f"held-out exam AUC, cancers >= {HEADLINE_MM:g} mm: {perf['overall']['auc']}")
     network = {
         "name": "NoduleCNN",
-        "args": {"in_channels": 1, "channels": list(channels), "out_features": 1},
+        "args": {"in_channels": 1, "channels": list(channels), "out_features": 1, "stem": stem},
     }
     metadata = {
         "name": folder.name,

@@ -349,11 +349,13 @@ def _vessels(
         arg = c_zy[..., None] * x
         arg += a_zy[..., None]
         arg += b_x[:, None, None, :]
-        # exp(-80) ~ 2e-35 is zero for HU; far tails would otherwise hit float32's slow
-        # subnormal path
-        arg.clamp_min_(_EXP_FLOOR).exp_()
+        # the densest vessel at each voxel: exp is increasing, so the maximum is taken over the
+        # log-contrasts and exponentiated once
         out = arg if out is None else torch.maximum(out, arg, out=out)
     assert out is not None
+    # exp(-80) ~ 2e-35 is zero for HU; far tails would otherwise hit float32's slow
+    # subnormal path
+    out.clamp_min_(_EXP_FLOOR).exp_()
     # fade the far blur tails to exactly zero near the centre (the axes are >= 8 mm away, so
     # this only matters for very blurry scanners): the peak voxel is the nodule's alone
     r = (z * z + y * y)[..., None] + coord[None, None, None, :] ** 2
