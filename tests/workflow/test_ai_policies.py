@@ -134,6 +134,28 @@ def test_ai_metrics_follow_the_event_log(run, policy):
     assert top(res, "ai_human_discordance") == pytest.approx(discordance)
     missed = s.filter(autonomous & pl.col("malignant_visible")).height
     assert 0 <= top(res, "ai_rule_out_missed_cancers") <= missed
+    flagged = s.filter(pl.col("ai_positive") & pl.col("malignant_visible"))
+    wrong = (flagged["ai_driver"].cast(pl.Utf8) != "cancer").sum()
+    assert top(res, "ai_wrong_candidate_share") == pytest.approx(wrong / max(flagged.height, 1))
+
+
+def test_every_scored_screen_names_its_candidates_and_what_drove_the_score(run):
+    """Candidate-based reading in the event log: at least the background regions per scored
+    screen, and the driver is the cancer only for a person whose cancer is in the image."""
+    res = run("policy=ai_triage")
+    s = screens(res)
+    assert s["ai_candidates"].null_count() == 0 and (s["ai_candidates"] >= 2).all()
+    kinds = s["ai_driver"].cast(pl.Utf8)
+    assert set(kinds.unique()) <= {"cancer", "benign", "background"}
+    assert set(kinds.unique()) >= {"benign", "background"}
+    by_cancer = s.filter(kinds == "cancer")
+    assert by_cancer["malignant_visible"].all()
+    # a benign nodule is a candidate, so a screen whose score a benign nodule drove has one more
+    # candidate than the background regions
+    assert (s.filter(kinds == "benign")["ai_candidates"] >= 3).all()
+    follow_ups = res.events.filter(pl.col("exam_kind") != "screen")
+    assert follow_ups["ai_candidates"].null_count() == follow_ups.height
+    assert follow_ups["ai_driver"].null_count() == follow_ups.height
 
 
 def test_standard_of_care_loads_no_device(soc):

@@ -347,3 +347,27 @@ def test_bad_specs_name_the_field(diameter_mm, nodule_type, word):
 def test_bad_locations_are_refused():
     with pytest.raises(ValueError, match="location"):
         PatchSpec((0, 0), 5.0, 0, False, THIN, location=2**31)
+
+
+def test_nothing_a_device_is_shown_tells_the_tumour_from_a_benign_nodule():
+    """The same nodules with the tumour relabelled as a benign nodule give the renderer the same
+    things to draw: only the opaque locations differ, and no field names the tumour."""
+    from dataclasses import fields
+
+    from sandbox.programmes.lung_ldct.programme import ExamImage
+
+    f = findings_module
+    shown = [Finding(0, 5.0, 0, False, 30.0), Finding(MALIGNANT_KEY, 7.0, 1, True, 40.0)]
+    relabelled = [shown[0], Finding(11, 7.0, 1, True, 40.0)]
+    a, b = f.candidates(9, shown), f.candidates(9, relabelled)
+
+    def drawn(cands):
+        return sorted((c.diameter_mm, c.nodule_type, c.spiculated) for c in cands)
+
+    assert drawn(a) == drawn(b)
+    assert {fl.name for fl in fields(ExamImage)} == {
+        "person_id",
+        "exam_day",
+        "scanner",
+        "candidates",
+    }
