@@ -92,6 +92,7 @@ _TEXTURE_MARGIN_NODES = 4  # lattice nodes beyond each face, so blobs do not thi
 _SQRT2 = math.sqrt(2.0)
 _EXP_FLOOR = -80.0
 _LOCATIONS = 1 << 31  # locations and exam keys are below this
+TEXTURE_CHUNK = 16  # patches per texture contraction (fixed, for batch invariance)
 
 
 @dataclass(frozen=True)
@@ -160,9 +161,8 @@ def render_batch(
     anatomy_key = stream_key(seed, "render.anatomy")
     noise_key = stream_key(seed, "render.noise")
     lattice_mm = _lattice_mm(size, spacing_mm)
-    weights: dict[float, torch.Tensor] = {}
     m = len(lattice_mm)
-    texture = torch.empty((n, size, size, size), dtype=torch.float32)
+    white = torch.empty((n, m, m, m), dtype=torch.float32)
     noise = torch.empty((n, size, size, size), dtype=torch.float32)
     vessel_draws = torch.empty((n, VESSELS, 9), dtype=torch.float64)
     spicule_draws = torch.empty((n, SPICULES, 6), dtype=torch.float64)
@@ -170,7 +170,7 @@ def render_batch(
         person, exam = (int(k) for k in spec.key)
         loc = spec.location
         anatomy = _generator(anatomy_key, person, loc)
-        white = torch.randn((m, m, m), generator=anatomy, dtype=torch.float32)
+        torch.randn((m, m, m), generator=anatomy, dtype=torch.float32, out=white[i])
         torch.rand((VESSELS, 9), generator=anatomy, dtype=torch.float64, out=vessel_draws[i])
         torch.rand((SPICULES, 6), generator=anatomy, dtype=torch.float64, out=spicule_draws[i])
         torch.randn(
@@ -178,12 +178,7 @@ def render_batch(
             generator=_generator(noise_key, person, exam * _LOCATIONS + loc),
             out=noise[i],
         )
-        blur_sd = blur_sd_mm(spec.scanner)
-        g = weights.get(blur_sd)
-        if g is None:
-            g = weights[blur_sd] = _texture_weights(lattice_mm, size, spacing_mm, blur_sd)
-        # a fixed-shape contraction per patch: the texture is part of the patch's draw
-        texture[i] = torch.einsum("abc,za,yb,xc->zyx", white, g, g, g)
+    texture = _texture(white, [blur_sd_mm(p.scanner) for p in specs], lattice_mm, size, spacing_mm)
 
     # ---- apply: deterministic, element-wise over the batch
     f64 = {"dtype": torch.float64, "device": dev}
@@ -221,6 +216,34 @@ def _generator(key: int, person: int, index: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed((hi << 31) | lo)
     return g
+
+
+def _texture(
+    white: torch.Tensor, blurs: list[float], lattice_mm: torch.Tensor, size: int, spacing_mm: float
+) -> torch.Tensor:
+    """``[B, size, size, size]`` texture from each patch's lattice noise ``white`` ``[B, m, m, m]``.
+
+    Patches of one blur share the weights; they are contracted :data:`TEXTURE_CHUNK` at a time,
+    the last chunk padded with zeros, so every contraction has the same shape and a patch's
+    texture is bit-identical whatever batch it is in.
+    """
+    n, m = white.shape[0], white.shape[1]
+    out = torch.empty((n, size, size, size), dtype=torch.float32)
+    groups: dict[float, list[int]] = {}
+    for i, b in enumerate(blurs):
+        groups.setdefault(b, []).append(i)
+    chunk = torch.empty((TEXTURE_CHUNK, m, m, m), dtype=torch.float32)
+    for blur_sd, members in groups.items():
+        gt = _texture_weights(lattice_mm, size, spacing_mm, blur_sd).T.contiguous()  # [m, size]
+        for start in range(0, len(members), TEXTURE_CHUNK):
+            part = torch.tensor(members[start : start + TEXTURE_CHUNK])
+            chunk.zero_()
+            chunk[: len(part)] = white[part]
+            t = chunk @ gt  # [K, a, b, x]
+            t = t.transpose(2, 3) @ gt  # [K, a, x, y]
+            t = t.permute(0, 2, 3, 1) @ gt  # [K, x, y, z]
+            out[part] = t[: len(part)].permute(0, 3, 2, 1)
+    return out
 
 
 def _lattice_mm(size: int, spacing_mm: float) -> torch.Tensor:
