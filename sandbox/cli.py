@@ -1066,6 +1066,7 @@ class TrainRecipe:
     learning_rate: float = field(metadata={"gt": 0, "le": 1})
     scanners: tuple[Scanner, ...]
     stem: int = field(default=0, metadata={"ge": 0, "le": 256})
+    centre: bool = False
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -1109,6 +1110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         log=lambda m: print(m, file=sys.stderr, flush=True),
         command=command,
         stem=recipe.stem,
+        centre=recipe.centre,
     )
     held = meta["performance"]["held_out"]
     print(

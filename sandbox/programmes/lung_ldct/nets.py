@@ -25,6 +25,10 @@ class NoduleCNN(nn.Module):
         channels: Feature channels of each stage; one stage per entry.
         out_features: Logits per patch (1 for a malignancy score).
         stem: Channels of the full-resolution stem (0: none).
+        centre: Whether the head also reads the centre of the last feature map (the mean of its
+            central 2 voxels along each axis) beside the global mean: a candidate patch is
+            centred on what it shows, and a global mean alone dilutes a small nodule among the
+            vessels around it.
 
     Raises:
         ValueError: If any size is not a positive integer or ``channels`` is empty.
@@ -36,6 +40,7 @@ class NoduleCNN(nn.Module):
         channels: Sequence[int] = (8, 16, 32),
         out_features: int = 1,
         stem: int = 0,
+        centre: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(stem, bool) or not isinstance(stem, int) or stem < 0:
@@ -61,10 +66,19 @@ class NoduleCNN(nn.Module):
                 nn.ReLU(inplace=True),
             ]
             c_in = c_out
+        if not isinstance(centre, bool):
+            raise ValueError("centre must be true or false")
         self.features = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool3d(1)
-        self.head = nn.Linear(c_in, out_features)
+        self.centre = centre
+        self.head = nn.Linear(c_in * (2 if centre else 1), out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, out_features]`` for patches ``[B, in_channels, D, H, W]``."""
-        return self.head(torch.flatten(self.pool(self.features(x)), 1))
+        f = self.features(x)
+        pooled = torch.flatten(self.pool(f), 1)
+        if self.centre:
+            d, h, w = (max(s // 2 - 1, 0) for s in f.shape[2:])
+            mid = f[:, :, d : d + 2, h : h + 2, w : w + 2].mean(dim=(2, 3, 4))
+            pooled = torch.cat([pooled, mid], dim=1)
+        return self.head(pooled)

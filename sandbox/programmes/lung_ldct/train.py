@@ -455,6 +455,7 @@ def train_device(
     log: Callable[[str], None] = print,
     command: str = "",
     stem: int = 0,
+    centre: bool = False,
 ) -> dict[str, Any]:
     """Synthesise cases, train, evaluate on held-out people, write the device folder.
 
@@ -465,14 +466,26 @@ def train_device(
     torch.set_num_threads(TRAIN_THREADS)
     try:
         return _train_device(
-            scenario, scanners, folder, seed, people, epochs, size, channels, lr, log, command, stem
+            scenario,
+            scanners,
+            folder,
+            seed,
+            people,
+            epochs,
+            size,
+            channels,
+            lr,
+            log,
+            command,
+            stem,
+            centre,
         )
     finally:
         torch.set_num_threads(threads)
 
 
 def _train_device(
-    scenario, scanners, folder, seed, people, epochs, size, channels, lr, log, command, stem
+    scenario, scanners, folder, seed, people, epochs, size, channels, lr, log, command, stem, centre
 ):
     t0 = time.perf_counter()
     streams = Streams(seed)
@@ -499,7 +512,7 @@ def _train_device(
     log(f"rendered in {time.perf_counter() - t0:.0f} s")
     from sandbox.programmes.lung_ldct.nets import NoduleCNN
 
-    net = NoduleCNN(1, list(channels), 1, stem)
+    net = NoduleCNN(1, list(channels), 1, stem, centre)
     seeded_init(net, torch.Generator().manual_seed(seed))
     losses = fit(
         net, x_train, torch.tensor(train.label, dtype=torch.float32), epochs, 64, lr, seed, log
@@ -517,7 +530,13 @@ def _train_device(
     log(f"held-out exam AUC, cancers >= {HEADLINE_MM:g} mm: {perf['overall']['auc']}")
     network = {
         "name": "NoduleCNN",
-        "args": {"in_channels": 1, "channels": list(channels), "out_features": 1, "stem": stem},
+        "args": {
+            "in_channels": 1,
+            "channels": list(channels),
+            "out_features": 1,
+            "stem": stem,
+            "centre": centre,
+        },
     }
     metadata = {
         "name": folder.name,
