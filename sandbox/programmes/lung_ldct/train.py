@@ -540,7 +540,7 @@ def _train_device(
     }
     metadata = {
         "name": folder.name,
-        "version": "1.0.0",
+        "version": "2.0.0",
         "intended_use": (
             "Research and regulatory simulation only: scores each candidate region of a "
             "low-dose chest CT lung screening exam for malignancy; the exam's score is the "
