@@ -29,7 +29,7 @@ from sandbox.programmes.lung_ldct.train import (
 )
 from sandbox.rng import Streams
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = ROOT / "agents" / "lung_nodule_cnn"
 
 
