@@ -240,7 +240,7 @@ class DeviceScorer:
         self.stats = CacheStats()
         shape = model.input_shape
         self.size = int(shape[-1])
-        self.aggregation = str(getattr(model, "aggregation", "max"))
+        self.aggregation = model.aggregation
 
     def scores(self, exams: Sequence[ImageSpec]) -> np.ndarray:
         """Exam scores in [0, 1] for ``exams``; only candidates not in the cache are rendered
