@@ -343,6 +343,7 @@ class SiteModel:
         )
         decision = yield from version.policy.process(self, exam)
         final = decision.final
+        ai_candidates, ai_driver = exam.ai_read or (None, None)  # set only when the AI scored it
         mgmt = prog.manage(exam, final)
         report, top_mm, malignant_visible, malignant_reported, malignant_mm = prog.exam_fields(
             exam, final
@@ -373,12 +374,8 @@ class SiteModel:
             False,  # benign_resection
             decision.ai_score,  # ai_score
             decision.ai_positive,  # ai_positive
-            exam.ai_read[0]
-            if decision.ai_score is not None and exam.ai_read
-            else None,  # ai_candidates
-            exam.ai_read[1]
-            if decision.ai_score is not None and exam.ai_read
-            else None,  # ai_driver
+            ai_candidates,  # ai_candidates
+            ai_driver,  # ai_driver
             decision.autonomous,  # ai_autonomous
             decision.reads[0].positive if decision.reads else None,  # human_positive
             exam.policy_version,  # policy_version

@@ -36,8 +36,8 @@ from sandbox.programmes.lung_ldct.imaging.findings import (
     CANDIDATE_MIN_CONSPICUITY,
     MALIGNANT_KEY,
     MAX_FINDING_CANDIDATES,
+    candidate_kind,
     candidates,
-    location_of,
 )
 from sandbox.programmes.lung_ldct.reading import visible_findings
 from sandbox.rng import Streams
@@ -132,7 +132,6 @@ def screening_exams(
                     day,
                 )
             )
-            where = location_of(pid, MALIGNANT_KEY) if tumour else -1
             for cand in candidates(pid, shows):
                 k_rows.append(
                     (
@@ -143,7 +142,7 @@ def screening_exams(
                         cand.diameter_mm,
                         cand.nodule_type,
                         cand.spiculated,
-                        cand.location == where,
+                        candidate_kind(pid, cand.location, shows) == "cancer",
                         exam,
                     )
                 )
