@@ -7,6 +7,7 @@ written; ``--debug`` (or HYDRA_FULL_ERROR=1) shows the traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -1067,6 +1068,10 @@ class TrainRecipe:
     scanners: tuple[Scanner, ...]
     stem: int = field(default=0, metadata={"ge": 0, "le": 256})
     centre: bool = False
+    network: str = ""  # "": the programme's reference network
+    layers: tuple[int, ...] = (1, 1, 1, 1)
+    store: str = "project"
+    device: str = "cpu"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -1084,18 +1089,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not recipe_path.is_file():
         raise SandboxInputError(f"train: no training recipe for agent '{agent}' ({recipe_path})")
     data = yaml.safe_load(recipe_path.read_text())
+    known = {f.name for f in dataclasses.fields(TrainRecipe)}
     for k, v in opts.items():
-        if k not in data:
-            raise SandboxInputError(f"train: unknown key '{k}' (known: {', '.join(sorted(data))})")
+        if k not in known:
+            raise SandboxInputError(f"train: unknown key '{k}' (known: {', '.join(sorted(known))})")
         data[k] = yaml.safe_load(v)
     try:
         recipe = build(TrainRecipe, data, "")
     except SandboxInputError as e:
         raise SandboxInputError(f"{recipe_path}: {e}") from e
     cfg, _, _ = load([f"scenario={recipe.scenario}", "runtime=quiet"])
-    from sandbox.programmes.lung_ldct.train import train_device
+    from sandbox.programmes.lung_ldct.train import NETWORKS, train_device
+    from sandbox.runners.devices import pick_device, user_agents_dir
 
-    folder = project_root() / "agents" / agent
+    network = recipe.network or NETWORKS[0]
+    if network not in NETWORKS:
+        raise SandboxInputError(
+            f"{recipe_path}: network: expected {' or '.join(NETWORKS)}, got {network!r}"
+        )
+    if recipe.store not in ("project", "cache"):
+        raise SandboxInputError(
+            f"{recipe_path}: store: expected project (agents/) or cache "
+            f"({user_agents_dir()}), got {recipe.store!r}"
+        )
+    root = project_root() / "agents" if recipe.store == "project" else user_agents_dir()
+    folder = root / agent
     command = "sandbox train agent=" + agent + "".join(f" {k}={v}" for k, v in opts.items())
     meta = train_device(
         cfg.scenario,
@@ -1111,6 +1129,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         command=command,
         stem=recipe.stem,
         centre=recipe.centre,
+        network=network,
+        layers=tuple(recipe.layers),
+        device=pick_device(recipe.device),
     )
     held = meta["performance"]["held_out"]
     print(

@@ -186,7 +186,7 @@ class Runtime:
     progress: bool = True
     write_events: bool = True
     device: str = field(default="auto", metadata={"choices": ("auto", "cpu", "cuda")})
-    ai_batch_size: int = field(default=256, metadata={"ge": 1, "le": 65536})
+    ai_batch_size: int = field(default=128, metadata={"ge": 1, "le": 65536})
     score_cache: str = "runs/.score_cache"
     # all sites of a unit of work in one SimPy environment (one timeline for observers);
     # results are identical either way

@@ -247,10 +247,34 @@ def test_train_writes_a_device_the_sandbox_loads(home, capsys):
     assert td["command"] in out
 
 
+def test_a_heavier_resnet_device_trains_into_the_cache_and_runs(home, tmp_path, capsys, monkeypatch):
+    """The GPU-class recipe (a MONAI 3-D ResNet, store: cache), shrunk to seconds: it is built
+    under SANDBOX_CACHE_DIR, not in the project, and a run finds it by name."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SANDBOX_CACHE_DIR", str(cache))
+    code, _, err = run_cli(["run", "policy=ai_triage", "agent=lung_nodule_resnet"], capsys)
+    assert_one_line_error(code, err, "not built", "sandbox train agent=lung_nodule_resnet")
+    opts = ["people=1200", "epochs=1", "size=16", "channels=[2,4,4,8]"]
+    code, out, err = run_cli(["train", "agent=lung_nodule_resnet", *opts], capsys)
+    assert code == 0, err
+    folder = cache / "agents" / "lung_nodule_resnet"
+    assert str(folder) in out and not (home / "agents" / "lung_nodule_resnet").exists()
+    network = json.loads((folder / "configs" / "network.json").read_text())
+    assert network["name"] == "ResNet" and network["args"]["block_inplanes"] == [2, 4, 4, 8]
+    model = load_bundle(folder)
+    assert model.input_shape == (1, 16, 16, 16)
+    assert model.metadata["network"]["name"] == "ResNet"
+    code, out, err = run_cli(["agent-card", "lung_nodule_resnet"], capsys)
+    assert code == 0, err
+    assert "monai.networks.nets" in out
+
+
 @pytest.mark.parametrize(
     "argv, needles",
     [
         (["train", "bogus=1"], ["unknown key 'bogus'"]),
+        (["train", "network=VGG"], ["network", "NoduleCNN or ResNet", "VGG"]),
+        (["train", "store=elsewhere"], ["store", "elsewhere"]),
         (["train", "people=5"], ["people", "5"]),
         (["train", "agent=nobody"], ["no training recipe", "nobody"]),
         (["train", "people"], ["key=value", "people"]),

@@ -229,7 +229,7 @@ class DeviceScorer:
         model: LoadedModel,
         cache: ScoreCache,
         seed: int,
-        batch_size: int = 256,
+        batch_size: int = 128,
         *,
         render: Callable[[Sequence[Any], int, int, str], Any],
     ) -> None:

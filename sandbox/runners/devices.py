@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,32 @@ class DeviceSetup:
             torch.set_num_threads(self.previous_threads)
 
 
+def user_agents_dir() -> Path:
+    """Where devices too large to ship are built (``sandbox train`` with ``store: cache``):
+    ``$SANDBOX_CACHE_DIR/agents``, else ``$XDG_CACHE_HOME/sandbox/agents``, else
+    ``~/.cache/sandbox/agents``."""
+    root = os.environ.get("SANDBOX_CACHE_DIR")
+    if root:
+        return Path(root).expanduser() / "agents"
+    xdg = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(xdg).expanduser() / "sandbox" / "agents"
+
+
 def agent_folder(name: str) -> Path:
-    """A device folder: a name under the project's agents/ folder, or a path."""
+    """A device folder: a name under the project's agents/ folder, then under
+    :func:`user_agents_dir`, or a path."""
     from sandbox.compose import project_root
 
-    candidate = project_root() / "agents" / name
-    if name and "/" not in name and candidate.is_dir():
-        return candidate
+    if name and "/" not in name:
+        for root in (project_root() / "agents", user_agents_dir()):
+            if (root / name).is_dir():
+                return root / name
+        recipe = project_root() / "conf" / "train" / f"{name}.yaml"
+        if recipe.is_file() and not Path(name).expanduser().exists():
+            raise SandboxInputError(
+                f"agent '{name}' is not built on this machine (not in agents/ nor in "
+                f"{user_agents_dir()}): `sandbox train agent={name}` builds it from {recipe}"
+            )
     return Path(name).expanduser()
 
 

@@ -19,7 +19,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,7 +228,12 @@ def exam_scores(
 
 
 def render_cases(
-    cases: Cases, scanners: list[Scanner], seed: int, size: int, batch: int = 256
+    cases: Cases,
+    scanners: list[Scanner],
+    seed: int,
+    size: int,
+    batch: int = 256,
+    device: str = "cpu",
 ) -> torch.Tensor:
     from sandbox.programmes.lung_ldct.imaging.render import PatchSpec, render_batch
 
@@ -248,9 +253,9 @@ def render_cases(
                 strict=True,
             )
         ]
-        out.append(render_batch(specs, seed, size=size))
+        out.append(render_batch(specs, seed, size=size, device=device))
     if not out:
-        return torch.empty((0, 1, size, size, size))
+        return torch.empty((0, 1, size, size, size), device=device)
     return torch.cat(out)
 
 
@@ -293,20 +298,27 @@ def preprocess(x: torch.Tensor, window: tuple[float, float]) -> torch.Tensor:
 
 def fit(
     net: torch.nn.Module,
-    x: torch.Tensor,
+    images: Callable[[np.ndarray], torch.Tensor],
     y: torch.Tensor,
     epochs: int,
     batch: int,
     lr: float,
     seed: int,
     log: Callable[[str], None],
+    device: str = "cpu",
 ) -> list[float]:
     """Adam on binary cross-entropy with random flips of each axis and 90-degree in-plane
-    rotations (the rendered blur is isotropic, so every orientation is a plausible patch)."""
+    rotations (the rendered blur is isotropic, so every orientation is a plausible patch).
+
+    ``images(idx)`` gives the preprocessed patches of training cases ``idx`` on ``device``:
+    they are rendered batch by batch, so memory does not grow with the training set (a patch
+    renders the same whatever its batch, so this equals rendering them all first).
+    """
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-4)
     pos_weight = torch.tensor([(len(y) - float(y.sum())) / max(float(y.sum()), 1.0)])
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight.to(device))
+    y = y.to(device)
     losses = []
     steps = epochs * math.ceil(len(y) / batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
@@ -316,14 +328,14 @@ def fit(
         total = 0.0
         for start in range(0, len(y), batch):
             idx = perm[start : start + batch]
-            xb = x[idx]
+            xb = images(idx.numpy())
             flips = torch.rand(3, generator=gen)
             dims = [d for d, u in zip((-3, -2, -1), flips.tolist(), strict=True) if u < 0.5]
             if dims:
                 xb = xb.flip(dims)
             k = int(torch.randint(0, 4, (1,), generator=gen))
             xb = torch.rot90(xb, k, dims=(-2, -1))
-            loss = loss_fn(net(xb).squeeze(-1), y[idx])
+            loss = loss_fn(net(xb).squeeze(-1), y[idx.to(device)])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -338,9 +350,13 @@ def fit(
 @torch.inference_mode()
 def predict(net: torch.nn.Module, x: torch.Tensor, batch: int = 512) -> np.ndarray:
     net.train(False)
-    return torch.cat(
-        [torch.sigmoid(net(x[i : i + batch]).squeeze(-1)) for i in range(0, len(x), batch)]
-    ).numpy()
+    return (
+        torch.cat(
+            [torch.sigmoid(net(x[i : i + batch]).squeeze(-1)) for i in range(0, len(x), batch)]
+        )
+        .cpu()
+        .numpy()
+    )
 
 
 def score_cases(
@@ -351,12 +367,17 @@ def score_cases(
     size: int,
     window: tuple[float, float],
     chunk: int = 2048,
+    device: str = "cpu",
 ) -> np.ndarray:
-    """Candidate scores, rendered and scored ``chunk`` at a time (memory stays bounded)."""
+    """Candidate scores, rendered and scored ``chunk`` at a time (at 32^3; fewer for larger
+    patches, so memory stays bounded)."""
     out = [np.empty(0)]
+    chunk = max(64, chunk * 32**3 // size**3)
+    batch = max(16, min(512, 512 * 32**3 // size**3))
     for start in range(0, len(cases), chunk):
         part = cases.take(np.arange(start, min(start + chunk, len(cases))))
-        out.append(predict(net, preprocess(render_cases(part, scanners, seed, size), window)))
+        x = preprocess(render_cases(part, scanners, seed, size, device=device), window)
+        out.append(predict(net, x, batch))
     return np.concatenate(out)
 
 
@@ -455,8 +476,15 @@ def train_device(
     command: str = "",
     stem: int = 0,
     centre: bool = False,
+    network: str = "NoduleCNN",
+    layers: tuple[int, ...] = (1, 1, 1, 1),
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Synthesise cases, train, evaluate on held-out people, write the device folder.
+
+    ``network`` is ``NoduleCNN`` (``channels`` per stage, ``stem``, ``centre``) or ``ResNet``
+    (monai.networks.nets.ResNet with basic blocks: ``layers`` blocks per stage and ``channels``
+    as each stage's width); see :func:`network_spec`.
 
     Runs on one torch thread: floating-point sums, and so the weights, depend on the thread
     count, and one thread makes them reproducible on any CPU.
@@ -478,15 +506,83 @@ def train_device(
             command,
             stem,
             centre,
+            network,
+            layers,
+            device,
         )
     finally:
         torch.set_num_threads(threads)
 
 
+NETWORKS = ("NoduleCNN", "ResNet")  # what a recipe's `network` may name; the first is the default
+
+
+def network_spec(
+    network: str,
+    channels: Sequence[int],
+    stem: int = 0,
+    centre: bool = False,
+    layers: Sequence[int] = (1, 1, 1, 1),
+) -> dict[str, Any]:
+    """The ``configs/network.json`` of a device: a name in the loader's allow-list and its
+    arguments. ``NoduleCNN`` is the small reference network; ``ResNet`` a 3-D residual network
+    from monai.networks.nets (basic blocks, a 7^3 stride-2 first convolution and max pooling),
+    the heavier kind a GPU runs."""
+    if network == "NoduleCNN":
+        args: dict[str, Any] = {
+            "in_channels": 1,
+            "channels": list(channels),
+            "out_features": 1,
+            "stem": stem,
+            "centre": centre,
+        }
+    elif network == "ResNet":
+        if len(layers) != len(channels):
+            raise ValueError(
+                f"ResNet: layers {list(layers)} and channels {list(channels)} must have one "
+                "entry per stage each"
+            )
+        args = {
+            "block": "basic",
+            "layers": list(layers),
+            "block_inplanes": list(channels),
+            "spatial_dims": 3,
+            "n_input_channels": 1,
+            "num_classes": 1,
+        }
+    else:
+        raise ValueError(f"network {network!r}: expected NoduleCNN or ResNet")
+    return {"name": network, "args": args}
+
+
+def build_network(spec: dict[str, Any]) -> torch.nn.Module:
+    """The network of ``spec``, built through the device loader's allow-list (so what is
+    trained is what a run loads)."""
+    from sandbox.agents.bundle import allowed_networks
+
+    return allowed_networks()[spec["name"]](**spec["args"])
+
+
 def _train_device(
-    scenario, scanners, folder, seed, people, epochs, size, channels, lr, log, command, stem, centre
+    scenario,
+    scanners,
+    folder,
+    seed,
+    people,
+    epochs,
+    size,
+    channels,
+    lr,
+    log,
+    command,
+    stem,
+    centre,
+    network_name,
+    layers,
+    device,
 ):
     t0 = time.perf_counter()
+    network = network_spec(network_name, channels, stem, centre, layers)
     streams = Streams(seed)
     history = sample_history(scenario, streams, size=people)
     exams, cases = screening_exams(history, scenario.programme.rounds, scanners, streams)
@@ -507,17 +603,28 @@ def _train_device(
         f"{len(eval_idx):,} held-out exams ({len(test):,} candidates) scored for the card"
     )
     window = (-1000.0, 400.0)
-    x_train = preprocess(render_cases(train, scanners, seed, size), window)
-    log(f"rendered in {time.perf_counter() - t0:.0f} s")
-    from sandbox.programmes.lung_ldct.nets import NoduleCNN
+    log(f"cases drawn in {time.perf_counter() - t0:.0f} s")
 
-    net = NoduleCNN(1, list(channels), 1, stem, centre)
+    def images(idx: np.ndarray) -> torch.Tensor:
+        return preprocess(
+            render_cases(train.take(idx), scanners, seed, size, device=device), window
+        )
+
+    net = build_network(network)
     seeded_init(net, torch.Generator().manual_seed(seed))
+    net.to(device)
     losses = fit(
-        net, x_train, torch.tensor(train.label, dtype=torch.float32), epochs, 64, lr, seed, log
+        net,
+        images,
+        torch.tensor(train.label, dtype=torch.float32),
+        epochs,
+        64,
+        lr,
+        seed,
+        log,
+        device,
     )
-    del x_train
-    case_scores = score_cases(net, test, scanners, seed, size, window)
+    case_scores = score_cases(net, test, scanners, seed, size, window, device=device)
     score, by_cancer = exam_scores(case_scores, test, eval_idx)
     held = exams.take(eval_idx)
     perf = breakdown(score, held, uniform, by_cancer, scanners)
@@ -527,19 +634,13 @@ def _train_device(
         "cancer_candidates": int(test.label.sum()),
     }
     log(f"held-out exam AUC, cancers >= {HEADLINE_MM:g} mm: {perf['overall']['auc']}")
-    network = {
-        "name": "NoduleCNN",
-        "args": {
-            "in_channels": 1,
-            "channels": list(channels),
-            "out_features": 1,
-            "stem": stem,
-            "centre": centre,
-        },
-    }
     metadata = {
         "name": folder.name,
-        "version": "2.0.0",
+        "version": "2.1.0",
+        "network": {
+            "name": network["name"],
+            "parameters": sum(p.numel() for p in net.parameters()),
+        },
         "intended_use": (
             "Research and regulatory simulation only: scores each candidate region of a "
             "low-dose chest CT lung screening exam for malignancy; the exam's score is the "
@@ -583,6 +684,7 @@ def _train_device(
             "rounds": scenario.programme.rounds,
             "seed": seed,
             "torch_threads": TRAIN_THREADS,
+            "device": device,
             "command": command,
         },
         "performance": {
@@ -597,8 +699,19 @@ def _train_device(
         "labels": [int(v) for v in big[labelled]],
         "reference_scores": [round(float(v), 6) for v in score[uniform]],
     }
-    write_bundle(folder, network, metadata, net.state_dict(), validation, model_card(metadata))
+    weights = {k: v.cpu() for k, v in net.state_dict().items()}
+    write_bundle(folder, network, metadata, weights, validation, model_card(metadata))
     return metadata
+
+
+def _network_line(meta: dict[str, Any]) -> str:
+    net = meta.get("network", {"name": "NoduleCNN"})
+    if net["name"] == "NoduleCNN":
+        return "`NoduleCNN` (sandbox/programmes/lung_ldct/nets.py), a small 3D CNN."
+    return (
+        f"`{net['name']}` from monai.networks.nets ({net.get('parameters', 0):,} parameters), "
+        f"arguments in configs/network.json."
+    )
 
 
 def model_card(meta: dict[str, Any]) -> str:
@@ -632,7 +745,7 @@ criterion; at most {cand.get("max_findings", "-")}, the most conspicuous), and
 {cand.get("background", "-")} background regions at fixed places in the person's lungs.
 Nothing marks which candidate is the tumour (docs/agents.md, "Candidate-based reading").
 
-**Network.** `NoduleCNN` (sandbox/programmes/lung_ldct/nets.py), a small 3D CNN.
+**Network.** {_network_line(meta)}
 
 ## Training data
 

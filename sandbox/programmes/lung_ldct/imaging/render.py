@@ -21,10 +21,12 @@ It holds, from the bottom up:
   that voxel holds the peak). A part-solid nodule is a uniform sphere of the part-solid
   contrast, as in conspicuity. A spiculated one has :data:`SPICULES` thin radial rods
   (1-1.8 mm thick, 60-90 % of the nodule's contrast) reaching 3-8 mm beyond its surface;
-  they are faded to exactly zero inside half the radius, so the peak is untouched;
+  they are faded to exactly zero inside half the radius, so the peak is untouched. A plain
+  nodule is drawn within ``R + 6 s`` of its centre (beyond, its blurred contrast is below 1e-8
+  of its peak and is zero); each rod within six cross-section SDs of its axis;
 * the scanner: Gaussian blur, then white Gaussian noise of SD ``noise_sd_hu(scanner)`` per
-  voxel (white, like conspicuity's sigma; whatever ``spacing_mm``), then ``scanner.hu_offset``
-  added to every voxel. Values are not clipped to the -1024 HU floor, so the noise stays
+  voxel (white, like conspicuity's sigma; whatever ``spacing_mm``; from the noise bank below),
+  then ``scanner.hu_offset`` added to every voxel. Values are not clipped to the -1024 HU floor, so the noise stays
   Gaussian.
 
 Objects overlap by taking the denser (maximum of the contrasts), the way tissue fills a voxel.
@@ -42,28 +44,50 @@ blurring only z) would lower the small-nodule peak below the isotropic-equivalen
 is not used, so the reader (who acts on conspicuity) and the model (which acts on pixels) see
 the same nodule.
 
-**Randomness** (invariants 1 and 2). Each patch draws from two CPU generators
-(``torch.Generator``) seeded with 63 bits from keyed streams: ``render.anatomy`` keyed by
-(person, location) (texture, vessels, a nodule's spicules: the same lungs around the same
-nodule at every exam and on every scanner) and ``render.noise`` keyed by (person, exam key,
-location). The number of draws does not depend
-on the finding or the scanner. All draws happen first, patch by patch; everything after is
-element-wise tensor arithmetic over the batch (on ``device``), so a patch is bit-identical
-whatever batch, batch order or batch size it is rendered in, and whatever the number of threads,
-on a given device and build. CPU and GPU agree to float rounding, not bit for bit (a ``gpu``
-test checks 0.05 HU).
+**Banks: the lungs and the noise are drawn once and picked per patch.** Drawing a fresh texture,
+fresh vessels and fresh noise for every patch cost about ten times the reference device's
+forward pass. So, per run seed:
 
-**Cost.** About 800 plain patches/s on one CPU core at 32^3; a spiculated patch costs about
-five plain ones. Memory is about eight float32 volumes per patch (1 MB at 32^3): render large
-cohorts in batches of a few hundred.
+* an *anatomy bank* per scanner blur (and grid): :data:`ANATOMY_BANK` textures and as many
+  vessel sets (fewer for large patches, so one bank stays within :data:`BANK_BYTES`: 64 MiB).
+  Entry ``k`` is drawn from the ``render.bank`` stream at ``k`` and is the same lungs at every
+  blur, blurred for that one. A patch's lungs are one texture (with either sign: the texture is
+  a zero-mean Gaussian field) and one vessel set, picked from the ``render.pick`` stream keyed by
+  (person, location): the same lungs around the same place at every exam and on every scanner,
+  and 256 x 256 x 2 = 131,072 combinations per blur;
+* a *noise bank* of :data:`NOISE_BANK` standard normals (at least 64 patches' worth): a patch's
+  noise is the window of ``size^3`` values starting at a place drawn from ``render.noise`` keyed
+  by (person, exam key, location), times the scanner's SD. Two windows of a run overlap with
+  probability about ``2 size^3 / NOISE_BANK`` (1.6 % at 32^3), and then at a shifted place.
+
+A texture and its noise are statistically those described above (stationary Gaussian fields);
+what the banks give up is independence between distant patches of a run, which neither a
+reader nor a device can use: the labels are independent of the picks. Training and evaluation
+use the seeds they are given, so a device is tested on banks it never saw (a fresh seed).
+
+**Randomness** (invariants 1 and 2). Picks and windows are keyed uniforms; a spiculated
+nodule's rods come from a CPU generator (``torch.Generator``) seeded with 63 bits of
+``render.anatomy`` at (person, location). Every voxel's arithmetic depends on its own patch
+alone (a nodule is drawn in groups of patches by the cube that holds it, with values beyond its
+own reach set to zero), so a patch is bit-identical whatever batch, batch order or batch size it
+is rendered in, and whatever the number of threads, on a given device and build. CPU and GPU
+agree to float rounding, not bit for bit (a ``gpu`` test checks 0.05 HU).
+
+**Cost** (``benchmarks/inference_throughput.py``, one core, 32^3): about 50 us for a patch
+without a finding, about 100 us with a nodule and about 1.2 ms with a spiculated one (its eight
+rods); a bank takes about 0.3 s to draw, once per process, seed and scanner blur. A batch takes
+one float32 volume per patch besides the banks.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from sandbox.config import Scanner
@@ -73,7 +97,7 @@ from sandbox.programmes.lung_ldct.imaging.conspicuity import (
     blur_sd_mm,
     noise_sd_hu,
 )
-from sandbox.rng import stream_key, uniform_scalar
+from sandbox.rng import stream_key, uniform, uniform_scalar
 
 PARENCHYMA_HU = -850.0
 TEXTURE_SD_HU = 20.0
@@ -92,7 +116,11 @@ _TEXTURE_MARGIN_NODES = 4  # lattice nodes beyond each face, so blobs do not thi
 _SQRT2 = math.sqrt(2.0)
 _EXP_FLOOR = -80.0
 _LOCATIONS = 1 << 31  # locations and exam keys are below this
-TEXTURE_CHUNK = 16  # patches per texture contraction (fixed, for batch invariance)
+TEXTURE_CHUNK = 16  # bank entries per texture contraction and vessel pass
+ANATOMY_BANK = 256  # textures and vessel sets per bank (per seed, grid and scanner blur)
+BANK_BYTES = 64 * 2**20  # most memory one anatomy bank may take (fewer entries at large sizes)
+NOISE_BANK = 1 << 22  # standard normals in the noise bank (at least 64 patches' worth)
+_PICKS = np.arange(3)  # per (person, location): texture entry, vessel entry, texture sign
 
 
 @dataclass(frozen=True)
@@ -143,7 +171,7 @@ def render_batch(
         seed: the run's root seed.
         size: voxels along each axis.
         spacing_mm: voxel size (mm), isotropic.
-        device: where the batched arithmetic runs; draws are always made on the CPU.
+        device: where the arithmetic runs; the banks are drawn on the CPU and kept there.
 
     Returns:
         ``[len(specs), 1, size, size, size]`` float32 tensor of HU on ``device``.
@@ -154,59 +182,211 @@ def render_batch(
         raise ValueError(f"render_batch: spacing_mm must be > 0, got {spacing_mm!r}")
     dev = torch.device(device)
     n = len(specs)
+    out = torch.empty((n, 1, size, size, size), dtype=torch.float32, device=dev)
     if n == 0:
-        return torch.empty((0, 1, size, size, size), dtype=torch.float32, device=dev)
+        return out
 
-    # ---- draw: everything random, patch by patch, on the CPU
-    anatomy_key = stream_key(seed, "render.anatomy")
-    noise_key = stream_key(seed, "render.noise")
-    lattice_mm = _lattice_mm(size, spacing_mm)
-    m = len(lattice_mm)
-    white = torch.empty((n, m, m, m), dtype=torch.float32)
-    noise = torch.empty((n, size, size, size), dtype=torch.float32)
-    vessel_draws = torch.empty((n, VESSELS, 9), dtype=torch.float64)
-    spicule_draws = torch.empty((n, SPICULES, 6), dtype=torch.float64)
-    for i, spec in enumerate(specs):
-        person, exam = (int(k) for k in spec.key)
-        loc = spec.location
-        anatomy = _generator(anatomy_key, person, loc)
-        torch.randn((m, m, m), generator=anatomy, dtype=torch.float32, out=white[i])
-        torch.rand((VESSELS, 9), generator=anatomy, dtype=torch.float64, out=vessel_draws[i])
-        torch.rand((SPICULES, 6), generator=anatomy, dtype=torch.float64, out=spicule_draws[i])
-        torch.randn(
-            (size,) * 3,
-            generator=_generator(noise_key, person, exam * _LOCATIONS + loc),
-            out=noise[i],
+    # ---- picks: which bank entries and which noise window, keyed per patch
+    person = np.array([int(p.key[0]) for p in specs], dtype=np.int64)
+    exam = np.array([int(p.key[1]) for p in specs], dtype=np.int64)
+    loc = np.array([p.location for p in specs], dtype=np.int64)
+    entries = bank_entries(size)
+    picks = uniform(stream_key(seed, "render.pick"), person[:, None], 3 * loc[:, None] + _PICKS)
+    tex_idx = (picks[:, 0] * entries).astype(np.int64).tolist()
+    ves_idx = (picks[:, 1] * entries).astype(np.int64).tolist()
+    sign = np.where(picks[:, 2] < 0.5, -1.0, 1.0).tolist()
+    voxels = size**3
+    noise = _noise_bank(seed, voxels, dev)
+    window = uniform(stream_key(seed, "render.noise"), person, exam * _LOCATIONS + loc)
+    start = (window * (len(noise) - voxels + 1)).astype(np.int64).tolist()
+
+    # ---- the lungs and the scanner: two passes per patch over bank entries
+    looks: dict[Scanner, tuple[_Bank, float, float]] = {}
+    for p in specs:
+        if p.scanner not in looks:
+            bank = _anatomy_bank(seed, size, spacing_mm, blur_sd_mm(p.scanner), dev)
+            looks[p.scanner] = (bank, noise_sd_hu(p.scanner), p.scanner.hu_offset)
+    flat = out.view(n, voxels)
+    for i, p in enumerate(specs):
+        bank, sigma, offset = looks[p.scanner]
+        row = flat[i]
+        torch.add(bank.vessels[ves_idx[i]], bank.texture[tex_idx[i]], alpha=sign[i], out=row)
+        row.add_(noise[start[i] : start[i] + voxels], alpha=sigma)
+        if offset:
+            row.add_(offset)
+
+    # ---- findings: drawn in the cube around the centre that holds all but 1e-9 of them
+    nodules = [i for i, p in enumerate(specs) if p.diameter_mm > 0.0]
+    if nodules:
+        vessels = [(looks[specs[i].scanner][0].vessels, ves_idx[i]) for i in nodules]
+        _add_findings(out, specs, nodules, vessels, seed, size, spacing_mm)
+    return out
+
+
+def bank_entries(size: int) -> int:
+    """Entries in each anatomy bank: :data:`ANATOMY_BANK`, fewer for large patches so that a
+    bank stays within :data:`BANK_BYTES` (at least 32)."""
+    return max(32, min(ANATOMY_BANK, BANK_BYTES // (2 * 4 * size**3)))
+
+
+@dataclass(frozen=True)
+class _Bank:
+    texture: torch.Tensor  # [K, size^3] zero-mean texture, SD TEXTURE_SD_HU
+    vessels: torch.Tensor  # [K, size^3] parenchyma (PARENCHYMA_HU) and its blurred, gated vessels
+
+
+_BANKS: OrderedDict[tuple, _Bank] = OrderedDict()
+_NOISE: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+_BANK_LOCK = threading.Lock()
+_KEEP_BANKS = 8  # anatomy banks kept per process (one per scanner blur and grid in use)
+
+
+def _anatomy_bank(
+    seed: int, size: int, spacing_mm: float, blur_sd: float, dev: torch.device
+) -> _Bank:
+    """The anatomy bank for one blur: entry ``k`` is the texture and the vessels drawn from the
+    ``render.bank`` stream at ``k``, the same lungs at every blur, blurred for this one."""
+    key = (seed, size, spacing_mm, blur_sd, str(dev))
+    with _BANK_LOCK:
+        if key in _BANKS:
+            _BANKS.move_to_end(key)
+            return _BANKS[key]
+        k = bank_entries(size)
+        bank_key = stream_key(seed, "render.bank")
+        lattice_mm = _lattice_mm(size, spacing_mm)
+        m = len(lattice_mm)
+        white = torch.empty((k, m, m, m), dtype=torch.float32)
+        draws = torch.empty((k, VESSELS, 9), dtype=torch.float64)
+        for j in range(k):
+            torch.randn((m, m, m), generator=_generator(bank_key, j, 0), out=white[j])
+            torch.rand(
+                (VESSELS, 9),
+                generator=_generator(bank_key, j, 1),
+                dtype=torch.float64,
+                out=draws[j],
+            )
+        texture = _texture(white, [blur_sd] * k, lattice_mm, size, spacing_mm)
+        coord = (torch.arange(size, dtype=torch.float64) - size // 2) * spacing_mm
+        blur = torch.full((TEXTURE_CHUNK,), blur_sd, dtype=torch.float64)
+        vessels = torch.cat(
+            [
+                _vessels(
+                    draws[s : s + TEXTURE_CHUNK],
+                    blur[: len(draws[s : s + TEXTURE_CHUNK])],
+                    coord,
+                    size,
+                    spacing_mm,
+                )
+                for s in range(0, k, TEXTURE_CHUNK)
+            ]
         )
-    texture = _texture(white, [blur_sd_mm(p.scanner) for p in specs], lattice_mm, size, spacing_mm)
+        vessels += PARENCHYMA_HU
+        bank = _Bank(texture.reshape(k, -1).to(dev), vessels.reshape(k, -1).to(dev))
+        _BANKS[key] = bank
+        while len(_BANKS) > _KEEP_BANKS:
+            _BANKS.popitem(last=False)
+        return bank
 
-    # ---- apply: deterministic, element-wise over the batch
+
+def _noise_bank(seed: int, voxels: int, dev: torch.device) -> torch.Tensor:
+    """The run's noise bank: ``max(NOISE_BANK, 64 * voxels)`` standard normals (float32)."""
+    length = max(NOISE_BANK, 64 * voxels)
+    key = (seed, length, str(dev))
+    with _BANK_LOCK:
+        if key not in _NOISE:
+            g = _generator(stream_key(seed, "render.bank"), 0, 2)
+            _NOISE[key] = torch.randn((length,), generator=g, dtype=torch.float32).to(dev)
+            while len(_NOISE) > 2:
+                _NOISE.popitem(last=False)
+        _NOISE.move_to_end(key)
+        return _NOISE[key]
+
+
+def _add_findings(
+    out: torch.Tensor,
+    specs: Sequence[PatchSpec],
+    rows: list[int],
+    vessels: list[tuple[torch.Tensor, int]],
+    seed: int,
+    size: int,
+    spacing_mm: float,
+) -> None:
+    """Draw the finding of each patch in ``rows`` into ``out``, over that patch's vessels
+    (``vessels``: its anatomy bank's vessel tensor and entry, in the order of ``rows``).
+
+    The denser object fills a voxel: where the nodule (or a spicule) exceeds the vessel, the
+    excess is added. A plain nodule is drawn within ``R + 6 s`` of the centre, beyond which its
+    blurred contrast is below 1e-8 of its peak and is set to exactly zero; a spiculated one over
+    the whole patch. Patches are drawn in groups by bank and by the cube that holds them; a
+    voxel's value depends on its own patch alone, not on the group.
+    """
+    dev = out.device
     f64 = {"dtype": torch.float64, "device": dev}
-    f32 = {"dtype": torch.float32, "device": dev}
-    diameter = torch.tensor([p.diameter_mm for p in specs], **f64)
-    contrast = torch.tensor([CONTRAST_HU[p.nodule_type] for p in specs], **f64)
-    blur = torch.tensor([blur_sd_mm(p.scanner) for p in specs], **f64)
-    sigma = torch.tensor([noise_sd_hu(p.scanner) for p in specs], **f32)
-    level = torch.tensor([PARENCHYMA_HU + p.scanner.hu_offset for p in specs], **f32)
-    coord = (torch.arange(size, **f64) - size // 2) * spacing_mm
+    chosen = [specs[i] for i in rows]
+    blurs = [blur_sd_mm(p.scanner) for p in chosen]
+    diameter = torch.tensor([p.diameter_mm for p in chosen], **f64)
+    contrast = torch.tensor([CONTRAST_HU[p.nodule_type] for p in chosen], **f64)
+    blur = torch.tensor(blurs, **f64)
+    reach = diameter * 0.5 + 6.0 * blur
+    c = size // 2
+    r = spacing_mm * torch.arange(3 * c * c + 1, **f64).sqrt()
+    spiky = torch.tensor([p.spiculated for p in chosen], device=dev)
 
-    objects = _vessels(vessel_draws.to(dev), blur, coord, size, spacing_mm)
-    if bool((diameter > 0).any()):
-        objects = torch.maximum(objects, _nodules(diameter, contrast, blur, size, spacing_mm))
-    spiky = [i for i, p in enumerate(specs) if p.spiculated and p.diameter_mm > 0.0]
-    if spiky:
-        idx = torch.tensor(spiky, device=dev)
-        draws = spicule_draws[spiky].to(dev)
-        rods = _spicules(draws, diameter[idx], contrast[idx], blur[idx], coord)
-        objects[idx] = torch.maximum(objects[idx], rods)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for j, p in enumerate(chosen):
+        h = c if p.spiculated else min(c, 4 * math.ceil(float(reach[j]) / spacing_mm / 4.0))
+        groups.setdefault((h, id(vessels[j][0])), []).append(j)
+    coord = (torch.arange(size, **f64) - c) * spacing_mm
+    anatomy_key = stream_key(seed, "render.anatomy")
+    for (h, _), members in sorted(groups.items()):
+        lo, radii = _cube(size, h, dev)
+        d = round(len(radii) ** (1.0 / 3.0))
+        part = torch.tensor(members, device=dev)
+        rh = r[: 3 * h * h + 1][None, :]
+        radius, sd = 0.5 * diameter[part][:, None], blur[part][:, None]
+        profile = contrast[part][:, None] * _blurred_sphere(rh, radius, sd)
+        inside = (rh <= reach[part][:, None]) | spiky[part][:, None]
+        profile = torch.where(inside, profile, 0.0).to(torch.float32)
+        obj = torch.index_select(profile, 1, radii)  # [G, d^3]
+        for k, j in enumerate(members):
+            p = chosen[j]
+            if p.spiculated:
+                g = _generator(anatomy_key, int(p.key[0]), p.location)
+                draws = torch.rand((SPICULES, 6), generator=g, dtype=torch.float64).to(dev)
+                _spicules(
+                    obj[k].view(d, d, d),
+                    draws,
+                    float(diameter[j]),
+                    CONTRAST_HU[p.nodule_type],
+                    blurs[j],
+                    coord[lo : lo + d],
+                )
+        # the bank's vessels hold the parenchyma level: excess = obj - (stored - level)
+        box = (slice(None), *(slice(lo, lo + d),) * 3)
+        bank = vessels[members[0]][0].view(-1, size, size, size)[box]
+        entry = torch.tensor([vessels[j][1] for j in members], device=dev)
+        obj = obj.view(-1, d, d, d)
+        obj -= bank.index_select(0, entry)
+        obj.add_(PARENCHYMA_HU).clamp_min_(0.0)
+        region = out.view(-1, size, size, size)[box]
+        for k, j in enumerate(members):
+            region[rows[j]] += obj[k]
 
-    image = texture.to(dev)
-    image += objects
-    noise = noise.to(dev)
-    noise *= sigma[:, None, None, None]
-    image += noise
-    image += level[:, None, None, None]
-    return image.unsqueeze(1)
+
+_CUBES: dict[tuple[int, int, str], tuple[int, torch.Tensor]] = {}
+
+
+def _cube(size: int, h: int, dev: torch.device) -> tuple[int, torch.Tensor]:
+    """The cube of half-width ``h`` voxels around the centre voxel, clipped to the patch: its
+    first voxel along each axis and each voxel's squared radius in voxels (z, y, x order)."""
+    key = (size, h, str(dev))
+    if key not in _CUBES:
+        c = size // 2
+        lo, hi = max(0, c - h), min(size, c + h + 1)
+        sq = (torch.arange(lo, hi, device=dev) - c) ** 2
+        radii = sq[:, None, None] + sq[None, :, None] + sq[None, None, :]
+        _CUBES[key] = (lo, radii.reshape(-1))
+    return _CUBES[key]
 
 
 def _generator(key: int, person: int, index: int) -> torch.Generator:
@@ -268,26 +448,6 @@ def _texture_weights(
     g = torch.exp(-0.5 * ((voxel[:, None] - lattice_mm[None, :]) / width) ** 2)
     g = g / g.norm(dim=1, keepdim=True)
     return (g * TEXTURE_SD_HU ** (1.0 / 3.0)).to(torch.float32)
-
-
-def _nodules(
-    diameter: torch.Tensor, contrast: torch.Tensor, blur: torch.Tensor, size: int, spacing_mm: float
-) -> torch.Tensor:
-    """``[B, size, size, size]`` contrast (HU) of each blurred sphere, centred on voxel size//2.
-
-    Radii from the centre take few values (``spacing * sqrt(i^2 + j^2 + k^2)``), so the
-    profile is computed once per value in float64 and gathered.
-    """
-    dev = diameter.device
-    i = torch.arange(size, device=dev) - size // 2
-    sq = i * i
-    index = (sq[:, None, None] + sq[None, :, None] + sq[None, None, :]).reshape(-1)
-    r = spacing_mm * torch.arange(int(index.max()) + 1, dtype=torch.float64, device=dev).sqrt()
-    profile = contrast[:, None] * _blurred_sphere(
-        r[None, :], 0.5 * diameter[:, None], blur[:, None]
-    )
-    out = torch.index_select(profile.to(torch.float32), 1, index)
-    return out.reshape(-1, size, size, size)
 
 
 def _blurred_sphere(r: torch.Tensor, radius: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
@@ -389,52 +549,55 @@ def _vessels(
 
 
 def _spicules(
+    obj: torch.Tensor,
     draws: torch.Tensor,
-    diameter: torch.Tensor,
-    contrast: torch.Tensor,
-    blur: torch.Tensor,
+    diameter: float,
+    contrast: float,
+    blur: float,
     coord: torch.Tensor,
-) -> torch.Tensor:
-    """``[B, size, size, size]`` maximum contrast (HU) of the blurred radial spicules.
+) -> None:
+    """Raise ``obj`` (``[d, d, d]`` HU over ``coord`` on each axis) to the patch's radial
+    spicules wherever they are denser.
 
-    A rod from the centre along unit ``e`` to ``t1 = R + reach``, Gaussian cross-section;
-    blurred, its axial profile is ``Phi((t1 - t) / s)``. A ramp from 0 at ``t = R/2`` to 1 at
-    ``t = R`` replaces the inner end, so the rod is exactly zero inside half the radius.
+    A rod from the centre along unit ``e`` to ``t1 = R + reach``, Gaussian cross-section of
+    SD ``w`` blurred to ``sqrt(w^2 + s^2)``; blurred, its axial profile is
+    ``Phi((t1 - t) / s)``. A ramp from 0 at ``t = R/2`` to 1 at ``t = R`` replaces the inner
+    end, so the rod is exactly zero inside half the radius. Each rod is computed in a box
+    holding its axis from ``R/2`` to ``t1 + 6 s``, widened by 6 cross-section SDs (the box of
+    the patch's longest extent on each axis, shifted inside the patch), and is zero outside
+    it (there it is below 1e-8 of its contrast).
     """
-    radius = 0.5 * diameter[:, None]
-    e = _direction(draws[..., 0:2]).to(torch.float32)
-    t1 = radius + SPICULE_REACH_MM[0] + draws[..., 2] * (SPICULE_REACH_MM[1] - SPICULE_REACH_MM[0])
+    dev = obj.device
+    radius = 0.5 * diameter
+    e = _direction(draws[:, 0:2])  # [K, 3]
+    t1 = radius + SPICULE_REACH_MM[0] + draws[:, 2] * (SPICULE_REACH_MM[1] - SPICULE_REACH_MM[0])
     w = FWHM_TO_SD * (
-        SPICULE_WIDTH_MM[0] + draws[..., 3] * (SPICULE_WIDTH_MM[1] - SPICULE_WIDTH_MM[0])
+        SPICULE_WIDTH_MM[0] + draws[:, 3] * (SPICULE_WIDTH_MM[1] - SPICULE_WIDTH_MM[0])
     )
-    frac = SPICULE_CONTRAST[0] + draws[..., 4] * (SPICULE_CONTRAST[1] - SPICULE_CONTRAST[0])
-    s = blur[:, None]
-    width2 = w * w + s * s
-    amp = (contrast[:, None] * frac * w * w / width2).to(torch.float32)
-    scale = (-0.5 / width2).to(torch.float32)
-    # draws[..., 5] reserved
-
-    c = coord.to(torch.float32)
-    z, y, x = c[:, None, None], c[None, :, None], c[None, None, :]
-    r2 = z * z + y * y + x * x
-    n = len(diameter)
-    inv_s = (1.0 / s).to(torch.float32)
-    half = radius.to(torch.float32) * 0.5
-    out = None
-    for k in range(SPICULES):
-        ek = e[:, k, :, None, None, None]
-        t = ek[:, 0] * z + ek[:, 1] * y
-        t = t + ek[:, 2] * x  # [B, S, S, S]
-        cross = (r2 - t * t).clamp_min_(0.0)
-        cross *= scale[:, k, None, None, None]
-        cross.clamp_min_(_EXP_FLOOR).exp_()
-        cross *= amp[:, k, None, None, None]
-        axial = torch.special.ndtr(
-            (t1[:, k].to(torch.float32)[:, None, None, None] - t) * inv_s.view(n, 1, 1, 1)
-        )
-        ramp = ((t - half.view(n, 1, 1, 1)) / half.view(n, 1, 1, 1)).clamp_(0.0, 1.0)
-        cross *= axial
-        cross *= ramp
-        out = cross if out is None else torch.maximum(out, cross, out=out)
-    assert out is not None
-    return out
+    frac = SPICULE_CONTRAST[0] + draws[:, 4] * (SPICULE_CONTRAST[1] - SPICULE_CONTRAST[0])
+    width2 = w * w + blur * blur
+    amp = contrast * frac * w * w / width2
+    pad = 6.0 * width2.sqrt()[:, None]
+    near, far = e * (0.5 * radius), e * (t1 + 6.0 * blur)[:, None]
+    n = len(coord)
+    spacing, first = float(coord[1] - coord[0]), float(coord[0])
+    lo = ((torch.minimum(near, far) - pad - first) / spacing).floor().clamp(0, n - 1).long()
+    hi = ((torch.maximum(near, far) + pad - first) / spacing).ceil().clamp(0, n - 1).long() + 1
+    ext = (hi - lo).amax(dim=0).tolist()  # the common box
+    lo = torch.minimum(lo, n - torch.tensor(ext)[None, :])
+    c32 = coord.to(torch.float32)
+    axes = [c32[lo[:, a, None] + torch.arange(ext[a])[None, :]] for a in range(3)]
+    z, y, x = axes[0][:, :, None, None], axes[1][:, None, :, None], axes[2][:, None, None, :]
+    e32 = e.to(torch.float32)
+    t = (e32[:, 0, None, None, None] * z + e32[:, 1, None, None, None] * y) + e32[
+        :, 2, None, None, None
+    ] * x
+    rod = torch.addcmul((z * z + y * y) + x * x, t, t, value=-1.0)
+    per_rod = (-1, 1, 1, 1)
+    rod.clamp_min_(0.0).mul_((-0.5 / width2).to(torch.float32).view(per_rod))
+    rod.clamp_min_(_EXP_FLOOR).exp_().mul_(amp.to(torch.float32).view(per_rod))
+    rod *= torch.special.ndtr((t1.to(torch.float32).view(per_rod) - t).mul_(1.0 / blur))
+    rod *= t.sub_(0.5 * radius).mul_(2.0 / radius).clamp_(0.0, 1.0)
+    for k, (a, b, c) in enumerate(lo.tolist()):
+        view = obj[a : a + ext[0], b : b + ext[1], c : c + ext[2]]
+        torch.maximum(view, rod[k].to(dev), out=view)

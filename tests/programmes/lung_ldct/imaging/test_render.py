@@ -336,6 +336,43 @@ def test_anatomy_follows_the_location_noise_the_exam():
     assert other_place > 1.1 * same_place
 
 
+def test_banks_stay_within_their_memory_bound():
+    from sandbox.programmes.lung_ldct.imaging import render as r
+
+    assert r.bank_entries(32) == r.ANATOMY_BANK
+    big = r.bank_entries(64)
+    assert 32 <= big < r.ANATOMY_BANK and 2 * 4 * 64**3 * big <= r.BANK_BYTES
+    render_batch(MIXED[:1], SEED + 5, size=40)
+    bank = r._anatomy_bank(SEED + 5, 40, 1.0, blur_sd_mm(THIN), torch.device("cpu"))
+    assert bank.texture.shape == bank.vessels.shape == (r.bank_entries(40), 40**3)
+    assert bank.texture.element_size() * bank.texture.numel() * 2 <= r.BANK_BYTES
+
+
+def test_lungs_are_picked_from_the_bank_and_the_texture_sign_varies():
+    """Without noise or a finding, a patch is its bank entries: the vessel set plus or minus
+    the texture. Many places of one person use many entries, both signs among them."""
+    from sandbox.programmes.lung_ldct.imaging import render as r
+    from sandbox.rng import stream_key, uniform
+
+    places = np.arange(200)
+    picks = uniform(
+        stream_key(SEED, "render.pick"), np.full((200, 1), 9), 3 * places[:, None] + r._PICKS
+    )
+    assert len(set((picks[:, 0] * r.ANATOMY_BANK).astype(int))) > 100
+    assert 0.3 < float((picks[:, 2] < 0.5).mean()) < 0.7
+    x = render_batch(
+        [PatchSpec((9, 1), 0.0, 0, False, THIN, location=int(k)) for k in places[:4]], SEED
+    )
+    bank = r._anatomy_bank(SEED, SIZE, 1.0, blur_sd_mm(THIN), torch.device("cpu"))
+    for k in range(4):
+        t, v = (int(picks[k, j] * r.ANATOMY_BANK) for j in (0, 1))
+        sign = -1.0 if picks[k, 2] < 0.5 else 1.0
+        lungs = (bank.vessels[v] + sign * bank.texture[t]).view(SIZE, SIZE, SIZE)
+        residual = (x[k, 0] - lungs).double()  # the noise alone
+        assert float(residual.mean()) == pytest.approx(0.0, abs=2.0)
+        assert float(residual.std()) == pytest.approx(noise_sd_hu(THIN), rel=0.03)
+
+
 @pytest.mark.parametrize(
     ("diameter_mm", "nodule_type", "word"), [(-1.0, 0, "diameter_mm"), (5.0, 3, "nodule_type")]
 )
