@@ -133,7 +133,7 @@ def measure(folder: Path, args: argparse.Namespace, batch: int, batches: int) ->
         for name, work in runs.items():
             best[name] = max(best[name], timed(work))
     return {
-        "model": f"{model.name} {model.version} ({model.network_config.name}, {size}^3)",
+        "model": f"{model.name} {model.version} ({model.network_config['name']}, {size}^3)",
         "digest": model.digest,
         "batch": batch,
         "batches": batches,

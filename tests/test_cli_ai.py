@@ -247,7 +247,9 @@ def test_train_writes_a_device_the_sandbox_loads(home, capsys):
     assert td["command"] in out
 
 
-def test_a_heavier_resnet_device_trains_into_the_cache_and_runs(home, tmp_path, capsys, monkeypatch):
+def test_a_heavier_resnet_device_trains_into_the_cache_and_runs(
+    home, tmp_path, capsys, monkeypatch
+):
     """The GPU-class recipe (a MONAI 3-D ResNet, store: cache), shrunk to seconds: it is built
     under SANDBOX_CACHE_DIR, not in the project, and a run finds it by name."""
     cache = tmp_path / "cache"

@@ -277,6 +277,18 @@ def test_a_batch_of_64_renders():
     assert x.shape == (64, 1, SIZE, SIZE, SIZE) and bool(torch.isfinite(x).all())
 
 
+def test_the_gathered_path_an_accelerator_takes_draws_the_same_patches(monkeypatch):
+    """On CUDA the lungs and noise are drawn by batched gathers, not patch by patch: forced on
+    the CPU, that path gives the same patches to float rounding, whatever the batch."""
+    from sandbox.programmes.lung_ldct.imaging import render as r
+
+    loop = render_batch(MIXED, SEED)
+    monkeypatch.setattr(r, "_GATHER_ON", {"cpu"})
+    gathered = render_batch(MIXED, SEED)
+    torch.testing.assert_close(gathered, loop, rtol=0, atol=1e-3)
+    assert torch.equal(render_batch(MIXED[2:3], SEED)[0], gathered[2])
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_matches_cpu_and_is_batch_invariant():
