@@ -296,6 +296,28 @@ def preprocess(x: torch.Tensor, window: tuple[float, float]) -> torch.Tensor:
     return (x.clamp(lo, hi) - lo) / (hi - lo)
 
 
+def training_images(
+    train: Cases,
+    scanners: list[Scanner],
+    seed: int,
+    size: int,
+    window: tuple[float, float],
+    device: str,
+) -> Callable[[np.ndarray], torch.Tensor]:
+    """``images(idx)``: the preprocessed patches of training cases ``idx`` on ``device``.
+
+    Up to :data:`PRERENDER_BYTES` of patches are rendered once and kept; more (e.g. 64^3 patches
+    of every case) are rendered batch by batch. Both give the same values: a patch renders the
+    same whatever its batch.
+    """
+    if len(train) * 4 * size**3 <= PRERENDER_BYTES:
+        kept = preprocess(render_cases(train, scanners, seed, size, device=device), window)
+        return lambda idx: kept[torch.from_numpy(idx).to(kept.device)]
+    return lambda idx: preprocess(
+        render_cases(train.take(idx), scanners, seed, size, device=device), window
+    )
+
+
 def fit(
     net: torch.nn.Module,
     images: Callable[[np.ndarray], torch.Tensor],
@@ -514,6 +536,7 @@ def train_device(
         torch.set_num_threads(threads)
 
 
+PRERENDER_BYTES = 4 * 2**30  # training patches up to this size are rendered once and kept
 NETWORKS = ("NoduleCNN", "ResNet")  # what a recipe's `network` may name; the first is the default
 
 
@@ -604,12 +627,8 @@ def _train_device(
     )
     window = (-1000.0, 400.0)
     log(f"cases drawn in {time.perf_counter() - t0:.0f} s")
-
-    def images(idx: np.ndarray) -> torch.Tensor:
-        return preprocess(
-            render_cases(train.take(idx), scanners, seed, size, device=device), window
-        )
-
+    images = training_images(train, scanners, seed, size, window, device)
+    log(f"training patches ready in {time.perf_counter() - t0:.0f} s")
     net = build_network(network)
     seeded_init(net, torch.Generator().manual_seed(seed))
     net.to(device)
@@ -624,6 +643,7 @@ def _train_device(
         log,
         device,
     )
+    del images  # free the training patches before scoring the held-out ones
     case_scores = score_cases(net, test, scanners, seed, size, window, device=device)
     score, by_cancer = exam_scores(case_scores, test, eval_idx)
     held = exams.take(eval_idx)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import testkit
+import torch
 from scipy import stats
 
 from sandbox.agents.bundle import load_bundle
@@ -344,3 +345,16 @@ def test_shipped_device_auc_on_fresh_held_out_data_matches_its_card(scenario):
     every = held.cancer | neg
     fresh_all = auc(score[every], held.cancer[every])
     assert abs(fresh_all - card["all_cancers"]["auc"]) <= 0.05, (fresh_all, card["all_cancers"])
+
+
+def test_training_patches_kept_or_drawn_per_batch_are_the_same(screened, scanners, monkeypatch):
+    """Small training sets are rendered once and kept, large ones (64^3 patches of every case)
+    batch by batch: a batch of either is the same tensor."""
+    _, cases = screened
+    chosen = training_cases(cases, Streams(8), 3.0, 0.25).take(np.arange(40))
+    idx = np.array([5, 0, 31, 17, 39])
+    kept = train.training_images(chosen, scanners, 3, 16, (-1000.0, 400.0), "cpu")
+    monkeypatch.setattr(train, "PRERENDER_BYTES", 0)
+    drawn = train.training_images(chosen, scanners, 3, 16, (-1000.0, 400.0), "cpu")
+    assert torch.equal(kept(idx), drawn(idx))
+    assert kept(idx).shape == (5, 1, 16, 16, 16)
