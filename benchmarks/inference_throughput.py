@@ -42,6 +42,7 @@ import yaml
 from sandbox.agents.bundle import load_bundle
 from sandbox.agents.inference import DeviceScorer, ScoreCache
 from sandbox.config import Scanner
+from sandbox.errors import SandboxInputError
 from sandbox.programmes.lung_ldct.imaging.findings import Candidate, location_of
 from sandbox.programmes.lung_ldct.programme import ExamImage, render_images, render_patches
 from sandbox.programmes.lung_ldct.train import (
@@ -81,7 +82,7 @@ def device_folder(name: str, scratch: Path) -> tuple[Path, str]:
         folder = agent_folder(name)
         if folder.is_dir():
             return folder, "trained"
-    except Exception:  # not built: fall through to the recipe's network
+    except SandboxInputError:  # not built: fall through to the recipe's network
         pass
     recipe = yaml.safe_load((_common.ROOT / "conf" / "train" / f"{name}.yaml").read_text())
     spec = network_spec(

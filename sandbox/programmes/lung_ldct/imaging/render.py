@@ -304,21 +304,11 @@ def _anatomy_bank(
                 dtype=torch.float64,
                 out=draws[j],
             )
-        texture = _texture(white, [blur_sd] * k, lattice_mm, size, spacing_mm)
+        texture = _texture(white, blur_sd, lattice_mm, size, spacing_mm)
         coord = (torch.arange(size, dtype=torch.float64) - size // 2) * spacing_mm
+        parts = [draws[s : s + TEXTURE_CHUNK] for s in range(0, k, TEXTURE_CHUNK)]
         blur = torch.full((TEXTURE_CHUNK,), blur_sd, dtype=torch.float64)
-        vessels = torch.cat(
-            [
-                _vessels(
-                    draws[s : s + TEXTURE_CHUNK],
-                    blur[: len(draws[s : s + TEXTURE_CHUNK])],
-                    coord,
-                    size,
-                    spacing_mm,
-                )
-                for s in range(0, k, TEXTURE_CHUNK)
-            ]
-        )
+        vessels = torch.cat([_vessels(d, blur[: len(d)], coord, size, spacing_mm) for d in parts])
         vessels += PARENCHYMA_HU
         bank = _Bank(texture.reshape(k, -1).to(dev), vessels.reshape(k, -1).to(dev))
         _BANKS[key] = bank
@@ -438,30 +428,23 @@ def _generator(key: int, person: int, index: int) -> torch.Generator:
 
 
 def _texture(
-    white: torch.Tensor, blurs: list[float], lattice_mm: torch.Tensor, size: int, spacing_mm: float
+    white: torch.Tensor, blur_sd: float, lattice_mm: torch.Tensor, size: int, spacing_mm: float
 ) -> torch.Tensor:
-    """``[B, size, size, size]`` texture from each patch's lattice noise ``white`` ``[B, m, m, m]``.
-
-    Patches of one blur share the weights; they are contracted :data:`TEXTURE_CHUNK` at a time,
-    the last chunk padded with zeros, so every contraction has the same shape and a patch's
-    texture is bit-identical whatever batch it is in.
-    """
+    """``[B, size, size, size]`` texture of one blur from lattice noise ``white`` ``[B, m, m, m]``,
+    contracted :data:`TEXTURE_CHUNK` entries at a time (the last chunk padded with zeros, so
+    every contraction has the same shape)."""
     n, m = white.shape[0], white.shape[1]
     out = torch.empty((n, size, size, size), dtype=torch.float32)
-    groups: dict[float, list[int]] = {}
-    for i, b in enumerate(blurs):
-        groups.setdefault(b, []).append(i)
+    gt = _texture_weights(lattice_mm, size, spacing_mm, blur_sd).T.contiguous()  # [m, size]
     chunk = torch.empty((TEXTURE_CHUNK, m, m, m), dtype=torch.float32)
-    for blur_sd, members in groups.items():
-        gt = _texture_weights(lattice_mm, size, spacing_mm, blur_sd).T.contiguous()  # [m, size]
-        for start in range(0, len(members), TEXTURE_CHUNK):
-            part = torch.tensor(members[start : start + TEXTURE_CHUNK])
-            chunk.zero_()
-            chunk[: len(part)] = white[part]
-            t = chunk @ gt  # [K, a, b, x]
-            t = t.transpose(2, 3) @ gt  # [K, a, x, y]
-            t = t.permute(0, 2, 3, 1) @ gt  # [K, x, y, z]
-            out[part] = t[: len(part)].permute(0, 3, 2, 1)
+    for start in range(0, n, TEXTURE_CHUNK):
+        part = white[start : start + TEXTURE_CHUNK]
+        chunk.zero_()
+        chunk[: len(part)] = part
+        t = chunk @ gt  # [K, a, b, x]
+        t = t.transpose(2, 3) @ gt  # [K, a, x, y]
+        t = t.permute(0, 2, 3, 1) @ gt  # [K, x, y, z]
+        out[start : start + len(part)] = t[: len(part)].permute(0, 3, 2, 1)
     return out
 
 
