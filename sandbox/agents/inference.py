@@ -219,9 +219,14 @@ class DeviceScorer:
         cache: the score cache for ``model.digest``.
         seed: root seed (images are rendered deterministically from it and the exam key).
         batch_size: candidate patches rendered and scored per forward pass.
-        render: the programme's renderer, ``render(patches, seed, size, device)`` -> a tensor
-            ``[B, *input_shape]`` for ``(image, candidate)`` pairs
-            (:meth:`sandbox.programmes.base.Programme.render`).
+        render: the programme's renderer, ``render(patches, seed, size, device, out)`` -> a
+            tensor ``[B, *input_shape]`` for ``(image, candidate)`` pairs, into ``out`` when
+            given (:meth:`sandbox.programmes.base.Programme.render`).
+
+    Batches are rendered into one buffer of ``batch_size`` patches, kept between batches: a new
+    tensor per batch would be given back to the system and faulted in again page by page,
+    which costs about as much as drawing a patch. The buffer is consumed (scored) before the
+    next batch is rendered into it.
     """
 
     def __init__(
@@ -241,6 +246,7 @@ class DeviceScorer:
         shape = model.input_shape
         self.size = int(shape[-1])
         self.aggregation = model.aggregation
+        self._buffer: Any = None
 
     def scores(self, exams: Sequence[ImageSpec]) -> np.ndarray:
         """Exam scores in [0, 1] for ``exams``; only candidates not in the cache are rendered
@@ -284,7 +290,13 @@ class DeviceScorer:
 
     def infer(self, patches: Sequence[tuple[ImageSpec, Any]]) -> np.ndarray:
         """Render and score ``(image, candidate)`` pairs without the cache (one batch)."""
-        images = self.render(patches, self.seed, self.size, self.model.device)
+        n = len(patches)
+        if self._buffer is None or self._buffer.shape[0] < n:
+            import torch
+
+            shape = (max(n, self.batch_size), *self.model.input_shape)
+            self._buffer = torch.empty(shape, dtype=torch.float32, device=self.model.device)
+        images = self.render(patches, self.seed, self.size, self.model.device, self._buffer[:n])
         try:
             scores = self.model.score(images).detach().cpu().numpy().astype(np.float64)
         except ValueError as e:  # the device cannot read what the renderer makes

@@ -232,9 +232,17 @@ class Programme(ABC):
         """
         return None
 
-    def render(self, patches: Sequence[tuple[Any, Any]], seed: int, size: int, device: str) -> Any:
+    def render(
+        self,
+        patches: Sequence[tuple[Any, Any]],
+        seed: int,
+        size: int,
+        device: str,
+        out: Any = None,
+    ) -> Any:
         """Render ``(image, candidate)`` pairs as a tensor ``[B, *input_shape]``: one patch per
-        candidate region."""
+        candidate region; into ``out`` (a tensor of that shape on ``device``, every element
+        overwritten) when given, so that a scorer can reuse one batch's memory for the next."""
         raise NotImplementedError(f"programme '{self.name}' renders no images")
 
     def candidate_kind(self, image: Any, index: int, shows: Any) -> str:

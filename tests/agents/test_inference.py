@@ -120,6 +120,24 @@ def test_device_scorer_scores_once_then_replays(tiny_model, scanners):
     assert scorer.scores([]).shape == (0,)
 
 
+def test_device_scorer_renders_every_batch_into_one_buffer(tiny_model, scanners):
+    seen = []
+
+    def render(patches, seed, size, device, out=None):
+        seen.append(out.data_ptr())
+        return render_patches(patches, seed, size, device, out)
+
+    scorer = DeviceScorer(
+        tiny_model, ScoreCache(tiny_model.digest, "c"), seed=1, batch_size=10, render=render
+    )
+    reused = scorer.scores(exams(scanners))
+    fresh = DeviceScorer(
+        tiny_model, ScoreCache(tiny_model.digest, "c"), seed=1, batch_size=36, render=render_patches
+    ).scores(exams(scanners))
+    assert len(seen) == 4 and len(set(seen)) == 1
+    np.testing.assert_array_equal(reused, fresh)
+
+
 def test_exam_score_is_the_max_over_candidates_and_names_the_driver(tiny_model, scanners):
     scorer = DeviceScorer(
         tiny_model, ScoreCache(tiny_model.digest, "c"), seed=1, render=render_patches

@@ -325,9 +325,14 @@ class LungLDCT(Programme):
         return ExamImage(person_id, int(day), scanner, candidates(person_id, shows))
 
     def render(
-        self, patches: Sequence[tuple[ExamImage, Candidate]], seed: int, size: int, device: str
+        self,
+        patches: Sequence[tuple[ExamImage, Candidate]],
+        seed: int,
+        size: int,
+        device: str,
+        out: Any = None,
     ) -> Any:
-        return render_patches(patches, seed, size, device)
+        return render_patches(patches, seed, size, device, out)
 
     def candidate_kind(self, image: ExamImage, index: int, shows: Any) -> str:
         return candidate_kind(image.person_id, image.candidates[index].location, shows)
@@ -371,9 +376,14 @@ class LungLDCT(Programme):
 
 
 def render_patches(
-    patches: Sequence[tuple[ExamImage, Candidate]], seed: int, size: int, device: str
+    patches: Sequence[tuple[ExamImage, Candidate]],
+    seed: int,
+    size: int,
+    device: str,
+    out: Any = None,
 ) -> Any:
-    """CT patches ``[B, 1, size, size, size]`` in HU, one per (exam, candidate) (imports torch)."""
+    """CT patches ``[B, 1, size, size, size]`` in HU, one per (exam, candidate) (imports torch);
+    into ``out`` when given (``render_batch``)."""
     from sandbox.programmes.lung_ldct.imaging.render import PatchSpec, render_batch
 
     specs = [
@@ -387,7 +397,7 @@ def render_patches(
         )
         for e, c in patches
     ]
-    return render_batch(specs, seed, size=size, device=device)
+    return render_batch(specs, seed, size=size, device=device, out=out)
 
 
 def render_images(images: Sequence[ExamImage], seed: int, size: int, device: str) -> Any:

@@ -73,10 +73,13 @@ own reach set to zero), so a patch is bit-identical whatever batch, batch order 
 is rendered in, and whatever the number of threads, on a given device and build. CPU and GPU
 agree to float rounding, not bit for bit (a ``gpu`` test checks 0.05 HU).
 
-**Cost** (``benchmarks/inference_throughput.py``, one core, 32^3): about 50 us for a patch
-without a finding, about 100 us with a nodule and about 1.2 ms with a spiculated one (its eight
-rods); a bank takes about 0.3 s to draw, once per process, seed and scanner blur. A batch takes
-one float32 volume per patch besides the banks.
+**Cost** (one core, 32^3, rendered into a reused batch buffer): about 35 us for a patch
+without a finding (reading a texture, a vessel set and a noise window: bound by memory
+bandwidth, not arithmetic, so more threads do not help), 85-105 us with a 3-19 mm nodule and
+about 0.9 ms with a spiculated one (its eight rods); the default scenario's screening
+candidates average about 60 us (``benchmarks/inference_throughput.py``). A new output tensor
+per batch costs about as much again, in page faults on first touch, hence ``out``. A bank
+takes about 0.3 s to draw, once per process, seed and scanner blur.
 """
 
 from __future__ import annotations
@@ -163,6 +166,7 @@ def render_batch(
     size: int = 32,
     spacing_mm: float = 1.0,
     device: str | torch.device = "cpu",
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Render one patch per spec.
 
@@ -172,9 +176,15 @@ def render_batch(
         size: voxels along each axis.
         spacing_mm: voxel size (mm), isotropic.
         device: where the arithmetic runs; the banks are drawn on the CPU, then kept on it.
+        out: a contiguous float32 tensor ``[len(specs), 1, size, size, size]`` on ``device`` to
+            render into (every voxel is overwritten), or None for a new one. A caller that
+            renders batch after batch reuses one: a new batch's memory is otherwise given back
+            to the system after each batch and faulted in again, page by page, in the next
+            (about as long as drawing a background patch).
 
     Returns:
-        ``[len(specs), 1, size, size, size]`` float32 tensor of HU on ``device``.
+        ``out``, or a new ``[len(specs), 1, size, size, size]`` float32 tensor of HU on
+        ``device``.
     """
     if size < 8:
         raise ValueError(f"render_batch: size must be >= 8 voxels, got {size!r}")
@@ -182,7 +192,16 @@ def render_batch(
         raise ValueError(f"render_batch: spacing_mm must be > 0, got {spacing_mm!r}")
     dev = torch.device(device)
     n = len(specs)
-    out = torch.empty((n, 1, size, size, size), dtype=torch.float32, device=dev)
+    shape = (n, 1, size, size, size)
+    if out is None:
+        out = torch.empty(shape, dtype=torch.float32, device=dev)
+    elif tuple(out.shape) != shape or out.dtype != torch.float32 or out.device != dev:
+        raise ValueError(
+            f"render_batch: out must be a float32 tensor of shape {list(shape)} on {dev}, "
+            f"got {out.dtype} {list(out.shape)} on {out.device}"
+        )
+    elif not out.is_contiguous():
+        raise ValueError("render_batch: out must be contiguous")
     if n == 0:
         return out
 
@@ -202,18 +221,25 @@ def render_batch(
 
     # ---- the lungs and the scanner: two passes per patch over bank entries
     looks: dict[Scanner, tuple[_Bank, float, float]] = {}
+    by_object: dict[int, tuple[_Bank, float, float]] = {}  # exams share scanner objects
+    look_of = []
     for p in specs:
-        if p.scanner not in looks:
-            bank = _anatomy_bank(seed, size, spacing_mm, blur_sd_mm(p.scanner), dev)
-            looks[p.scanner] = (bank, noise_sd_hu(p.scanner), p.scanner.hu_offset)
+        look = by_object.get(id(p.scanner))
+        if look is None:
+            if p.scanner not in looks:
+                bank = _anatomy_bank(seed, size, spacing_mm, blur_sd_mm(p.scanner), dev)
+                looks[p.scanner] = (bank, noise_sd_hu(p.scanner), p.scanner.hu_offset)
+            look = by_object[id(p.scanner)] = looks[p.scanner]
+        look_of.append(look)
     flat = out.view(n, voxels)
     if dev.type in _GATHER_ON:
         _lungs_gathered(flat, specs, looks, tex_idx, ves_idx, sign, noise, start)
     else:
-        for i, p in enumerate(specs):
-            bank, sigma, offset = looks[p.scanner]
-            row = flat[i]
-            torch.add(bank.vessels[ves_idx[i]], bank.texture[tex_idx[i]], alpha=sign[i], out=row)
+        for i, row in enumerate(flat.unbind(0)):
+            bank, sigma, offset = look_of[i]
+            torch.add(
+                bank.vessel_sets[ves_idx[i]], bank.textures[tex_idx[i]], alpha=sign[i], out=row
+            )
             row.add_(noise[start[i] : start[i] + voxels], alpha=sigma)
             if offset:
                 row.add_(offset)
@@ -221,7 +247,7 @@ def render_batch(
     # ---- findings: each in the cube around the centre that holds it (to 1e-8 of its peak)
     nodules = [i for i, p in enumerate(specs) if p.diameter_mm > 0.0]
     if nodules:
-        vessels = [(looks[specs[i].scanner][0].vessels, ves_idx[i]) for i in nodules]
+        vessels = [(look_of[i][0].vessels, ves_idx[i]) for i in nodules]
         _add_findings(out, specs, nodules, vessels, seed, size, spacing_mm)
     return out
 
@@ -272,6 +298,12 @@ def bank_entries(size: int) -> int:
 class _Bank:
     texture: torch.Tensor  # [K, size^3] zero-mean texture, SD TEXTURE_SD_HU
     vessels: torch.Tensor  # [K, size^3] parenchyma (PARENCHYMA_HU) and its blurred, gated vessels
+    textures: tuple[torch.Tensor, ...] = ()  # the rows of texture, as views made once
+    vessel_sets: tuple[torch.Tensor, ...] = ()  # the rows of vessels, as views made once
+
+    @staticmethod
+    def of(texture: torch.Tensor, vessels: torch.Tensor) -> _Bank:
+        return _Bank(texture, vessels, texture.unbind(0), vessels.unbind(0))
 
 
 _BANKS: OrderedDict[tuple, _Bank] = OrderedDict()
@@ -310,7 +342,7 @@ def _anatomy_bank(
         blur = torch.full((TEXTURE_CHUNK,), blur_sd, dtype=torch.float64)
         vessels = torch.cat([_vessels(d, blur[: len(d)], coord, size, spacing_mm) for d in parts])
         vessels += PARENCHYMA_HU
-        bank = _Bank(texture.reshape(k, -1).to(dev), vessels.reshape(k, -1).to(dev))
+        bank = _Bank.of(texture.reshape(k, -1).to(dev), vessels.reshape(k, -1).to(dev))
         _BANKS[key] = bank
         while len(_BANKS) > _KEEP_BANKS:
             _BANKS.popitem(last=False)

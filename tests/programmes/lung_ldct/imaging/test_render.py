@@ -219,6 +219,28 @@ def test_a_patch_does_not_depend_on_its_batch():
     assert torch.equal(mixed[3:5], full[2:4]) and torch.equal(mixed[-1], full[2])
 
 
+def test_rendering_into_a_used_buffer_gives_the_same_patches():
+    fresh = render_batch(MIXED, SEED)
+    buffer = torch.full((len(MIXED), 1, SIZE, SIZE, SIZE), float("nan"))
+    got = render_batch(MIXED, SEED, out=buffer)
+    assert got.data_ptr() == buffer.data_ptr() and torch.equal(got, fresh)
+    render_batch(MIXED[::-1], SEED, out=buffer)  # reused for another batch
+    assert torch.equal(buffer, fresh.flip(0))
+
+
+@pytest.mark.parametrize(
+    "out, word",
+    [
+        (torch.empty((5, 1, SIZE, SIZE, SIZE)), "shape"),
+        (torch.empty((6, 1, SIZE, SIZE, SIZE), dtype=torch.float64), "float32"),
+        (torch.empty((6, 1, SIZE, SIZE, 2 * SIZE))[..., ::2], "contiguous"),
+    ],
+)
+def test_a_wrong_buffer_is_refused(out, word):
+    with pytest.raises(ValueError, match=word):
+        render_batch(MIXED, SEED, out=out)
+
+
 def test_a_patch_does_not_depend_on_the_thread_count(one_thread):
     single = render_batch(MIXED, SEED)
     try:
