@@ -180,9 +180,55 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "all",
             )
         )
+    if res.monitoring is not None:
+        print(monitoring_text(cfg, res.monitoring))
     print(f"\nrun folder: {res.folder}")
     print(f"repeat:     sandbox run {' '.join(args.overrides)}".rstrip())
     return 0
+
+
+def monitoring_text(cfg, monitoring) -> str:
+    """The run's monitoring plan in a few lines: alarms, days to detection, false alarms."""
+    from sandbox.outcomes.surveillance import alarm_summary, drift_days
+
+    horizon = float(monitoring["day"].max() or 0) + 1.0 if monitoring.height else 0.0
+    table = alarm_summary(monitoring, drift_days(cfg), horizon)
+    plan = cfg.monitoring
+    lines = [
+        f"\nmonitoring: {plan.name} (action: {plan.action} after {plan.days_to_act:g} days; "
+        f"drift: {cfg.drift.name}; daily series in monitoring.parquet, docs/surveillance.md)"
+    ]
+    head = ["site", "statistic", "days", "alarms", "drift day", "detected after", "false alarms"]
+    rows = []
+    for r in table.iter_rows(named=True):
+        rows.append(
+            [
+                r["site"],
+                r["statistic"],
+                f"{r['days_monitored']:,}",
+                str(r["alarms"]),
+                "-" if r["drift_day"] is None else f"{r['drift_day']:g}",
+                "-"
+                if r["drift_day"] is None
+                else (
+                    "not detected"
+                    if r["days_to_detection"] is None
+                    else f"{r['days_to_detection']:g} days"
+                ),
+                str(r["false_alarms"])
+                + (
+                    ""
+                    if r["false_alarms_per_site_year"] is None
+                    else f" ({r['false_alarms_per_site_year']:.2f}/site-year)"
+                ),
+            ]
+        )
+    widths = [
+        max(len(h), *(len(x[i]) for x in rows)) if rows else len(h) for i, h in enumerate(head)
+    ]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
+    lines.extend("  ".join(c.ljust(w) for c, w in zip(x, widths, strict=True)) for x in rows)
+    return "\n".join(lines)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -484,6 +530,7 @@ def _sweep_on_ray(todo, plan, folder, info, show):
             tables["timings"],
             tables["agents"],
             tables["policy_versions"],
+            monitoring=tables.get("monitoring"),
         )
         claim = claim_run_folder(job.cfg.runtime.out_dir, job.run.name)
         extra = {"sweep": plan.name, "axes": job.run.axes, "executor": f"ray {info.mode}"}

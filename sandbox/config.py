@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.typed import build, fail
+from sandbox.typed import build, fail, to_dict
 
 POS = {"gt": 0.0}
 # names that become folder names, file names or table keys: no separators, no control characters
@@ -202,6 +202,69 @@ class Runtime:
             )
 
 
+# ---------------------------------------------------------------- drift and monitoring
+@dataclass(frozen=True)
+class ScannerChange:
+    """From ``day`` on, ``site`` scans with its scanner's fields replaced by ``scanner`` (a
+    software update, a recalibration, a new reconstruction kernel or a new machine)."""
+
+    site: str
+    day: float = field(metadata={"ge": 0})
+    scanner: dict[str, Any]
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Drift:
+    """What changes on the timeline (config group ``drift``); ``none`` changes nothing."""
+
+    name: str = "none"
+    scanner_changes: tuple[ScannerChange, ...] = ()
+
+    def check(self, path: str) -> None:
+        if not NAME.fullmatch(self.name):
+            fail(f"{path}.name" if path else "drift.name", f"{self.name!r} must be a plain name")
+
+
+@dataclass(frozen=True)
+class Cusum:
+    """A two-sided CUSUM on a daily statistic of one site's AI reads, standardised by its
+    in-control mean and SD (FDA's AIM-CU): ``S_t = max(0, S_{t-1} + z_t - k)`` upwards and
+    downwards; an alarm when either exceeds ``h``."""
+
+    statistic: str = field(metadata={"choices": ("ai_positive_rate", "mean_score")})
+    k: float = field(default=0.5, metadata={"ge": 0, "le": 10})
+    h: float = field(default=5.0, metadata={"gt": 0, "le": 100})
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """The post-market monitoring plan (config group ``monitoring``); ``none`` watches nothing.
+
+    ``reference: baseline`` takes each statistic's in-control mean and SD from the site's own
+    first ``baseline_days`` of AI reads; ``validation`` from the device's validation reference
+    (the screening population it was validated on). ``action`` follows an alarm after
+    ``days_to_act``: ``alert`` (recorded only), ``standard_of_care`` (the site reads without the
+    AI from then on) or ``recalibrate`` (the operating point moved so that the AI-positive rate
+    of the reads during the delay to act matches the in-control one).
+    """
+
+    name: str = "none"
+    cusums: tuple[Cusum, ...] = ()
+    reference: str = field(default="baseline", metadata={"choices": ("baseline", "validation")})
+    baseline_days: int = field(default=90, metadata={"ge": 7, "le": 3650})
+    action: str = field(
+        default="alert", metadata={"choices": ("alert", "standard_of_care", "recalibrate")}
+    )
+    days_to_act: float = field(default=7.0, metadata={"ge": 0, "le": 3650})
+
+    def check(self, path: str) -> None:
+        if not NAME.fullmatch(self.name):
+            fail(
+                f"{path}.name" if path else "monitoring.name", f"{self.name!r} must be a plain name"
+            )
+
+
 @dataclass(frozen=True)
 class RunConfig:
     seed: int = field(metadata={"ge": 0, "lt": 2**63})
@@ -210,6 +273,19 @@ class RunConfig:
     runtime: Runtime
     agent: str = ""
     economics: Any = None  # sandbox.economics.config.Economics, or None (no pricing)
+    drift: Drift = field(default_factory=Drift)
+    monitoring: Monitoring = field(default_factory=Monitoring)
+
+    def scanner_changes(self, site: str) -> list[tuple[float, Scanner, str]]:
+        """``(from_day, scanner, reason)`` for each drift of ``site``'s scanner, by day."""
+        base = next(s.scanner for s in self.scenario.sites if s.name == site)
+        out = []
+        for c in sorted(
+            (c for c in self.drift.scanner_changes if c.site == site), key=lambda c: c.day
+        ):
+            base = build(Scanner, {**to_dict(base), **dict(c.scanner)}, "")
+            out.append((c.day, base, c.reason))
+        return out
 
 
 SCENARIO_KEYS = ("cohort", "disease", "sites", "programme", "calibration", "description")
@@ -239,15 +315,27 @@ def run_config(data: Mapping[str, Any], scenario_name: str) -> RunConfig:
     from sandbox.economics.config import economics_config
 
     econ = economics_config(data.pop("economics", None))
+    drift = build(Drift, data.pop("drift", None) or {}, "drift")
+    monitoring = build(Monitoring, data.pop("monitoring", None) or {}, "monitoring")
     rest = build(_Rest, data, "")
-    return RunConfig(
+    cfg = RunConfig(
         seed=rest.seed,
         scenario=scn,
         policy=rest.policy,
         runtime=rest.runtime,
         agent=rest.agent,
         economics=econ,
+        drift=drift,
+        monitoring=monitoring,
     )
+    names = [s.name for s in scn.sites]
+    for i, c in enumerate(drift.scanner_changes):
+        where = f"drift.scanner_changes[{i}]"
+        if c.site not in names:
+            fail(f"{where}.site", f"{c.site!r} is not a site of the scenario ({', '.join(names)})")
+        base = next(s.scanner for s in scn.sites if s.name == c.site)
+        build(Scanner, {**to_dict(base), **dict(c.scanner)}, f"{where}.scanner")
+    return cfg
 
 
 def resolved(cfg: RunConfig) -> dict[str, Any]:
@@ -263,6 +351,8 @@ def resolved(cfg: RunConfig) -> dict[str, Any]:
         runtime=to_dict(cfg.runtime),
         agent=cfg.agent,
         economics=to_dict(cfg.economics) if cfg.economics is not None else {"name": "none"},
+        drift=to_dict(cfg.drift),
+        monitoring=to_dict(cfg.monitoring),
         scenario_name=cfg.scenario.name,
     )
     return out

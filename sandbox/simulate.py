@@ -20,6 +20,7 @@ import simpy
 from sandbox.agents.inference import DeviceScorer
 from sandbox.agents.readers import ReaderProfile, draw_reader
 from sandbox.config import RunConfig
+from sandbox.errors import SandboxInputError
 from sandbox.outcomes.metrics import compute_metrics
 from sandbox.outcomes.schema import BACKLOG_SCHEMA
 from sandbox.programmes import Cohort, Programme, programme_for
@@ -39,6 +40,7 @@ class SiteRecords:
     rows: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
     policy_versions: dict[str, list[dict]] = field(default_factory=dict)
+    monitoring: pl.DataFrame | None = None  # the monitors' daily series (a monitoring plan)
 
 
 def check_policy(cfg: RunConfig, threshold: float | None = None) -> None:
@@ -101,6 +103,9 @@ def simulate_sites(
     site_ids = list(range(len(scn.sites)) if sites is None else sites)
     shared = simpy.Environment() if cfg.runtime.shared_clock else None
     models, logs = [], []
+    monitor = _monitor(cfg, ai, threshold)
+    if monitor is not None:
+        observers = (*observers, monitor)
     for s in site_ids:
         site = scn.sites[s]
         log = ExamLog(programme)
@@ -117,6 +122,7 @@ def simulate_sites(
             ai=ai,
             observers=(log, *observers),
             on_days=progress,
+            scanner_changes=cfg.scanner_changes(site.name),
         )
         models.append(SiteModel(shared or simpy.Environment(), setup))
         logs.append(log)
@@ -133,7 +139,30 @@ def simulate_sites(
                 t0 = time.perf_counter()
                 m.run()
                 timings[f"site_{m.name}_s"] = time.perf_counter() - t0
-    return _records(models, logs, len(cohort), timings)
+    rec = _records(models, logs, len(cohort), timings)
+    if monitor is not None:
+        rec.monitoring = monitor.frame().sort("site", "statistic", "day")
+    return rec
+
+
+def _monitor(cfg: RunConfig, ai: DeviceScorer | None, threshold: float | None):
+    """The run's monitoring plan as an observer (None: no plan, or no AI to watch)."""
+    plan = cfg.monitoring
+    if not plan.cusums or ai is None or threshold is None or cfg.policy.role == "none":
+        return None
+    from sandbox.agents.operating_point import reference_scores
+    from sandbox.outcomes.surveillance import CusumMonitor
+
+    ref = None
+    if plan.reference == "validation":
+        folder = ai.folder
+        ref = reference_scores(folder)
+        if ref is None:
+            raise SandboxInputError(
+                f"monitoring '{plan.name}': reference: validation needs reference_scores in "
+                f"{folder}/configs/validation.json, and there are none"
+            )
+    return CusumMonitor(plan, threshold, ref)
 
 
 @contextmanager
@@ -192,6 +221,7 @@ def merge_records(parts: Sequence[SiteRecords], n: int) -> SiteRecords:
         versions.update(p.policy_versions)
     events = pl.concat([p.events for p in parts]).sort("site", "person_id", "exam_day")
     backlog = pl.concat([p.backlog for p in parts]).sort("site", "day")
+    monitors = [p.monitoring for p in parts if p.monitoring is not None]
     return SiteRecords(
         events,
         backlog,
@@ -200,6 +230,7 @@ def merge_records(parts: Sequence[SiteRecords], n: int) -> SiteRecords:
         np.concatenate([p.rows for p in parts]),
         timings,
         dict(sorted(versions.items())),
+        pl.concat(monitors).sort("site", "statistic", "day") if monitors else None,
     )
 
 

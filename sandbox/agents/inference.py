@@ -248,6 +248,11 @@ class DeviceScorer:
         self.aggregation = model.aggregation
         self._buffer: Any = None
 
+    @property
+    def folder(self) -> Path:
+        """The device's folder (its validation set and reference scores)."""
+        return Path(self.model.folder)
+
     def scores(self, exams: Sequence[ImageSpec]) -> np.ndarray:
         """Exam scores in [0, 1] for ``exams``; only candidates not in the cache are rendered
         and inferred."""

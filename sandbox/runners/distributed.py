@@ -163,8 +163,9 @@ class RemoteScorer:
     """What the engine calls for scores (``read(images)``, ``scores(images)``), answered by a
     :class:`_Scoring` actor; counts what this unit's exams cost (in candidate patches)."""
 
-    def __init__(self, actor: Any) -> None:
+    def __init__(self, actor: Any, folder: Path) -> None:
         self.actor, self.inferences, self.hits, self.batches = actor, 0, 0, 0
+        self.folder = folder  # the device's folder (its validation set and reference scores)
 
     def read(self, images):
         import ray
@@ -192,8 +193,9 @@ def _unit(cfg: RunConfig, profiles: dict, cohort, block: list[int], scoring=None
         from sandbox.runners.devices import agent_folder
         from sandbox.typed import to_dict
 
-        scorer = RemoteScorer(scoring)
-        threshold = resolve_threshold(cfg.policy.threshold, agent_folder(cfg.agent))
+        folder = agent_folder(cfg.agent)
+        scorer = RemoteScorer(scoring, folder)
+        threshold = resolve_threshold(cfg.policy.threshold, folder)
         agent = ray.get(scoring.info.remote())
         agent.update(threshold=threshold, operating_point=to_dict(cfg.policy.threshold))
     part = simulate_sites(
@@ -237,6 +239,7 @@ def _outcomes(cfg: RunConfig, cohort, *units):
         "timings": timings,
         "agents": agents,
         "policy_versions": rec.policy_versions,
+        "monitoring": rec.monitoring,
     }
 
 
@@ -278,6 +281,8 @@ def save_unit(folder: Path, job: Any, result: tuple[Any, Any]) -> None:
     try:
         part.events.write_parquet(tmp / "events.parquet")
         part.backlog.write_parquet(tmp / "backlog.parquet")
+        if part.monitoring is not None:
+            part.monitoring.write_parquet(tmp / "monitoring.parquet")
         rows = part.rows
         pl.DataFrame(
             {
@@ -314,6 +319,8 @@ def load_unit(folder: Path, job: Any) -> tuple[Any, Any] | None:
         dx_stage = np.full(n, -1, dtype=np.int8)
         dx_day[rows] = people["screen_dx_day"].to_numpy()
         dx_stage[rows] = people["screen_dx_stage"].to_numpy()
+        kept = folder / "monitoring.parquet"
+        monitoring = pl.read_parquet(kept) if kept.is_file() else None
         part = SiteRecords(
             pl.read_parquet(folder / "events.parquet"),
             pl.read_parquet(folder / "backlog.parquet"),
@@ -322,6 +329,7 @@ def load_unit(folder: Path, job: Any) -> tuple[Any, Any] | None:
             rows,
             dict(meta["timings"]),
             dict(meta["policy_versions"]),
+            monitoring,
         )
         return part, meta["agent"]
     except (OSError, ValueError, KeyError, TypeError, IndexError, pl.exceptions.PolarsError):

@@ -42,6 +42,7 @@ class RunResult:
     agents: dict[str, Any] = field(default_factory=dict)
     policy_versions: dict[str, list[dict]] = field(default_factory=dict)
     economics: pl.DataFrame | None = None  # per-person costs and QALYs (economics=<preset>)
+    monitoring: pl.DataFrame | None = None  # the monitors' daily series (monitoring=<plan>)
 
 
 def site_blocks(n_sites: int, block: int) -> list[list[int]]:
@@ -129,7 +130,16 @@ def _simulate(cfg, profiles, show, dev, timings, t_dev) -> RunResult:
         )
     people, metrics = outcomes(cfg, cohort, rec, programme)
     timings["outcomes_s"] = time.perf_counter() - t2
-    return RunResult(None, metrics, people, rec.events, timings, agents, rec.policy_versions)
+    return RunResult(
+        None,
+        metrics,
+        people,
+        rec.events,
+        timings,
+        agents,
+        rec.policy_versions,
+        monitoring=rec.monitoring,
+    )
 
 
 def run(
@@ -182,6 +192,8 @@ def write_result(
         tables["economics"] = result.economics
     if cfg.runtime.write_events:
         tables["events"] = result.events
+    if result.monitoring is not None:
+        tables["monitoring"] = result.monitoring
     result.timings["total_s"] = time.perf_counter() - t0
     man = manifest(
         cfg.seed,

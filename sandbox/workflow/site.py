@@ -13,6 +13,7 @@ Observers hear of every report, work-up, diagnosis and death, and of each day's 
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from collections.abc import Callable, Generator, Sequence
@@ -23,7 +24,7 @@ import numpy as np
 import simpy
 
 from sandbox.agents.readers import Reader
-from sandbox.config import ProgrammeConfig, Site
+from sandbox.config import ProgrammeConfig, Scanner, Site
 from sandbox.programmes.base import Cohort, PersonEvent, Programme, Read
 from sandbox.rng import Streams, exam_key
 from sandbox.workflow.calendar import Calendar, is_workday
@@ -76,6 +77,7 @@ class SiteSetup:
         streams: keyed random streams. ai: the AI device reader, when the policy uses one.
         observers: told of reports, work-ups, diagnoses, deaths and days (the exam log first).
         on_days: progress callback, called with simulated days every 30 days.
+        scanner_changes: the site's scanner from given days on (``drift``), in day order.
     """
 
     index: int
@@ -88,6 +90,8 @@ class SiteSetup:
     policy: ReadingPolicy
     streams: Streams
     ai: Any = None  # sandbox.agents.inference.DeviceScorer
+    # drift: (from_day, scanner, reason) for each change of the site's scanner, by day
+    scanner_changes: Sequence[tuple[float, Scanner, str]] = ()
     observers: Sequence[Observer] = ()
     on_days: Callable[[int], None] | None = None
 
@@ -115,6 +119,11 @@ class SiteModel:
         self.scanner = setup.programme.exam_scanner(
             setup.site.scanner, setup.policy.config.modality
         )
+        self._scanner_from = [float(d) for d, _, _ in setup.scanner_changes]
+        self._scanners = [self.scanner] + [
+            setup.programme.exam_scanner(sc, setup.policy.config.modality)
+            for _, sc, _ in setup.scanner_changes
+        ]
         self.scanner_book = Calendar(setup.site.scanners * setup.site.exams_per_scanner_day)
         self.workup_book = Calendar(setup.site.workup_slots_per_day)
         self.worklist = Worklist(env)
@@ -240,6 +249,12 @@ class SiteModel:
         self.worklist.put(ReadTask(exam, slot, boost, reviewer, done))
         return done
 
+    def scanner_at(self, day: float) -> Scanner:
+        """The scanner an exam performed on ``day`` is taken on (after any drift before it)."""
+        if not self._scanner_from:
+            return self.scanner
+        return self._scanners[bisect.bisect_right(self._scanner_from, day)]
+
     def ai_score(self, exam: Exam) -> simpy.Event:
         """The AI's score of ``exam``'s image; exams scanned together are scored as one batch."""
         if self.ai is None:
@@ -254,7 +269,9 @@ class SiteModel:
         yield self.env.timeout(AI_BATCH_DELAY_DAYS)
         pending, self._ai_pending = self._ai_pending, []
         prog = self.programme
-        images = [prog.image_of(e.person_id, e.day, self.scanner, e.shows) for e, _ in pending]
+        images = [
+            prog.image_of(e.person_id, e.day, self.scanner_at(e.day), e.shows) for e, _ in pending
+        ]
         reads = self.ai.read(images)
         for i, (exam, event) in enumerate(pending):
             driver = prog.candidate_kind(images[i], int(reads.driver[i]), exam.shows)
@@ -269,12 +286,13 @@ class SiteModel:
         the cache. Screens that end up not happening (death, diagnosis) cost an inference only.
         """
         self._prefetched_until = end
-        scanner, prog = self.scanner, self.programme
+        prog = self.programme
         images = []
         for day, _, item in self.heap:
             if start <= day < end and item[3] == "screen":
                 row = item[0]
                 exam_day = day + SCAN_TIME
+                scanner = self.scanner_at(exam_day)
                 shows = prog.exam_shows(self.cohort, row, exam_day, scanner)
                 images.append(prog.image_of(int(self._pid[row]), exam_day, scanner, shows))
         if images:
@@ -336,7 +354,7 @@ class SiteModel:
             kind,
             due,
             day,
-            prog.exam_shows(self.cohort, row, day, self.scanner),
+            prog.exam_shows(self.cohort, row, day, self.scanner_at(day)),
             prior,
             exam_key(rnd, seq),
             version.version,

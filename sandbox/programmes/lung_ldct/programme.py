@@ -218,12 +218,13 @@ class LungLDCT(Programme):
 
     def _earlier(self, exam: Any) -> Callable[[float], dict[int, Finding]]:
         """What the person's earlier images showed, by day (for the reader's comparison; the
-        images were taken on this site's scanner)."""
+        images were taken on this site's scanner, as it was that day)."""
         site, rg = exam.site, self.scenario.programme.radiograph
 
         def shown(day: float) -> dict[int, Finding]:
             return {
-                f.key: f for f in visible_findings(site.cohort, exam.row, day, site.scanner, rg)
+                f.key: f
+                for f in visible_findings(site.cohort, exam.row, day, site.scanner_at(day), rg)
             }
 
         return shown

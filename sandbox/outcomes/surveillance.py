@@ -1,0 +1,282 @@
+"""Post-market surveillance: monitors that watch a site's AI reads in simulated time.
+
+A :class:`CusumMonitor` is an observer (:mod:`sandbox.workflow.observers`). It sees each exam
+when its report is issued, as a monitoring team would, and closes each calendar day at the
+next day's tick. Per site and per statistic of that day's AI reads (the AI-positive rate, or
+the mean score) it keeps a two-sided CUSUM, as FDA's AIM-CU does:
+
+    z_t = (x_t - mu_0) / (sd_0 / sqrt(n_t))
+    S+_t = max(0, S+_{t-1} + z_t - k),   S-_t = max(0, S-_{t-1} - z_t - k)
+
+where ``x_t`` is the day's statistic over its ``n_t`` reads and ``mu_0``, ``sd_0`` the
+in-control mean and per-read SD. An alarm is raised when ``S+`` or ``S-`` exceeds ``h``; the
+CUSUM then restarts from zero. With ``k = 0.5`` and ``h = 5`` a one-sided CUSUM of standard
+normal ``z`` has an in-control average run length of about 930 days (Siegmund's
+approximation), two-sided about 465: fewer than one false alarm per site-year of reading days.
+
+The in-control reference is either the site's own first ``baseline_days`` of AI reads
+(``reference: baseline``) or the device's validation reference, the screening population it
+was validated on (``reference: validation``), at the run's operating point.
+
+After an alarm, the plan's action takes effect ``days_to_act`` days later through the site's
+live policy handle: ``alert`` (recorded only), ``standard_of_care`` (the AI is switched off at
+that site) or ``recalibrate`` (the operating point moved to the quantile of the scores read
+during the delay to act that restores the in-control AI-positive rate; the charts then take a
+new baseline). A site acts once; later alarms are recorded.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from sandbox.workflow.observers import Observer
+
+if TYPE_CHECKING:
+    from sandbox.config import Monitoring
+    from sandbox.workflow.exam import ExamRecord
+    from sandbox.workflow.site import SiteModel
+
+MONITORING_SCHEMA = {
+    "site": pl.String,
+    "statistic": pl.String,
+    "day": pl.Int32,
+    "reads": pl.Int32,
+    "value": pl.Float64,
+    "z": pl.Float64,
+    "cusum_up": pl.Float64,
+    "cusum_down": pl.Float64,
+    "alarm": pl.Boolean,
+    "action": pl.String,
+}
+
+
+@dataclass
+class _Chart:
+    statistic: str
+    k: float
+    h: float
+    mean: float = math.nan
+    sd: float = math.nan
+    up: float = 0.0
+    down: float = 0.0
+
+
+@dataclass
+class _SiteState:
+    charts: list[_Chart]
+    days: dict[int, list[tuple[float, bool]]] = field(default_factory=dict)
+    baseline: list[tuple[float, bool]] = field(default_factory=list)
+    recalibrate: tuple[int, str] | None = None  # (alarm day, reason) while collecting
+    since_alarm: list[float] = field(default_factory=list)
+    first_day: int | None = None
+    acted: bool = False
+    target_rate: float = math.nan  # the in-control AI-positive rate (recalibration's target)
+
+
+class CusumMonitor(Observer):
+    """Two-sided CUSUMs on each site's daily AI reads (see the module docstring).
+
+    Args:
+        plan: the monitoring plan (``cusums``, ``reference``, ``baseline_days``, ``action``,
+            ``days_to_act``).
+        threshold: the run's operating point (the AI-positive cut-off of the reference).
+        reference_scores: the device's validation reference scores (``reference: validation``).
+    """
+
+    def __init__(
+        self, plan: Monitoring, threshold: float, reference_scores: np.ndarray | None = None
+    ) -> None:
+        self.plan, self.threshold = plan, float(threshold)
+        self.reference = None
+        if plan.reference == "validation":
+            if reference_scores is None or len(reference_scores) < 30:
+                raise ValueError("reference: validation needs the device's reference scores")
+            self.reference = np.asarray(reference_scores, dtype=np.float64)
+        self.sites: dict[str, _SiteState] = {}
+        self.rows: list[tuple] = []
+
+    # ------------------------------------------------------------------ observer hooks
+    def on_exam(self, site: SiteModel, record: ExamRecord) -> None:
+        score = record.ai_score
+        if score is None or score != score:
+            return
+        st = self._state(site)
+        day = int(record.reported_day)
+        st.days.setdefault(day, []).append((float(score), bool(record.ai_positive)))
+
+    def on_day(self, site: SiteModel, day: int) -> None:
+        st = self._state(site)
+        for d in sorted(k for k in st.days if k < day):
+            self._close(site, st, d, st.days.pop(d))
+
+    # ------------------------------------------------------------------ the charts
+    def _state(self, site: SiteModel) -> _SiteState:
+        st = self.sites.get(site.name)
+        if st is None:
+            charts = [_Chart(c.statistic, c.k, c.h) for c in self.plan.cusums]
+            st = self.sites[site.name] = _SiteState(charts)
+            if self.reference is not None:
+                ref = self.reference
+                self._calibrate(st, ref, ref >= self.threshold)
+        return st
+
+    @staticmethod
+    def _calibrate(st: _SiteState, scores: np.ndarray, positive: np.ndarray) -> None:
+        if math.isnan(st.target_rate):
+            st.target_rate = float(positive.mean())
+        for c in st.charts:
+            x = positive.astype(np.float64) if c.statistic == "ai_positive_rate" else scores
+            c.mean = float(x.mean())
+            c.sd = max(float(x.std(ddof=1)), 1e-9)
+
+    def _close(self, site: SiteModel, st: _SiteState, day: int, reads: list) -> None:
+        if not st.charts:
+            return
+        if st.first_day is None:
+            st.first_day = day
+        scores = np.array([s for s, _ in reads])
+        positive = np.array([p for _, p in reads], dtype=np.float64)
+        if st.recalibrate is not None:
+            st.since_alarm.extend(scores.tolist())
+            if day >= st.recalibrate[0] + max(1.0, self.plan.days_to_act):
+                self._recalibrate(site, st, day)
+            return
+        if math.isnan(st.charts[0].mean):
+            # still in the baseline window: collect, then calibrate once it is full
+            st.baseline.extend(zip(scores.tolist(), positive.tolist(), strict=True))
+            if day - st.first_day + 1 >= self.plan.baseline_days:
+                b = np.array(st.baseline)
+                self._calibrate(st, b[:, 0], b[:, 1] > 0.5)
+                st.baseline = []
+            return
+        n = len(reads)
+        alarm_now = False
+        for c in st.charts:
+            x = float(positive.mean() if c.statistic == "ai_positive_rate" else scores.mean())
+            z = (x - c.mean) / (c.sd / math.sqrt(n))
+            c.up = max(0.0, c.up + z - c.k)
+            c.down = max(0.0, c.down - z - c.k)
+            alarm = c.up > c.h or c.down > c.h
+            action = ""
+            if alarm:
+                action = self._act(site, st, day, c) if not alarm_now else "alarm"
+                alarm_now = True
+            self.rows.append((site.name, c.statistic, day, n, x, z, c.up, c.down, alarm, action))
+            if alarm:
+                c.up = c.down = 0.0
+
+    def _act(self, site: SiteModel, st: _SiteState, day: int, chart: _Chart) -> str:
+        plan = self.plan
+        if plan.action == "alert" or st.acted:
+            return "alert"
+        when = max(float(day + 1 + plan.days_to_act), site.now)
+        reason = f"{plan.name}: {chart.statistic} CUSUM alarm on day {day}"
+        if plan.action == "standard_of_care":
+            site.policy.standard_of_care(when, reason)
+            st.acted = True
+            return "standard_of_care"
+        # recalibrate: from the scores read after the alarm, during the delay to act
+        st.acted = True
+        st.recalibrate = (day, reason)
+        st.since_alarm = []
+        return "recalibrate"
+
+    def _recalibrate(self, site: SiteModel, st: _SiteState, day: int) -> None:
+        """At the end of the delay to act: the operating point that gives the in-control
+        AI-positive rate on the reads since the alarm, in force from tomorrow."""
+        alarm_day, reason = st.recalibrate
+        st.recalibrate = None
+        scores = np.array(st.since_alarm)
+        target = st.target_rate
+        if len(scores) == 0 or not 0.0 < target < 1.0:
+            return
+        threshold = float(np.quantile(scores, 1.0 - target))
+        site.policy.set_threshold(threshold, max(float(day + 1), site.now), reason)
+        self.rows.append(
+            (
+                site.name,
+                "recalibration",
+                day,
+                len(scores),
+                threshold,
+                math.nan,
+                0.0,
+                0.0,
+                False,
+                f"threshold {threshold:.4g}",
+            )
+        )
+        # the recalibrated device is a new in-control state: the charts take a new baseline
+        for c in st.charts:
+            c.mean, c.sd, c.up, c.down = math.nan, math.nan, 0.0, 0.0
+        st.first_day, st.baseline = None, []
+
+    def frame(self) -> pl.DataFrame:
+        """The monitors' daily series: one row per site, statistic and closed day."""
+        cols = list(MONITORING_SCHEMA)
+        data: dict[str, Any] = {c: [r[i] for r in self.rows] for i, c in enumerate(cols)}
+        return pl.DataFrame(data, schema=MONITORING_SCHEMA)
+
+
+def empty_monitoring() -> pl.DataFrame:
+    return pl.DataFrame(schema=MONITORING_SCHEMA)
+
+
+def alarm_summary(
+    monitoring: pl.DataFrame, drift_days: dict[str, float], horizon_days: float
+) -> pl.DataFrame:
+    """Per site and statistic: days monitored, alarms, the first alarm after the site's drift
+    and the days it took (null: no drift there, or none detected), and false alarms (alarms
+    before the drift, or any where there is none) per site-year monitored before it."""
+    rows = []
+    charts = monitoring.filter(pl.col("statistic") != "recalibration")
+    for (site, stat), g in charts.group_by("site", "statistic", maintain_order=True):
+        drift = drift_days.get(str(site))
+        days = g["day"].to_numpy()
+        alarms = g.filter(pl.col("alarm"))["day"].to_numpy()
+        end = float(drift) if drift is not None else horizon_days
+        watched = days[days < end]
+        span = (float(watched.max()) - float(watched.min()) + 1.0) if len(watched) else 0.0
+        false = int((alarms < end).sum())
+        after = alarms[alarms >= drift] if drift is not None else alarms[:0]
+        first = float(after.min()) if len(after) else None
+        rows.append(
+            {
+                "site": str(site),
+                "statistic": str(stat),
+                "days_monitored": int(len(days)),
+                "alarms": int(len(alarms)),
+                "drift_day": drift,
+                "first_alarm_after_drift": first,
+                "days_to_detection": None if first is None else first - float(drift),
+                "false_alarms": false,
+                "false_alarms_per_site_year": false / (span / 365.25) if span > 0 else None,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "site": pl.String,
+            "statistic": pl.String,
+            "days_monitored": pl.Int64,
+            "alarms": pl.Int64,
+            "drift_day": pl.Float64,
+            "first_alarm_after_drift": pl.Float64,
+            "days_to_detection": pl.Float64,
+            "false_alarms": pl.Int64,
+            "false_alarms_per_site_year": pl.Float64,
+        },
+    )
+
+
+def drift_days(cfg: Any) -> dict[str, float]:
+    """The first day each site's scanner drifts (``cfg.drift``)."""
+    out: dict[str, float] = {}
+    for c in cfg.drift.scanner_changes:
+        out[c.site] = min(out.get(c.site, math.inf), float(c.day))
+    return out

@@ -1,0 +1,209 @@
+"""Drift on the timeline and monitoring plans: config errors, the CUSUM monitor and its
+actions, and a run with a scanner drift that the default plan catches and acts on."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import polars as pl
+import pytest
+import testkit
+from testkit import assert_nothing_written, assert_one_line_error, run_cli
+
+from sandbox.config import Cusum, Monitoring
+from sandbox.outcomes.surveillance import CusumMonitor, alarm_summary
+
+SMALL = ["cohort.size=3000", "seed=11", "runtime=quiet", "runtime.device=cpu"]
+DRIFT_DAY = 200
+DRIFT = ["drift=scanner_update", f"drift.scanner_changes.0.day={DRIFT_DAY}"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    with testkit.one_torch_thread():
+        yield
+
+
+# ------------------------------------------------------------------ config errors
+@pytest.mark.parametrize(
+    "argv, needles",
+    [
+        (["drift.scanner_changes.0.site=nowhere"], ["drift.scanner_changes[0].site", "nowhere"]),
+        (
+            ["drift.scanner_changes.0.scanner.hu_offset=999"],
+            ["drift.scanner_changes[0].scanner.hu_offset", "999"],
+        ),
+        (["drift.scanner_changes.0.day=-3"], ["drift.scanner_changes[0].day", "-3"]),
+        (["monitoring=aimcu_cusum", "monitoring.cusums.0.statistic=auc"], ["statistic", "auc"]),
+        (["monitoring=aimcu_cusum", "monitoring.action=panic"], ["monitoring.action", "panic"]),
+    ],
+)
+def test_bad_drift_or_plan_is_one_line(argv, needles, tmp_path, capsys):
+    out_dir = tmp_path / "runs"
+    code, _, err = run_cli(
+        ["run", *SMALL, "policy=ai_triage", *DRIFT, *argv, f"runtime.out_dir={out_dir}"], capsys
+    )
+    assert_one_line_error(code, err, *needles)
+    assert_nothing_written(out_dir)
+
+
+def test_a_scanner_change_replaces_only_its_fields(load_config):
+    cfg, _, _ = load_config(*SMALL, *DRIFT)
+    ((day, scanner, reason),) = cfg.scanner_changes("mobile_unit")
+    base = next(s.scanner for s in cfg.scenario.sites if s.name == "mobile_unit")
+    assert day == DRIFT_DAY and "update" in reason
+    assert (scanner.hu_offset, scanner.kernel_fwhm_mm) == (40.0, 0.8)
+    assert (scanner.dose_mgy, scanner.noise_hu_at_1mgy) == (base.dose_mgy, base.noise_hu_at_1mgy)
+    assert scanner.model != base.model  # a new score-cache key for the new images
+    assert cfg.scanner_changes("city_hospital") == []
+
+
+# ------------------------------------------------------------------ the monitor alone
+class FakeSite:
+    def __init__(self, name: str) -> None:
+        self.name, self.now, self.calls = name, 0.0, []
+        self.policy = SimpleNamespace(
+            standard_of_care=lambda day, reason: self.calls.append(("soc", day, reason)),
+            set_threshold=lambda t, day, reason: self.calls.append(("threshold", t, day)),
+        )
+
+
+def feed(monitor: CusumMonitor, site: FakeSite, days: int, shift_from: int, shift: float):
+    """Forty reads a day of scores ~ Beta(2, 5) (mean 0.29), plus ``shift`` from a day on."""
+    rng = np.random.default_rng(5)
+    for day in range(days):
+        site.now = float(day)
+        monitor.on_day(site, day)
+        scores = np.clip(rng.beta(2, 5, 40) + (shift if day >= shift_from else 0.0), 0, 1)
+        for s in scores:
+            record = SimpleNamespace(
+                ai_score=float(s), ai_positive=bool(s >= 0.5), reported_day=day + 0.3
+            )
+            monitor.on_exam(site, record)
+    monitor.on_day(site, days)
+
+
+def plan(action: str = "alert") -> Monitoring:
+    return Monitoring(
+        name="t",
+        cusums=(Cusum("ai_positive_rate", 0.75, 7.0), Cusum("mean_score", 0.75, 7.0)),
+        baseline_days=60,
+        action=action,
+        days_to_act=7.0,
+    )
+
+
+def test_no_alarm_in_control_and_a_fast_alarm_after_a_shift():
+    quiet, shifted = CusumMonitor(plan(), 0.5), CusumMonitor(plan(), 0.5)
+    feed(quiet, FakeSite("a"), 700, 10**9, 0.0)
+    feed(shifted, FakeSite("a"), 700, 400, 0.05)
+    q, s = quiet.frame(), shifted.frame()
+    assert q.height == 2 * (700 - 60) and not q["alarm"].any()
+    first = s.filter(pl.col("alarm"))["day"].min()
+    assert s.filter(pl.col("day") < 400)["alarm"].sum() == 0
+    assert 400 <= first <= 410  # a 0.05 shift of the mean score, ~1.5 SD of a day's mean
+    summary = alarm_summary(s, {"a": 400.0}, 700.0)
+    assert set(summary["days_to_detection"].to_list()) <= set(range(0, 30))
+    assert summary["false_alarms"].sum() == 0
+
+
+def test_standard_of_care_after_the_delay_to_act_once():
+    monitor, site = CusumMonitor(plan("standard_of_care"), 0.5), FakeSite("a")
+    feed(monitor, site, 600, 300, 0.1)
+    (call,) = site.calls
+    frame = monitor.frame()
+    first = frame.filter(pl.col("alarm"))["day"].min()
+    assert call[0] == "soc" and call[1] == first + 1 + 7 and "CUSUM alarm" in call[2]
+    assert frame.filter(pl.col("alarm"))["action"].to_list()[0] == "standard_of_care"
+
+
+def test_recalibration_restores_the_in_control_positive_rate():
+    monitor, site = CusumMonitor(plan("recalibrate"), 0.5), FakeSite("a")
+    feed(monitor, site, 500, 300, 0.1)
+    kind, threshold, day = site.calls[0]
+    assert kind == "threshold" and day > 300
+    rng = np.random.default_rng(1)
+    before = np.mean(rng.beta(2, 5, 100_000) >= 0.5)
+    after = np.mean(np.clip(rng.beta(2, 5, 100_000) + 0.1, 0, 1) >= threshold)
+    assert after == pytest.approx(before, abs=0.03)
+
+
+# ------------------------------------------------------------------ end to end
+@pytest.fixture(scope="module")
+def drift_runs(tmp_path_factory):
+    """The same people without drift, with a drift and an alert-only plan, and with the
+    fallback plan (the site reads without the AI seven days after an alarm)."""
+    root = tmp_path_factory.mktemp("surveillance")
+    capsys = None
+    runs = {}
+    for name, extra in {
+        "none": ["monitoring=aimcu_cusum", "monitoring.baseline_days=60"],
+        "alert": [*DRIFT, "monitoring=aimcu_cusum", "monitoring.baseline_days=60"],
+        "fallback": [*DRIFT, "monitoring=aimcu_fallback", "monitoring.baseline_days=60"],
+    }.items():
+        from sandbox.cli import main
+
+        code = main(
+            [
+                "run",
+                *SMALL,
+                "policy=ai_triage",
+                *extra,
+                f"runtime.out_dir={root}",
+                f"runtime.run_name={name}",
+                f"runtime.score_cache={root / 'cache'}",
+            ]
+        )
+        assert code == 0
+        runs[name] = root / name
+    del capsys
+    return runs
+
+
+def test_drift_changes_only_the_drifted_site_after_its_day(drift_runs):
+    cols = ["site", "person_id", "exam_day", "ai_score", "ai_positive", "recalled"]
+    keep = [c for c in cols if c in pl.read_parquet(drift_runs["none"] / "events.parquet").columns]
+    none = pl.read_parquet(drift_runs["none"] / "events.parquet").select(keep)
+    alert = pl.read_parquet(drift_runs["alert"] / "events.parquet").select(keep)
+    before = pl.col("exam_day") < DRIFT_DAY
+    assert none.filter(before).equals(alert.filter(before))
+    city = pl.col("site") == 0
+    assert none.filter(city).equals(alert.filter(city))
+    late = ~before & ~city & pl.col("ai_score").is_not_null()
+    assert alert.filter(late)["ai_score"].mean() > none.filter(late)["ai_score"].mean() + 0.1
+
+
+def test_the_default_plan_detects_the_drift_and_the_fallback_acts(drift_runs):
+    alert = pl.read_parquet(drift_runs["alert"] / "monitoring.parquet")
+    summary = alarm_summary(alert, {"mobile_unit": float(DRIFT_DAY)}, 1e9)
+    mobile = summary.filter(pl.col("site") == "mobile_unit")
+    assert mobile["days_to_detection"].min() <= 30
+    assert summary["false_alarms"].sum() == 0
+    manifest = json.loads((drift_runs["fallback"] / "manifest.json").read_text())
+    versions = manifest["policy_versions"]["mobile_unit"]
+    assert len(versions) == 2 and versions[1]["role"] == "none"
+    assert DRIFT_DAY < versions[1]["from_day"] <= DRIFT_DAY + 40
+    assert "CUSUM alarm" in versions[1]["reason"]
+    events = pl.read_parquet(drift_runs["fallback"] / "events.parquet")
+    switched = events.filter(
+        (pl.col("site") == 1) & (pl.col("exam_day") >= versions[1]["from_day"])
+    )
+    assert switched.height > 0 and switched["ai_score"].null_count() == switched.height
+    assert (switched["policy_version"] == 1).all()
+    assert len(manifest["policy_versions"]["city_hospital"]) == 1
+    assert not math.isnan(float(mobile["days_to_detection"].min()))
+
+
+def test_a_validation_reference_charts_from_the_first_day():
+    ref = np.random.default_rng(2).beta(2, 5, 5000)
+    p = Monitoring(name="v", cusums=(Cusum("mean_score", 0.75, 7.0),), reference="validation")
+    same, shifted = CusumMonitor(p, 0.5, ref), CusumMonitor(p, 0.5, ref)
+    feed(same, FakeSite("a"), 300, 10**9, 0.0)
+    feed(shifted, FakeSite("a"), 300, 0, 0.05)  # a site that reads differently from day 0
+    assert same.frame()["day"].min() == 0 and not same.frame()["alarm"].any()
+    assert shifted.frame().filter(pl.col("alarm"))["day"].min() < 10
+    with pytest.raises(ValueError, match="reference scores"):
+        CusumMonitor(p, 0.5, None)
