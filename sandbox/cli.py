@@ -181,23 +181,29 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         )
     if res.monitoring is not None:
-        print(monitoring_text(cfg, res.monitoring))
+        from sandbox.outcomes.surveillance import drift_days
+
+        plan = cfg.monitoring
+        print(
+            monitoring_text(
+                f"{plan.name} (action: {plan.action} after {plan.days_to_act:g} days; "
+                f"drift: {cfg.drift.name}",
+                drift_days(cfg),
+                res.monitoring,
+            )
+        )
     print(f"\nrun folder: {res.folder}")
     print(f"repeat:     sandbox run {' '.join(args.overrides)}".rstrip())
     return 0
 
 
-def monitoring_text(cfg, monitoring) -> str:
-    """The run's monitoring plan in a few lines: alarms, days to detection, false alarms."""
-    from sandbox.outcomes.surveillance import alarm_summary, drift_days
+def monitoring_text(title: str, drift: dict[str, float], monitoring) -> str:
+    """A monitoring plan's run in a few lines: alarms, days to detection, false alarms."""
+    from sandbox.outcomes.surveillance import alarm_summary
 
     horizon = float(monitoring["day"].max() or 0) + 1.0 if monitoring.height else 0.0
-    table = alarm_summary(monitoring, drift_days(cfg), horizon)
-    plan = cfg.monitoring
-    lines = [
-        f"\nmonitoring: {plan.name} (action: {plan.action} after {plan.days_to_act:g} days; "
-        f"drift: {cfg.drift.name}; daily series in monitoring.parquet, docs/surveillance.md)"
-    ]
+    table = alarm_summary(monitoring, drift, horizon)
+    lines = [f"\nmonitoring: {title}; daily series in monitoring.parquet, docs/surveillance.md)"]
     head = ["site", "statistic", "days", "alarms", "drift day", "detected after", "false alarms"]
     rows = []
     for r in table.iter_rows(named=True):
@@ -229,6 +235,45 @@ def monitoring_text(cfg, monitoring) -> str:
     lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
     lines.extend("  ".join(c.ljust(w) for c, w in zip(x, widths, strict=True)) for x in rows)
     return "\n".join(lines)
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """A run's monitoring plan: its alarm table, and a plot of its charts (``--plot``)."""
+    from sandbox.outcomes.surveillance import monitor_figure, monitor_plot
+    from sandbox.runfolder import read_run
+
+    run = read_run(args.run)
+    folder, cfg, man = run["folder"], run["config"], run["manifest"]
+    path = folder / "monitoring.parquet"
+    if not path.is_file():
+        raise SandboxInputError(f"{folder}: no monitoring.parquet (the run had no monitoring plan)")
+    try:
+        frame = pl.read_parquet(path)
+        plan, drift_cfg = cfg["monitoring"], cfg["drift"]
+        drift: dict[str, float] = {}
+        for c in drift_cfg["scanner_changes"]:
+            drift[str(c["site"])] = min(drift.get(str(c["site"]), math.inf), float(c["day"]))
+        h = {str(c["statistic"]): float(c["h"]) for c in plan["cusums"]}
+        title = (
+            f"{plan['name']} (action: {plan['action']} after {float(plan['days_to_act']):g} days; "
+            f"drift: {drift_cfg['name']}"
+        )
+    except (pl.exceptions.PolarsError, OSError, KeyError, TypeError, ValueError) as e:
+        raise SandboxInputError(f"{folder}: unreadable monitoring plan or series ({e})") from e
+    print(monitoring_text(title, drift, frame).lstrip("\n"))
+    if args.plot:
+        out = Path(args.plot)
+        if out.suffix.lower() not in (".svg", ".png"):
+            raise SandboxInputError(f"--plot {out}: must end in .svg or .png")
+        if not out.parent.is_dir():
+            raise SandboxInputError(f"--plot {out}: folder {out.parent} does not exist")
+        changes = {
+            site: [(float(v["from_day"]), str(v["reason"])) for v in versions[1:]]
+            for site, versions in (man.get("policy_versions") or {}).items()
+        }
+        monitor_plot(monitor_figure(frame, drift, h, changes), out)
+        print(f"plot: {out}")
+    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -1844,6 +1889,12 @@ def parser() -> argparse.ArgumentParser:
     ps.add_argument("--strategy", help="strategy of the tornado (default: the best at --wtp)")
     ps.add_argument("--out", help="output folder (default runs/psa/psa-<time>)")
     ps.set_defaults(func=cmd_psa)
+    mo = sub.add_parser(
+        "monitor", help="a run's monitoring plan: alarms, days to detection, a plot of its charts"
+    )
+    mo.add_argument("run", help="a run folder made with monitoring=<plan>")
+    mo.add_argument("--plot", help="write the charts (.svg or .png)")
+    mo.set_defaults(func=cmd_monitor)
     a = sub.add_parser(
         "agent-card", help="what an AI device is, was trained on, and how it performs"
     )

@@ -207,3 +207,34 @@ def test_a_validation_reference_charts_from_the_first_day():
     assert shifted.frame().filter(pl.col("alarm"))["day"].min() < 10
     with pytest.raises(ValueError, match="reference scores"):
         CusumMonitor(p, 0.5, None)
+
+
+def test_sandbox_monitor_prints_the_alarms_and_plots_the_charts(drift_runs, tmp_path, capsys):
+    plot = tmp_path / "charts.svg"
+    code, out, err = run_cli(["monitor", str(drift_runs["fallback"]), "--plot", str(plot)], capsys)
+    assert code == 0, err
+    assert "aimcu_fallback" in out and "mobile_unit" in out and "days" in out
+    svg = plot.read_text()
+    assert svg.startswith("<?xml") and "mobile_unit: mean_score" in svg and "drift" in svg
+    code, _, err = run_cli(
+        ["monitor", str(drift_runs["fallback"]), "--plot", str(tmp_path / "x.pdf")], capsys
+    )
+    assert_one_line_error(code, err, "--plot", "x.pdf")
+
+
+def test_sandbox_monitor_of_a_run_without_a_plan(tmp_path, capsys):
+    out_dir = tmp_path / "runs"
+    code, _, err = run_cli(
+        [
+            "run",
+            "cohort.size=300",
+            "seed=3",
+            "runtime=quiet",
+            f"runtime.out_dir={out_dir}",
+            "runtime.run_name=plain",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    code, _, err = run_cli(["monitor", str(out_dir / "plain")], capsys)
+    assert_one_line_error(code, err, "monitoring.parquet")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -280,3 +281,83 @@ def drift_days(cfg: Any) -> dict[str, float]:
     for c in cfg.drift.scanner_changes:
         out[c.site] = min(out.get(c.site, math.inf), float(c.day))
     return out
+
+
+def monitor_figure(
+    monitoring: pl.DataFrame,
+    drift: dict[str, float],
+    h: dict[str, float],
+    changes: dict[str, list[tuple[float, str]]] | None = None,
+):
+    """One panel per site and chart: ``S+`` above zero and ``-S-`` below it over programme
+    days, the alarm limits ``+-h``, alarms (red), the drift day (dashed) and the policy
+    versions the plan put in force (dotted)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    charts = monitoring.filter(pl.col("statistic") != "recalibration")
+    sites = charts["site"].unique(maintain_order=True).to_list()
+    stats_ = charts["statistic"].unique(maintain_order=True).to_list()
+    fig, axes = plt.subplots(
+        len(sites), len(stats_), figsize=(5.5 * len(stats_), 2.6 * len(sites)), squeeze=False
+    )
+    for i, site in enumerate(sites):
+        for j, stat in enumerate(stats_):
+            ax = axes[i][j]
+            g = charts.filter((pl.col("site") == site) & (pl.col("statistic") == stat))
+            day = g["day"].to_numpy()
+            ax.plot(day, g["cusum_up"].to_numpy(), lw=0.8, color="#1f4e9c", label="S+")
+            ax.plot(day, -g["cusum_down"].to_numpy(), lw=0.8, color="#6b8fd6", label="-S-")
+            limit = h.get(stat)
+            if limit is not None:
+                for y in (limit, -limit):
+                    ax.axhline(y, color="#999999", lw=0.6, ls="-")
+            alarms = g.filter(pl.col("alarm"))
+            if alarms.height:
+                up = alarms["cusum_up"].to_numpy() >= alarms["cusum_down"].to_numpy()
+                y = np.where(up, limit or 0.0, -(limit or 0.0))
+                ax.scatter(
+                    alarms["day"].to_numpy(), y, s=10, color="#c0392b", zorder=3, label="alarm"
+                )
+            if site in drift:
+                ax.axvline(drift[site], color="#333333", ls="--", lw=0.9, label="drift")
+            for d, _ in (changes or {}).get(site, []):
+                ax.axvline(d, color="#8e44ad", ls=":", lw=1.0, label="policy change")
+            ax.set_title(f"{site}: {stat}", fontsize=9)
+            ax.set_xlabel("programme day", fontsize=8)
+            ax.tick_params(labelsize=7)
+    handles: dict[str, Any] = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    fig.legend(
+        handles.values(),
+        handles.keys(),
+        loc="upper center",
+        ncol=len(handles),
+        fontsize=8,
+        frameon=False,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return fig
+
+
+def monitor_plot(figure, path: Path) -> Path:
+    """Write ``figure`` to ``path`` (.svg or .png), whole or not at all."""
+    import os
+
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    suffix = path.suffix.lower()[1:]
+    try:
+        with matplotlib.rc_context({"svg.hashsalt": "monitor", "svg.fonttype": "none"}):
+            figure.savefig(tmp, format=suffix, metadata={"Date": None} if suffix == "svg" else None)
+        os.replace(tmp, path)
+    finally:
+        plt.close(figure)
+        tmp.unlink(missing_ok=True)
+    return path
