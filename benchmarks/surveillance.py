@@ -10,7 +10,11 @@ with ``--plan``, then, from each run's ``monitoring.parquet``:
   interval (Garwood);
 * **days to detection**: per drift run, the first alarm day at the drifted site on or after the
   drift day, minus the drift day; median, mean with a bootstrap 95 % interval over seeds, and
-  the share of runs that detected it before the run ended.
+  the share of runs that detected it before the run ended;
+* **harm during the delay**: at the drifted site, over the screens performed from the drift
+  day until the plan's action could take effect (first alarm + 1 + ``days_to_act``), the drift
+  run minus the no-drift run of the same seed (the same people): visible cancers not reported,
+  positive reports (recalls), human reads and AI-positive screens, per 1,000 such screens.
 
 Run:
 
@@ -64,16 +68,43 @@ def alarm_days(frame: pl.DataFrame) -> dict[str, tuple[np.ndarray, float, float]
     return out
 
 
+HARM = {
+    "cancers_missed": pl.col("malignant_visible") & ~pl.col("malignant_reported"),
+    "positive_reports": pl.col("positive"),
+    "human_reads": pl.col("n_reads"),
+    "ai_positive": pl.col("ai_positive").fill_null(False),
+}
+
+
+def window_counts(run: Path, site: int, start: float, end: float) -> dict[str, float]:
+    """Screens at ``site`` performed in [start, end), and the harm counts among them."""
+    e = pl.read_parquet(run / "events.parquet").filter(
+        (pl.col("site") == site)
+        & (pl.col("exam_kind") == "screen")
+        & (pl.col("exam_day") >= start)
+        & (pl.col("exam_day") < end)
+    )
+    out = {"screens": float(e.height)}
+    out.update({k: float(e.select(v.cast(pl.Int64).sum()).item() or 0) for k, v in HARM.items()})
+    return out
+
+
 def summarise(sweep: Path) -> dict:
     false_alarms, site_years, delays, undetected = 0, 0.0, [], 0
     runs = 0
+    baseline: dict[int, Path] = {}
+    windows: list[tuple[int, Path, int, float, float]] = []
     for run in sorted((sweep / "runs").iterdir()):
         cfg = yaml.safe_load((run / "config.yaml").read_text())
         frame = pl.read_parquet(run / "monitoring.parquet")
         drift = {}
         for c in cfg["drift"]["scanner_changes"]:
             drift[c["site"]] = min(drift.get(c["site"], math.inf), float(c["day"]))
+        if not drift:
+            baseline[int(cfg["seed"])] = run
         runs += 1
+        names = [s["name"] for s in cfg["sites"]]
+        act = float(cfg["monitoring"]["days_to_act"])
         for site, (days, first, last) in alarm_days(frame).items():
             end = min(drift.get(site, math.inf), last + 1.0)
             false_alarms += int((days < end).sum())
@@ -82,8 +113,24 @@ def summarise(sweep: Path) -> dict:
                 after = days[days >= drift[site]]
                 if len(after):
                     delays.append(float(after[0] - drift[site]))
+                    # harm until the plan's action could take effect
+                    stop = float(after[0]) + 1.0 + act
+                    windows.append((int(cfg["seed"]), run, names.index(site), drift[site], stop))
                 else:
                     undetected += 1
+    # harm during the detection delay: the drift run minus the no-drift run, same people
+    excess = {k: 0.0 for k in HARM}
+    screens = 0.0
+    for seed, run, site, start, stop in windows:
+        if seed not in baseline:
+            continue
+        got, ref = (
+            window_counts(run, site, start, stop),
+            window_counts(baseline[seed], site, start, stop),
+        )
+        screens += got["screens"]
+        for k in HARM:
+            excess[k] += got[k] - ref[k]
     lo = stats.chi2.ppf(0.025, 2 * false_alarms) / 2 if false_alarms else 0.0
     hi = stats.chi2.ppf(0.975, 2 * false_alarms + 2) / 2
     d = np.array(delays)
@@ -105,6 +152,10 @@ def summarise(sweep: Path) -> dict:
             float(np.percentile(boot, 97.5)),
         ],
         "days_to_detection_range": [float(d.min()), float(d.max())] if len(d) else None,
+        "screens_during_delay": screens,
+        "excess_per_1000_screens_during_delay": {
+            k: 1000.0 * v / screens if screens else math.nan for k, v in excess.items()
+        },
     }
 
 
@@ -140,7 +191,10 @@ def main() -> None:
         ],
         ["days to detection, median", f"{res['days_to_detection_median']:g}"],
         ["days to detection, range", str(res["days_to_detection_range"])],
+        ["screens at the drifted site until the action", f"{res['screens_during_delay']:,.0f}"],
     ]
+    for k, v in res["excess_per_1000_screens_during_delay"].items():
+        rows.append([f"excess {k.replace('_', ' ')} per 1,000 of them", f"{v:+.2f}"])
     print(_common.table(["", "value"], rows))
     _common.write_json(args.out, "surveillance.json", {"machine": _common.machine(), **res})
     print(json.dumps({"sweep": res["sweep"]}))
