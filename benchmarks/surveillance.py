@@ -21,6 +21,7 @@ Run:
     python benchmarks/surveillance.py [--seeds 20] [--policy ai_triage]
         [--drift scanner_update] [--plan aimcu_cusum] [--set cohort.size=20000 ...]
         [--sweep FOLDER]  # summarise a finished sweep instead of running one
+        [--workers N]     # run by ``sandbox run`` in N processes instead of a Ray sweep
 """
 
 from __future__ import annotations
@@ -57,6 +58,38 @@ def run_sweep(args: argparse.Namespace, out: Path) -> Path:
     print("$", " ".join(cmd[2:]), file=sys.stderr, flush=True)
     subprocess.run(cmd, check=True, cwd=_common.ROOT)
     return sorted((out / "sweeps").iterdir())[-1]
+
+
+def run_local(args: argparse.Namespace, out: Path) -> Path:
+    """The same runs as the sweep, by ``sandbox run`` in ``--workers`` processes (each seed's
+    no-drift run first, so that its drift run replays the scores before the drift)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    runs = out / "local" / "runs"
+    runs.mkdir(parents=True)
+
+    def seed_pair(seed: int) -> None:
+        for drift in ("none", args.drift):
+            cmd = [
+                sys.executable,
+                "-m",
+                "sandbox.cli",
+                "run",
+                f"policy={args.policy}",
+                f"drift={drift}",
+                f"monitoring={args.plan}",
+                f"seed={seed}",
+                f"runtime.out_dir={runs}",
+                f"runtime.run_name=seed{seed:03d}-{drift}",
+                "runtime=quiet",
+                *args.set,
+            ]
+            subprocess.run(cmd, check=True, cwd=_common.ROOT, stdout=subprocess.DEVNULL)
+
+    print(f"$ sandbox run x {2 * args.seeds} in {args.workers} processes", file=sys.stderr)
+    with ThreadPoolExecutor(args.workers) as pool:
+        list(pool.map(seed_pair, range(1, args.seeds + 1)))
+    return runs.parent
 
 
 def alarm_days(frame: pl.DataFrame) -> dict[str, tuple[np.ndarray, float, float]]:
@@ -167,10 +200,15 @@ def main() -> None:
     ap.add_argument("--plan", default="aimcu_cusum")
     ap.add_argument("--set", nargs="*", default=[], help="more overrides for every run")
     ap.add_argument("--sweep", help="a finished sweep folder to summarise")
+    ap.add_argument(
+        "--workers", type=int, default=0, help="run by sandbox run in N processes, not a sweep"
+    )
     ap.add_argument("--out", default="/tmp")
     args = ap.parse_args()
     if args.sweep:
         sweep = Path(args.sweep)
+    elif args.workers:
+        sweep = run_local(args, Path(tempfile.mkdtemp(prefix="bench-surveillance-")))
     else:
         sweep = run_sweep(args, Path(tempfile.mkdtemp(prefix="bench-surveillance-")))
     res = summarise(sweep)
