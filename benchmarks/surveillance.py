@@ -40,6 +40,8 @@ import polars as pl
 import yaml
 from scipy import stats
 
+from sandbox.outcomes.surveillance import drift_days
+
 
 def run_sweep(args: argparse.Namespace, out: Path) -> Path:
     cmd = [
@@ -130,9 +132,7 @@ def summarise(sweep: Path) -> dict:
     for run in sorted((sweep / "runs").iterdir()):
         cfg = yaml.safe_load((run / "config.yaml").read_text())
         frame = pl.read_parquet(run / "monitoring.parquet")
-        drift = {}
-        for c in cfg["drift"]["scanner_changes"]:
-            drift[c["site"]] = min(drift.get(c["site"], math.inf), float(c["day"]))
+        drift = drift_days((c["site"], c["day"]) for c in cfg["drift"]["scanner_changes"])
         if not drift:
             baseline[int(cfg["seed"])] = run
         runs += 1

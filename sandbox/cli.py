@@ -188,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             monitoring_text(
                 f"{plan.name} (action: {plan.action} after {plan.days_to_act:g} days; "
                 f"drift: {cfg.drift.name}",
-                drift_days(cfg),
+                drift_days((c.site, c.day) for c in cfg.drift.scanner_changes),
                 res.monitoring,
             )
         )
@@ -239,7 +239,7 @@ def monitoring_text(title: str, drift: dict[str, float], monitoring) -> str:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     """A run's monitoring plan: its alarm table, and a plot of its charts (``--plot``)."""
-    from sandbox.outcomes.surveillance import monitor_figure, monitor_plot
+    from sandbox.outcomes.surveillance import drift_days, monitor_figure, monitor_plot
     from sandbox.runfolder import read_run
 
     run = read_run(args.run)
@@ -250,9 +250,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     try:
         frame = pl.read_parquet(path)
         plan, drift_cfg = cfg["monitoring"], cfg["drift"]
-        drift: dict[str, float] = {}
-        for c in drift_cfg["scanner_changes"]:
-            drift[str(c["site"])] = min(drift.get(str(c["site"]), math.inf), float(c["day"]))
+        drift = drift_days((c["site"], c["day"]) for c in drift_cfg["scanner_changes"])
         h = {str(c["statistic"]): float(c["h"]) for c in plan["cusums"]}
         title = (
             f"{plan['name']} (action: {plan['action']} after {float(plan['days_to_act']):g} days; "

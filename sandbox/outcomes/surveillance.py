@@ -28,6 +28,7 @@ new baseline). A site acts once; later alarms are recorded.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -190,7 +191,7 @@ class CusumMonitor(Observer):
     def _recalibrate(self, site: SiteModel, st: _SiteState, day: int) -> None:
         """At the end of the delay to act: the operating point that gives the in-control
         AI-positive rate on the reads since the alarm, in force from tomorrow."""
-        alarm_day, reason = st.recalibrate
+        _, reason = st.recalibrate
         st.recalibrate = None
         scores = np.array(st.since_alarm)
         target = st.target_rate
@@ -275,11 +276,11 @@ def alarm_summary(
     )
 
 
-def drift_days(cfg: Any) -> dict[str, float]:
-    """The first day each site's scanner drifts (``cfg.drift``)."""
+def drift_days(changes: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """The first day each site drifts, from ``(site, day)`` of every scanner change."""
     out: dict[str, float] = {}
-    for c in cfg.drift.scanner_changes:
-        out[c.site] = min(out.get(c.site, math.inf), float(c.day))
+    for site, day in changes:
+        out[str(site)] = min(out.get(str(site), math.inf), float(day))
     return out
 
 
