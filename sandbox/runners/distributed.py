@@ -27,6 +27,7 @@ import shutil
 import socket
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -360,16 +361,42 @@ def execute(
 
     scoring_actor = ray.remote(_Scoring)
     gpus = ray.cluster_resources().get("GPU", 0)
+    # Units are submitted as slots free up, at most one per CPU of the cluster: a unit that
+    # waits on a scoring actor gives its CPU back to Ray, which would then start another unit,
+    # whose actor (num_cpus=0) computes too; with one actor per AI cohort, a sweep of many
+    # seeds would run them all at once on a few cores.
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
     cohorts: dict[str, Any] = {}
     services: dict[str, Any] = {}
     pending: dict[Any, tuple[str, Any, Path | None]] = {}  # ref -> (kind, job, checkpoint)
-    reused = 0
-    for job in jobs:
+    todo = deque(
+        (i, block)
+        for i, job in enumerate(jobs)
+        for block in site_blocks(len(job.cfg.scenario.sites), job.cfg.runtime.site_block_size)
+    )
+    units: list[list[Any]] = [[] for _ in jobs]
+    blocks_left = [0] * len(jobs)
+    for i, _ in todo:
+        blocks_left[i] += 1
+    out = Outcome()
+    bar = tqdm(total=0, desc="sweep", unit="task", disable=not show, file=sys.stderr)
+
+    def task(ref: Any, kind: str, job: Any, ck: Path | None = None) -> None:
+        pending[ref] = (kind, job, ck)
+        out.tasks += 1
+        bar.total += 1
+        bar.refresh()
+
+    def submit() -> bool:
+        """Submit the next unit (and its run's cohort, scoring actor and outcomes task when it
+        is the first or last to need them); False when it was taken from a checkpoint."""
+        i, block = todo.popleft()
+        job = jobs[i]
         cfg = job.cfg
         key = json.dumps({"seed": cfg.seed, "scenario": _scenario_key(cfg)}, sort_keys=True)
         if key not in cohorts:
             cohorts[key] = cohort_task.options(name=f"cohort seed {cfg.seed}").remote(cfg)
-            pending[cohorts[key]] = ("cohort", None, None)
+            task(cohorts[key], "cohort", None)
         scoring = None
         if cfg.policy.role != "none":
             skey = _service_key(cfg)
@@ -383,26 +410,34 @@ def execute(
                     max_task_retries=RETRIES,
                 ).remote(cfg)
             scoring = services[skey]
-        units = []
-        for block in site_blocks(len(cfg.scenario.sites), cfg.runtime.site_block_size):
-            ck = None if units_dir is None else unit_folder(units_dir, job, block)
-            kept = None if ck is None else load_unit(ck, job)
-            if kept is not None:
-                units.append(ray.put(kept))
-                reused += 1
-                continue
+        ck = None if units_dir is None else unit_folder(units_dir, job, block)
+        kept = None if ck is None else load_unit(ck, job)
+        submitted = kept is None
+        if kept is not None:
+            units[i].append(ray.put(kept))
+            out.reused_units += 1
+        else:
             ref = unit_task.options(name=f"{job.run.name} sites {block}").remote(
                 cfg, job.profiles, cohorts[key], block, scoring
             )
-            pending[ref] = ("unit", job, ck)
-            units.append(ref)
-        ref = outcome_task.options(name=f"{job.run.name} outcomes").remote(
-            cfg, cohorts[key], *units
-        )
-        pending[ref] = ("outcomes", job, None)
-    out = Outcome(tasks=len(pending), reused_units=reused)
-    bar = tqdm(total=len(pending), desc="sweep", unit="task", disable=not show, file=sys.stderr)
+            task(ref, "unit", job, ck)
+            units[i].append(ref)
+        blocks_left[i] -= 1
+        if blocks_left[i] == 0:
+            ref = outcome_task.options(name=f"{job.run.name} outcomes").remote(
+                cfg, cohorts[key], *units[i]
+            )
+            task(ref, "outcomes", job)
+            units[i] = []
+        return submitted
+
+    def fill() -> None:
+        running = sum(1 for kind, _, _ in pending.values() if kind == "unit")
+        while todo and running < slots:
+            running += submit()
+
     try:
+        fill()
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
@@ -413,6 +448,8 @@ def execute(
                         save_unit(ck, job, ray.get(ref))
                     except RayError:
                         pass  # the run's outcomes task reports the failure
+                if kind == "unit":
+                    fill()
                 if kind != "outcomes":
                     continue
                 try:
