@@ -192,6 +192,18 @@ def cmd_run(args: argparse.Namespace) -> int:
                 res.monitoring,
             )
         )
+    if res.equity is not None:
+        gaps = res.equity.filter(pl.col("flagged"))
+        print(
+            f"\nequity: {gaps.height} gap(s) to a reference group with a 95% interval excluding "
+            f"zero{': ' if gaps.height else ''}"
+            + ", ".join(
+                f"{r['metric']} {r['dimension']}={r['group']} {r['diff']:+.3f}"
+                for r in gaps.head(4).iter_rows(named=True)
+            )
+            + (", ..." if gaps.height > 4 else "")
+            + f" (sandbox equity {res.folder})"
+        )
     print(f"\nrun folder: {res.folder}")
     print(f"repeat:     sandbox run {' '.join(args.overrides)}".rstrip())
     return 0
@@ -274,11 +286,130 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return 0
 
 
+def equity_text(table: pl.DataFrame, show_all: bool = False) -> str:
+    """A run's disparities: Fairlearn's summaries per dimension, then the gaps to each
+    dimension's reference group whose interval excludes zero (every gap with ``show_all``)."""
+
+    def ci(v, lo, hi, digits: int = 3) -> str:
+        return f"{v:.{digits}f} ({lo:.{digits}f} to {hi:.{digits}f})"
+
+    lines = ["by dimension: Fairlearn's summaries (max - min over groups; min / max)"]
+    head = ("dimension", "demographic parity diff", "ratio", "equalized odds diff", "ratio")
+    rows = []
+    for dim in table["dimension"].unique(maintain_order=True).to_list():
+        cell = {
+            r["metric"]: r
+            for r in table.filter(
+                (pl.col("dimension") == dim) & (pl.col("group") == "max-min")
+            ).iter_rows(named=True)
+        }
+        dp, eo = cell.get("demographic_parity"), cell.get("equalized_odds")
+        if dp is None or eo is None:
+            continue
+        rows.append(
+            (
+                dim,
+                ci(dp["diff"], dp["diff_lo"], dp["diff_hi"]),
+                ci(dp["ratio"], dp["ratio_lo"], dp["ratio_hi"], 2),
+                ci(eo["diff"], eo["diff_lo"], eo["diff_hi"]),
+                ci(eo["ratio"], eo["ratio_lo"], eo["ratio_hi"], 2),
+            )
+        )
+    lines.append(_columns(head, rows))
+    gaps = table.filter((pl.col("group") != "max-min") & (pl.col("group") != pl.col("reference")))
+    shown_gaps = gaps if show_all else gaps.filter(pl.col("flagged"))
+    title = "gaps to each dimension's reference group"
+    if not show_all:
+        title += f" with a 95% interval excluding zero: {shown_gaps.height} of {gaps.height}"
+    lines.append(f"\n{title}")
+    if shown_gaps.height:
+        lines.append(
+            _columns(
+                ("group", "reference", "metric", "value", "n", "difference", "ratio"),
+                [
+                    (
+                        f"{r['dimension']}={r['group']}",
+                        r["reference"],
+                        r["metric"],
+                        ci(r["value"], r["lo"], r["hi"]),
+                        f"{r['n']:,}",
+                        ci(r["diff"], r["diff_lo"], r["diff_hi"]),
+                        ci(r["ratio"], r["ratio_lo"], r["ratio_hi"], 2),
+                    )
+                    for r in shown_gaps.iter_rows(named=True)
+                ],
+            )
+        )
+    return "\n".join(lines)
+
+
+def _columns(head: Sequence[str], rows: list[Sequence[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *rows, strict=True)]
+    return "\n".join(
+        "  ".join(str(c).ljust(w) for c, w in zip(x, widths, strict=True)) for x in (head, *rows)
+    )
+
+
+def cmd_equity(args: argparse.Namespace) -> int:
+    """A run's disparities from its folder: equity.parquet as written, or recomputed from its
+    events and people with other reference groups (``--reference``)."""
+    from sandbox.comparison import programme_of
+    from sandbox.outcomes.equity import EQUITY_SCHEMA, run_disparities
+    from sandbox.runfolder import read_run
+
+    run = read_run(args.run)
+    folder, cfg = run["folder"], run["config"]
+    refs = _references(args.reference)
+    path = folder / "equity.parquet"
+    if path.is_file() and not refs:
+        try:
+            table = pl.read_parquet(path)
+        except (OSError, pl.exceptions.PolarsError) as e:
+            raise SandboxInputError(f"{path}: unreadable ({type(e).__name__})") from e
+        if table.schema != pl.Schema(EQUITY_SCHEMA):
+            raise SandboxInputError(f"{path}: not an equity table (columns differ)")
+    else:
+        for name in ("events.parquet", "people.parquet"):
+            if not (folder / name).is_file():
+                raise SandboxInputError(f"{folder}: no {name} to compute disparities from")
+        programme = programme_of(run)
+        try:
+            events = pl.read_parquet(folder / "events.parquet")
+            people = pl.read_parquet(folder / "people.parquet")
+        except (OSError, pl.exceptions.PolarsError) as e:
+            raise SandboxInputError(
+                f"{folder}: unreadable events or people ({type(e).__name__})"
+            ) from e
+        sites = [str((x or {}).get("name")) for x in cfg.get("sites") or []]
+        table = run_disparities(
+            events,
+            people,
+            programme,
+            sites,
+            str(run["manifest"].get("scenario", "?")),
+            str(run["manifest"].get("policy", "?")),
+            int(run["manifest"].get("seed", 0)),
+            references=refs,
+        )
+    if args.dimension:
+        table = table.filter(pl.col("dimension").is_in(args.dimension))
+    print(f"{folder}: disparities between groups, 95% intervals (docs/equity.md)\n")
+    print(equity_text(table, args.all))
+    if args.csv:
+        out = Path(args.csv)
+        if not out.parent.is_dir():
+            raise SandboxInputError(f"--csv {out}: folder {out.parent} does not exist")
+        table.write_csv(out)
+        print(f"\ntable: {out}")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from sandbox.comparison import (
         Primary,
         check_same_scenario,
         compare_arms,
+        compare_equity,
         expand,
         forest_plot,
         group_arms,
@@ -330,17 +461,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     where = (args.site, args.subgroup, args.round)
     pairable_view = args.round == "all"  # a person's share is whole, not per round
     paired = len(arms) == 2 and arms[0].scenario == arms[1].scenario
-    need_pair = primary is not None or bool(plot) or spec is not None
+    need_pair = primary is not None or bool(plot) or spec is not None or args.equity
     if need_pair and len(arms) == 2:
         check_same_scenario(*arms)
     if need_pair and not paired:
         raise SandboxInputError(
-            "--primary/--plot: a paired comparison needs exactly two arms of the same scenario "
+            "--primary/--plot/--equity: a paired comparison needs exactly two arms of the same scenario "
             f"(these runs hold {len(arms)}: {', '.join(a.label for a in arms)})"
         )
     if need_pair and not pairable_view:
         raise SandboxInputError(
-            "--primary/--plot: paired comparisons are over all rounds of a person "
+            "--primary/--plot/--equity: paired comparisons are over all rounds of a person "
             "(drop --round; --site and --subgroup restrict the people)"
         )
 
@@ -384,7 +515,57 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"not paired (quantiles and maxima have no per-person share): {', '.join(skipped)}")
     if plot:
         print(shown(f"\nforest plot: {forest_plot(cmp, plot, primary)}"))
+    if args.equity:
+        print_equity(compare_equity(arms[0], arms[1], replicates, _references(args.reference)))
     return 0
+
+
+def _references(given: Sequence[str] | None) -> dict[str, str]:
+    refs = {}
+    for r in given or []:
+        dim, _, group = r.partition("=")
+        if not dim or not group:
+            raise SandboxInputError(f"--reference {r!r}: give dimension=group, e.g. race=white")
+        refs[dim] = group
+    return refs
+
+
+def print_equity(cmp) -> None:
+    """How arm B changes arm A's disparities: every dimension's summaries, and the gaps to a
+    reference group that B changes with an interval excluding zero."""
+    t = cmp.table
+    summary = t.filter(
+        pl.col("metric").str.ends_with(": demographic_parity")
+        | pl.col("metric").str.ends_with(": equalized_odds")
+    )
+    changed = t.filter(
+        pl.col("metric").str.contains(" vs ") & ((pl.col("diff_lo") > 0) | (pl.col("diff_hi") < 0))
+    )
+    gaps = t.filter(pl.col("metric").str.contains(" vs ")).height
+    print(
+        "\ndisparities, B - A (Fairlearn's summaries, max - min over a dimension's groups; "
+        f"lower is fairer; {t['method'][0]}; docs/equity.md)"
+    )
+    if cmp.unpaired:
+        print(f"seeds run in one arm only, left out: {', '.join(map(str, cmp.unpaired))}")
+    per = " (mean per seed)" if len(cmp.seeds) > 1 else ""
+
+    def row(d) -> list[str]:
+        return [
+            d["metric"],
+            fmt(d["a"]),
+            fmt(d["b"]),
+            f"{fmt(d['diff'])} ({fmt(d['diff_lo'])} to {fmt(d['diff_hi'])})",
+        ]
+
+    head = [f"disparity{per}", "A", "B", "B - A (95% interval)"]
+    print(_table(head, [row(d) for d in summary.iter_rows(named=True)]))
+    print(
+        f"\ngaps to a reference group that B changes (interval excluding zero): {changed.height} "
+        f"of {gaps}"
+    )
+    if changed.height:
+        print(_table(head, [row(d) for d in changed.iter_rows(named=True)]))
 
 
 def print_paired(cmp, primary) -> None:
@@ -1738,6 +1919,16 @@ def parser() -> argparse.ArgumentParser:
         "--replicates", type=int, default=None, help="paired bootstrap replicates (default 2000)"
     )
     c.add_argument("--plot", help="write a forest plot of the paired differences (.svg or .png)")
+    c.add_argument(
+        "--equity",
+        action="store_true",
+        help="also how B changes A's disparities between subgroups and sites (paired)",
+    )
+    c.add_argument(
+        "--reference",
+        action="append",
+        help="with --equity: a dimension's reference group (repeatable), e.g. race=black",
+    )
     c.set_defaults(func=cmd_compare)
     w = sub.add_parser(
         "sweep",
@@ -1893,6 +2084,23 @@ def parser() -> argparse.ArgumentParser:
     mo.add_argument("run", help="a run folder made with monitoring=<plan>")
     mo.add_argument("--plot", help="write the charts (.svg or .png)")
     mo.set_defaults(func=cmd_monitor)
+    eq = sub.add_parser(
+        "equity",
+        help="a run's disparities between subgroups and sites: gaps to a reference group and "
+        "Fairlearn's summaries, with intervals",
+    )
+    eq.add_argument("run", help="a run folder")
+    eq.add_argument(
+        "--reference",
+        action="append",
+        help="a dimension's reference group (repeatable), e.g. race=black; default: its largest",
+    )
+    eq.add_argument(
+        "--dimension", action="append", help="only these dimensions (sex, race, site, ...)"
+    )
+    eq.add_argument("--all", action="store_true", help="every gap, not only those flagged")
+    eq.add_argument("--csv", help="also write the whole table as CSV")
+    eq.set_defaults(func=cmd_equity)
     a = sub.add_parser(
         "agent-card", help="what an AI device is, was trained on, and how it performs"
     )

@@ -24,7 +24,7 @@ import yaml
 from sandbox.compose import read_yaml_text
 from sandbox.config import SCENARIO_KEYS, run_config
 from sandbox.errors import SandboxInputError
-from sandbox.outcomes.metrics import SUBGROUPS, person_sums
+from sandbox.outcomes.metrics import person_sums
 from sandbox.outcomes.paired import (
     pairable,
     paired_differences,
@@ -214,11 +214,11 @@ def _person_table(
         raise SandboxInputError(
             f"{folder}: unreadable events or people ({type(e).__name__})"
         ) from e
-    return person_sums(events, _restricted(people, run, site, subgroup), programme)
+    return person_sums(events, _restricted(people, run, site, subgroup, programme), programme)
 
 
 def _restricted(
-    people: pl.DataFrame, run: dict[str, Any], site: str, subgroup: str
+    people: pl.DataFrame, run: dict[str, Any], site: str, subgroup: str, programme: Programme
 ) -> pl.DataFrame:
     """The people of one site and one subgroup (``sex=F``, ``race=black``, ``age_band=65-69``)."""
     if site != "all":
@@ -230,9 +230,10 @@ def _restricted(
         people = people.filter(pl.col("site") == names.index(site))
     if subgroup != "all":
         column, _, value = subgroup.partition("=")
-        if column not in SUBGROUPS or not value:
+        if column not in programme.subgroups or not value:
             raise SandboxInputError(
-                f"subgroup {subgroup!r}: give one of {', '.join(SUBGROUPS)} as column=value, e.g. sex=F"
+                f"subgroup {subgroup!r}: give one of {', '.join(programme.subgroups)} as "
+                "column=value, e.g. sex=F"
             )
         people = people.filter(pl.col(column).cast(pl.String) == value)
     return people
@@ -496,3 +497,45 @@ __all__ = [
     "read_run",
     "verdict_lines",
 ]
+
+
+def compare_equity(
+    a: Arm, b: Arm, replicates: int = 2000, references: dict[str, str] | None = None
+) -> Comparison:
+    """How arm B changes arm A's disparities between subgroups and sites, on the same people:
+    :func:`~sandbox.outcomes.equity.disparity_changes` seed by seed, pooled as :func:`pool`."""
+    from sandbox.outcomes.equity import DISPARITY_METRICS, disparity_changes, labels
+    from sandbox.outcomes.metrics import metric_catalogue
+
+    check_same_scenario(a, b)
+    common = [s for s in a.seeds if s in b.seeds]
+    if not common:
+        raise SandboxInputError(
+            f"{a.label} and {b.label} share no seed: a paired comparison needs both policies "
+            "run at the same seeds"
+        )
+    programme = programme_of(a.runs[0])
+    catalogue = metric_catalogue(programme)
+    chosen = [catalogue[m] for m in DISPARITY_METRICS if m in catalogue]
+    by_seed_a = dict(zip(a.seeds, a.runs, strict=True))
+    by_seed_b = dict(zip(b.seeds, b.runs, strict=True))
+    per_seed = []
+    for s in common:
+        run = by_seed_a[s]
+        sums_a, sums_b = _person_table(run, programme), _person_table(by_seed_b[s], programme)
+        people = pl.read_parquet(run["folder"] / "people.parquet").sort("person_id")
+        sites = [str((x or {}).get("name")) for x in run["config"].get("sites") or []]
+        groups = labels(people, (*programme.subgroups, "site"), sites)
+        per_seed.append(
+            disparity_changes(
+                sums_a,
+                sums_b,
+                groups,
+                chosen,
+                s,
+                replicates,
+                references,
+            )
+        )
+    unpaired = sorted(set(a.seeds) ^ set(b.seeds))
+    return Comparison(a, b, pool(per_seed), common, unpaired)

@@ -11,7 +11,7 @@ from results import listing, root
 
 from sandbox.comparison import programme_of, read_run
 from sandbox.outcomes.equity import RATE_KINDS, gaps
-from sandbox.outcomes.metrics import SUBGROUPS, metric_catalogue
+from sandbox.outcomes.metrics import metric_catalogue
 
 st.title("Equity")
 base = root()
@@ -21,10 +21,11 @@ if not runs:
     st.stop()
 pick = st.selectbox("run folder", [e.name for e in runs], key="run")
 run = read_run(next(e.path for e in runs if e.name == pick))
-catalogue = metric_catalogue(programme_of(run))
+programme = programme_of(run)
+catalogue = metric_catalogue(programme)
 rates = [n for n, m in catalogue.items() if m.kind in RATE_KINDS]
 left, right = st.columns(2)
-dimension = left.selectbox("by", list(SUBGROUPS), key="dimension")
+dimension = left.selectbox("by", list(programme.subgroups), key="dimension")
 groups = (
     run["metrics"]
     .filter(
@@ -90,3 +91,26 @@ st.caption(
     f"reference: {reference}; differences and ratios use MOVER intervals from each group's own "
     "interval (Newcombe's for proportions); definitions in docs/metrics.md"
 )
+equity_file = run["folder"] / "equity.parquet"
+spread = pl.DataFrame()
+if equity_file.is_file():
+    try:
+        spread = pl.read_parquet(equity_file).filter(
+            (pl.col("dimension") == dimension) & (pl.col("group") == "max-min")
+        )
+    except (OSError, pl.exceptions.PolarsError) as e:
+        st.warning(f"{equity_file}: unreadable ({type(e).__name__}); its summaries are not shown")
+if spread.height:
+    st.subheader(f"Fairlearn's summaries by {dimension}")
+    st.dataframe(
+        spread.select(
+            "metric", "diff", "diff_lo", "diff_hi", "ratio", "ratio_lo", "ratio_hi"
+        ).rename({"diff": "max - min", "ratio": "min / max"}),
+        hide_index=True,
+    )
+    st.caption(
+        "from the run's equity.parquet: over every group of the dimension, the largest gap "
+        "(max - min) and the smallest ratio (min / max) of each rate; demographic_parity on "
+        "the positive rate, equalized_odds the larger of the sensitivity and false-positive "
+        "rate gaps; 95% intervals from a bootstrap over people (docs/equity.md)"
+    )

@@ -145,6 +145,14 @@ SCREEN_METRICS = [
         better="higher",
     ),
     _m(
+        "false_positive_rate",
+        "proportion",
+        "positive screens among screens with no cancer diagnosed in the window (1 - specificity)",
+        "positive_no_cancer",
+        "no_cancer_screens",
+        better="lower",
+    ),
+    _m(
         "ppv",
         "proportion",
         "positive screens whose round ended in a cancer diagnosis / positive screens",
@@ -363,6 +371,8 @@ METRICS_SCHEMA = {
     "n": pl.Int64,
 }
 SUBGROUPS = ("sex", "race", "age_band")
+"""The subgroup columns every programme's people table has (a programme may add its own:
+:attr:`~sandbox.programmes.base.Programme.subgroups`)."""
 
 
 def _site_name(site_names: list[str]) -> pl.Expr:
@@ -373,12 +383,12 @@ def _site_name(site_names: list[str]) -> pl.Expr:
     )
 
 
-def _views(frame: pl.DataFrame, site_names: list[str], with_round: bool):
+def _views(frame: pl.DataFrame, site_names: list[str], with_round: bool, subgroups: Sequence[str]):
     """Yield (site, subgroup, round)-labelled copies of ``frame`` for every margin."""
     site_col = _site_name(site_names)
     for by_site in (True, False):
         s = site_col if by_site else pl.lit("all")
-        for dim in (None, *SUBGROUPS):
+        for dim in (None, *subgroups):
             g = pl.lit("all") if dim is None else (pl.lit(f"{dim}=") + pl.col(dim).cast(pl.Utf8))
             rounds = (True, False) if with_round else (False,)
             for by_round in rounds:
@@ -446,7 +456,12 @@ def _prepared(exams: pl.DataFrame, people: pl.DataFrame, programme: Any) -> dict
     round's work-ups and whether the round found its cancer), ``work`` (one row per exam) and
     ``people`` (one row per person)."""
     subgroup_cols = people.select(
-        "person_id", *SUBGROUPS, "diagnosis_mode", "diagnosis_round", "diagnosis_day", "stage"
+        "person_id",
+        *programme.subgroups,
+        "diagnosis_mode",
+        "diagnosis_round",
+        "diagnosis_day",
+        "stage",
     )
     ex = exams.join(subgroup_cols, on="person_id", how="left")
     screens = ex.filter(pl.col("exam_kind") == "screen")
@@ -565,11 +580,11 @@ def compute_metrics(
     aggs = _aggregations(programme)
     keys = ["_site", "_subgroup", "_round"]
     parts: list[pl.DataFrame] = []
-    for v in _views(views["screen"], site_names, True):
+    for v in _views(views["screen"], site_names, True, programme.subgroups):
         parts += _rows(v.group_by(keys).agg(aggs["screen"]), SCREEN_METRICS + screen_metrics)
-    for v in _views(views["work"], site_names, True):
+    for v in _views(views["work"], site_names, True, programme.subgroups):
         parts += _rows(v.group_by(keys).agg(aggs["work"]), WORK_METRICS)
-    for v in _views(views["people"], site_names, False):
+    for v in _views(views["people"], site_names, False, programme.subgroups):
         parts += _rows(v.group_by(keys).agg(aggs["people"]), PEOPLE_METRICS + people_metrics)
     bl = backlog.group_by("site").agg(pl.col("backlog").max(), pl.len().alias("_n"))
     bl = pl.concat(

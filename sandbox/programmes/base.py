@@ -119,6 +119,8 @@ class Programme(ABC):
     report_categories: ClassVar[tuple[str, ...]]
     #: a malignant finding at least this large counts as missed if the AI alone cleared it
     reportable_mm: ClassVar[float] = 0.0
+    #: columns of the people table that metrics are broken down by (each value a subgroup)
+    subgroups: ClassVar[tuple[str, ...]] = ("sex", "race", "age_band")
     #: the programme's own metrics in a run's headline summary (``sandbox run``, ``compare``)
     summary_metrics: ClassVar[tuple[str, ...]] = ()
     #: what its renderer gives an AI device: pixel units and spatial dimensions (None: no images)

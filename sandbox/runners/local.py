@@ -43,6 +43,7 @@ class RunResult:
     policy_versions: dict[str, list[dict]] = field(default_factory=dict)
     economics: pl.DataFrame | None = None  # per-person costs and QALYs (economics=<preset>)
     monitoring: pl.DataFrame | None = None  # the monitors' daily series (monitoring=<plan>)
+    equity: pl.DataFrame | None = None  # subgroup and site disparities (written with the run)
 
 
 def site_blocks(n_sites: int, block: int) -> list[list[int]]:
@@ -187,7 +188,19 @@ def write_result(
         extra_rows = economic_metrics(priced, cfg.scenario.name, cfg.policy.name, cfg.seed)
         result.metrics = pl.concat([result.metrics, extra_rows.cast(result.metrics.schema)])
         result.economics = priced
-    tables = {"metrics": result.metrics, "people": result.people}
+    if result.equity is None:
+        from sandbox.outcomes.equity import run_disparities
+
+        result.equity = run_disparities(
+            result.events,
+            result.people,
+            programme_for(cfg.scenario),
+            [s.name for s in cfg.scenario.sites],
+            cfg.scenario.name,
+            cfg.policy.name,
+            cfg.seed,
+        )
+    tables = {"metrics": result.metrics, "people": result.people, "equity": result.equity}
     if result.economics is not None:
         tables["economics"] = result.economics
     if cfg.runtime.write_events:

@@ -119,6 +119,11 @@ def test_the_equity_page_shows_gaps_to_a_reference_group(results, monkeypatch):
     at.selectbox(key="dimension").set_value("race").run()
     assert not at.exception
     assert all(s.startswith("race=") for s in at.dataframe[0].value["subgroup"])
+    # the run's own disparity summaries (equity.parquet), for the chosen dimension
+    assert any("Fairlearn's summaries by race" in h.value for h in at.subheader)
+    summaries = at.dataframe[1].value
+    assert {"demographic_parity", "equalized_odds"} <= set(summaries["metric"])
+    assert (summaries["max - min"] >= 0).all()
 
 
 @pytest.fixture(scope="module")
