@@ -132,8 +132,9 @@ def test_no_gap_is_flagged_at_most_at_the_nominal_rate_when_a_persons_screens_ag
         flagged += row["flagged"]
         k = {g: sums.filter(pl.Series(group == g))["positive_no_cancer"].sum() for g in "ab"}
         m = {g: sums.filter(pl.Series(group == g))["no_cancer_screens"].sum() for g in "ab"}
-        a, r = wilson(np.array([k["b"]]), np.array([m["b"]])), wilson(
-            np.array([k["a"]]), np.array([m["a"]])
+        a, r = (
+            wilson(np.array([k["b"]]), np.array([m["b"]])),
+            wilson(np.array([k["a"]]), np.array([m["a"]])),
         )
         _, lo, hi = mover_difference(*a, *r)
         naive += bool(lo[0] > 0 or hi[0] < 0)
@@ -147,7 +148,9 @@ def test_changes_between_two_arms_on_the_same_people():
     group = np.where(np.arange(n) < n // 2, "a", "b")
     a = people_sums(rng, n, np.full(n, 0.10))
     same = disparity_changes(a, a, {"g": group}, CHOSEN, seed=2, replicates=300)
-    assert (same["diff"] == 0).all() and (same["diff_lo"] == 0).all() and (same["diff_hi"] == 0).all()
+    assert (
+        (same["diff"] == 0).all() and (same["diff_lo"] == 0).all() and (same["diff_hi"] == 0).all()
+    )
     # B raises the false positives of group b only
     extra = np.where((group == "b") & (rng.random(n) < 0.06), 1.0, 0.0)
     b = a.with_columns(
