@@ -1343,6 +1343,8 @@ class TrainRecipe:
     layers: tuple[int, ...] = (1, 1, 1, 1)
     store: str = "project"
     device: str = "cpu"
+    # a declared training-set skew: {dimension: {group: share of it kept}} (docs/equity.md)
+    skew: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -1383,6 +1385,23 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{recipe_path}: store: expected project (agents/) or cache "
             f"({user_agents_dir()}), got {recipe.store!r}"
         )
+    from sandbox.programmes.lung_ldct.train import SKEW_DIMENSIONS, skew_groups
+
+    for dim, shares in recipe.skew.items():
+        if dim not in SKEW_DIMENSIONS:
+            raise SandboxInputError(
+                f"{recipe_path}: skew.{dim}: expected one of {', '.join(SKEW_DIMENSIONS)}"
+            )
+        for group, share in shares.items():
+            if group not in skew_groups(dim):
+                raise SandboxInputError(
+                    f"{recipe_path}: skew.{dim}.{group}: expected one of "
+                    f"{', '.join(skew_groups(dim))}"
+                )
+            if not 0.0 <= float(share) <= 1.0:
+                raise SandboxInputError(
+                    f"{recipe_path}: skew.{dim}.{group}: {share} is not a share in [0, 1]"
+                )
     root = project_root() / "agents" if recipe.store == "project" else user_agents_dir()
     folder = root / agent
     command = "sandbox train agent=" + agent + "".join(f" {k}={v}" for k, v in opts.items())
@@ -1403,6 +1422,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         network=network,
         layers=tuple(recipe.layers),
         device=pick_device(recipe.device),
+        skew={k: {g: float(v) for g, v in s.items()} for k, s in recipe.skew.items()},
     )
     held = meta["performance"]["held_out"]
     print(

@@ -217,6 +217,11 @@ def _person_table(
     return person_sums(events, _restricted(people, run, site, subgroup, programme), programme)
 
 
+def _events(run: dict[str, Any]) -> pl.DataFrame:
+    """A run's AI scores (the event log's ``ai_score`` column)."""
+    return pl.read_parquet(run["folder"] / "events.parquet", columns=["ai_score"])
+
+
 def _restricted(
     people: pl.DataFrame, run: dict[str, Any], site: str, subgroup: str, programme: Programme
 ) -> pl.DataFrame:
@@ -504,7 +509,7 @@ def compare_equity(
 ) -> Comparison:
     """How arm B changes arm A's disparities between subgroups and sites, on the same people:
     :func:`~sandbox.outcomes.equity.disparity_changes` seed by seed, pooled as :func:`pool`."""
-    from sandbox.outcomes.equity import DISPARITY_METRICS, disparity_changes, labels
+    from sandbox.outcomes.equity import disparity_changes, disparity_metrics, labels
     from sandbox.outcomes.metrics import metric_catalogue
 
     check_same_scenario(a, b)
@@ -516,13 +521,14 @@ def compare_equity(
         )
     programme = programme_of(a.runs[0])
     catalogue = metric_catalogue(programme)
-    chosen = [catalogue[m] for m in DISPARITY_METRICS if m in catalogue]
     by_seed_a = dict(zip(a.seeds, a.runs, strict=True))
     by_seed_b = dict(zip(b.seeds, b.runs, strict=True))
     per_seed = []
     for s in common:
         run = by_seed_a[s]
         sums_a, sums_b = _person_table(run, programme), _person_table(by_seed_b[s], programme)
+        scored = disparity_metrics(*(_events(r) for r in (run, by_seed_b[s])))
+        chosen = [catalogue[m] for m in scored if m in catalogue]
         people = pl.read_parquet(run["folder"] / "people.parquet").sort("person_id")
         sites = [str((x or {}).get("name")) for x in run["config"].get("sites") or []]
         groups = labels(people, (*programme.subgroups, "site"), sites)

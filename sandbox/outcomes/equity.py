@@ -94,6 +94,9 @@ DISPARITY_METRICS = ("screen_sensitivity", "false_positive_rate", "positive_rate
 """What a run's disparity table compares between groups: the true-positive rate (sensitivity
 as screening trials report it), the false-positive rate, the positive (selection) rate and
 the recall rate."""
+AI_DISPARITY_METRICS = ("ai_sensitivity", "ai_positive_rate")
+"""... and, where an AI device scored the screens, the device's own sensitivity (AI-positive
+among screens showing a cancer) and positive rate."""
 SUMMARIES = {
     "demographic_parity": ("positive_rate",),
     "equalized_odds": ("screen_sensitivity", "false_positive_rate"),
@@ -124,6 +127,15 @@ EQUITY_SCHEMA = {
 SPREAD = "max-min"
 """The ``group`` of a row summarising a whole dimension (difference max - min, ratio min / max)."""
 REPLICATES = 1000
+
+
+def disparity_metrics(*events: pl.DataFrame) -> tuple[str, ...]:
+    """The rates a disparity table compares for runs with these event logs: the device's own
+    where every run's screens were scored by an AI."""
+    scored = all(
+        "ai_score" in e.columns and bool(e["ai_score"].is_not_null().any()) for e in events
+    )
+    return DISPARITY_METRICS + (AI_DISPARITY_METRICS if scored else ())
 
 
 def labels(people: pl.DataFrame, dimensions: Sequence[str], site_names: Sequence[str]) -> dict:
@@ -341,7 +353,7 @@ def run_disparities(
     from sandbox.outcomes.metrics import metric_catalogue, person_sums
 
     catalogue = metric_catalogue(programme)
-    metrics = [catalogue[m] for m in DISPARITY_METRICS if m in catalogue]
+    metrics = [catalogue[m] for m in disparity_metrics(events) if m in catalogue]
     people = people.sort("person_id")
     sums = person_sums(events, people, programme)
     groups = labels(people, (*programme.subgroups, "site"), site_names)

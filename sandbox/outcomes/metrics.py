@@ -232,6 +232,22 @@ SCREEN_METRICS = [
     ),
     _m("ai_scored_screens", "count", "screens scored by the AI device", "ai_scored"),
     _m(
+        "ai_positive_rate",
+        "proportion",
+        "screens the AI scored at or above its operating point / screens the AI scored",
+        "ai_positives",
+        "ai_scored",
+    ),
+    _m(
+        "ai_sensitivity",
+        "proportion",
+        "screens the AI scored positive among the screens it scored that showed the person's "
+        "cancer / those screens (the device's own sensitivity, whatever the readers did)",
+        "ai_positive_cancer_shown",
+        "ai_cancer_shown",
+        better="higher",
+    ),
+    _m(
         "ai_autonomous_share",
         "proportion",
         "screens reported by the AI with no human read / screens",
@@ -510,6 +526,10 @@ def _aggregations(programme: Any) -> dict[str, list[pl.Expr]]:
         pl.col("n_benign_resections").sum().alias("benign_resections"),
         pl.col("days_to_dx").filter(pl.col("screen_detected")).alias("days_to_dx"),
         pl.col("ai_score").is_not_null().sum().alias("ai_scored"),
+        pl.col("ai_positive").fill_null(False).sum().alias("ai_positives"),
+        (pl.col("ai_score").is_not_null() & pl.col("malignant_visible"))
+        .sum()
+        .alias("ai_cancer_shown"),
         pl.col("ai_autonomous").fill_null(False).sum().alias("ai_autonomous"),
         (pl.col("ai_positive").fill_null(False) & pl.col("malignant_visible"))
         .sum()

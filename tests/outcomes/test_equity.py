@@ -179,3 +179,13 @@ def test_a_reference_that_is_not_a_group_is_refused():
         disparity_table(sums, {"g": group}, CHOSEN, 1, 100, {"g": "c"})
     with pytest.raises(SandboxInputError, match="no dimension"):
         disparity_table(sums, {"g": group}, CHOSEN, 1, 100, {"sex": "F"})
+
+
+def test_the_devices_own_rates_are_compared_where_a_device_scored_the_screens():
+    from sandbox.outcomes.equity import AI_DISPARITY_METRICS, disparity_metrics
+
+    scored = pl.DataFrame({"ai_score": [0.2, None, 0.9]})
+    unscored = pl.DataFrame({"ai_score": [None, None]}, schema={"ai_score": pl.Float64})
+    assert disparity_metrics(scored) == DISPARITY_METRICS + AI_DISPARITY_METRICS
+    assert disparity_metrics(unscored) == DISPARITY_METRICS
+    assert disparity_metrics(scored, unscored) == DISPARITY_METRICS  # both arms, or neither

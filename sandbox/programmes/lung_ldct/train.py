@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from sandbox.config import Scanner, Scenario
+from sandbox.programmes.lung_ldct.cohort import age_band
 from sandbox.programmes.lung_ldct.config import RACES
 from sandbox.programmes.lung_ldct.disease.history import LungCohort, sample_history
 from sandbox.programmes.lung_ldct.disease.natural_history import YEAR
@@ -93,6 +94,8 @@ class Exams:
     cancer_type: np.ndarray  # its nodule type (-1: none)
     sex: np.ndarray
     race: np.ndarray
+    age_band: np.ndarray
+    smoking: np.ndarray
 
     def __len__(self) -> int:
         return len(self.cancer)
@@ -157,6 +160,8 @@ def screening_exams(
         cancer_type=np.array([e[5] for e in e_rows], dtype=np.int64),
         sex=np.where(people["female"][row_idx] == 1, "F", "M"),
         race=np.array(RACES)[people["race"][row_idx]],
+        age_band=age_band(people["age"][row_idx]),
+        smoking=np.where(people["current_smoker"][row_idx] == 1, "current", "former"),
     )
     cols = list(zip(*k_rows, strict=True))
     cases = Cases(
@@ -189,6 +194,73 @@ def training_cases(
     keep |= nodule & (u < min(1.0, want * (1 - background_share) / max(int(nodule.sum()), 1)))
     keep |= background & (u < min(1.0, want * background_share / max(int(background.sum()), 1)))
     return cases.take(np.flatnonzero(keep))
+
+
+SKEW_DIMENSIONS = ("sex", "race", "age_band", "smoking", "nodule_type")
+"""What a training recipe's ``skew`` may under-represent: a group of people (their exams are
+dropped) or a nodule type of cancer (its cancer candidates are dropped)."""
+
+
+def skew_groups(dimension: str) -> tuple[str, ...]:
+    """The groups of a skew dimension."""
+    from sandbox.programmes.lung_ldct.cohort import AGE_BANDS
+
+    return {
+        "sex": ("F", "M"),
+        "race": tuple(RACES),
+        "age_band": tuple(str(b) for b in age_band(np.array([lo for lo, _ in AGE_BANDS]))),
+        "smoking": ("current", "former"),
+        "nodule_type": TYPE_NAMES,
+    }[dimension]
+
+
+def skewed(
+    exams: Exams,
+    cases: Cases,
+    keep: np.ndarray,
+    skew: dict[str, dict[str, float]],
+    streams: Streams,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The training cases of the exams ``keep`` selects, after a declared skew: each person of
+    a group ``g`` of a people dimension keeps all of their exams with probability
+    ``skew[dim][g]`` (else none), and each cancer of a nodule type ``t`` keeps its candidates
+    with probability ``skew["nodule_type"][t]``, by keyed draws. Returns (indices into
+    ``cases``, what was kept per skewed group)."""
+    keep = keep.copy()
+    report: dict[str, Any] = {}
+    person_u = streams.uniform("train.skew", exams.person_id)
+    for dim, shares in skew.items():
+        if dim == "nodule_type":
+            continue
+        column = getattr(exams, dim)
+        p = np.ones(len(exams))
+        for group, share in shares.items():
+            p[column == group] = share
+        before = {g: int((keep & (column == g)).sum()) for g in shares}
+        keep &= person_u < p
+        report[dim] = {
+            g: {"exams": before[g], "kept": int((keep & (column == g)).sum())} for g in shares
+        }
+    idx = np.flatnonzero(keep[cases.exam])
+    types = skew.get("nodule_type") or {}
+    if types:
+        c = cases.take(idx)
+        cancer_u = streams.uniform("train.skew_type", c.person_id)
+        p = np.ones(len(c))
+        for name, share in types.items():
+            p[c.label & (c.nodule_type == TYPE_NAMES.index(name))] = share
+        drop = c.label & (cancer_u >= p)
+        report["nodule_type"] = {
+            name: {
+                "cancer_candidates": int(
+                    (c.label & (c.nodule_type == TYPE_NAMES.index(name))).sum()
+                ),
+                "kept": int((c.label & ~drop & (c.nodule_type == TYPE_NAMES.index(name))).sum()),
+            }
+            for name in types
+        }
+        idx = idx[~drop]
+    return idx, report
 
 
 def held_out(person_id: np.ndarray, streams: Streams) -> np.ndarray:
@@ -501,8 +573,12 @@ def train_device(
     network: str = "NoduleCNN",
     layers: tuple[int, ...] = (1, 1, 1, 1),
     device: str = "cpu",
+    skew: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Synthesise cases, train, evaluate on held-out people, write the device folder.
+
+    ``skew`` under-represents groups in the training set (:func:`skewed`); the held-out
+    people the card is measured on are not skewed.
 
     ``network`` is ``NoduleCNN`` (``channels`` per stage, ``stem``, ``centre``) or ``ResNet``
     (monai.networks.nets.ResNet with basic blocks: ``layers`` blocks per stage and ``channels``
@@ -531,6 +607,7 @@ def train_device(
             network,
             layers,
             device,
+            {k: dict(v) for k, v in (skew or {}).items()},
         )
     finally:
         torch.set_num_threads(threads)
@@ -603,6 +680,7 @@ def _train_device(
     network_name,
     layers,
     device,
+    skew,
 ):
     t0 = time.perf_counter()
     network = network_spec(network_name, channels, stem, centre, layers)
@@ -610,12 +688,15 @@ def _train_device(
     history = sample_history(scenario, streams, size=people)
     exams, cases = screening_exams(history, scenario.programme.rounds, scanners, streams)
     test_exam = held_out(exams.person_id, streams)
+    kept, skew_report = skewed(exams, cases, ~test_exam, skew, streams)
     train = training_cases(
-        cases.take(np.flatnonzero(~test_exam[cases.exam])),
+        cases.take(kept),
         streams,
         negatives_per_positive=3.0,
         background_share=0.25,
     )
+    if skew:
+        log(f"declared skew {skew}: kept {skew_report}")
     eval_idx, uniform = evaluation_exams(exams, streams)
     in_eval = np.zeros(len(exams), dtype=bool)
     in_eval[eval_idx] = True
@@ -702,6 +783,7 @@ def _train_device(
                 "background": BACKGROUND_CANDIDATES,
             },
             "rounds": scenario.programme.rounds,
+            "skew": {"declared": skew, "kept": skew_report} if skew else None,
             "seed": seed,
             "torch_threads": TRAIN_THREADS,
             "device": device,

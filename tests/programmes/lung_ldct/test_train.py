@@ -358,3 +358,49 @@ def test_training_patches_kept_or_drawn_per_batch_are_the_same(screened, scanner
     drawn = train.training_images(chosen, scanners, 3, 16, (-1000.0, 400.0), "cpu")
     assert torch.equal(kept(idx), drawn(idx))
     assert kept(idx).shape == (5, 1, 16, 16, 16)
+
+
+# ------------------------------------------------------------------ a declared training skew
+def test_a_declared_skew_drops_the_groups_it_names_and_nothing_else(screened):
+    exams, cases = screened
+    everyone = np.ones(len(exams), dtype=bool)
+    streams = Streams(2026)
+    idx, report = train.skewed(exams, cases, everyone, {"sex": {"F": 0.2}}, streams)
+    kept = cases.take(idx)
+    women = exams.sex[kept.exam] == "F"
+    all_women = exams.sex[cases.exam] == "F"
+    # a person keeps all of their exams or none: whole people are dropped
+    assert 0.1 < women.sum() / all_women.sum() < 0.3
+    assert (~all_women).sum() == (~women).sum()  # men untouched
+    assert report["sex"]["F"]["kept"] < report["sex"]["F"]["exams"]
+    people_kept = set(kept.person_id[women])
+    assert all(
+        (kept.person_id == p).sum() == (cases.person_id == p).sum() for p in list(people_kept)[:50]
+    )
+    again, _ = train.skewed(exams, cases, everyone, {"sex": {"F": 0.2}}, Streams(2026))
+    assert np.array_equal(idx, again)  # keyed: the same skew gives the same set
+
+
+def test_a_nodule_type_skew_drops_only_that_types_cancer_candidates(screened):
+    exams, cases = screened
+    everyone = np.ones(len(exams), dtype=bool)
+    idx, report = train.skewed(
+        exams, cases, everyone, {"nodule_type": {"ground_glass": 0.0}}, Streams(1)
+    )
+    kept = cases.take(idx)
+    ggn = train.TYPE_NAMES.index("ground_glass")
+    assert report["nodule_type"]["ground_glass"]["kept"] == 0
+    assert not (kept.label & (kept.nodule_type == ggn)).any()
+    assert (cases.label & (cases.nodule_type == ggn)).any()  # there were some to drop
+    dropped = len(cases) - len(kept)
+    assert dropped == int((cases.label & (cases.nodule_type == ggn)).sum())
+
+
+def test_sandbox_train_refuses_a_skew_it_cannot_apply(capsys):
+    for skew, needle in (
+        ("{height: {tall: 0.1}}", "skew.height"),
+        ("{sex: {X: 0.1}}", "skew.sex.X"),
+        ("{sex: {F: 1.5}}", "not a share"),
+    ):
+        code, _, err = testkit.run_cli(["train", "agent=lung_nodule_cnn", f"skew={skew}"], capsys)
+        testkit.assert_one_line_error(code, err, needle)
