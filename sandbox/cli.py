@@ -487,6 +487,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for tag, arm in zip(tags, arms, strict=True):
         folders = ", ".join(str(r["folder"]) for r in arm.runs)
         print(shown(f"{tag}: {arm.label}, seed {', '.join(map(str, arm.seeds))} ({folders})"))
+    plans = plans_text(arms, tags)
+    if plans:
+        print(plans)
     if len(runs) <= 4:  # wider is unreadable; the paired table shows each arm's mean
         frames = {}
         for r in runs:
@@ -566,6 +569,63 @@ def print_equity(cmp) -> None:
     )
     if changed.height:
         print(_table(head, [row(d) for d in changed.iter_rows(named=True)]))
+
+
+def plans_text(arms, tags) -> str:
+    """The arms' monitoring plans side by side: per arm and site, over its seeds, the drift
+    detected (runs), days to detection, false alarms per site-year and the policy changes."""
+    from sandbox.outcomes.surveillance import drift_days, site_summary
+
+    rows = []
+    for tag, arm in zip(tags, arms, strict=True):
+        per_site: dict[str, list] = {}
+        for r in arm.runs:
+            path = r["folder"] / "monitoring.parquet"
+            if not path.is_file():
+                continue
+            try:
+                frame = pl.read_parquet(path)
+                changes = r["config"]["drift"]["scanner_changes"]
+                drift = drift_days((c["site"], c["day"]) for c in changes)
+            except (OSError, pl.exceptions.PolarsError, KeyError, TypeError) as e:
+                raise SandboxInputError(f"{path}: unreadable monitoring series ({e})") from e
+            versions = r["manifest"].get("policy_versions") or {}
+            for row in site_summary(frame, drift).iter_rows(named=True):
+                switched = [v.get("from_day") for v in (versions.get(row["site"]) or [])[1:]]
+                per_site.setdefault(row["site"], []).append((row, switched))
+        for site, items in per_site.items():
+            drifted = [i for i, _ in items if i["drift_day"] is not None]
+            found = [i["days_to_detection"] for i in drifted if i["days_to_detection"] is not None]
+            false = sum(i["false_alarms"] for i, _ in items)
+            years = sum(i["site_years"] for i, _ in items)
+            plan = (arm.runs[0]["config"].get("monitoring") or {}).get("name", "?")
+            rows.append(
+                [
+                    tag,
+                    str(plan),
+                    site,
+                    f"{len(found)} of {len(drifted)}" if drifted else "no drift",
+                    (
+                        f"{sum(found) / len(found):.1f} ({min(found):g} to {max(found):g})"
+                        if found
+                        else "-"
+                    ),
+                    f"{false / years:.2f} ({false} in {years:.1f})" if years else "-",
+                    f"{sum(1 for _, s in items if s)} of {len(items)}",
+                ]
+            )
+    if not rows:
+        return ""
+    head = [
+        "arm",
+        "plan",
+        "site",
+        "drift detected",
+        "days to detection, mean (range)",
+        "false alarms per site-year",
+        "runs with a policy change",
+    ]
+    return "\nmonitoring plans (docs/surveillance.md)\n" + _table(head, rows)
 
 
 def print_paired(cmp, primary) -> None:

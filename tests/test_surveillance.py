@@ -238,3 +238,31 @@ def test_sandbox_monitor_of_a_run_without_a_plan(tmp_path, capsys):
     assert code == 0, err
     code, _, err = run_cli(["monitor", str(out_dir / "plain")], capsys)
     assert_one_line_error(code, err, "monitoring.parquet")
+
+
+def test_sandbox_compare_shows_the_plans_side_by_side(drift_runs, capsys):
+    code, out, err = run_cli(
+        [
+            "compare",
+            str(drift_runs["alert"]),
+            str(drift_runs["fallback"]),
+            "--site",
+            "mobile_unit",
+            "--metric",
+            "ai_scored_screens",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    plans = out[out.index("monitoring plans") : out.index("metric (95% interval)")]
+    lines = {ln.split()[0] + ln.split()[2]: ln for ln in plans.splitlines()[3:] if ln.strip()}
+    assert "aimcu_cusum" in lines["Amobile_unit"] and "1 of 1" in lines["Amobile_unit"]
+    assert "aimcu_fallback" in lines["Bmobile_unit"] and "no drift" in lines["Bcity_hospital"]
+    # only the fallback plan changed the drifted site's policy
+    assert lines["Amobile_unit"].rstrip().endswith("0 of 1")
+    assert lines["Bmobile_unit"].rstrip().endswith("1 of 1")
+    # and the paired comparison on the same people: after the fallback no AI reads there
+    paired = out[out.index("paired differences") :]
+    scored = next(ln for ln in paired.splitlines() if ln.startswith("ai_scored_screens"))
+    hi = float(scored.split("(")[1].split(" to ")[1].split(")")[0].replace(",", ""))
+    assert hi < 0, scored

@@ -229,6 +229,42 @@ def empty_monitoring() -> pl.DataFrame:
     return pl.DataFrame(schema=MONITORING_SCHEMA)
 
 
+def site_summary(monitoring: pl.DataFrame, drift_days: dict[str, float]) -> pl.DataFrame:
+    """Per site, all of the plan's charts together: the days to the first alarm on or after the
+    site's drift (null: no drift there, or not detected), and the alarm days before it (false
+    alarms) over the site-years monitored before it."""
+    rows = []
+    charts = monitoring.filter(pl.col("statistic") != "recalibration")
+    for (site,), g in charts.group_by("site", maintain_order=True):
+        drift = drift_days.get(str(site))
+        days = g["day"].unique().to_numpy()
+        alarms = g.filter(pl.col("alarm"))["day"].unique().to_numpy()
+        end = float(drift) if drift is not None else math.inf
+        watched = days[days < end]
+        after = alarms[alarms >= end]
+        rows.append(
+            {
+                "site": str(site),
+                "drift_day": drift,
+                "days_to_detection": float(after.min() - end) if len(after) else None,
+                "false_alarms": int((alarms < end).sum()),
+                "site_years": (float(watched.max() - watched.min()) + 1.0) / 365.25
+                if len(watched)
+                else 0.0,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "site": pl.String,
+            "drift_day": pl.Float64,
+            "days_to_detection": pl.Float64,
+            "false_alarms": pl.Int64,
+            "site_years": pl.Float64,
+        },
+    )
+
+
 def alarm_summary(
     monitoring: pl.DataFrame, drift_days: dict[str, float], horizon_days: float
 ) -> pl.DataFrame:
