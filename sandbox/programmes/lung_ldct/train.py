@@ -806,6 +806,26 @@ def _train_device(
     return metadata
 
 
+def _skew_lines(skew: dict[str, Any] | None) -> str:
+    """The card's account of a declared training-set skew (empty without one)."""
+    if not skew:
+        return ""
+    parts = []
+    for dim, groups in skew["kept"].items():
+        for group, n in groups.items():
+            share = skew["declared"][dim][group]
+            if dim == "nodule_type":
+                what = f"{n['kept']:,} of {n['cancer_candidates']:,} {group} cancer candidates"
+            else:
+                what = f"{n['kept']:,} of {n['exams']:,} exams of {dim} {group}"
+            parts.append(f"{dim}={group} kept with probability {share:g} ({what})")
+    return (
+        "\n\n**Declared training-set skew.** "
+        + "; ".join(parts)
+        + ". The held-out people below are not skewed: the card shows what the skew costs."
+    )
+
+
 def _network_line(meta: dict[str, Any]) -> str:
     net = meta.get("network", {"name": "NoduleCNN"})
     if net["name"] == "NoduleCNN":
@@ -857,7 +877,7 @@ Synthetic screening exams of {td["people"]:,} people from {td["population"]}, an
 other nodules and background regions), from the exams of three quarters of the people;
 everything below comes from the other quarter. Deployment on other scanners (thicker slices,
 more noise) or other populations is outside the training distribution: the sandbox measures
-the shift rather than assuming it.
+the shift rather than assuming it.{_skew_lines(td.get("skew"))}
 
 Reproduce: `{td["command"]}` (seed {td["seed"]}).
 

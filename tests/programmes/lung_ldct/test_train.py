@@ -404,3 +404,27 @@ def test_sandbox_train_refuses_a_skew_it_cannot_apply(capsys):
     ):
         code, _, err = testkit.run_cli(["train", "agent=lung_nodule_cnn", f"skew={skew}"], capsys)
         testkit.assert_one_line_error(code, err, needle)
+
+
+def test_a_skewed_devices_card_declares_its_skew(tmp_path):
+    folder = tmp_path / "skewed"
+    from sandbox.programmes.lung_ldct.train import train_device
+
+    cfg, _, _ = load(["scenario=lung_ldct", "runtime=quiet"])
+    with testkit.one_torch_thread():
+        meta = train_device(
+            cfg.scenario,
+            testkit.recipe_scanners(),
+            folder,
+            5,
+            200,
+            1,
+            8,
+            (2,),
+            log=lambda _: None,
+            skew={"sex": {"F": 0.0}},
+        )
+    kept = meta["training_data"]["skew"]["kept"]["sex"]["F"]
+    assert kept["kept"] == 0 < kept["exams"]
+    card = (folder / "docs" / "README.md").read_text()
+    assert "Declared training-set skew" in card and "sex=F kept with probability 0" in card
