@@ -3,7 +3,8 @@
 Pages: What if? (knobs answered from a prepared cohort, confirmed by a full run), Runs (what is
 under the results root; start a run or a sweep; device cards), Compare (two arms paired on the
 same people, pooled over seeds, with a verdict and a forest plot), Equity, Workload and capacity,
-Safety, Cost-effectiveness. docs/dashboard.md describes them.
+Safety, Surveillance (a monitoring plan's alarms and charts), Cost-effectiveness.
+docs/dashboard.md describes them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ pages = [
     st.Page("views/equity.py", title="Equity"),
     st.Page("views/workload.py", title="Workload and capacity"),
     st.Page("views/safety.py", title="Safety"),
+    st.Page("views/surveillance.py", title="Surveillance"),
     st.Page("views/economics.py", title="Cost-effectiveness"),
     st.Page("views/runs.py", title="Runs"),
 ]

@@ -272,3 +272,48 @@ def test_the_cost_effectiveness_page_prices_runs_as_strategies(results, monkeypa
     # the PSA runs from the page
     at.button(key="psa").click().run()
     assert not at.exception
+
+
+@pytest.fixture(scope="module")
+def monitored(tmp_path_factory) -> Path:
+    """A results root with one run of a monitoring plan that falls back on a drift (day 200)."""
+    from sandbox.cli import main
+
+    out = tmp_path_factory.mktemp("monitored")
+    with testkit.one_torch_thread():
+        code = main(
+            [
+                "run",
+                "policy=ai_triage",
+                "cohort.size=2000",
+                "seed=11",
+                "runtime=quiet",
+                "drift=scanner_update",
+                "drift.scanner_changes.0.day=200",
+                "monitoring=aimcu_fallback",
+                "monitoring.baseline_days=60",
+                f"runtime.out_dir={out}",
+                "runtime.run_name=fallback",
+                f"runtime.score_cache={out / '.score_cache'}",
+            ]
+        )
+    assert code == 0
+    return out
+
+
+def test_the_surveillance_page_shows_a_plans_alarms_and_charts(monitored, monkeypatch):
+    at = app(monitored, monkeypatch)
+    at.switch_page("views/surveillance.py").run()
+    assert not at.exception
+    assert any("detected" in s.value and "mobile_unit" in s.value for s in at.success)
+    table = at.dataframe[0].value
+    drifted = table[table["site"] == "mobile_unit"]
+    assert (drifted["days_to_detection"] >= 0).all() and (drifted["drift_day"] == 200).all()
+    assert any("policy changed on day" in m.value for m in at.markdown)
+
+
+def test_the_surveillance_page_without_a_plan_says_how_to_run_one(results, monkeypatch):
+    at = app(results, monkeypatch)
+    at.switch_page("views/surveillance.py").run()
+    assert not at.exception
+    assert any("monitoring=aimcu_cusum" in i.value for i in at.info)

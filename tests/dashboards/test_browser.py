@@ -37,6 +37,10 @@ def server(tmp_path_factory):
 
     argv = ["whatif", "policy=ai_triage", "seed=7", "cohort.size=300", f"runtime.out_dir={results}"]
     assert main([*argv, f"runtime.score_cache={results / '.score_cache'}", "--prepare-only"]) == 0
+    plan = ["drift=scanner_update", "drift.scanner_changes.0.day=200", "monitoring=aimcu_fallback"]
+    run = ["run", "policy=ai_triage", "seed=11", "cohort.size=1500", "runtime=quiet", *plan]
+    run += ["monitoring.baseline_days=60", f"runtime.out_dir={results}", "runtime.run_name=plan"]
+    assert main([*run, f"runtime.score_cache={results / '.score_cache'}"]) == 0
     port = free_port()
     log = tmp_path_factory.mktemp("log") / "dashboard.log"
     cmd = [str(Path(sys.executable).parent / "sandbox"), "dashboard", "--runs", str(results)]
@@ -101,7 +105,7 @@ def test_every_page_renders_in_a_real_browser(server, browser, tmp_path_factory)
     page.screenshot(path=shots / "whatif-confirmed.png", full_page=True)
 
     page.get_by_role("link", name="Runs").click()
-    page.get_by_text("Run folders (6)").wait_for(timeout=90_000)
+    page.get_by_text("Run folders (7)").wait_for(timeout=90_000)
     # the table is drawn on a canvas; the broken folder's warning is text
     page.get_by_text("1 folder(s) are not complete run folders").first.wait_for(timeout=30_000)
     page.get_by_text("Start a run or a sweep").wait_for(timeout=30_000)
@@ -135,6 +139,12 @@ def test_every_page_renders_in_a_real_browser(server, browser, tmp_path_factory)
     page.locator(".vega-embed").nth(1).wait_for(timeout=60_000)
     page.wait_for_timeout(1000)
     page.screenshot(path=shots / "safety.png", full_page=True)
+
+    page.get_by_role("link", name="Surveillance").click()
+    page.get_by_text("days after it began").first.wait_for(timeout=60_000)
+    page.locator("img").first.wait_for(timeout=60_000)  # the charts
+    page.wait_for_timeout(1000)
+    page.screenshot(path=shots / "surveillance.png", full_page=True)
 
     page.get_by_role("link", name="Cost-effectiveness").click()
     page.get_by_text("Strategies and increments").first.wait_for(timeout=120_000)
