@@ -519,7 +519,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if plot:
         print(shown(f"\nforest plot: {forest_plot(cmp, plot, primary)}"))
     if args.equity:
-        print_equity(compare_equity(arms[0], arms[1], replicates, _references(args.reference)))
+        if args.subgroup != "all":
+            raise SandboxInputError(
+                "--equity compares subgroups: give --site to restrict the people, not --subgroup"
+            )
+        print_equity(
+            compare_equity(arms[0], arms[1], replicates, _references(args.reference), args.site)
+        )
     return 0
 
 

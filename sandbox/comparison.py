@@ -505,10 +505,15 @@ __all__ = [
 
 
 def compare_equity(
-    a: Arm, b: Arm, replicates: int = 2000, references: dict[str, str] | None = None
+    a: Arm,
+    b: Arm,
+    replicates: int = 2000,
+    references: dict[str, str] | None = None,
+    site: str = "all",
 ) -> Comparison:
-    """How arm B changes arm A's disparities between subgroups and sites, on the same people:
-    :func:`~sandbox.outcomes.equity.disparity_changes` seed by seed, pooled as :func:`pool`."""
+    """How arm B changes arm A's disparities between subgroups and sites, on the same people
+    (those of one ``site`` if given): :func:`~sandbox.outcomes.equity.disparity_changes` seed
+    by seed, pooled as :func:`pool`."""
     from sandbox.outcomes.equity import disparity_changes, disparity_metrics, labels
     from sandbox.outcomes.metrics import metric_catalogue
 
@@ -526,10 +531,12 @@ def compare_equity(
     per_seed = []
     for s in common:
         run = by_seed_a[s]
-        sums_a, sums_b = _person_table(run, programme), _person_table(by_seed_b[s], programme)
+        sums_a = _person_table(run, programme, site)
+        sums_b = _person_table(by_seed_b[s], programme, site)
         scored = disparity_metrics(*(_events(r) for r in (run, by_seed_b[s])))
         chosen = [catalogue[m] for m in scored if m in catalogue]
-        people = pl.read_parquet(run["folder"] / "people.parquet").sort("person_id")
+        people = pl.read_parquet(run["folder"] / "people.parquet")
+        people = _restricted(people, run, site, "all", programme).sort("person_id")
         sites = [str((x or {}).get("name")) for x in run["config"].get("sites") or []]
         groups = labels(people, (*programme.subgroups, "site"), sites)
         per_seed.append(

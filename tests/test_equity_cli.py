@@ -94,3 +94,14 @@ def test_sandbox_compare_equity(two_runs, capsys):
         assert f"{dim}: equalized_odds" in out and f"{dim}: demographic_parity" in out
     code, _, err = run_cli(["compare", a, "--equity"], capsys)
     assert_one_line_error(code, err, "--equity", "two arms")
+
+
+def test_sandbox_compare_equity_within_one_site(two_runs, capsys):
+    a, b = str(two_runs["soc_double_read"]), str(two_runs["soc_single_read"])
+    argv = ["compare", a, b, "--equity", "--replicates", "200", "--site", "mobile_unit"]
+    code, out, err = run_cli(argv, capsys)
+    assert code == 0, err
+    table = out[out.index("disparities, B - A") :]
+    assert "sex: equalized_odds" in table and "site:" not in table  # one site: no site gaps
+    code, _, err = run_cli([*argv[:-2], "--subgroup", "sex=F"], capsys)
+    assert_one_line_error(code, err, "--equity", "--site")

@@ -139,13 +139,16 @@ def disparity_metrics(*events: pl.DataFrame) -> tuple[str, ...]:
 
 
 def labels(people: pl.DataFrame, dimensions: Sequence[str], site_names: Sequence[str]) -> dict:
-    """Each person's group in each dimension (``site`` by name), in ``people``'s order."""
+    """Each person's group in each dimension (``site`` by name), in ``people``'s order; a
+    dimension whose people all share one group (one site's people by site) is left out."""
     out = {}
     for dim in dimensions:
         if dim == "site":
-            out[dim] = np.asarray(site_names, dtype=object)[people["site"].to_numpy()]
+            lab = np.asarray(site_names, dtype=object)[people["site"].to_numpy()]
         else:
-            out[dim] = people[dim].cast(pl.Utf8).to_numpy().astype(object)
+            lab = people[dim].cast(pl.Utf8).to_numpy().astype(object)
+        if len(set(lab.tolist())) > 1:
+            out[dim] = lab
     return out
 
 
@@ -216,6 +219,11 @@ def _pct(x: np.ndarray) -> tuple[float, float]:
     if not len(x):
         return float("nan"), float("nan")
     return float(np.quantile(x, 0.025)), float(np.quantile(x, 0.975))
+
+
+def _sd(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    return float(np.std(x, ddof=1)) if len(x) > 1 else float("nan")
 
 
 def _spread(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -438,8 +446,8 @@ def disparity_changes(
                 "ratio": ratio,
                 "ratio_lo": float(np.exp(_pct(log_ratio)[0])) if summary else float("nan"),
                 "ratio_hi": float(np.exp(_pct(log_ratio)[1])) if summary else float("nan"),
-                "diff_se": float(np.nanstd(diff, ddof=1)),
-                "log_ratio_se": float(np.nanstd(log_ratio, ddof=1)) if summary else float("nan"),
+                "diff_se": _sd(diff),
+                "log_ratio_se": _sd(log_ratio) if summary else float("nan"),
                 "better": "lower" if summary else "",
                 "discordant": int(np.any(xa[:, own] != xb[:, own], axis=1).sum()),
                 "seeds": 1,
