@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import yaml
 
@@ -539,16 +540,19 @@ def compare_equity(
         people = _restricted(people, run, site, "all", programme).sort("person_id")
         sites = [str((x or {}).get("name")) for x in run["config"].get("sites") or []]
         groups = labels(people, (*programme.subgroups, "site"), sites)
+        if references is None or set(references) != set(groups):
+            # one reference per dimension for every seed: the first seed's largest group
+            first = {}
+            for d, lab in groups.items():
+                names = sorted(set(lab.tolist()))
+                first[d] = names[int(np.argmax([(lab == n).sum() for n in names]))]
+            references = {**first, **(references or {})}
         per_seed.append(
-            disparity_changes(
-                sums_a,
-                sums_b,
-                groups,
-                chosen,
-                s,
-                replicates,
-                references,
-            )
+            disparity_changes(sums_a, sums_b, groups, chosen, s, replicates, references)
         )
     unpaired = sorted(set(a.seeds) ^ set(b.seeds))
+    # a group absent from one seed's people (a rare race at one site) has no gap there: pool
+    # what every seed has
+    shared = set.intersection(*(set(f["metric"]) for f in per_seed))
+    per_seed = [f.filter(pl.col("metric").is_in(shared)) for f in per_seed]
     return Comparison(a, b, pool(per_seed), common, unpaired)
