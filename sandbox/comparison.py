@@ -159,7 +159,8 @@ def _label(run: dict[str, Any]) -> str:
 def group_arms(runs: Sequence[dict[str, Any]]) -> list[Arm]:
     """Runs grouped by configuration (everything but the seed and runtime), in order of first
     appearance; a repeated configuration and seed (a copy, or the same run again) starts another
-    arm. Labels are policy names, with the first folder's name where two arms share one."""
+    arm. Labels are policy names; where two arms share one, with the sweep's other axes
+    (``agent=...``), else the first folder's name."""
     groups: list[tuple[str, list[dict[str, Any]]]] = []
     for r in runs:
         key, seed = _arm_key(r), _seed(r)
@@ -172,8 +173,20 @@ def group_arms(runs: Sequence[dict[str, Any]]) -> list[Arm]:
     labels = [a.label for a in arms]
     for a in arms:
         if labels.count(a.label) > 1:
+            a.label = f"{a.label} {_axes(a.runs[0])}".rstrip()
+    labels = [a.label for a in arms]
+    for a in arms:
+        if labels.count(a.label) > 1:
             a.label = f"{a.label} [{a.runs[0]['folder'].name}]"
     return arms
+
+
+def _axes(run: dict[str, Any]) -> str:
+    """A sweep run's axes other than the policy and the seed (``monitoring=aimcu_fallback``)."""
+    axes = run["manifest"].get("axes") or {}
+    if not isinstance(axes, dict):
+        return ""
+    return " ".join(f"{k}={v}" for k, v in axes.items() if k not in ("seed", "policy"))
 
 
 def _seed(run: dict[str, Any]) -> int:
