@@ -353,7 +353,7 @@ def _columns(head: Sequence[str], rows: list[Sequence[str]]) -> str:
 def cmd_equity(args: argparse.Namespace) -> int:
     """A run's disparities from its folder: equity.parquet as written, or recomputed from its
     events and people with other reference groups (``--reference``)."""
-    from sandbox.comparison import programme_of
+    from sandbox.comparison import programme_of, run_tables
     from sandbox.outcomes.equity import EQUITY_SCHEMA, run_disparities
     from sandbox.runfolder import read_run
 
@@ -369,17 +369,8 @@ def cmd_equity(args: argparse.Namespace) -> int:
         if table.schema != pl.Schema(EQUITY_SCHEMA):
             raise SandboxInputError(f"{path}: not an equity table (columns differ)")
     else:
-        for name in ("events.parquet", "people.parquet"):
-            if not (folder / name).is_file():
-                raise SandboxInputError(f"{folder}: no {name} to compute disparities from")
         programme = programme_of(run)
-        try:
-            events = pl.read_parquet(folder / "events.parquet")
-            people = pl.read_parquet(folder / "people.parquet")
-        except (OSError, pl.exceptions.PolarsError) as e:
-            raise SandboxInputError(
-                f"{folder}: unreadable events or people ({type(e).__name__})"
-            ) from e
+        events, people = run_tables(run)
         sites = [str((x or {}).get("name")) for x in cfg.get("sites") or []]
         table = run_disparities(
             events,

@@ -215,25 +215,42 @@ def programme_of(run: dict[str, Any]) -> Programme:
         raise SandboxInputError(f"{run['folder']}/config.yaml: {e}") from e
 
 
-def _person_table(
-    run: dict[str, Any], programme: Programme, site: str = "all", subgroup: str = "all"
-) -> pl.DataFrame:
+def run_tables(run: dict[str, Any]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(events, people) of a run folder; one line if either is missing or unreadable."""
     folder = run["folder"]
     if not (folder / "events.parquet").is_file() or not (folder / "people.parquet").is_file():
-        raise SandboxInputError(f"{folder}: no events.parquet/people.parquet to pair on")
+        raise SandboxInputError(
+            f"{folder}: no events.parquet/people.parquet (a run with runtime.write_events=false "
+            "keeps no event log)"
+        )
     try:
-        people = pl.read_parquet(folder / "people.parquet")
-        events = pl.read_parquet(folder / "events.parquet")
+        return pl.read_parquet(folder / "events.parquet"), pl.read_parquet(
+            folder / "people.parquet"
+        )
     except (OSError, pl.exceptions.PolarsError) as e:
         raise SandboxInputError(
             f"{folder}: unreadable events or people ({type(e).__name__})"
         ) from e
+
+
+def _person_table(
+    run: dict[str, Any], programme: Programme, site: str = "all", subgroup: str = "all"
+) -> pl.DataFrame:
+    events, people = run_tables(run)
     return person_sums(events, _restricted(people, run, site, subgroup, programme), programme)
 
 
-def _events(run: dict[str, Any]) -> pl.DataFrame:
-    """A run's AI scores (the event log's ``ai_score`` column)."""
-    return pl.read_parquet(run["folder"] / "events.parquet", columns=["ai_score"])
+def paired_seeds(a: Arm, b: Arm) -> tuple[list[int], list[int]]:
+    """(seeds both arms ran, seeds only one ran); one line if they share none or simulate
+    different people."""
+    check_same_scenario(a, b)
+    common = [s for s in a.seeds if s in b.seeds]
+    if not common:
+        raise SandboxInputError(
+            f"{a.label} (seeds {_list(a.seeds)}) and {b.label} (seeds {_list(b.seeds)}) "
+            "share no seed: a paired comparison needs both policies run at the same seeds"
+        )
+    return common, sorted(set(a.seeds) ^ set(b.seeds))
 
 
 def _restricted(
@@ -288,14 +305,7 @@ def compare_arms(
 ) -> Comparison:
     """Paired differences of ``b`` against ``a`` for ``metrics`` (names), pooled over the seeds
     both arms ran; restricted to the people of one ``site`` and one ``subgroup`` if given."""
-    check_same_scenario(a, b)
-    common = [s for s in a.seeds if s in b.seeds]
-    unpaired = sorted(set(a.seeds) ^ set(b.seeds))
-    if not common:
-        raise SandboxInputError(
-            f"{a.label} (seeds {_list(a.seeds)}) and {b.label} (seeds {_list(b.seeds)}) "
-            "share no seed: a paired comparison needs both policies run at the same seeds"
-        )
+    common, unpaired = paired_seeds(a, b)
     programme = programme_of(a.runs[0])
     known = pairable(programme)
     bad = [m for m in metrics if m not in known]
@@ -531,13 +541,7 @@ def compare_equity(
     from sandbox.outcomes.equity import disparity_changes, disparity_metrics, labels
     from sandbox.outcomes.metrics import metric_catalogue
 
-    check_same_scenario(a, b)
-    common = [s for s in a.seeds if s in b.seeds]
-    if not common:
-        raise SandboxInputError(
-            f"{a.label} and {b.label} share no seed: a paired comparison needs both policies "
-            "run at the same seeds"
-        )
+    common, unpaired = paired_seeds(a, b)
     programme = programme_of(a.runs[0])
     catalogue = metric_catalogue(programme)
     by_seed_a = dict(zip(a.seeds, a.runs, strict=True))
@@ -545,12 +549,13 @@ def compare_equity(
     per_seed = []
     for s in common:
         run = by_seed_a[s]
-        sums_a = _person_table(run, programme, site)
-        sums_b = _person_table(by_seed_b[s], programme, site)
-        scored = disparity_metrics(*(_events(r) for r in (run, by_seed_b[s])))
-        chosen = [catalogue[m] for m in scored if m in catalogue]
-        people = pl.read_parquet(run["folder"] / "people.parquet")
-        people = _restricted(people, run, site, "all", programme).sort("person_id")
+        (events_a, people_a), (events_b, people_b) = run_tables(run), run_tables(by_seed_b[s])
+        people = _restricted(people_a, run, site, "all", programme).sort("person_id")
+        sums_a = person_sums(events_a, people, programme)
+        sums_b = person_sums(
+            events_b, _restricted(people_b, run, site, "all", programme), programme
+        )
+        chosen = [catalogue[m] for m in disparity_metrics(events_a, events_b) if m in catalogue]
         sites = [str((x or {}).get("name")) for x in run["config"].get("sites") or []]
         groups = labels(people, (*programme.subgroups, "site"), sites)
         if references is None or set(references) != set(groups):
@@ -563,7 +568,6 @@ def compare_equity(
         per_seed.append(
             disparity_changes(sums_a, sums_b, groups, chosen, s, replicates, references)
         )
-    unpaired = sorted(set(a.seeds) ^ set(b.seeds))
     # a group absent from one seed's people (a rare race at one site) has no gap there: pool
     # what every seed has
     shared = set.intersection(*(set(f["metric"]) for f in per_seed))
