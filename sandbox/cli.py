@@ -251,7 +251,12 @@ def monitoring_text(title: str, drift: dict[str, float], monitoring) -> str:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     """A run's monitoring plan: its alarm table, and a plot of its charts (``--plot``)."""
-    from sandbox.outcomes.surveillance import drift_days, monitor_figure, monitor_plot
+    from sandbox.outcomes.surveillance import (
+        chart_limits,
+        drift_days,
+        monitor_figure,
+        monitor_plot,
+    )
     from sandbox.runfolder import read_run
 
     run = read_run(args.run)
@@ -263,7 +268,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         frame = pl.read_parquet(path)
         plan, drift_cfg = cfg["monitoring"], cfg["drift"]
         drift = drift_days((c["site"], c["day"]) for c in drift_cfg["scanner_changes"])
-        h = {str(c["statistic"]): float(c["h"]) for c in plan["cusums"]}
+        h = chart_limits(plan)
         title = (
             f"{plan['name']} (action: {plan['action']} after {float(plan['days_to_act']):g} days; "
             f"drift: {drift_cfg['name']}"

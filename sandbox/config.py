@@ -238,6 +238,18 @@ class Cusum:
 
 
 @dataclass(frozen=True)
+class Window:
+    """A test of one site's AI score distribution in consecutive windows of ``days`` reading
+    days against the in-control reference: ``psi`` (population stability index over the
+    reference's deciles; an alarm above ``limit``, 0.25 by convention) or ``ks`` (two-sample
+    Kolmogorov-Smirnov test; an alarm when its p-value is below ``limit``)."""
+
+    statistic: str = field(metadata={"choices": ("psi", "ks")})
+    days: int = field(default=30, metadata={"ge": 1, "le": 3650})
+    limit: float = field(default=0.25, metadata={"gt": 0, "le": 10})
+
+
+@dataclass(frozen=True)
 class Monitoring:
     """The post-market monitoring plan (config group ``monitoring``); ``none`` watches nothing.
 
@@ -251,6 +263,7 @@ class Monitoring:
 
     name: str = "none"
     cusums: tuple[Cusum, ...] = ()
+    windows: tuple[Window, ...] = ()
     reference: str = field(default="baseline", metadata={"choices": ("baseline", "validation")})
     baseline_days: int = field(default=90, metadata={"ge": 7, "le": 3650})
     action: str = field(

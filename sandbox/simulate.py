@@ -148,7 +148,12 @@ def simulate_sites(
 def _monitor(cfg: RunConfig, ai: DeviceScorer | None, threshold: float | None):
     """The run's monitoring plan as an observer (None: no plan, or no AI to watch)."""
     plan = cfg.monitoring
-    if not plan.cusums or ai is None or threshold is None or cfg.policy.role == "none":
+    if (
+        not (plan.cusums or plan.windows)
+        or ai is None
+        or threshold is None
+        or cfg.policy.role == "none"
+    ):
         return None
     from sandbox.agents.operating_point import reference_scores
     from sandbox.outcomes.surveillance import CusumMonitor

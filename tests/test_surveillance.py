@@ -13,8 +13,8 @@ import pytest
 import testkit
 from testkit import assert_nothing_written, assert_one_line_error, run_cli
 
-from sandbox.config import Cusum, Monitoring
-from sandbox.outcomes.surveillance import CusumMonitor, alarm_summary
+from sandbox.config import Cusum, Monitoring, Window
+from sandbox.outcomes.surveillance import CusumMonitor, alarm_summary, psi
 
 SMALL = ["cohort.size=3000", "seed=11", "runtime=quiet", "runtime.device=cpu"]
 DRIFT_DAY = 200
@@ -39,6 +39,14 @@ def one_thread():
         (["drift.scanner_changes.0.day=-3"], ["drift.scanner_changes[0].day", "-3"]),
         (["monitoring=aimcu_cusum", "monitoring.cusums.0.statistic=auc"], ["statistic", "auc"]),
         (["monitoring=aimcu_cusum", "monitoring.action=panic"], ["monitoring.action", "panic"]),
+        (
+            ["monitoring=score_distribution", "monitoring.windows.0.statistic=mad"],
+            ["statistic", "mad"],
+        ),
+        (
+            ["monitoring=score_distribution", "monitoring.windows.1.days=0"],
+            ["monitoring.windows[1].days", "0"],
+        ),
     ],
 )
 def test_bad_drift_or_plan_is_one_line(argv, needles, tmp_path, capsys):
@@ -118,6 +126,47 @@ def test_standard_of_care_after_the_delay_to_act_once():
     first = frame.filter(pl.col("alarm"))["day"].min()
     assert call[0] == "soc" and call[1] == first + 1 + 7 and "CUSUM alarm" in call[2]
     assert frame.filter(pl.col("alarm"))["action"].to_list()[0] == "standard_of_care"
+
+
+def window_plan(action: str = "alert") -> Monitoring:
+    return Monitoring(
+        name="w",
+        windows=(Window("psi", 30, 0.25), Window("ks", 30, 0.001)),
+        baseline_days=60,
+        action=action,
+        days_to_act=7.0,
+    )
+
+
+def test_psi_is_zero_for_the_same_distribution_and_follows_its_formula():
+    rng = np.random.default_rng(2)
+    ref = rng.beta(2, 5, 20_000)
+    assert psi(rng.beta(2, 5, 20_000), ref) < 0.01
+    # every score in the reference's top decile: (1 - 0.1) ln 10 + 9 (1e-4 - 0.1) ln(1e-3)
+    top = np.full(500, ref.max())
+    want = 0.9 * np.log(10) + 9 * (1e-4 - 0.1) * np.log(1e-3)
+    assert psi(top, ref) == pytest.approx(want, rel=1e-3)
+
+
+def test_window_tests_stay_quiet_in_control_and_alarm_at_the_first_window_after_a_shift():
+    quiet, shifted = CusumMonitor(window_plan(), 0.5), CusumMonitor(window_plan(), 0.5)
+    feed(quiet, FakeSite("a"), 700, 10**9, 0.0)
+    feed(shifted, FakeSite("a"), 700, 400, 0.05)
+    q, s = quiet.frame(), shifted.frame()
+    assert set(q["statistic"]) == {"psi", "ks"} and not q["alarm"].any()
+    assert q.filter(pl.col("statistic") == "ks")["p_value"].min() > 0.001
+    assert q.filter(pl.col("statistic") == "psi")["value"].max() < 0.1
+    # windows of 30 days from the end of the 60-day baseline: the first to hold shifted reads
+    first = s.filter(pl.col("alarm") & (pl.col("statistic") == "ks"))["day"].min()
+    assert 400 <= first < 430
+    assert s.filter(pl.col("day") < 400)["alarm"].sum() == 0
+
+
+def test_a_window_alarm_acts_like_a_cusum_alarm():
+    monitor, site = CusumMonitor(window_plan("standard_of_care"), 0.5), FakeSite("a")
+    feed(monitor, site, 600, 300, 0.1)
+    (call,) = site.calls
+    assert call[0] == "soc" and "test alarm" in call[2]
 
 
 def test_recalibration_restores_the_in_control_positive_rate():

@@ -10,7 +10,12 @@ import streamlit as st
 from results import listing, root
 
 from sandbox.errors import SandboxInputError
-from sandbox.outcomes.surveillance import alarm_summary, drift_days, monitor_figure
+from sandbox.outcomes.surveillance import (
+    alarm_summary,
+    chart_limits,
+    drift_days,
+    monitor_figure,
+)
 from sandbox.runfolder import read_run
 
 st.title("Surveillance")
@@ -35,7 +40,7 @@ try:
     cfg, man = run["config"], run["manifest"]
     plan, drift_cfg = cfg["monitoring"], cfg["drift"]
     drift = drift_days((c["site"], c["day"]) for c in drift_cfg["scanner_changes"])
-    h = {str(c["statistic"]): float(c["h"]) for c in plan["cusums"]}
+    h = chart_limits(plan)
 except (SandboxInputError, OSError, pl.exceptions.PolarsError, KeyError, TypeError) as e:
     st.error(f"{pick}: unreadable monitoring plan or series ({e})")
     st.stop()

@@ -54,7 +54,11 @@ MONITORING_SCHEMA = {
     "cusum_down": pl.Float64,
     "alarm": pl.Boolean,
     "action": pl.String,
+    "p_value": pl.Float64,
 }
+WINDOW_STATISTICS = ("psi", "ks")
+PSI_BINS = 10
+PSI_FLOOR = 1e-4  # a bin's share below this counts as this (an empty bin has no logarithm)
 
 
 @dataclass
@@ -69,8 +73,19 @@ class _Chart:
 
 
 @dataclass
+class _Window:
+    statistic: str
+    days: int
+    limit: float
+    start: int | None = None
+    scores: list[float] = field(default_factory=list)
+
+
+@dataclass
 class _SiteState:
     charts: list[_Chart]
+    windows: list[_Window] = field(default_factory=list)
+    reference: np.ndarray | None = None  # the in-control score distribution
     days: dict[int, list[tuple[float, bool]]] = field(default_factory=dict)
     baseline: list[tuple[float, bool]] = field(default_factory=list)
     recalibrate: tuple[int, str] | None = None  # (alarm day, reason) while collecting
@@ -121,7 +136,8 @@ class CusumMonitor(Observer):
         st = self.sites.get(site.name)
         if st is None:
             charts = [_Chart(c.statistic, c.k, c.h) for c in self.plan.cusums]
-            st = self.sites[site.name] = _SiteState(charts)
+            windows = [_Window(w.statistic, w.days, w.limit) for w in self.plan.windows]
+            st = self.sites[site.name] = _SiteState(charts, windows)
             if self.reference is not None:
                 ref = self.reference
                 self._calibrate(st, ref, ref >= self.threshold)
@@ -129,6 +145,7 @@ class CusumMonitor(Observer):
 
     @staticmethod
     def _calibrate(st: _SiteState, scores: np.ndarray, positive: np.ndarray) -> None:
+        st.reference = np.sort(np.asarray(scores, dtype=np.float64))
         if math.isnan(st.target_rate):
             st.target_rate = float(positive.mean())
         for c in st.charts:
@@ -137,7 +154,7 @@ class CusumMonitor(Observer):
             c.sd = max(float(x.std(ddof=1)), 1e-9)
 
     def _close(self, site: SiteModel, st: _SiteState, day: int, reads: list) -> None:
-        if not st.charts:
+        if not st.charts and not st.windows:
             return
         if st.first_day is None:
             st.first_day = day
@@ -148,7 +165,7 @@ class CusumMonitor(Observer):
             if day >= st.recalibrate[0] + max(1.0, self.plan.days_to_act):
                 self._recalibrate(site, st, day)
             return
-        if math.isnan(st.charts[0].mean):
+        if st.reference is None:
             # still in the baseline window: collect, then calibrate once it is full
             st.baseline.extend(zip(scores.tolist(), positive.tolist(), strict=True))
             if day - st.first_day + 1 >= self.plan.baseline_days:
@@ -166,18 +183,39 @@ class CusumMonitor(Observer):
             alarm = c.up > c.h or c.down > c.h
             action = ""
             if alarm:
-                action = self._act(site, st, day, c) if not alarm_now else "alarm"
+                action = self._act(site, st, day, c.statistic) if not alarm_now else "alarm"
                 alarm_now = True
-            self.rows.append((site.name, c.statistic, day, n, x, z, c.up, c.down, alarm, action))
+            self.rows.append(
+                (site.name, c.statistic, day, n, x, z, c.up, c.down, alarm, action, math.nan)
+            )
             if alarm:
                 c.up = c.down = 0.0
+        for w in st.windows:
+            if w.start is None:
+                w.start = day
+            w.scores.extend(scores.tolist())
+            if day - w.start + 1 < w.days:
+                continue
+            x = np.asarray(w.scores)
+            value, p = window_statistic(w.statistic, x, st.reference)
+            alarm = (value > w.limit) if w.statistic == "psi" else (p < w.limit)
+            action = ""
+            if alarm:
+                action = self._act(site, st, day, w.statistic) if not alarm_now else "alarm"
+                alarm_now = True
+            nan = math.nan
+            self.rows.append(
+                (site.name, w.statistic, day, len(x), value, nan, nan, nan, alarm, action, p)
+            )
+            w.start, w.scores = None, []
 
-    def _act(self, site: SiteModel, st: _SiteState, day: int, chart: _Chart) -> str:
+    def _act(self, site: SiteModel, st: _SiteState, day: int, statistic: str) -> str:
         plan = self.plan
         if plan.action == "alert" or st.acted:
             return "alert"
         when = max(float(day + 1 + plan.days_to_act), site.now)
-        reason = f"{plan.name}: {chart.statistic} CUSUM alarm on day {day}"
+        kind = "test" if statistic in WINDOW_STATISTICS else "CUSUM"
+        reason = f"{plan.name}: {statistic} {kind} alarm on day {day}"
         if plan.action == "standard_of_care":
             site.policy.standard_of_care(when, reason)
             st.acted = True
@@ -211,18 +249,49 @@ class CusumMonitor(Observer):
                 0.0,
                 False,
                 f"threshold {threshold:.4g}",
+                math.nan,
             )
         )
         # the recalibrated device is a new in-control state: the charts take a new baseline
         for c in st.charts:
             c.mean, c.sd, c.up, c.down = math.nan, math.nan, 0.0, 0.0
-        st.first_day, st.baseline = None, []
+        for w in st.windows:
+            w.start, w.scores = None, []
+        st.first_day, st.baseline, st.reference = None, [], None
 
     def frame(self) -> pl.DataFrame:
         """The monitors' daily series: one row per site, statistic and closed day."""
         cols = list(MONITORING_SCHEMA)
         data: dict[str, Any] = {c: [r[i] for r in self.rows] for i, c in enumerate(cols)}
         return pl.DataFrame(data, schema=MONITORING_SCHEMA)
+
+
+def psi(scores: np.ndarray, reference: np.ndarray, bins: int = PSI_BINS) -> float:
+    """Population stability index of ``scores`` against ``reference``, over the reference's
+    quantile bins: sum over bins of (a - e) ln(a / e), a and e the bin's shares (each at least
+    :data:`PSI_FLOOR`). About 0 when the distributions agree; 0.1 to 0.25 is read as a
+    moderate shift, above 0.25 a large one (Siddiqi 2006, *Credit risk scorecards*; Yurdakul
+    2018, PhD thesis, Western Michigan University, on its sampling distribution)."""
+    reference = np.sort(np.asarray(reference, dtype=np.float64))
+    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+    e = np.bincount(np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1)
+    a = np.bincount(np.searchsorted(edges, scores, side="right"), minlength=len(edges) + 1)
+    e = np.maximum(e / max(len(reference), 1), PSI_FLOOR)
+    a = np.maximum(a / max(len(scores), 1), PSI_FLOOR)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def window_statistic(
+    statistic: str, scores: np.ndarray, reference: np.ndarray
+) -> tuple[float, float]:
+    """(value, p-value) of a window test: PSI (no p-value: NaN) or the two-sample KS
+    statistic D and its p-value."""
+    if statistic == "psi":
+        return psi(scores, reference), math.nan
+    from scipy.stats import ks_2samp
+
+    res = ks_2samp(scores, reference)
+    return float(res.statistic), float(res.pvalue)
 
 
 def empty_monitoring() -> pl.DataFrame:
@@ -320,14 +389,23 @@ def drift_days(changes: Iterable[tuple[str, float]]) -> dict[str, float]:
     return out
 
 
+def chart_limits(plan: dict[str, Any]) -> dict[str, float]:
+    """Each statistic's limit in a run's resolved plan (config.yaml): a CUSUM's ``h``, a window
+    test's ``limit``."""
+    limits = {str(c["statistic"]): float(c["h"]) for c in plan.get("cusums") or []}
+    limits.update({str(w["statistic"]): float(w["limit"]) for w in plan.get("windows") or []})
+    return limits
+
+
 def monitor_figure(
     monitoring: pl.DataFrame,
     drift: dict[str, float],
     h: dict[str, float],
     changes: dict[str, list[tuple[float, str]]] | None = None,
 ):
-    """One panel per site and chart: ``S+`` above zero and ``-S-`` below it over programme
-    days, the alarm limits ``+-h``, alarms (red), the drift day (dashed) and the policy
+    """One panel per site and chart: for a CUSUM ``S+`` above zero and ``-S-`` below it over
+    programme days with the limits ``+-h``; for a window test its statistic with its limit
+    (``h`` holds each statistic's limit); alarms (red), the drift day (dashed) and the policy
     versions the plan put in force (dotted)."""
     import matplotlib
 
@@ -344,20 +422,10 @@ def monitor_figure(
         for j, stat in enumerate(stats_):
             ax = axes[i][j]
             g = charts.filter((pl.col("site") == site) & (pl.col("statistic") == stat))
-            day = g["day"].to_numpy()
-            ax.plot(day, g["cusum_up"].to_numpy(), lw=0.8, color="#1f4e9c", label="S+")
-            ax.plot(day, -g["cusum_down"].to_numpy(), lw=0.8, color="#6b8fd6", label="-S-")
-            limit = h.get(stat)
-            if limit is not None:
-                for y in (limit, -limit):
-                    ax.axhline(y, color="#999999", lw=0.6, ls="-")
-            alarms = g.filter(pl.col("alarm"))
-            if alarms.height:
-                up = alarms["cusum_up"].to_numpy() >= alarms["cusum_down"].to_numpy()
-                y = np.where(up, limit or 0.0, -(limit or 0.0))
-                ax.scatter(
-                    alarms["day"].to_numpy(), y, s=10, color="#c0392b", zorder=3, label="alarm"
-                )
+            if stat in WINDOW_STATISTICS:
+                _window_panel(ax, g, stat, h.get(stat))
+            else:
+                _cusum_panel(ax, g, h.get(stat))
             if site in drift:
                 ax.axvline(drift[site], color="#333333", ls="--", lw=0.9, label="drift")
             for d, _ in (changes or {}).get(site, []):
@@ -379,6 +447,39 @@ def monitor_figure(
     )
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig
+
+
+def _cusum_panel(ax, g: pl.DataFrame, limit: float | None) -> None:
+    """``S+`` above zero, ``-S-`` below, the limits and the alarms of one CUSUM chart."""
+    day = g["day"].to_numpy()
+    ax.plot(day, g["cusum_up"].to_numpy(), lw=0.8, color="#1f4e9c", label="S+")
+    ax.plot(day, -g["cusum_down"].to_numpy(), lw=0.8, color="#6b8fd6", label="-S-")
+    if limit is not None:
+        for y in (limit, -limit):
+            ax.axhline(y, color="#999999", lw=0.6, ls="-")
+    alarms = g.filter(pl.col("alarm"))
+    if alarms.height:
+        up = alarms["cusum_up"].to_numpy() >= alarms["cusum_down"].to_numpy()
+        y = np.where(up, limit or 0.0, -(limit or 0.0))
+        ax.scatter(alarms["day"].to_numpy(), y, s=10, color="#c0392b", zorder=3, label="alarm")
+
+
+def _window_panel(ax, g: pl.DataFrame, stat: str, limit: float | None) -> None:
+    """A window test's statistic at each window's last day (PSI, or -log10 p of the KS test)
+    with its limit and alarms."""
+    day = g["day"].to_numpy()
+    if stat == "psi":
+        y, lim, label = g["value"].to_numpy(), limit, "PSI"
+    else:
+        p = np.clip(g["p_value"].to_numpy(), 1e-300, 1.0)
+        y, label = -np.log10(p), "-log10 p"
+        lim = -math.log10(limit) if limit else None
+    ax.plot(day, y, lw=0.8, marker="o", ms=2.5, color="#1f4e9c", label=label)
+    if lim is not None:
+        ax.axhline(lim, color="#999999", lw=0.6, ls="-")
+    alarm = g["alarm"].to_numpy()
+    if alarm.any():
+        ax.scatter(day[alarm], y[alarm], s=10, color="#c0392b", zorder=3, label="alarm")
 
 
 def monitor_plot(figure, path: Path) -> Path:
