@@ -9,6 +9,14 @@ intervals by the method of variance estimates recovery (MOVER; Zou & Donner 2008
 (r - l_r)^2); the ratio a / r applies the same on the log scale. Only rates and proportions
 are compared (a count depends on the group's size). A gap is flagged where the interval of the
 difference excludes zero.
+
+:func:`gaps` reads a run's metrics table (any rate, any reference: the dashboard's Equity
+page). :func:`run_disparities` writes a run's ``equity.parquet``: the rates a classifier's
+fairness is judged on (:data:`DISPARITY_METRICS`), per group of every subgroup dimension and of
+the sites, their gaps, and each dimension's spread with Fairlearn's summaries; group intervals
+there are the wider of Wilson's and a bootstrap over people (a person's screens are correlated),
+and spreads take the bootstrap's percentiles. :func:`disparity_changes` says how a second policy
+changes them on the same people (a paired bootstrap). docs/equity.md has the account.
 """
 
 from __future__ import annotations
