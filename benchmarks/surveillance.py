@@ -40,7 +40,7 @@ import polars as pl
 import yaml
 from scipy import stats
 
-from sandbox.outcomes.surveillance import drift_days
+from sandbox.outcomes.surveillance import drift_start
 
 
 def run_sweep(args: argparse.Namespace, out: Path) -> Path:
@@ -132,7 +132,7 @@ def summarise(sweep: Path) -> dict:
     for run in sorted((sweep / "runs").iterdir()):
         cfg = yaml.safe_load((run / "config.yaml").read_text())
         frame = pl.read_parquet(run / "monitoring.parquet")
-        drift = drift_days((c["site"], c["day"]) for c in cfg["drift"]["scanner_changes"])
+        drift = drift_start(cfg["drift"])
         if not drift:
             baseline[int(cfg["seed"])] = run
         runs += 1

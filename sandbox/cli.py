@@ -181,14 +181,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         )
     if res.monitoring is not None:
-        from sandbox.outcomes.surveillance import drift_days
+        from sandbox.outcomes.surveillance import drift_start
 
         plan = cfg.monitoring
         print(
             monitoring_text(
                 f"{plan.name} (action: {plan.action} after {plan.days_to_act:g} days; "
                 f"drift: {cfg.drift.name}",
-                drift_days((c.site, c.day) for c in cfg.drift.scanner_changes),
+                drift_start(cfg.drift),
                 res.monitoring,
             )
         )
@@ -253,7 +253,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     """A run's monitoring plan: its alarm table, and a plot of its charts (``--plot``)."""
     from sandbox.outcomes.surveillance import (
         chart_limits,
-        drift_days,
+        drift_start,
         monitor_figure,
         monitor_plot,
     )
@@ -267,7 +267,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     try:
         frame = pl.read_parquet(path)
         plan, drift_cfg = cfg["monitoring"], cfg["drift"]
-        drift = drift_days((c["site"], c["day"]) for c in drift_cfg["scanner_changes"])
+        drift = drift_start(drift_cfg)
         h = chart_limits(plan)
         title = (
             f"{plan['name']} (action: {plan['action']} after {float(plan['days_to_act']):g} days; "
@@ -576,7 +576,7 @@ def print_equity(cmp) -> None:
 def plans_text(arms, tags) -> str:
     """The arms' monitoring plans side by side: per arm and site, over its seeds, the drift
     detected (runs), days to detection, false alarms per site-year and the policy changes."""
-    from sandbox.outcomes.surveillance import drift_days, site_summary
+    from sandbox.outcomes.surveillance import drift_start, site_summary
 
     rows = []
     for tag, arm in zip(tags, arms, strict=True):
@@ -587,8 +587,7 @@ def plans_text(arms, tags) -> str:
                 continue
             try:
                 frame = pl.read_parquet(path)
-                changes = r["config"]["drift"]["scanner_changes"]
-                drift = drift_days((c["site"], c["day"]) for c in changes)
+                drift = drift_start(r["config"]["drift"])
             except (OSError, pl.exceptions.PolarsError, KeyError, TypeError) as e:
                 raise SandboxInputError(f"{path}: unreadable monitoring series ({e})") from e
             versions = r["manifest"].get("policy_versions") or {}

@@ -215,11 +215,23 @@ class ScannerChange:
 
 
 @dataclass(frozen=True)
+class DeviceChange:
+    """From ``day`` on, ``site``'s AI device calls a screen positive at another operating point
+    (a device update: a vendor's new default threshold, a local recalibration)."""
+
+    site: str
+    day: float = field(metadata={"ge": 0})
+    threshold: OperatingPoint
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Drift:
     """What changes on the timeline (config group ``drift``); ``none`` changes nothing."""
 
     name: str = "none"
     scanner_changes: tuple[ScannerChange, ...] = ()
+    device_changes: tuple[DeviceChange, ...] = ()
 
     def check(self, path: str) -> None:
         if not NAME.fullmatch(self.name):
@@ -348,6 +360,12 @@ def run_config(data: Mapping[str, Any], scenario_name: str) -> RunConfig:
             fail(f"{where}.site", f"{c.site!r} is not a site of the scenario ({', '.join(names)})")
         base = next(s.scanner for s in scn.sites if s.name == c.site)
         build(Scanner, {**to_dict(base), **dict(c.scanner)}, f"{where}.scanner")
+    for i, c in enumerate(drift.device_changes):
+        if c.site not in names:
+            fail(
+                f"drift.device_changes[{i}].site",
+                f"{c.site!r} is not a site of the scenario ({', '.join(names)})",
+            )
     return cfg
 
 

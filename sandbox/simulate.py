@@ -103,6 +103,9 @@ def simulate_sites(
     site_ids = list(range(len(scn.sites)) if sites is None else sites)
     shared = simpy.Environment() if cfg.runtime.shared_clock else None
     models, logs = [], []
+    updates = _device_updates(cfg, ai)
+    if updates is not None:
+        observers = (*observers, updates)
     monitor = _monitor(cfg, ai, threshold)
     if monitor is not None:
         observers = (*observers, monitor)
@@ -143,6 +146,32 @@ def simulate_sites(
     if monitor is not None:
         rec.monitoring = monitor.frame().sort("site", "statistic", "day")
     return rec
+
+
+def _point(op) -> str:
+    value = op.target_sensitivity if op.mode == "target_sensitivity" else op.value
+    return f"{op.mode} {value:g}"
+
+
+def _device_updates(cfg: RunConfig, ai: DeviceScorer | None):
+    """The drift's device updates as an observer (None: none, or no AI to update)."""
+    changes = cfg.drift.device_changes
+    if not changes or ai is None or cfg.policy.role == "none":
+        return None
+    from sandbox.agents.operating_point import resolve_threshold
+    from sandbox.workflow.observers import OperatingPointChanges
+
+    return OperatingPointChanges(
+        [
+            (
+                c.site,
+                float(c.day),
+                resolve_threshold(c.threshold, ai.folder),
+                c.reason or f"device update: operating point {_point(c.threshold)}",
+            )
+            for c in changes
+        ]
+    )
 
 
 def _monitor(cfg: RunConfig, ai: DeviceScorer | None, threshold: float | None):

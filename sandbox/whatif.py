@@ -242,7 +242,12 @@ def check_screens(cfg: RunConfig) -> None:
             f"policy '{cfg.policy.name}' screens with {cfg.policy.modality}: a what-if asks about "
             "AI roles, and AI devices read CT"
         )
-    if cfg.drift.scanner_changes or cfg.monitoring.cusums or cfg.monitoring.windows:
+    if (
+        cfg.drift.scanner_changes
+        or cfg.drift.device_changes
+        or cfg.monitoring.cusums
+        or cfg.monitoring.windows
+    ):
         raise SandboxInputError(
             f"drift '{cfg.drift.name}', monitoring '{cfg.monitoring.name}': the what-if replay "
             "has no timeline of scanner changes or monitors; run them with sandbox run"

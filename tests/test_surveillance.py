@@ -315,3 +315,44 @@ def test_sandbox_compare_shows_the_plans_side_by_side(drift_runs, capsys):
     scored = next(ln for ln in paired.splitlines() if ln.startswith("ai_scored_screens"))
     hi = float(scored.split("(")[1].split(" to ")[1].split(")")[0].replace(",", ""))
     assert hi < 0, scored
+
+
+# ------------------------------------------------------------------ a device update
+def test_a_device_update_moves_one_sites_operating_point_from_its_day(tmp_path, capsys):
+    out = tmp_path / "runs"
+    argv = ["run", *SMALL, "policy=ai_triage", "drift=device_update"]
+    argv += ["drift.device_changes.0.day=200", "monitoring=aimcu_cusum"]
+    argv += ["monitoring.baseline_days=60", f"runtime.out_dir={out}", "runtime.run_name=upd"]
+    code, text, err = run_cli(argv, capsys)
+    assert code == 0, err
+    man = json.loads((out / "upd" / "manifest.json").read_text())
+    city = man["policy_versions"]["city_hospital"]
+    assert [v["from_day"] for v in city] == [0.0, 200.0] and "device update" in city[1]["reason"]
+    assert city[1]["threshold"] < city[0]["threshold"]  # percentile 0.75 against 0.9
+    assert len(man["policy_versions"]["mobile_unit"]) == 1
+    e = pl.read_parquet(out / "upd" / "events.parquet").filter(pl.col("ai_score").is_not_null())
+    rate = (
+        e.with_columns(after=pl.col("exam_day") >= 200)
+        .group_by("site", "after")
+        .agg(pl.col("ai_positive").mean())
+    )
+
+    def r(site, after):
+        return rate.filter((pl.col("site") == site) & (pl.col("after") == after)).item(0, 2)
+
+    assert r(0, True) > 1.8 * r(0, False)  # the city hospital: about 2.5 times as many
+    assert r(1, True) == pytest.approx(r(1, False), abs=0.05)  # the mobile unit: unchanged
+    # the plan sees the update as the drift it is: detected, not a false alarm
+    assert "city_hospital  ai_positive_rate" in text and "false alarms" in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("city_hospital  ai_positive_rate"))
+    assert " 200 " in line and "days" in line.split(" 200 ")[1]
+
+
+def test_a_device_update_at_an_unknown_site_is_one_line(tmp_path, capsys):
+    out = tmp_path / "runs"
+    argv = ["run", *SMALL, "policy=ai_triage", "drift=device_update"]
+    code, _, err = run_cli(
+        [*argv, "drift.device_changes.0.site=moon", f"runtime.out_dir={out}"], capsys
+    )
+    assert_one_line_error(code, err, "drift.device_changes[0].site", "moon")
+    assert_nothing_written(out)

@@ -13,7 +13,7 @@ from sandbox.errors import SandboxInputError
 from sandbox.outcomes.surveillance import (
     alarm_summary,
     chart_limits,
-    drift_days,
+    drift_start,
     monitor_figure,
 )
 from sandbox.runfolder import read_run
@@ -39,7 +39,7 @@ try:
     frame = pl.read_parquet(path / "monitoring.parquet")
     cfg, man = run["config"], run["manifest"]
     plan, drift_cfg = cfg["monitoring"], cfg["drift"]
-    drift = drift_days((c["site"], c["day"]) for c in drift_cfg["scanner_changes"])
+    drift = drift_start(drift_cfg)
     h = chart_limits(plan)
 except (SandboxInputError, OSError, pl.exceptions.PolarsError, KeyError, TypeError) as e:
     st.error(f"{pick}: unreadable monitoring plan or series ({e})")

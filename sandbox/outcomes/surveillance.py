@@ -389,6 +389,17 @@ def drift_days(changes: Iterable[tuple[str, float]]) -> dict[str, float]:
     return out
 
 
+def drift_start(drift: Any) -> dict[str, float]:
+    """The first day of any drift (a scanner change or a device update) at each site, from a
+    run's drift config: the dataclass or its resolved mapping (config.yaml)."""
+    pairs = []
+    for kind in ("scanner_changes", "device_changes"):
+        items = (drift.get(kind) or []) if isinstance(drift, dict) else getattr(drift, kind)
+        for c in items:
+            pairs.append((c["site"], c["day"]) if isinstance(c, dict) else (c.site, c.day))
+    return drift_days(pairs)
+
+
 def chart_limits(plan: dict[str, Any]) -> dict[str, float]:
     """Each statistic's limit in a run's resolved plan (config.yaml): a CUSUM's ``h``, a window
     test's ``limit``."""

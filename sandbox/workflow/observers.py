@@ -152,3 +152,24 @@ class LivePolicy:
         return self.change(
             POLICIES[cfg.reading](cfg), from_day, reason or "AI off: standard of care"
         )
+
+
+class OperatingPointChanges(Observer):
+    """A device update on the timeline (``drift.device_changes``): from its day, a site's device
+    calls positives at a new score cut-off, through the site's live policy handle.
+
+    Args:
+        changes: ``(site name, day, cut-off, reason)``, the cut-offs resolved on the device.
+    """
+
+    def __init__(self, changes: list[tuple[str, float, float, str]]) -> None:
+        self.pending = sorted(changes, key=lambda c: c[1])
+
+    def on_day(self, site: SiteModel, day: int) -> None:
+        due = [c for c in self.pending if c[0] == site.name and c[1] <= day]
+        for change in due:
+            self.pending.remove(change)
+            _, start, threshold, reason = change
+            # never before now, nor before a change already made (a plan's fallback, say)
+            when = max(start, site.now, site.policy.versions[-1].from_day)
+            site.policy.set_threshold(threshold, when, reason or f"device update: {threshold:.4g}")
