@@ -592,7 +592,12 @@ def plans_text(arms, tags) -> str:
                 raise SandboxInputError(f"{path}: unreadable monitoring series ({e})") from e
             versions = r["manifest"].get("policy_versions") or {}
             for row in site_summary(frame, drift).iter_rows(named=True):
-                switched = [v.get("from_day") for v in (versions.get(row["site"]) or [])[1:]]
+                plan = str(r["config"]["monitoring"].get("name"))
+                switched = [  # what the plan did, not a drift's device update
+                    v.get("from_day")
+                    for v in (versions.get(row["site"]) or [])[1:]
+                    if str(v.get("reason", "")).startswith(f"{plan}:")
+                ]
                 per_site.setdefault(row["site"], []).append((row, switched))
         for site, items in per_site.items():
             drifted = [i for i, _ in items if i["drift_day"] is not None]

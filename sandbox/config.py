@@ -254,11 +254,14 @@ class Window:
     """A test of one site's AI score distribution in consecutive windows of ``days`` reading
     days against the in-control reference: ``psi`` (population stability index over the
     reference's deciles; an alarm above ``limit``, 0.25 by convention) or ``ks`` (two-sample
-    Kolmogorov-Smirnov test; an alarm when its p-value is below ``limit``)."""
+    Kolmogorov-Smirnov test; an alarm when its p-value is below ``limit``). A window closes
+    once it spans ``days`` and holds at least ``min_reads`` reads (PSI's noise grows as a window
+    shrinks)."""
 
     statistic: str = field(metadata={"choices": ("psi", "ks")})
     days: int = field(default=30, metadata={"ge": 1, "le": 3650})
     limit: float = field(default=0.25, metadata={"gt": 0, "le": 10})
+    min_reads: int = field(default=200, metadata={"ge": 1, "le": 10_000_000})
 
 
 @dataclass(frozen=True)

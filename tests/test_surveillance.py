@@ -356,3 +356,12 @@ def test_a_device_update_at_an_unknown_site_is_one_line(tmp_path, capsys):
     )
     assert_one_line_error(code, err, "drift.device_changes[0].site", "moon")
     assert_nothing_written(out)
+
+
+def test_a_window_waits_for_its_minimum_of_reads():
+    plan = Monitoring(name="w", windows=(Window("psi", 30, 0.25, 5000),), baseline_days=60)
+    monitor = CusumMonitor(plan, 0.5)
+    feed(monitor, FakeSite("a"), 700, 10**9, 0.0)
+    frame = monitor.frame()
+    assert (frame["reads"] >= 5000).all()
+    assert frame.height == (700 - 60) // 125  # 40 reads a day: 125 days to hold 5,000

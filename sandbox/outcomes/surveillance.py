@@ -77,6 +77,7 @@ class _Window:
     statistic: str
     days: int
     limit: float
+    min_reads: int = 1
     start: int | None = None
     scores: list[float] = field(default_factory=list)
 
@@ -136,7 +137,9 @@ class CusumMonitor(Observer):
         st = self.sites.get(site.name)
         if st is None:
             charts = [_Chart(c.statistic, c.k, c.h) for c in self.plan.cusums]
-            windows = [_Window(w.statistic, w.days, w.limit) for w in self.plan.windows]
+            windows = [
+                _Window(w.statistic, w.days, w.limit, w.min_reads) for w in self.plan.windows
+            ]
             st = self.sites[site.name] = _SiteState(charts, windows)
             if self.reference is not None:
                 ref = self.reference
@@ -194,7 +197,7 @@ class CusumMonitor(Observer):
             if w.start is None:
                 w.start = day
             w.scores.extend(scores.tolist())
-            if day - w.start + 1 < w.days:
+            if day - w.start + 1 < w.days or len(w.scores) < w.min_reads:
                 continue
             x = np.asarray(w.scores)
             value, p = window_statistic(w.statistic, x, st.reference)
