@@ -250,6 +250,18 @@ class Cusum:
 
 
 @dataclass(frozen=True)
+class Ewma:
+    """An EWMA chart (Roberts 1959) on a daily rate of all of one site's screens, whatever read
+    them: ``recall_rate`` (screens recalled for more imaging or a work-up). With ``z_t`` the
+    day's rate standardised by its in-control mean and per-screen SD, ``E_t = lam z_t + (1 -
+    lam) E_{t-1}``; an alarm when ``|E_t|`` exceeds ``L`` times its standard deviation."""
+
+    statistic: str = field(metadata={"choices": ("recall_rate",)})
+    lam: float = field(default=0.1, metadata={"gt": 0, "le": 1})
+    L: float = field(default=3.5, metadata={"gt": 0, "le": 20})
+
+
+@dataclass(frozen=True)
 class Window:
     """A test of one site's AI score distribution in consecutive windows of ``days`` reading
     days against the in-control reference: ``psi`` (population stability index over the
@@ -279,6 +291,7 @@ class Monitoring:
     name: str = "none"
     cusums: tuple[Cusum, ...] = ()
     windows: tuple[Window, ...] = ()
+    ewmas: tuple[Ewma, ...] = ()
     reference: str = field(default="baseline", metadata={"choices": ("baseline", "validation")})
     baseline_days: int = field(default=90, metadata={"ge": 7, "le": 3650})
     action: str = field(

@@ -247,6 +247,7 @@ def check_screens(cfg: RunConfig) -> None:
         or cfg.drift.device_changes
         or cfg.monitoring.cusums
         or cfg.monitoring.windows
+        or cfg.monitoring.ewmas
     ):
         raise SandboxInputError(
             f"drift '{cfg.drift.name}', monitoring '{cfg.monitoring.name}': the what-if replay "

@@ -13,7 +13,7 @@ import pytest
 import testkit
 from testkit import assert_nothing_written, assert_one_line_error, run_cli
 
-from sandbox.config import Cusum, Monitoring, Window
+from sandbox.config import Cusum, Ewma, Monitoring, Window
 from sandbox.outcomes.surveillance import CusumMonitor, alarm_summary, psi
 
 SMALL = ["cohort.size=3000", "seed=11", "runtime=quiet", "runtime.device=cpu"]
@@ -365,3 +365,54 @@ def test_a_window_waits_for_its_minimum_of_reads():
     frame = monitor.frame()
     assert (frame["reads"] >= 5000).all()
     assert frame.height == (700 - 60) // 125  # 40 reads a day: 125 days to hold 5,000
+
+
+def feed_recalls(
+    monitor: CusumMonitor, site: FakeSite, days: int, shift_from: int, p: float, seed: int = 9
+):
+    """Forty screens a day (no AI), each recalled with probability 0.10, ``p`` from a day on."""
+    rng = np.random.default_rng(seed)
+    for day in range(days):
+        site.now = float(day)
+        monitor.on_day(site, day)
+        rate = p if day >= shift_from else 0.10
+        for recalled in rng.random(40) < rate:
+            record = SimpleNamespace(
+                ai_score=None,
+                exam_kind="screen",
+                management="workup" if recalled else "next_round",
+                reported_day=day + 0.3,
+            )
+            monitor.on_exam(site, record)
+    monitor.on_day(site, days)
+
+
+def ewma_plan(action: str = "alert") -> Monitoring:
+    return Monitoring(
+        name="e", ewmas=(Ewma("recall_rate", 0.1, 3.5),), baseline_days=90, action=action
+    )
+
+
+def test_an_ewma_of_the_recall_rate_sees_every_screen_and_a_shift_in_it():
+    quiet = [CusumMonitor(ewma_plan(), 0.5) for _ in range(6)]
+    for seed, monitor in enumerate(quiet):
+        feed_recalls(monitor, FakeSite("a"), 700, 10**9, 0.10, seed)
+    shifted = CusumMonitor(ewma_plan(), 0.5)
+    feed_recalls(shifted, FakeSite("a"), 700, 400, 0.15)
+    q, s = quiet[0].frame(), shifted.frame()
+    assert set(q["statistic"]) == {"recall_rate"} and q.height == 700 - 90
+    assert (q["reads"] == 40).all()  # screens without an AI score count too
+    # in control: at most 6 alarms in 6 x 610 days (10 site-years of 40 screens a day)
+    assert sum(int(m.frame()["alarm"].sum()) for m in quiet) <= 6
+    # the limits: the EWMA's own noise and the error of the 90-day in-control estimate
+    asymptotic = 3.5 * math.sqrt(0.1 / 1.9 + 40 / 3600)
+    assert q["limit"].max() == pytest.approx(asymptotic, rel=1e-3)
+    first = s.filter(pl.col("alarm") & (pl.col("day") >= 400))["day"].min()
+    assert 400 <= first <= 440  # a shift of 0.05: half a daily SD per day
+
+
+def test_an_ewma_alarm_acts_like_the_others():
+    monitor, site = CusumMonitor(ewma_plan("standard_of_care"), 0.5), FakeSite("a")
+    feed_recalls(monitor, site, 600, 300, 0.2)
+    (call,) = site.calls
+    assert call[0] == "soc" and "recall_rate EWMA alarm" in call[2]

@@ -55,8 +55,11 @@ MONITORING_SCHEMA = {
     "alarm": pl.Boolean,
     "action": pl.String,
     "p_value": pl.Float64,
+    "ewma": pl.Float64,
+    "limit": pl.Float64,
 }
 WINDOW_STATISTICS = ("psi", "ks")
+EWMA_STATISTICS = ("recall_rate",)
 PSI_BINS = 10
 PSI_FLOOR = 1e-4  # a bin's share below this counts as this (an empty bin has no logarithm)
 
@@ -73,6 +76,18 @@ class _Chart:
 
 
 @dataclass
+class _Ewma:
+    statistic: str
+    lam: float
+    L: float
+    mean: float = math.nan
+    sd: float = math.nan
+    value: float = 0.0
+    steps: int = 0
+    baseline_n: int = 0  # screens the in-control rate was estimated from
+
+
+@dataclass
 class _Window:
     statistic: str
     days: int
@@ -86,7 +101,11 @@ class _Window:
 class _SiteState:
     charts: list[_Chart]
     windows: list[_Window] = field(default_factory=list)
+    ewmas: list[_Ewma] = field(default_factory=list)
     reference: np.ndarray | None = None  # the in-control score distribution
+    recalls: dict[int, list[bool]] = field(default_factory=dict)  # every screen's, by day
+    recall_baseline: list[bool] = field(default_factory=list)
+    recall_first: int | None = None
     days: dict[int, list[tuple[float, bool]]] = field(default_factory=dict)
     baseline: list[tuple[float, bool]] = field(default_factory=list)
     recalibrate: tuple[int, str] | None = None  # (alarm day, reason) while collecting
@@ -120,17 +139,21 @@ class CusumMonitor(Observer):
 
     # ------------------------------------------------------------------ observer hooks
     def on_exam(self, site: SiteModel, record: ExamRecord) -> None:
+        st = self._state(site)
+        day = int(record.reported_day)
+        if st.ewmas and record.exam_kind == "screen":
+            st.recalls.setdefault(day, []).append(record.management != "next_round")
         score = record.ai_score
         if score is None or score != score:
             return
-        st = self._state(site)
-        day = int(record.reported_day)
         st.days.setdefault(day, []).append((float(score), bool(record.ai_positive)))
 
     def on_day(self, site: SiteModel, day: int) -> None:
         st = self._state(site)
         for d in sorted(k for k in st.days if k < day):
             self._close(site, st, d, st.days.pop(d))
+        for d in sorted(k for k in st.recalls if k < day):
+            self._close_recalls(site, st, d, st.recalls.pop(d))
 
     # ------------------------------------------------------------------ the charts
     def _state(self, site: SiteModel) -> _SiteState:
@@ -140,7 +163,8 @@ class CusumMonitor(Observer):
             windows = [
                 _Window(w.statistic, w.days, w.limit, w.min_reads) for w in self.plan.windows
             ]
-            st = self.sites[site.name] = _SiteState(charts, windows)
+            ewmas = [_Ewma(e.statistic, e.lam, e.L) for e in self.plan.ewmas]
+            st = self.sites[site.name] = _SiteState(charts, windows, ewmas)
             if self.reference is not None:
                 ref = self.reference
                 self._calibrate(st, ref, ref >= self.threshold)
@@ -189,7 +213,8 @@ class CusumMonitor(Observer):
                 action = self._act(site, st, day, c.statistic) if not alarm_now else "alarm"
                 alarm_now = True
             self.rows.append(
-                (site.name, c.statistic, day, n, x, z, c.up, c.down, alarm, action, math.nan)
+                (site.name, c.statistic, day, n, x, z, c.up, c.down, alarm, action)
+                + (math.nan, math.nan, c.h)
             )
             if alarm:
                 c.up = c.down = 0.0
@@ -209,15 +234,57 @@ class CusumMonitor(Observer):
             nan = math.nan
             self.rows.append(
                 (site.name, w.statistic, day, len(x), value, nan, nan, nan, alarm, action, p)
+                + (nan, w.limit)
             )
             w.start, w.scores = None, []
+
+    def _close_recalls(self, site: SiteModel, st: _SiteState, day: int, flags: list) -> None:
+        """One day of EWMA charts on the share of the day's screens that were recalled."""
+        if not st.ewmas or st.recalibrate is not None:
+            return
+        if st.recall_first is None:
+            st.recall_first = day
+        if math.isnan(st.ewmas[0].mean):
+            st.recall_baseline.extend(flags)
+            if day - st.recall_first + 1 >= self.plan.baseline_days:
+                p = float(np.mean(st.recall_baseline))
+                for e in st.ewmas:
+                    e.mean, e.sd = p, max(math.sqrt(p * (1.0 - p)), 1e-9)
+                    e.baseline_n = len(st.recall_baseline)
+                st.recall_baseline = []
+            return
+        n, x = len(flags), float(np.mean(flags))
+        for e in st.ewmas:
+            z = (x - e.mean) / (e.sd / math.sqrt(n))
+            e.value = e.lam * z + (1.0 - e.lam) * e.value
+            e.steps += 1
+            # the day's noise, plus the error of the estimated in-control rate: a constant offset
+            # of variance n / (baseline screens) in z units, which the EWMA carries whole
+            var = e.lam / (2.0 - e.lam) * (1.0 - (1.0 - e.lam) ** (2 * e.steps))
+            var += n / max(e.baseline_n, 1) * (1.0 - (1.0 - e.lam) ** e.steps) ** 2
+            limit = e.L * math.sqrt(var)
+            alarm = abs(e.value) > limit
+            action = self._act(site, st, day, e.statistic) if alarm else ""
+            nan = math.nan
+            self.rows.append(
+                (site.name, e.statistic, day, n, x, z, nan, nan, alarm, action, nan)
+                + (e.value, limit)
+            )
+            if alarm:
+                e.value, e.steps = 0.0, 0
 
     def _act(self, site: SiteModel, st: _SiteState, day: int, statistic: str) -> str:
         plan = self.plan
         if plan.action == "alert" or st.acted:
             return "alert"
         when = max(float(day + 1 + plan.days_to_act), site.now)
-        kind = "test" if statistic in WINDOW_STATISTICS else "CUSUM"
+        kind = (
+            "test"
+            if statistic in WINDOW_STATISTICS
+            else "EWMA"
+            if statistic in EWMA_STATISTICS
+            else "CUSUM"
+        )
         reason = f"{plan.name}: {statistic} {kind} alarm on day {day}"
         if plan.action == "standard_of_care":
             site.policy.standard_of_care(when, reason)
@@ -253,6 +320,8 @@ class CusumMonitor(Observer):
                 False,
                 f"threshold {threshold:.4g}",
                 math.nan,
+                math.nan,
+                math.nan,
             )
         )
         # the recalibrated device is a new in-control state: the charts take a new baseline
@@ -260,7 +329,10 @@ class CusumMonitor(Observer):
             c.mean, c.sd, c.up, c.down = math.nan, math.nan, 0.0, 0.0
         for w in st.windows:
             w.start, w.scores = None, []
+        for e in st.ewmas:
+            e.mean, e.sd, e.value, e.steps = math.nan, math.nan, 0.0, 0
         st.first_day, st.baseline, st.reference = None, [], None
+        st.recall_first, st.recall_baseline = None, []
 
     def frame(self) -> pl.DataFrame:
         """The monitors' daily series: one row per site, statistic and closed day."""
@@ -438,6 +510,8 @@ def monitor_figure(
             g = charts.filter((pl.col("site") == site) & (pl.col("statistic") == stat))
             if stat in WINDOW_STATISTICS:
                 _window_panel(ax, g, stat, h.get(stat))
+            elif stat in EWMA_STATISTICS:
+                _ewma_panel(ax, g)
             else:
                 _cusum_panel(ax, g, h.get(stat))
             if site in drift:
@@ -476,6 +550,17 @@ def _cusum_panel(ax, g: pl.DataFrame, limit: float | None) -> None:
         up = alarms["cusum_up"].to_numpy() >= alarms["cusum_down"].to_numpy()
         y = np.where(up, limit or 0.0, -(limit or 0.0))
         ax.scatter(alarms["day"].to_numpy(), y, s=10, color="#c0392b", zorder=3, label="alarm")
+
+
+def _ewma_panel(ax, g: pl.DataFrame) -> None:
+    """An EWMA chart: ``E_t`` with its limits ``+-L sd(E_t)`` and the alarms."""
+    day, e, lim = g["day"].to_numpy(), g["ewma"].to_numpy(), g["limit"].to_numpy()
+    ax.plot(day, e, lw=0.8, color="#1f4e9c", label="EWMA")
+    ax.plot(day, lim, lw=0.6, color="#999999")
+    ax.plot(day, -lim, lw=0.6, color="#999999")
+    alarm = g["alarm"].to_numpy()
+    if alarm.any():
+        ax.scatter(day[alarm], e[alarm], s=10, color="#c0392b", zorder=3, label="alarm")
 
 
 def _window_panel(ax, g: pl.DataFrame, stat: str, limit: float | None) -> None:
