@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import yaml
 
@@ -538,7 +537,12 @@ def compare_equity(
     """How arm B changes arm A's disparities between subgroups and sites, on the same people
     (those of one ``site`` if given): :func:`~sandbox.outcomes.equity.disparity_changes` seed
     by seed, pooled as :func:`pool`."""
-    from sandbox.outcomes.equity import disparity_changes, disparity_metrics, labels
+    from sandbox.outcomes.equity import (
+        disparity_changes,
+        disparity_metrics,
+        labels,
+        largest_groups,
+    )
     from sandbox.outcomes.metrics import metric_catalogue
 
     common, unpaired = paired_seeds(a, b)
@@ -560,11 +564,7 @@ def compare_equity(
         groups = labels(people, (*programme.subgroups, "site"), sites)
         if references is None or set(references) != set(groups):
             # one reference per dimension for every seed: the first seed's largest group
-            first = {}
-            for d, lab in groups.items():
-                names = sorted(set(lab.tolist()))
-                first[d] = names[int(np.argmax([(lab == n).sum() for n in names]))]
-            references = {**first, **(references or {})}
+            references = {**largest_groups(groups), **(references or {})}
         per_seed.append(
             disparity_changes(sums_a, sums_b, groups, chosen, s, replicates, references)
         )

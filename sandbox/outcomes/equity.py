@@ -30,6 +30,7 @@ import polars as pl
 from sandbox.errors import SandboxInputError
 from sandbox.outcomes.intervals import garwood, wilson
 from sandbox.outcomes.metrics import KIND_SCALE, Metric
+from sandbox.outcomes.paired import _q, _sd
 from sandbox.rng import Streams, declare_streams
 
 declare_streams({"equity.*": "bootstrap of a run's disparities (people resampled)"})
@@ -175,7 +176,6 @@ class Design:
             raise SandboxInputError(f"the run's records have no per-person {missing[0]!r}")
         self.groups: dict[str, list[str]] = {}
         self.offsets: dict[str, int] = {}
-        self.people: dict[str, np.ndarray] = {}
         x = sums.select(self.columns).to_numpy()
         blocks, at = [], 0
         for dim, lab in groups.items():
@@ -184,7 +184,6 @@ class Design:
             onehot = (code[:, None] == np.arange(len(names))[None, :]).astype(np.float64)
             blocks.append((x[:, :, None] * onehot[:, None, :]).reshape(len(x), -1))
             self.groups[dim], self.offsets[dim] = names, at
-            self.people[dim] = onehot.sum(axis=0)
             at += len(self.columns) * len(names)
         self.x = np.hstack(blocks) if blocks else np.zeros((len(x), 0))
 
@@ -223,15 +222,7 @@ def bootstrap_totals(xs: Sequence[np.ndarray], seed: int, replicates: int) -> li
 
 
 def _pct(x: np.ndarray) -> tuple[float, float]:
-    x = x[np.isfinite(x)]
-    if not len(x):
-        return float("nan"), float("nan")
-    return float(np.quantile(x, 0.025)), float(np.quantile(x, 0.975))
-
-
-def _sd(x: np.ndarray) -> float:
-    x = x[np.isfinite(x)]
-    return float(np.std(x, ddof=1)) if len(x) > 1 else float("nan")
+    return _q(x, 0.025), _q(x, 0.975)
 
 
 def _spread(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -271,9 +262,14 @@ def measures(design: Design, totals: np.ndarray, references: dict[str, str]) -> 
     return out
 
 
-def default_references(design: Design) -> dict[str, str]:
-    """Each dimension's reference: its largest group (most people)."""
-    return {d: names[int(np.argmax(design.people[d]))] for d, names in design.groups.items()}
+def largest_groups(groups: dict[str, np.ndarray]) -> dict[str, str]:
+    """Each dimension's default reference: its largest group (most people; ties to the first
+    by name)."""
+    out = {}
+    for dim, lab in groups.items():
+        names, counts = np.unique(np.asarray(lab, dtype=str), return_counts=True)
+        out[dim] = str(names[int(np.argmax(counts))])
+    return out
 
 
 def disparity_table(
@@ -295,7 +291,7 @@ def disparity_table(
     not differ (it is biased upwards, most where groups are small).
     """
     design = Design(sums, groups, metrics)
-    refs = _references(design, references)
+    refs = _references(design, {**largest_groups(groups), **(references or {})})
     totals = design.x.sum(axis=0)
     point = measures(design, totals, refs)
     (boot,) = bootstrap_totals([design.x], seed, replicates)
@@ -381,8 +377,8 @@ def run_disparities(
     ).select(list(EQUITY_SCHEMA))
 
 
-def _references(design: Design, references: dict[str, str] | None) -> dict[str, str]:
-    refs = {**default_references(design), **(references or {})}
+def _references(design: Design, refs: dict[str, str]) -> dict[str, str]:
+    """``refs``, checked against the design's dimensions and groups."""
     for dim, ref in refs.items():
         if dim not in design.groups:
             raise SandboxInputError(
@@ -416,7 +412,7 @@ def disparity_changes(
             "the two runs do not hold the same people: a paired comparison needs the same scenario and seed"
         )
     da, db = Design(sums_a, groups, metrics), Design(sums_b, groups, metrics)
-    refs = _references(da, references)
+    refs = _references(da, {**largest_groups(groups), **(references or {})})
     pa, pb = measures(da, da.x.sum(axis=0), refs), measures(db, db.x.sum(axis=0), refs)
     ba, bb = bootstrap_totals([da.x, db.x], seed, replicates)
     ra, rb = measures(da, ba, refs), measures(db, bb, refs)
