@@ -204,6 +204,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             + (", ..." if gaps.height > 4 else "")
             + f" (sandbox equity {res.folder})"
         )
+        if gaps.height:
+            print(
+                "        a gap in a positive or recall rate can come from how common findings are "
+                "in a group, not from how it is read (docs/equity.md)"
+            )
     print(f"\nrun folder: {res.folder}")
     print(f"repeat:     sandbox run {' '.join(args.overrides)}".rstrip())
     return 0

@@ -313,10 +313,13 @@ def disparity_table(
     for key, (value, diff, ratio, den) in point.items():
         dim, group, metric = key
         summary = group == SPREAD
-        if summary:  # percentiles of the bootstrap
+        if summary:  # percentiles of the bootstrap, stretched to hold the estimate
             lo = hi = None
             dl, dh = _pct(reps[key][1])
             ql, qh = _pct(reps[key][2])
+            # max - min is biased upwards: where the groups hardly differ, every replicate's
+            # spread can exceed the estimate's, and the interval would not hold it
+            dl, qh = min(dl, float(diff)), max(qh, float(ratio))
         else:  # MOVER from the group's and the reference's intervals (disjoint people)
             ref = refs[dim]
             lo, hi = own[key]

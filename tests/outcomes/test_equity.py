@@ -115,6 +115,10 @@ def test_a_real_gap_is_flagged_and_no_gap_is_not():
         spread["screen_sensitivity"]["ratio"], spread["false_positive_rate"]["ratio"]
     )
     assert not t.filter(pl.col("group") == SPREAD)["flagged"].any()
+    # every interval holds its estimate, the spreads' too (their bootstrap sits above it)
+    for r in t.iter_rows(named=True):
+        assert r["diff_lo"] <= r["diff"] <= r["diff_hi"], r
+        assert r["ratio_lo"] <= r["ratio"] <= r["ratio_hi"], r
 
 
 def test_no_gap_is_flagged_at_most_at_the_nominal_rate_when_a_persons_screens_agree():
