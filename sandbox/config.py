@@ -277,6 +277,29 @@ class Window:
 
 
 @dataclass(frozen=True)
+class Label:
+    """A test of an outcome whose label the simulated world reveals late, per site, in
+    consecutive windows against the site's own first ``baseline_days`` of labels:
+
+    - ``ppv``: the share of work-ups that find a cancer, labelled when the work-up's result
+      is known (work-ups grouped by that day);
+    - ``sensitivity``: screen-detected / (screen-detected + interval cancers), and
+    - ``interval_cancer_rate``: interval cancers per 1,000 screens, both labelled once a screen's
+      interval window (``programme.interval_cancer_window_years``) has passed (screens grouped
+      by their day): a drift in sensitivity cannot be seen before a year has gone by.
+
+    A window closes once it spans ``days`` and holds at least ``min_labels`` of what its
+    statistic divides by (work-ups, cancers, screens); an alarm when Fisher's exact test of the
+    window against the baseline gives ``p < limit``."""
+
+    statistic: str = field(metadata={"choices": ("ppv", "sensitivity", "interval_cancer_rate")})
+    days: int = field(default=90, metadata={"ge": 1, "le": 3650})
+    limit: float = field(default=0.01, metadata={"gt": 0, "lt": 1})
+    min_labels: int = field(default=20, metadata={"ge": 1, "le": 10_000_000})
+    baseline_days: int = field(default=180, metadata={"ge": 7, "le": 3650})
+
+
+@dataclass(frozen=True)
 class Monitoring:
     """The post-market monitoring plan (config group ``monitoring``); ``none`` watches nothing.
 
@@ -284,18 +307,23 @@ class Monitoring:
     first ``baseline_days`` of AI reads; ``validation`` from the device's validation reference
     (the screening population it was validated on). ``action`` follows an alarm after
     ``days_to_act``: ``alert`` (recorded only), ``standard_of_care`` (the site reads without the
-    AI from then on) or ``recalibrate`` (the operating point moved so that the AI-positive rate
-    of the reads during the delay to act matches the in-control one).
+    AI from then on), ``recalibrate`` (the operating point moved so that the AI-positive rate
+    of the reads during the delay to act matches the in-control one) or ``roll_back`` (the
+    device as validated, the run's own policy and operating point, back in force: it undoes a
+    device update). ``labels`` are the delayed-label monitors (:class:`Label`); they keep their
+    own baselines.
     """
 
     name: str = "none"
     cusums: tuple[Cusum, ...] = ()
     windows: tuple[Window, ...] = ()
     ewmas: tuple[Ewma, ...] = ()
+    labels: tuple[Label, ...] = ()
     reference: str = field(default="baseline", metadata={"choices": ("baseline", "validation")})
     baseline_days: int = field(default=90, metadata={"ge": 7, "le": 3650})
     action: str = field(
-        default="alert", metadata={"choices": ("alert", "standard_of_care", "recalibrate")}
+        default="alert",
+        metadata={"choices": ("alert", "standard_of_care", "recalibrate", "roll_back")},
     )
     days_to_act: float = field(default=7.0, metadata={"ge": 0, "le": 3650})
 

@@ -178,7 +178,7 @@ def _monitor(cfg: RunConfig, ai: DeviceScorer | None, threshold: float | None):
     """The run's monitoring plan as an observer (None: no plan, or no AI to watch)."""
     plan = cfg.monitoring
     if (
-        not (plan.cusums or plan.windows or plan.ewmas)
+        not (plan.cusums or plan.windows or plan.ewmas or plan.labels)
         or ai is None
         or threshold is None
         or cfg.policy.role == "none"

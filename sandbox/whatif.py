@@ -248,6 +248,7 @@ def check_screens(cfg: RunConfig) -> None:
         or cfg.monitoring.cusums
         or cfg.monitoring.windows
         or cfg.monitoring.ewmas
+        or cfg.monitoring.labels
     ):
         raise SandboxInputError(
             f"drift '{cfg.drift.name}', monitoring '{cfg.monitoring.name}': the what-if replay "

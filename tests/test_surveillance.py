@@ -13,8 +13,10 @@ import pytest
 import testkit
 from testkit import assert_nothing_written, assert_one_line_error, run_cli
 
-from sandbox.config import Cusum, Ewma, Monitoring, Window
-from sandbox.outcomes.surveillance import CusumMonitor, alarm_summary, psi
+from sandbox.config import Cusum, Ewma, Label, Monitoring, Window
+from sandbox.outcomes.surveillance import CusumMonitor, alarm_summary, label_test, psi
+from sandbox.programmes.base import PersonEvent
+from sandbox.workflow.observers import WorkupDone
 
 SMALL = ["cohort.size=3000", "seed=11", "runtime=quiet", "runtime.device=cpu"]
 DRIFT_DAY = 200
@@ -76,7 +78,10 @@ class FakeSite:
         self.policy = SimpleNamespace(
             standard_of_care=lambda day, reason: self.calls.append(("soc", day, reason)),
             set_threshold=lambda t, day, reason: self.calls.append(("threshold", t, day)),
+            roll_back=lambda day, reason: self.calls.append(("roll_back", day, reason)),
         )
+        self.site = SimpleNamespace(workup_days_to_result=10.0)
+        self.schedule_cfg = SimpleNamespace(interval_cancer_window_years=1.0)
 
 
 def feed(monitor: CusumMonitor, site: FakeSite, days: int, shift_from: int, shift: float):
@@ -416,3 +421,141 @@ def test_an_ewma_alarm_acts_like_the_others():
     feed_recalls(monitor, site, 600, 300, 0.2)
     (call,) = site.calls
     assert call[0] == "soc" and "recall_rate EWMA alarm" in call[2]
+
+
+# ------------------------------------------------------------------ delayed labels
+def feed_outcomes(
+    monitor: CusumMonitor,
+    site: FakeSite,
+    days: int,
+    shift_from: int,
+    sensitivity: float,
+    ppv: float,
+    seed: int = 3,
+):
+    """A year-long cohort's screens: 60 a day, one in 100 with a cancer that the screen finds
+    (a diagnosis 20 days on) with probability 0.9, ``sensitivity`` for screens from a day on,
+    or that surfaces 200 days on (an interval cancer); four work-ups a day, finding cancer
+    with probability 0.5, ``ppv`` from a day on. Each person is screened once (first screens
+    only), so one stratum."""
+    rng = np.random.default_rng(seed)
+    pending: dict[int, list[PersonEvent]] = {}
+    pid = 0
+    for day in range(days):
+        site.now = float(day)
+        for event in pending.pop(day, []):
+            monitor.on_person(site, event)
+        monitor.on_day(site, day)
+        later = day >= shift_from
+        for _ in range(60):
+            pid += 1
+            record = SimpleNamespace(
+                ai_score=None,
+                exam_kind="screen",
+                management="next_round",
+                reported_day=day + 0.3,
+                exam_day=day + 0.1,
+                person_id=pid,
+                round=0,
+            )
+            monitor.on_exam(site, record)
+            if rng.random() < 0.01:
+                found = rng.random() < (sensitivity if later else 0.9)
+                when = day + (20 if found else 200)
+                route = "screen" if found else "clinical"
+                pending.setdefault(when, []).append(
+                    PersonEvent("diagnosis", pid, float(when), route, "IA")
+                )
+        for _ in range(4):
+            cancer = rng.random() < (ppv if later else 0.5)
+            monitor.on_workup(
+                site,
+                WorkupDone(
+                    pid, 0, 1, day + 0.4, day + 10.4 if cancer else None, None, False, False
+                ),
+            )
+    monitor.on_day(site, days)
+
+
+def label_plan(action: str = "alert") -> Monitoring:
+    return Monitoring(
+        name="l",
+        labels=(
+            Label("ppv", 60, 0.01, 30, 180),
+            Label("sensitivity", 180, 0.01, 20, 180),
+            Label("interval_cancer_rate", 180, 0.01, 500, 180),
+        ),
+        action=action,
+    )
+
+
+def test_delayed_labels_arrive_only_when_the_world_reveals_them():
+    quiet = CusumMonitor(label_plan(), 0.5)
+    feed_outcomes(quiet, FakeSite("a"), 1500, 10**9, 0.9, 0.5)
+    q = quiet.frame()
+    first = q.group_by("statistic").agg(pl.col("day").min()).sort("statistic")
+    day = dict(zip(first["statistic"], first["day"], strict=True))
+    # work-up results from day 10 on; a baseline of 180 days; then a 60-day window
+    assert 10 + 180 + 60 - 2 <= day["ppv"] <= 10 + 180 + 60 + 2
+    # a screen's labels are final a year after it: the baseline, then a 180-day window
+    assert day["sensitivity"] >= 365 + 180 + 180 - 2
+    assert day["interval_cancer_rate"] >= 365 + 180 + 180 - 2
+    assert q["alarm"].sum() <= 1  # p < 0.01 tests of about 30 in-control windows
+    ic = q.filter(pl.col("statistic") == "interval_cancer_rate")
+    assert ic["value"].mean() == pytest.approx(1.0, abs=0.5)  # 0.1 x 1% = 1 per 1,000 screens
+    sens = q.filter(pl.col("statistic") == "sensitivity")
+    assert sens["reference"].to_list()[0] == pytest.approx(0.9, abs=0.1)
+
+
+def test_a_drop_in_sensitivity_is_seen_only_once_its_interval_window_has_passed():
+    shifted = CusumMonitor(label_plan(), 0.5)
+    feed_outcomes(shifted, FakeSite("a"), 1500, 600, 0.5, 0.2)
+    s = shifted.frame()
+    alarm = s.filter(pl.col("alarm")).group_by("statistic").agg(pl.col("day").min())
+    first = dict(zip(alarm["statistic"], alarm["day"], strict=True))
+    assert 600 + 10 <= first["ppv"] <= 600 + 10 + 2 * 60 + 2  # within two windows of results
+    # sensitivity of screens from day 600 on is known from day 965 on, not before
+    assert 600 + 365 <= first["sensitivity"] <= 600 + 365 + 2 * 180 + 2
+    assert 600 + 365 <= first["interval_cancer_rate"] <= 600 + 365 + 2 * 180 + 2
+    assert s.filter(pl.col("day") < 600)["alarm"].sum() == 0
+
+
+def test_label_tests_compare_first_and_later_screens_each_with_their_own():
+    # first screens find more (a prevalence round): a window of later screens at the same
+    # per-stratum rates is in control, though its crude share is far below the baseline's
+    base = [[90, 100], [50, 100]]
+    same = [[9, 10], [45, 90]]
+    p, value, reference = label_test(same, base)
+    assert p > 0.5 and value == pytest.approx(0.54) and reference == pytest.approx(0.54)
+    assert label_test([[54, 100]], [[90, 100]])[0] < 1e-6  # the crude comparison alarms
+    worse = [[5, 10], [20, 90]]
+    assert label_test(worse, base)[0] < 1e-4
+    assert label_test([[0, 0], [0, 0]], base)[0] == 1.0
+
+
+def test_a_roll_back_puts_the_validated_device_back():
+    monitor, site = CusumMonitor(plan("roll_back"), 0.5), FakeSite("a")
+    feed(monitor, site, 600, 300, 0.1)
+    (call,) = site.calls
+    first = monitor.frame().filter(pl.col("alarm"))["day"].min()
+    assert call[0] == "roll_back" and call[1] == first + 1 + 7 and "CUSUM alarm" in call[2]
+
+
+def test_a_plan_rolls_back_a_device_update_it_detects(tmp_path, capsys):
+    out = tmp_path / "runs"
+    argv = ["run", *SMALL, "policy=ai_triage", "drift=device_update"]
+    argv += ["drift.device_changes.0.day=200", "monitoring=aimcu_rollback"]
+    argv += ["monitoring.baseline_days=60", f"runtime.out_dir={out}", "runtime.run_name=rb"]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    city = json.loads((out / "rb" / "manifest.json").read_text())["policy_versions"]
+    city = city["city_hospital"]
+    assert len(city) == 3 and "device update" in city[1]["reason"]
+    assert "aimcu_rollback" in city[2]["reason"] and 200 < city[2]["from_day"] <= 260
+    assert city[2]["threshold"] == city[0]["threshold"] != city[1]["threshold"]
+    e = pl.read_parquet(out / "rb" / "events.parquet").filter(
+        (pl.col("site") == 0) & pl.col("ai_score").is_not_null()
+    )
+    rate = e.group_by("policy_version").agg(pl.col("ai_positive").mean()).sort("policy_version")
+    r0, r1, r2 = rate["ai_positive"].to_list()
+    assert r1 > 1.8 * r0 and r2 == pytest.approx(r0, abs=0.04)  # back where it was validated

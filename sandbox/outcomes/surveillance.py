@@ -18,11 +18,18 @@ The in-control reference is either the site's own first ``baseline_days`` of AI 
 (``reference: baseline``) or the device's validation reference, the screening population it
 was validated on (``reference: validation``), at the run's operating point.
 
+The delayed-label tests (``labels``) watch outcomes only as the simulated world reveals them:
+a work-up's result once its result time has passed (``ppv``), a screen's screen-detected and
+interval cancers once its interval window has passed (``sensitivity``,
+``interval_cancer_rate``; a cancer counts for the person's last screen before its diagnosis).
+Each compares consecutive windows with the site's own first labels by Fisher's exact test.
+
 After an alarm, the plan's action takes effect ``days_to_act`` days later through the site's
 live policy handle: ``alert`` (recorded only), ``standard_of_care`` (the AI is switched off at
-that site) or ``recalibrate`` (the operating point moved to the quantile of the scores read
+that site), ``recalibrate`` (the operating point moved to the quantile of the scores read
 during the delay to act that restores the in-control AI-positive rate; the charts then take a
-new baseline). A site acts once; later alarms are recorded.
+new baseline) or ``roll_back`` (the run's own policy, the device as validated, back in force).
+A site acts once; later alarms are recorded.
 """
 
 from __future__ import annotations
@@ -40,7 +47,9 @@ from sandbox.workflow.observers import Observer
 
 if TYPE_CHECKING:
     from sandbox.config import Monitoring
+    from sandbox.programmes.base import PersonEvent
     from sandbox.workflow.exam import ExamRecord
+    from sandbox.workflow.observers import WorkupDone
     from sandbox.workflow.site import SiteModel
 
 MONITORING_SCHEMA = {
@@ -57,9 +66,11 @@ MONITORING_SCHEMA = {
     "p_value": pl.Float64,
     "ewma": pl.Float64,
     "limit": pl.Float64,
+    "reference": pl.Float64,
 }
 WINDOW_STATISTICS = ("psi", "ks")
 EWMA_STATISTICS = ("recall_rate",)
+LABEL_STATISTICS = ("ppv", "sensitivity", "interval_cancer_rate")
 PSI_BINS = 10
 PSI_FLOOR = 1e-4  # a bin's share below this counts as this (an empty bin has no logarithm)
 
@@ -98,6 +109,27 @@ class _Window:
 
 
 @dataclass
+class _Label:
+    """One delayed-label test at one site: per stratum (0: people's first screens, 1: later
+    screens) its baseline counts [hits, n], then the open window's."""
+
+    statistic: str
+    days: int
+    limit: float
+    min_labels: int
+    baseline_days: int
+    base_start: list[int | None] = field(default_factory=lambda: [None, None])
+    base: list[list[int]] = field(default_factory=lambda: [[0, 0], [0, 0]])
+    ready: list[bool] = field(default_factory=lambda: [False, False])
+    start: int | None = None
+    win: list[list[int]] = field(default_factory=lambda: [[0, 0], [0, 0]])
+
+    @property
+    def scale(self) -> float:
+        return 1000.0 if self.statistic == "interval_cancer_rate" else 1.0
+
+
+@dataclass
 class _SiteState:
     charts: list[_Chart]
     windows: list[_Window] = field(default_factory=list)
@@ -112,6 +144,13 @@ class _SiteState:
     since_alarm: list[float] = field(default_factory=list)
     first_day: int | None = None
     acted: bool = False
+    labels: list[_Label] = field(default_factory=list)
+    # work-up results by (day known, stratum): [cancers, work-ups]
+    results: dict[tuple[int, int], list[int]] = field(default_factory=dict)
+    # screens by (day, stratum): [screens, screen-detected, interval cancers]
+    screens: dict[tuple[int, int], list[int]] = field(default_factory=dict)
+    last_screen: dict[int, tuple[int, int]] = field(default_factory=dict)  # person -> its key
+    first_round: dict[int, int] = field(default_factory=dict)  # person -> first screen's round
     target_rate: float = math.nan  # the in-control AI-positive rate (recalibration's target)
 
 
@@ -143,10 +182,38 @@ class CusumMonitor(Observer):
         day = int(record.reported_day)
         if st.ewmas and record.exam_kind == "screen":
             st.recalls.setdefault(day, []).append(record.management != "next_round")
+        if st.labels and record.exam_kind == "screen":
+            pid = record.person_id
+            first = st.first_round.setdefault(pid, record.round)
+            key = (int(record.exam_day), int(record.round != first))
+            st.screens.setdefault(key, [0, 0, 0])[0] += 1
+            st.last_screen[pid] = key
         score = record.ai_score
         if score is None or score != score:
             return
         st.days.setdefault(day, []).append((float(score), bool(record.ai_positive)))
+
+    def on_workup(self, site: SiteModel, event: WorkupDone) -> None:
+        st = self._state(site)
+        if st.labels:
+            # the result is known once the work-up's result time has passed, found or not
+            known = int(event.workup_day + site.site.workup_days_to_result)
+            later = int(event.round != st.first_round.get(event.person_id, event.round))
+            counts = st.results.setdefault((known, later), [0, 0])
+            counts[0] += event.diagnosis_day is not None
+            counts[1] += 1
+
+    def on_person(self, site: SiteModel, event: PersonEvent) -> None:
+        st = self._state(site)
+        if not st.labels:
+            return
+        key = st.last_screen.pop(event.person_id, None)
+        if event.kind != "diagnosis" or key is None or key not in st.screens:
+            return  # a death, no screen yet, or a screen whose labels are already final
+        if event.route == "screen":
+            st.screens[key][1] += 1
+        elif event.day - key[0] <= _interval_days(site):
+            st.screens[key][2] += 1
 
     def on_day(self, site: SiteModel, day: int) -> None:
         st = self._state(site)
@@ -154,6 +221,8 @@ class CusumMonitor(Observer):
             self._close(site, st, d, st.days.pop(d))
         for d in sorted(k for k in st.recalls if k < day):
             self._close_recalls(site, st, d, st.recalls.pop(d))
+        if st.labels:
+            self._labels(site, st, day)
 
     # ------------------------------------------------------------------ the charts
     def _state(self, site: SiteModel) -> _SiteState:
@@ -165,6 +234,10 @@ class CusumMonitor(Observer):
             ]
             ewmas = [_Ewma(e.statistic, e.lam, e.L) for e in self.plan.ewmas]
             st = self.sites[site.name] = _SiteState(charts, windows, ewmas)
+            st.labels = [
+                _Label(lb.statistic, lb.days, lb.limit, lb.min_labels, lb.baseline_days)
+                for lb in self.plan.labels
+            ]
             if self.reference is not None:
                 ref = self.reference
                 self._calibrate(st, ref, ref >= self.threshold)
@@ -214,7 +287,7 @@ class CusumMonitor(Observer):
                 alarm_now = True
             self.rows.append(
                 (site.name, c.statistic, day, n, x, z, c.up, c.down, alarm, action)
-                + (math.nan, math.nan, c.h)
+                + (math.nan, math.nan, c.h, c.mean)
             )
             if alarm:
                 c.up = c.down = 0.0
@@ -234,7 +307,7 @@ class CusumMonitor(Observer):
             nan = math.nan
             self.rows.append(
                 (site.name, w.statistic, day, len(x), value, nan, nan, nan, alarm, action, p)
-                + (nan, w.limit)
+                + (nan, w.limit, nan)
             )
             w.start, w.scores = None, []
 
@@ -268,7 +341,7 @@ class CusumMonitor(Observer):
             nan = math.nan
             self.rows.append(
                 (site.name, e.statistic, day, n, x, z, nan, nan, alarm, action, nan)
-                + (e.value, limit)
+                + (e.value, limit, e.mean)
             )
             if alarm:
                 e.value, e.steps = 0.0, 0
@@ -283,6 +356,8 @@ class CusumMonitor(Observer):
             if statistic in WINDOW_STATISTICS
             else "EWMA"
             if statistic in EWMA_STATISTICS
+            else "label test"
+            if statistic in LABEL_STATISTICS
             else "CUSUM"
         )
         reason = f"{plan.name}: {statistic} {kind} alarm on day {day}"
@@ -290,6 +365,10 @@ class CusumMonitor(Observer):
             site.policy.standard_of_care(when, reason)
             st.acted = True
             return "standard_of_care"
+        if plan.action == "roll_back":
+            site.policy.roll_back(when, reason)
+            st.acted = True
+            return "roll_back"
         # recalibrate: from the scores read after the alarm, during the delay to act
         st.acted = True
         st.recalibrate = (day, reason)
@@ -322,6 +401,7 @@ class CusumMonitor(Observer):
                 math.nan,
                 math.nan,
                 math.nan,
+                math.nan,
             )
         )
         # the recalibrated device is a new in-control state: the charts take a new baseline
@@ -334,11 +414,102 @@ class CusumMonitor(Observer):
         st.first_day, st.baseline, st.reference = None, [], None
         st.recall_first, st.recall_baseline = None, []
 
+    def _labels(self, site: SiteModel, st: _SiteState, today: int) -> None:
+        """Feed the delayed-label tests what the world has revealed by ``today``: work-up
+        results known before it, and screens whose interval window has passed; then close the
+        windows that are full."""
+        day = today - 1
+        for key in sorted(k for k in st.results if k[0] < today):
+            found, n = st.results.pop(key)
+            for lab in st.labels:
+                if lab.statistic == "ppv":
+                    _feed_label(lab, day, key[1], found, n)
+        mature = today - 1 - _interval_days(site)
+        for key in sorted(k for k in st.screens if k[0] < mature):
+            screens, found, interval = st.screens.pop(key)
+            for lab in st.labels:
+                if lab.statistic == "sensitivity":
+                    _feed_label(lab, day, key[1], found, found + interval)
+                elif lab.statistic == "interval_cancer_rate":
+                    _feed_label(lab, day, key[1], interval, screens)
+        for lab in st.labels:
+            n = lab.win[0][1] + lab.win[1][1]
+            if lab.start is None or day - lab.start + 1 < lab.days or n < lab.min_labels:
+                continue
+            p, value, reference = label_test(lab.win, lab.base)
+            scale = 1000.0 if lab.statistic == "interval_cancer_rate" else 1.0
+            alarm = p < lab.limit
+            action = self._act(site, st, day, lab.statistic) if alarm else ""
+            nan = math.nan
+            self.rows.append(
+                (site.name, lab.statistic, day, n, scale * value, nan, nan, nan, alarm, action)
+                + (p, nan, lab.limit, scale * reference)
+            )
+            lab.start, lab.win = None, [[0, 0], [0, 0]]
+
     def frame(self) -> pl.DataFrame:
         """The monitors' daily series: one row per site, statistic and closed day."""
         cols = list(MONITORING_SCHEMA)
         data: dict[str, Any] = {c: [r[i] for r in self.rows] for i, c in enumerate(cols)}
         return pl.DataFrame(data, schema=MONITORING_SCHEMA)
+
+
+def _feed_label(lab: _Label, day: int, stratum: int, hits: int, n: int) -> None:
+    """Add labels of one stratum to its baseline until that holds ``baseline_days`` of labels
+    and at least ``min_labels``; from then on to the open window."""
+    if not lab.ready[stratum]:
+        if lab.base_start[stratum] is None:
+            lab.base_start[stratum] = day
+        base = lab.base[stratum]
+        base[0] += hits
+        base[1] += n
+        start = lab.base_start[stratum]
+        if day - start + 1 >= lab.baseline_days and base[1] >= lab.min_labels:
+            lab.ready[stratum] = True
+        return
+    if lab.start is None:
+        lab.start = day
+    lab.win[stratum][0] += hits
+    lab.win[stratum][1] += n
+
+
+def label_test(window: list[list[int]], base: list[list[int]]) -> tuple[float, float, float]:
+    """(p, value, reference) of a window's labels against the baseline, stratum by stratum
+    (``[hits, n]`` per stratum): Fisher's exact test when one stratum holds labels, else the
+    Cochran-Mantel-Haenszel test with continuity correction (Mantel and Haenszel 1959);
+    ``value`` is the window's share of hits, ``reference`` the baseline's share at the window's
+    mix of strata (direct standardisation)."""
+    used = [k for k in range(len(window)) if window[k][1] > 0 and base[k][1] > 0]
+    n = sum(window[k][1] for k in used)
+    if not used or n == 0:
+        return 1.0, math.nan, math.nan
+    value = sum(window[k][0] for k in used) / n
+    reference = sum(window[k][1] / n * base[k][0] / base[k][1] for k in used)
+    tables = [
+        (window[k][0], window[k][1] - window[k][0], base[k][0], base[k][1] - base[k][0])
+        for k in used
+    ]
+    if len(tables) == 1:
+        from scipy.stats import fisher_exact
+
+        a, b, c, d = tables[0]
+        return float(fisher_exact([[a, b], [c, d]]).pvalue), value, reference
+    from scipy.stats import chi2
+
+    diff = var = 0.0
+    for a, b, c, d in tables:
+        t = a + b + c + d
+        diff += a - (a + b) * (a + c) / t
+        var += (a + b) * (c + d) * (a + c) * (b + d) / (t * t * (t - 1.0))
+    if var <= 0:
+        return 1.0, value, reference
+    stat = max(abs(diff) - 0.5, 0.0) ** 2 / var
+    return float(chi2.sf(stat, 1)), value, reference
+
+
+def _interval_days(site: SiteModel) -> float:
+    """The programme's interval window in days: how long a screen's labels take to be final."""
+    return site.schedule_cfg.interval_cancer_window_years * 365.25
 
 
 def psi(scores: np.ndarray, reference: np.ndarray, bins: int = PSI_BINS) -> float:
@@ -477,9 +648,10 @@ def drift_start(drift: Any) -> dict[str, float]:
 
 def chart_limits(plan: dict[str, Any]) -> dict[str, float]:
     """Each statistic's limit in a run's resolved plan (config.yaml): a CUSUM's ``h``, a window
-    test's ``limit``."""
+    test's or a delayed-label test's ``limit``."""
     limits = {str(c["statistic"]): float(c["h"]) for c in plan.get("cusums") or []}
     limits.update({str(w["statistic"]): float(w["limit"]) for w in plan.get("windows") or []})
+    limits.update({str(w["statistic"]): float(w["limit"]) for w in plan.get("labels") or []})
     return limits
 
 
@@ -512,6 +684,8 @@ def monitor_figure(
                 _window_panel(ax, g, stat, h.get(stat))
             elif stat in EWMA_STATISTICS:
                 _ewma_panel(ax, g)
+            elif stat in LABEL_STATISTICS:
+                _label_panel(ax, g, stat)
             else:
                 _cusum_panel(ax, g, h.get(stat))
             if site in drift:
@@ -576,6 +750,18 @@ def _window_panel(ax, g: pl.DataFrame, stat: str, limit: float | None) -> None:
     ax.plot(day, y, lw=0.8, marker="o", ms=2.5, color="#1f4e9c", label=label)
     if lim is not None:
         ax.axhline(lim, color="#999999", lw=0.6, ls="-")
+    alarm = g["alarm"].to_numpy()
+    if alarm.any():
+        ax.scatter(day[alarm], y[alarm], s=10, color="#c0392b", zorder=3, label="alarm")
+
+
+def _label_panel(ax, g: pl.DataFrame, stat: str) -> None:
+    """A delayed-label test: each window's value on the day its labels were complete, the
+    site's baseline value, and the alarms."""
+    day, y = g["day"].to_numpy(), g["value"].to_numpy()
+    label = {"ppv": "PPV", "sensitivity": "sensitivity"}.get(stat, "per 1,000")
+    ax.plot(day, y, lw=0.8, marker="o", ms=2.5, color="#1f4e9c", label=label)
+    ax.plot(day, g["reference"].to_numpy(), lw=0.6, color="#999999", drawstyle="steps-post")
     alarm = g["alarm"].to_numpy()
     if alarm.any():
         ax.scatter(day[alarm], y[alarm], s=10, color="#c0392b", zorder=3, label="alarm")

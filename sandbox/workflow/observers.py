@@ -153,6 +153,11 @@ class LivePolicy:
             POLICIES[cfg.reading](cfg), from_day, reason or "AI off: standard of care"
         )
 
+    def roll_back(self, from_day: float, reason: str = "") -> PolicyVersion:
+        """Put the run's own policy back in force (version 0: the device as validated, at its
+        validated operating point), undoing any device update or switch since."""
+        return self.change(self.versions[0].policy, from_day, reason or "roll back to version 0")
+
 
 class OperatingPointChanges(Observer):
     """A device update on the timeline (``drift.device_changes``): from its day, a site's device
