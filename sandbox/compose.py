@@ -112,11 +112,17 @@ def load(
     data, scenario = compose(overrides)
     cfg = run_config(data, scenario)
     wanted = {name for s in cfg.scenario.sites for name in s.readers}
+    wanted |= {name for c in cfg.drift.staffing_changes for name in c.readers}
     profiles = load_reader_profiles(wanted)
-    for i, s in enumerate(cfg.scenario.sites):
-        for name in s.readers:
+    teams = [(f"sites[{i}]", s.readers) for i, s in enumerate(cfg.scenario.sites)]
+    teams += [
+        (f"drift.staffing_changes[{i}]", c.readers)
+        for i, c in enumerate(cfg.drift.staffing_changes)
+    ]
+    for where, readers in teams:
+        for name in readers:
             if name not in profiles:
                 raise SandboxInputError(
-                    f"config key 'sites[{i}].readers.{name}': no reader profile {name}.yaml in {project_root() / 'agents' / 'readers'}"
+                    f"config key '{where}.readers.{name}': no reader profile {name}.yaml in {project_root() / 'agents' / 'readers'}"
                 )
     return cfg, profiles, data

@@ -11,6 +11,7 @@ its ``programme`` section, are typed by the programme the scenario names
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -226,12 +227,28 @@ class DeviceChange:
 
 
 @dataclass(frozen=True)
+class StaffingChange:
+    """From ``day`` on, ``site`` reads with another team: ``readers`` (radiologists per reader
+    profile, the whole roster; empty: unchanged) for ``reading_hours_per_day`` hours a day (0:
+    unchanged). Radiologists who stay keep their skill; those who join are drawn as a site's
+    radiologists are; those who leave finish the reviews addressed to them and take no new
+    reads."""
+
+    site: str
+    day: float = field(metadata={"ge": 0})
+    readers: dict[str, int] = field(default_factory=dict)
+    reading_hours_per_day: float = field(default=0.0, metadata={"ge": 0, "le": 24})
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Drift:
     """What changes on the timeline (config group ``drift``); ``none`` changes nothing."""
 
     name: str = "none"
     scanner_changes: tuple[ScannerChange, ...] = ()
     device_changes: tuple[DeviceChange, ...] = ()
+    staffing_changes: tuple[StaffingChange, ...] = ()
 
     def check(self, path: str) -> None:
         if not NAME.fullmatch(self.name):
@@ -356,6 +373,22 @@ class RunConfig:
             out.append((c.day, base, c.reason))
         return out
 
+    def staffing_changes(self, site: str) -> list[tuple[float, Site, str]]:
+        """``(from_day, site config with the new team, reason)`` for each staffing change of
+        ``site``, by day, each on top of the last."""
+        base = next(s for s in self.scenario.sites if s.name == site)
+        out = []
+        for c in sorted(
+            (c for c in self.drift.staffing_changes if c.site == site), key=lambda c: c.day
+        ):
+            base = dataclasses.replace(
+                base,
+                readers=dict(c.readers) or base.readers,
+                reading_hours_per_day=c.reading_hours_per_day or base.reading_hours_per_day,
+            )
+            out.append((c.day, base, c.reason))
+        return out
+
 
 SCENARIO_KEYS = ("cohort", "disease", "sites", "programme", "calibration", "description")
 
@@ -404,12 +437,22 @@ def run_config(data: Mapping[str, Any], scenario_name: str) -> RunConfig:
             fail(f"{where}.site", f"{c.site!r} is not a site of the scenario ({', '.join(names)})")
         base = next(s.scanner for s in scn.sites if s.name == c.site)
         build(Scanner, {**to_dict(base), **dict(c.scanner)}, f"{where}.scanner")
-    for i, c in enumerate(drift.device_changes):
-        if c.site not in names:
-            fail(
-                f"drift.device_changes[{i}].site",
-                f"{c.site!r} is not a site of the scenario ({', '.join(names)})",
-            )
+    for kind in ("device_changes", "staffing_changes"):
+        for i, c in enumerate(getattr(drift, kind)):
+            if c.site not in names:
+                fail(
+                    f"drift.{kind}[{i}].site",
+                    f"{c.site!r} is not a site of the scenario ({', '.join(names)})",
+                )
+    for i, c in enumerate(drift.staffing_changes):
+        for name, count in c.readers.items():
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                fail(
+                    f"drift.staffing_changes[{i}].readers.{name}",
+                    f"must be a count of radiologists (an integer >= 0), got {count!r}",
+                )
+        if c.readers and sum(c.readers.values()) == 0:
+            fail(f"drift.staffing_changes[{i}].readers", "leaves the site with no radiologist")
     return cfg
 
 

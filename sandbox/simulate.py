@@ -50,6 +50,18 @@ def check_policy(cfg: RunConfig, threshold: float | None = None) -> None:
     for i, site in enumerate(cfg.scenario.sites):
         policy.check_site(site, i)
         programme.exam_scanner(site.scanner, cfg.policy.modality)
+    for j, c in enumerate(cfg.drift.staffing_changes):
+        i = next(i for i, s in enumerate(cfg.scenario.sites) if s.name == c.site)
+        for day, team, _ in cfg.staffing_changes(c.site):
+            if day == c.day:
+                try:
+                    policy.check_site(team, i)
+                except SandboxInputError as e:
+                    raise SandboxInputError(
+                        str(e).replace(
+                            f"sites[{i}].readers", f"drift.staffing_changes[{j}].readers"
+                        )
+                    ) from None
 
 
 def build_cohort(
@@ -75,6 +87,34 @@ def site_readers(profiles: dict[str, ReaderProfile], site, s: int, streams: Stre
             rng = streams.generator("reader", s, label_key(name), j)
             readers.append(draw_reader(profiles[name], rng, s * 1000 + k, s))
     return readers
+
+
+def staffing_rosters(
+    profiles: dict[str, ReaderProfile], cfg: RunConfig, s: int, base: list, streams: Streams
+) -> list[tuple[float, list, float, str]]:
+    """``(from_day, radiologists, reading hours, reason)`` for each staffing change of site
+    ``s``. A radiologist is (profile, index within the profile): those of the site's own team
+    are ``base``'s (same skill, same id); one who joins is drawn from the same keyed stream as
+    a site's own would be, with an id of its own."""
+    site = cfg.scenario.sites[s]
+    known = {}
+    k = 0
+    for name, count in sorted(site.readers.items()):
+        for j in range(count):
+            known[(name, j)] = base[k]
+            k += 1
+    out = []
+    for day, team, reason in cfg.staffing_changes(site.name):
+        roster = []
+        for name, count in sorted(team.readers.items()):
+            for j in range(count):
+                if (name, j) not in known:
+                    rng = streams.generator("reader", s, label_key(name), j)
+                    rid = s * 1000 + 500 + len(known) - len(base)
+                    known[(name, j)] = draw_reader(profiles[name], rng, rid, s)
+                roster.append(known[(name, j)])
+        out.append((float(day), roster, team.reading_hours_per_day, reason))
+    return out
 
 
 def simulate_sites(
@@ -112,10 +152,11 @@ def simulate_sites(
     for s in site_ids:
         site = scn.sites[s]
         log = ExamLog(programme)
+        readers = site_readers(profiles, site, s, streams)
         setup = SiteSetup(
             index=s,
             site=site,
-            readers=site_readers(profiles, site, s, streams),
+            readers=readers,
             programme=programme,
             cohort=cohort,
             rows=np.flatnonzero(cohort.people["site"] == s),
@@ -126,6 +167,7 @@ def simulate_sites(
             observers=(log, *observers),
             on_days=progress,
             scanner_changes=cfg.scanner_changes(site.name),
+            staffing_changes=staffing_rosters(profiles, cfg, s, readers, streams),
         )
         models.append(SiteModel(shared or simpy.Environment(), setup))
         logs.append(log)

@@ -559,3 +559,53 @@ def test_a_plan_rolls_back_a_device_update_it_detects(tmp_path, capsys):
     rate = e.group_by("policy_version").agg(pl.col("ai_positive").mean()).sort("policy_version")
     r0, r1, r2 = rate["ai_positive"].to_list()
     assert r1 > 1.8 * r0 and r2 == pytest.approx(r0, abs=0.04)  # back where it was validated
+
+
+def test_a_staffing_cut_slows_one_sites_reports_from_its_day(tmp_path, capsys):
+    out = tmp_path / "runs"
+    base = ["run", *SMALL, "policy=soc_single_read", f"runtime.out_dir={out}"]
+    cut = ["drift=staffing_cut", "drift.staffing_changes.0.day=200"]
+    cut += ["drift.staffing_changes.0.readers.general_radiologist=1"]
+    for name, extra in {"none": [], "cut": cut}.items():
+        code, _, err = run_cli([*base, *extra, f"runtime.run_name={name}"], capsys)
+        assert code == 0, err
+    cols = ["site", "person_id", "exam_day", "reported_day", "positive", "management"]
+    none = pl.read_parquet(out / "none" / "events.parquet").select(cols)
+    cut_ = pl.read_parquet(out / "cut" / "events.parquet").select(cols)
+    before = pl.col("exam_day") < 190
+    assert none.filter(before).equals(cut_.filter(before))  # the same people, read the same
+    city = pl.col("site") == 0
+    assert none.filter(city).equals(cut_.filter(city))
+
+    def wait(frame):
+        late = frame.filter(~city & (pl.col("exam_day") >= 230))
+        return (late["reported_day"] - late["exam_day"]).mean()
+
+    assert wait(cut_) > 3 * wait(none)  # one radiologist, two hours a day, for 40 scans a day
+    import yaml
+
+    drift = yaml.safe_load((out / "cut" / "config.yaml").read_text())["drift"]
+    assert drift["staffing_changes"][0]["readers"] == {"general_radiologist": 1}
+
+
+@pytest.mark.parametrize(
+    "extra, needles",
+    [
+        (["policy=soc_double_read"], ["drift.staffing_changes[0].readers", "at least 3"]),
+        (
+            ["+drift.staffing_changes.0.readers.nobody=1"],
+            ["drift.staffing_changes[0].readers.nobody", "no reader profile"],
+        ),
+        (
+            ["drift.staffing_changes.0.readers.general_radiologist=-1"],
+            ["drift.staffing_changes[0].readers.general_radiologist"],
+        ),
+        (["drift.staffing_changes.0.site=moon"], ["drift.staffing_changes[0].site", "moon"]),
+    ],
+)
+def test_a_bad_staffing_change_is_one_line(extra, needles, tmp_path, capsys):
+    out = tmp_path / "runs"
+    argv = ["run", *SMALL, "policy=soc_single_read", "drift=staffing_cut", *extra]
+    code, _, err = run_cli([*argv, f"runtime.out_dir={out}"], capsys)
+    assert_one_line_error(code, err, *needles)
+    assert_nothing_written(out)

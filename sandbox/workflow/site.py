@@ -92,6 +92,7 @@ class SiteSetup:
     ai: Any = None  # sandbox.agents.inference.DeviceScorer
     # drift: (from_day, scanner, reason) for each change of the site's scanner, by day
     scanner_changes: Sequence[tuple[float, Scanner, str]] = ()
+    staffing_changes: Sequence[tuple[float, Sequence[Reader], float, str]] = ()
     observers: Sequence[Observer] = ()
     on_days: Callable[[int], None] | None = None
 
@@ -143,6 +144,8 @@ class SiteModel:
         self._end = _view(people["end_day"])
         self._dx_day = memoryview(self.screen_dx_day)  # the same buffer: sees every write
         self._hours = setup.site.reading_hours_per_day / 24.0
+        self._staffing = list(setup.staffing_changes)
+        self._active = {r.reader_id for r in self.readers}  # who takes new reads
         self._on_days = setup.on_days
         self._prefetched_until = -1
         self._ai_pending: list[tuple[Exam, simpy.Event]] = []
@@ -164,6 +167,24 @@ class SiteModel:
         self.env.process(self.dispatcher())
         for r in self.readers:
             self.env.process(self.reader_loop(r))
+        if self._staffing:
+            self.env.process(self.staffing())
+
+    def staffing(self) -> Generator[Any, Any, None]:
+        """The drift's staffing changes: from each one's day, its team takes new reads (those
+        who join start then) for its hours a day; those who leave only finish their reviews."""
+        started = {r.reader_id for r in self.readers}
+        for day, roster, hours, _ in self._staffing:
+            if day > self.env.now:
+                yield self.env.timeout(day - self.env.now)
+            self._hours = hours / 24.0
+            self._active = {r.reader_id for r in roster}
+            for r in roster:
+                if r.reader_id not in started:
+                    started.add(r.reader_id)
+                    self.readers.append(r)
+                    self.reader_minutes[r.reader_id] = 0.0
+                    self.env.process(self.reader_loop(r))
 
     def schedule(self, row: int, rnd: int, seq: int, kind: str, due: float) -> None:
         pid = int(self._pid[row])
@@ -313,7 +334,7 @@ class SiteModel:
         def mine(task: ReadTask) -> bool:
             if task.reviewer is not None:
                 return task.reviewer == rid
-            return rid not in task.exam.taken
+            return rid in self._active and rid not in task.exam.taken
 
         prog = self.programme
         while True:
