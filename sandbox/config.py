@@ -242,6 +242,21 @@ class StaffingChange:
 
 
 @dataclass(frozen=True)
+class PopulationChange:
+    """From ``day`` on, ``site`` invites ``size`` more people over ``spread_days``, drawn as the
+    scenario's cohort is with the fields in ``cohort`` replaced (a new eligibility rule, an
+    older or heavier-smoking population, another community): a population shift. The
+    scenario's own people are unchanged."""
+
+    site: str
+    day: float = field(metadata={"ge": 0})
+    size: int = field(metadata={"ge": 1, "le": 10_000_000})
+    spread_days: float = field(default=300.0, metadata={"ge": 0, "le": 3650})
+    cohort: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Drift:
     """What changes on the timeline (config group ``drift``); ``none`` changes nothing."""
 
@@ -249,6 +264,7 @@ class Drift:
     scanner_changes: tuple[ScannerChange, ...] = ()
     device_changes: tuple[DeviceChange, ...] = ()
     staffing_changes: tuple[StaffingChange, ...] = ()
+    population_changes: tuple[PopulationChange, ...] = ()
 
     def check(self, path: str) -> None:
         if not NAME.fullmatch(self.name):
@@ -389,6 +405,34 @@ class RunConfig:
             out.append((c.day, base, c.reason))
         return out
 
+    def arrivals(self) -> list[tuple[int, float, int, float, Any, str]]:
+        """``(site index, day, size, spread_days, cohort config, reason)`` of each population
+        change, in the drift's order (its people's ids depend on it)."""
+        names = [s.name for s in self.scenario.sites]
+        out = []
+        for i, c in enumerate(self.drift.population_changes):
+            cohort = arrival_cohort(
+                self.scenario, c.cohort, f"drift.population_changes[{i}].cohort"
+            )
+            out.append((names.index(c.site), c.day, c.size, c.spread_days, cohort, c.reason))
+        return out
+
+
+def _merged(base: Any, over: Mapping[str, Any]) -> Any:
+    if not isinstance(base, Mapping) or not isinstance(over, Mapping):
+        return over
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(base.get(k), v) if k in base else v
+    return out
+
+
+def arrival_cohort(scenario: Scenario, over: Mapping[str, Any], where: str) -> Any:
+    """The scenario's cohort config with the fields in ``over`` replaced (nested mappings
+    merged), validated as the programme's cohort type."""
+    cls = type(scenario.cohort)
+    return build(cls, _merged(to_dict(scenario.cohort), dict(over)), where)
+
 
 SCENARIO_KEYS = ("cohort", "disease", "sites", "programme", "calibration", "description")
 
@@ -437,7 +481,7 @@ def run_config(data: Mapping[str, Any], scenario_name: str) -> RunConfig:
             fail(f"{where}.site", f"{c.site!r} is not a site of the scenario ({', '.join(names)})")
         base = next(s.scanner for s in scn.sites if s.name == c.site)
         build(Scanner, {**to_dict(base), **dict(c.scanner)}, f"{where}.scanner")
-    for kind in ("device_changes", "staffing_changes"):
+    for kind in ("device_changes", "staffing_changes", "population_changes"):
         for i, c in enumerate(getattr(drift, kind)):
             if c.site not in names:
                 fail(
@@ -453,6 +497,8 @@ def run_config(data: Mapping[str, Any], scenario_name: str) -> RunConfig:
                 )
         if c.readers and sum(c.readers.values()) == 0:
             fail(f"drift.staffing_changes[{i}].readers", "leaves the site with no radiologist")
+    if drift.population_changes:
+        cfg.arrivals()  # each cohort override is valid for the programme's cohort type
     return cfg
 
 

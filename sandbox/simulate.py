@@ -69,9 +69,14 @@ def build_cohort(
     progress: Callable[[int], None] | None = None,
     programme: Programme | None = None,
 ) -> Cohort:
-    """The cohort and its disease histories for ``cfg`` (the same for every policy)."""
+    """The cohort and its disease histories for ``cfg`` (the same for every policy), with the
+    people a population-shift drift brings in."""
     programme = programme or programme_for(cfg.scenario)
-    return programme.sample_cohort(Streams(cfg.seed), progress=progress)
+    streams = Streams(cfg.seed)
+    cohort = programme.sample_cohort(streams, progress=progress)
+    if cfg.drift.population_changes:
+        cohort = programme.add_arrivals(cohort, streams, cfg.arrivals())
+    return cohort
 
 
 def site_readers(profiles: dict[str, ReaderProfile], site, s: int, streams: Streams) -> list:

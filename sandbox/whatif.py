@@ -246,6 +246,7 @@ def check_screens(cfg: RunConfig) -> None:
         cfg.drift.scanner_changes
         or cfg.drift.device_changes
         or cfg.drift.staffing_changes
+        or cfg.drift.population_changes
         or cfg.monitoring.cusums
         or cfg.monitoring.windows
         or cfg.monitoring.ewmas

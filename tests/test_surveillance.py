@@ -609,3 +609,61 @@ def test_a_bad_staffing_change_is_one_line(extra, needles, tmp_path, capsys):
     code, _, err = run_cli([*argv, f"runtime.out_dir={out}"], capsys)
     assert_one_line_error(code, err, *needles)
     assert_nothing_written(out)
+
+
+SHIFT = ["drift=population_shift", "drift.population_changes.0.day=200"]
+SHIFT += ["drift.population_changes.0.size=600", "drift.population_changes.0.spread_days=100"]
+
+
+def test_a_population_shift_brings_new_people_to_one_site_and_leaves_the_rest(tmp_path, capsys):
+    out = tmp_path / "runs"
+    base = ["run", *SMALL, "policy=soc_single_read", f"runtime.out_dir={out}"]
+    for name, extra in {"none": [], "shift": SHIFT}.items():
+        code, _, err = run_cli([*base, *extra, f"runtime.run_name={name}"], capsys)
+        assert code == 0, err
+    cols = ["site", "person_id", "exam_day", "positive", "management"]
+    none = pl.read_parquet(out / "none" / "events.parquet").select(cols)
+    shift = pl.read_parquet(out / "shift" / "events.parquet").select(cols)
+    new = pl.col("person_id") >= 2**40
+    assert none.filter(pl.col("site") == 0).equals(shift.filter(pl.col("site") == 0))
+    early = pl.col("exam_day") < 200
+    assert none.filter(early).equals(shift.filter(early & ~new))
+    arrived = shift.filter(new)
+    assert arrived.height > 600 and (arrived["site"] == 1).all()
+    assert arrived["exam_day"].min() >= 200
+    people = pl.read_parquet(out / "shift" / "people.parquet")
+    assert people.height == 3000 + 600
+    if "age" in people.columns:
+        ages = people.filter(pl.col("person_id") >= 2**40)["age"]
+        assert ages.min() >= 50 and ages.max() <= 80 and ages.min() < 55  # the wider rule
+
+
+def test_a_population_shift_has_cache_keys_of_its_own(load_config):
+    from sandbox.runners.devices import cohort_key
+
+    plain, _, _ = load_config(*SMALL)
+    shifted, _, _ = load_config(*SMALL, *SHIFT)
+    other, _, _ = load_config(
+        *SMALL, *SHIFT, "+drift.population_changes.0.cohort.population.female=0.9"
+    )
+    keys = {cohort_key(plain), cohort_key(shifted), cohort_key(other)}
+    assert len(keys) == 3
+
+
+@pytest.mark.parametrize(
+    "extra, needles",
+    [
+        (
+            ["drift.population_changes.0.cohort.eligibility.rule=moon"],
+            ["drift.population_changes[0].cohort.eligibility.rule", "moon"],
+        ),
+        (["drift.population_changes.0.site=moon"], ["drift.population_changes[0].site", "moon"]),
+        (["drift.population_changes.0.size=0"], ["drift.population_changes[0].size"]),
+    ],
+)
+def test_a_bad_population_shift_is_one_line(extra, needles, tmp_path, capsys):
+    out = tmp_path / "runs"
+    argv = ["run", *SMALL, "policy=soc_single_read", *SHIFT, *extra]
+    code, _, err = run_cli([*argv, f"runtime.out_dir={out}"], capsys)
+    assert_one_line_error(code, err, *needles)
+    assert_nothing_written(out)

@@ -636,11 +636,11 @@ def drift_days(changes: Iterable[tuple[str, float]]) -> dict[str, float]:
 
 
 def drift_start(drift: Any) -> dict[str, float]:
-    """The first day of any drift (a scanner change, a device update or a staffing change) at
-    each site, from a run's drift config: the dataclass or its resolved mapping
+    """The first day of any drift (a scanner, device, staffing or population change) at each
+    site, from a run's drift config: the dataclass or its resolved mapping
     (config.yaml)."""
     pairs = []
-    for kind in ("scanner_changes", "device_changes", "staffing_changes"):
+    for kind in ("scanner_changes", "device_changes", "staffing_changes", "population_changes"):
         items = (drift.get(kind) or []) if isinstance(drift, dict) else getattr(drift, kind)
         for c in items:
             pairs.append((c["site"], c["day"]) if isinstance(c, dict) else (c.site, c.day))

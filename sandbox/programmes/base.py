@@ -145,6 +145,17 @@ class Programme(ABC):
     ) -> Cohort:
         """The cohort with its disease histories (independent of any policy)."""
 
+    def add_arrivals(self, cohort: Cohort, streams: Streams, arrivals: Sequence[tuple]) -> Cohort:
+        """``cohort`` with more people (a population shift, ``drift.population_changes``): for
+        each ``(site index, day, size, spread_days, cohort config, reason)``, ``size`` people
+        drawn as the cohort config says, invited at that site over ``spread_days`` from
+        ``day``, with ids no other person has. The cohort's own people stay as they are."""
+        from sandbox.errors import SandboxInputError
+
+        raise SandboxInputError(
+            f"config key 'drift.population_changes': programme '{self.name}' has no population shifts"
+        )
+
     # ---------------------------------------------------------------- one exam
     def exam_scanner(self, site_scanner: Scanner, modality: str) -> Scanner:
         """The imaging device a screen of ``modality`` uses at a site whose scanner is

@@ -73,13 +73,16 @@ def cohort_key(cfg: RunConfig) -> str:
     scenario (the programme says which: not staffing, capacity or policy) and the renderer's
     version. Person ids name the same people, and images the same pixels, only within one."""
     programme = programme_for(cfg.scenario)
+    what = {
+        "seed": cfg.seed,
+        "programme": programme.name,
+        "scenario": to_dict(programme.image_relevant()),
+        "renderer": programme.renderer_version(),
+    }
+    if cfg.drift.population_changes:  # who a population shift brings in
+        what["arrivals"] = to_dict(cfg.drift.population_changes)
     blob = json.dumps(
-        {
-            "seed": cfg.seed,
-            "programme": programme.name,
-            "scenario": to_dict(programme.image_relevant()),
-            "renderer": programme.renderer_version(),
-        },
+        what,
         sort_keys=True,
         default=str,
     )

@@ -9,6 +9,7 @@ biopsy) examines the suspicious findings; an AI device reads a rendered CT patch
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -25,7 +26,7 @@ from sandbox.programmes.base import Cohort as CohortProtocol
 from sandbox.programmes.base import PersonEvent, Programme, Read, WorkupOutcome
 from sandbox.programmes.lung_ldct import metrics as lung_metrics
 from sandbox.programmes.lung_ldct.config import STAGES, Cohort, Disease, LungProgrammeConfig
-from sandbox.programmes.lung_ldct.disease.history import LungCohort, sample_history
+from sandbox.programmes.lung_ldct.disease.history import LungCohort, concat_cohorts, sample_history
 from sandbox.programmes.lung_ldct.disease.natural_history import (
     YEAR,
     stage_at,
@@ -167,6 +168,24 @@ class LungLDCT(Programme):
         self, streams: Streams, progress: Callable[[int], None] | None = None
     ) -> LungCohort:
         return sample_history(self.scenario, streams, progress=progress)
+
+    def add_arrivals(
+        self, cohort: LungCohort, streams: Streams, arrivals: Sequence[tuple]
+    ) -> LungCohort:
+        parts = [cohort]
+        for k, (site, day, size, spread, cohort_cfg, _) in enumerate(arrivals):
+            scn = dataclasses.replace(
+                self.scenario,
+                cohort=cohort_cfg,
+                programme=dataclasses.replace(self.scenario.programme, schedule_spread_days=spread),
+            )
+            # the k-th change's candidates are numbered from (k + 1) 2^40: nobody else's ids
+            parts.append(
+                sample_history(
+                    scn, streams, size, first_id=(k + 1) * 2**40, entry_day=day, site=site
+                )
+            )
+        return concat_cohorts(parts)
 
     def person_timeline(
         self, cohort: LungCohort, rows: np.ndarray

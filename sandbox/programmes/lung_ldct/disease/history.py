@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,6 +136,9 @@ def sample_history(
     streams: Streams,
     size: int | None = None,
     progress: Callable[[int], None] | None = None,
+    first_id: int = 0,
+    entry_day: float = 0.0,
+    site: int | None = None,
 ) -> LungCohort:
     """Draw the eligible cohort (in candidate-id order) with cancers and benign nodules.
 
@@ -143,11 +147,15 @@ def sample_history(
     be diagnosed from symptoms within ``cohort.eligibility.symptom_free_days`` of entry (they
     have the symptoms already), and, with ``symptom_free_tail_days``, fewer of those whose
     cancer would surface soon after that window (early symptoms keep some away).
+
+    Candidates are numbered from ``first_id``; invitations spread over
+    ``programme.schedule_spread_days`` from ``entry_day``; ``site`` (an index) puts everyone at
+    one site instead of spreading them by the sites' shares.
     """
     n = scenario.cohort.size if size is None else size
     horizon = follow_up_days(scenario)
     parts_p, parts_c = [], []
-    got, next_id = 0, 0
+    got, next_id = 0, first_id
     block = max(4 * n, 20_000)
     while got < n:
         ids = np.arange(next_id, next_id + block, dtype=np.int64)
@@ -169,17 +177,21 @@ def sample_history(
         got += len(cand["person_id"])
         if progress:
             progress(min(len(cand["person_id"]), n - (got - len(cand["person_id"]))))
-        if next_id > 1000 * max(n, 1000):
+        if next_id - first_id > 1000 * max(n, 1000):
             raise SandboxInputError(
                 "config key 'cohort.eligibility': the rule accepts almost no candidates from cohort.population"
             )
     people = {k: np.concatenate([p[k] for p in parts_p])[:n] for k in parts_p[0]}
     cancer = {k: np.concatenate([c[k] for c in parts_c])[:n] for k in parts_c[0]}
-    people["site"] = assign_sites(streams, people["person_id"], [s.share for s in scenario.sites])
+    people["site"] = (
+        assign_sites(streams, people["person_id"], [s.share for s in scenario.sites])
+        if site is None
+        else np.full(n, site, dtype=np.int16)
+    )
     nod = sample_benign_nodules(scenario.disease.benign, streams, people["person_id"], horizon)
     start = np.zeros(n + 1, dtype=np.int64)
     np.add.at(start, nod["row"] + 1, 1)
-    entry = (
+    entry = entry_day + (
         streams.uniform("schedule.entry", people["person_id"])
         * scenario.programme.schedule_spread_days
     )
@@ -194,11 +206,41 @@ def sample_history(
         cancer,
         nod,
         np.cumsum(start),
-        horizon_day(scenario),
-        next_id,
+        entry_day + horizon_day(scenario),
+        next_id - first_id,
         scenario.disease.onset_diameter_mm,
         streams.key("imaging.cxr_overlap"),
         streams.key("imaging.cxr_mimic"),
         scenario.disease.central_conspicuity,
         scenario.disease.n2_over_n1,
+    )
+
+
+def concat_cohorts(parts: list[LungCohort]) -> LungCohort:
+    """One cohort of the people of ``parts``, in order (their ids must differ); its horizon is
+    the latest of theirs."""
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    people = {k: np.concatenate([p.people[k] for p in parts]) for k in first.people}
+    cancer = {k: np.concatenate([p.cancer[k] for p in parts]) for k in first.cancer}
+    offsets = np.cumsum([0] + [len(p) for p in parts[:-1]])
+    nodules = {
+        k: np.concatenate(
+            [p.nodules[k] + (o if k == "row" else 0) for p, o in zip(parts, offsets, strict=True)]
+        )
+        for k in first.nodules
+    }
+    starts, base = [first.nodule_start], int(first.nodule_start[-1])
+    for p in parts[1:]:
+        starts.append(p.nodule_start[1:] + base)
+        base += int(p.nodule_start[-1])
+    return dataclasses.replace(
+        first,
+        people=people,
+        cancer=cancer,
+        nodules=nodules,
+        nodule_start=np.concatenate(starts),
+        horizon_day=max(p.horizon_day for p in parts),
+        candidates_drawn=sum(p.candidates_drawn for p in parts),
     )
