@@ -218,12 +218,15 @@ class ScannerChange:
 @dataclass(frozen=True)
 class DeviceChange:
     """From ``day`` on, ``site``'s AI device calls a screen positive at another operating point
-    (a device update: a vendor's new default threshold, a local recalibration)."""
+    (a device update: a vendor's new default threshold, a local recalibration) and, with
+    ``agent`` (a device folder, as the run's ``agent`` names one), reads with other weights:
+    a new version of the device, its operating point resolved on it."""
 
     site: str
     day: float = field(metadata={"ge": 0})
     threshold: OperatingPoint
     reason: str = ""
+    agent: str = ""
 
 
 @dataclass(frozen=True)

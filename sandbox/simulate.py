@@ -50,6 +50,10 @@ def check_policy(cfg: RunConfig, threshold: float | None = None) -> None:
     for i, site in enumerate(cfg.scenario.sites):
         policy.check_site(site, i)
         programme.exam_scanner(site.scanner, cfg.policy.modality)
+    if cfg.policy.role != "none":
+        for i, c in enumerate(cfg.drift.device_changes):
+            if c.agent:  # the update's device loads and reads this programme's images
+                update_device(cfg, c.agent, f"drift.device_changes[{i}].agent")
     for j, c in enumerate(cfg.drift.staffing_changes):
         i = next(i for i, s in enumerate(cfg.scenario.sites) if s.name == c.site)
         for day, team, _ in cfg.staffing_changes(c.site):
@@ -208,17 +212,37 @@ def _device_updates(cfg: RunConfig, ai: DeviceScorer | None):
     from sandbox.agents.operating_point import resolve_threshold
     from sandbox.workflow.observers import OperatingPointChanges
 
-    return OperatingPointChanges(
-        [
-            (
-                c.site,
-                float(c.day),
-                resolve_threshold(c.threshold, ai.folder),
-                c.reason or f"device update: operating point {_point(c.threshold)}",
-            )
-            for c in changes
-        ]
-    )
+    devices: dict[str, DeviceScorer] = {}
+    out = []
+    for i, c in enumerate(changes):
+        device = None
+        if c.agent:
+            if c.agent not in devices:
+                devices[c.agent] = update_device(cfg, c.agent, f"drift.device_changes[{i}].agent")
+            device = devices[c.agent]
+        reason = c.reason or f"device update: operating point {_point(c.threshold)}"
+        folder = (device or ai).folder
+        out.append((c.site, float(c.day), resolve_threshold(c.threshold, folder), reason, device))
+    return OperatingPointChanges(out)
+
+
+def update_device(cfg: RunConfig, agent: str, where: str) -> DeviceScorer:
+    """The device a drift's update brings (``agent``: a device folder), loaded as the run's
+    device is, on the run's compute device; its scores are cached in memory only (a unit of a
+    distributed run loads its own). A bad folder is one line naming ``where``."""
+    from sandbox.agents.bundle import load_bundle
+    from sandbox.agents.inference import ScoreCache
+    from sandbox.runners.devices import agent_folder, check_device_reads, cohort_key, pick_device
+
+    programme = programme_for(cfg.scenario)
+    try:
+        folder = agent_folder(agent)
+        model = load_bundle(folder, pick_device(cfg.runtime.device))
+        check_device_reads(model, programme, cfg.runtime.ai_batch_size)
+    except SandboxInputError as e:
+        raise SandboxInputError(f"config key '{where}' ({agent}): {e}") from None
+    cache = ScoreCache(model.digest, cohort_key(cfg), None).load()
+    return DeviceScorer(model, cache, cfg.seed, cfg.runtime.ai_batch_size, render=programme.render)
 
 
 def _monitor(cfg: RunConfig, ai: DeviceScorer | None, threshold: float | None):

@@ -667,3 +667,35 @@ def test_a_bad_population_shift_is_one_line(extra, needles, tmp_path, capsys):
     code, _, err = run_cli([*argv, f"runtime.out_dir={out}"], capsys)
     assert_one_line_error(code, err, *needles)
     assert_nothing_written(out)
+
+
+def test_a_device_update_with_new_weights_reads_from_its_day_and_rolls_back(tmp_path, capsys):
+    out = tmp_path / "runs"
+    argv = ["run", *SMALL, "policy=ai_triage", "drift=device_new_weights"]
+    argv += ["drift.device_changes.0.day=200", "monitoring=aimcu_rollback"]
+    argv += ["monitoring.baseline_days=60", f"runtime.out_dir={out}", "runtime.run_name=nw"]
+    argv += [f"runtime.score_cache={tmp_path / 'cache'}"]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    versions = json.loads((out / "nw" / "manifest.json").read_text())["policy_versions"]
+    mobile = versions["mobile_unit"]
+    assert len(mobile) == 3 and mobile[1]["device"]["name"] == "lung_nodule_cnn_skewed"
+    assert "device" not in mobile[0] and "device" not in mobile[2]  # rolled back
+    assert mobile[2]["threshold"] == mobile[0]["threshold"] and mobile[2]["from_day"] <= 240
+    assert len(versions["city_hospital"]) == 1
+    e = pl.read_parquet(out / "nw" / "events.parquet").filter(
+        (pl.col("site") == 1) & pl.col("ai_score").is_not_null()
+    )
+    rate = e.group_by("policy_version").agg(pl.col("ai_positive").mean()).sort("policy_version")
+    r0, r1, r2 = rate["ai_positive"].to_list()
+    # a device that never saw the mobile unit's scanner calls nearly every exam there positive
+    assert r1 > 0.8 and r0 < 0.4 and r2 == pytest.approx(r0, abs=0.05)
+
+
+def test_a_device_update_from_a_bad_folder_is_one_line(tmp_path, capsys):
+    out = tmp_path / "runs"
+    argv = ["run", *SMALL, "policy=ai_triage", "drift=device_new_weights"]
+    argv += ["drift.device_changes.0.agent=no_such_device", f"runtime.out_dir={out}"]
+    code, _, err = run_cli(argv, capsys)
+    assert_one_line_error(code, err, "drift.device_changes[0].agent", "no_such_device")
+    assert_nothing_written(out)

@@ -68,7 +68,7 @@ class PolicyVersion:
 
     def describe(self) -> dict[str, Any]:
         p = self.policy
-        return {
+        out = {
             "version": self.version,
             "from_day": self.from_day,
             "policy": p.config.name,
@@ -77,6 +77,10 @@ class PolicyVersion:
             "threshold": p.threshold,
             "reason": self.reason,
         }
+        if p.device is not None:  # a device update with its own weights
+            model = p.device.model
+            out["device"] = {"name": model.name, "version": model.version, "digest": model.digest}
+        return out
 
 
 class LivePolicy:
@@ -139,9 +143,19 @@ class LivePolicy:
     def set_threshold(self, threshold: float, from_day: float, reason: str = "") -> PolicyVersion:
         """Keep the current policy with the AI operating point moved to ``threshold``."""
         cur = self.current.policy
-        return self.change(
-            type(cur)(cur.config, threshold), from_day, reason or f"threshold {threshold:.4g}"
-        )
+        new = type(cur)(cur.config, threshold)
+        new.device = cur.device
+        return self.change(new, from_day, reason or f"threshold {threshold:.4g}")
+
+    def update_device(
+        self, device: Any, threshold: float, from_day: float, reason: str = ""
+    ) -> PolicyVersion:
+        """Keep the current policy with another AI device (new weights: a
+        :class:`~sandbox.agents.inference.DeviceScorer`) at ``threshold``."""
+        cur = self.current.policy
+        new = type(cur)(cur.config, threshold)
+        new.device = device
+        return self.change(new, from_day, reason or f"device update: {device.model.name}")
 
     def standard_of_care(self, from_day: float, reason: str = "") -> PolicyVersion:
         """Switch the AI off: the current policy's human reading rule alone."""
@@ -161,20 +175,27 @@ class LivePolicy:
 
 class OperatingPointChanges(Observer):
     """A device update on the timeline (``drift.device_changes``): from its day, a site's device
-    calls positives at a new score cut-off, through the site's live policy handle.
+    calls positives at a new score cut-off, and reads with new weights when the update brings
+    them, through the site's live policy handle.
 
     Args:
-        changes: ``(site name, day, cut-off, reason)``, the cut-offs resolved on the device.
+        changes: ``(site name, day, cut-off, reason, device)``, the cut-offs resolved on the
+            device that reads from then on; ``device`` None keeps the site's device.
     """
 
-    def __init__(self, changes: list[tuple[str, float, float, str]]) -> None:
+    def __init__(self, changes: list[tuple[str, float, float, str, Any]]) -> None:
         self.pending = sorted(changes, key=lambda c: c[1])
 
     def on_day(self, site: SiteModel, day: int) -> None:
         due = [c for c in self.pending if c[0] == site.name and c[1] <= day]
         for change in due:
             self.pending.remove(change)
-            _, start, threshold, reason = change
+            _, start, threshold, reason, device = change
             # never before now, nor before a change already made (a plan's fallback, say)
             when = max(start, site.now, site.policy.versions[-1].from_day)
-            site.policy.set_threshold(threshold, when, reason or f"device update: {threshold:.4g}")
+            if device is not None:
+                site.policy.update_device(device, threshold, when, reason)
+            else:
+                site.policy.set_threshold(
+                    threshold, when, reason or f"device update: {threshold:.4g}"
+                )

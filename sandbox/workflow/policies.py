@@ -61,6 +61,7 @@ class ReadingPolicy:
     def __init__(self, config: Policy, threshold: float | None = None) -> None:
         self.config = config
         self.threshold = threshold
+        self.device: Any = None  # the AI device that reads under this policy (None: the run's)
 
     def check_site(self, site: Site, index: int) -> None:
         n = sum(site.readers.values())

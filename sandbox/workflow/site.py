@@ -148,7 +148,7 @@ class SiteModel:
         self._active = {r.reader_id for r in self.readers}  # who takes new reads
         self._on_days = setup.on_days
         self._prefetched_until = -1
-        self._ai_pending: list[tuple[Exam, simpy.Event]] = []
+        self._ai_pending: dict[Any, list[tuple[Exam, simpy.Event]]] = {}  # by device
         self._person_events: list[tuple[float, int, int, PersonEvent]] = []
         self._dead: set[int] = set()
 
@@ -280,20 +280,23 @@ class SiteModel:
         """The AI's score of ``exam``'s image; exams scanned together are scored as one batch."""
         if self.ai is None:
             raise RuntimeError("this policy needs an AI device, and none was loaded")
+        # the device of the policy version that reads the exam (a device update's, or the run's)
+        device = self.policy.versions[exam.policy_version].policy.device or self.ai
         event = self.env.event()
-        if not self._ai_pending:
-            self.env.process(self._ai_flush())
-        self._ai_pending.append((exam, event))
+        pending = self._ai_pending.setdefault(device, [])
+        if not pending:
+            self.env.process(self._ai_flush(device))
+        pending.append((exam, event))
         return event
 
-    def _ai_flush(self) -> Generator[Any, Any, None]:
+    def _ai_flush(self, device: Any) -> Generator[Any, Any, None]:
         yield self.env.timeout(AI_BATCH_DELAY_DAYS)
-        pending, self._ai_pending = self._ai_pending, []
+        pending = self._ai_pending.pop(device)
         prog = self.programme
         images = [
             prog.image_of(e.person_id, e.day, self.scanner_at(e.day), e.shows) for e, _ in pending
         ]
-        reads = self.ai.read(images)
+        reads = device.read(images)
         for i, (exam, event) in enumerate(pending):
             driver = prog.candidate_kind(images[i], int(reads.driver[i]), exam.shows)
             exam.ai_read = (int(reads.candidates[i]), driver)
@@ -317,7 +320,7 @@ class SiteModel:
                 shows = prog.exam_shows(self.cohort, row, exam_day, scanner)
                 images.append(prog.image_of(int(self._pid[row]), exam_day, scanner, shows))
         if images:
-            self.ai.scores(images)
+            (self.policy.current.policy.device or self.ai).scores(images)
 
     def _next_working_time(self, t: float) -> float:
         day = math.floor(t)
