@@ -226,7 +226,7 @@ def monitoring_text(title: str, drift: dict[str, float], monitoring) -> str:
     for r in table.iter_rows(named=True):
         rows.append(
             [
-                r["site"],
+                f"{r['site']} {r['group']}" if r["group"] else r["site"],
                 r["statistic"],
                 f"{r['days_monitored']:,}",
                 str(r["alarms"]),

@@ -347,7 +347,9 @@ class Monitoring:
     of the reads during the delay to act matches the in-control one) or ``roll_back`` (the
     device as validated, the run's own policy and operating point, back in force: it undoes a
     device update). ``labels`` are the delayed-label monitors (:class:`Label`); they keep their
-    own baselines.
+    own baselines. ``subgroups`` (the programme's people-table columns: ``sex``, ``race``,
+    ``age_band``, ``smoking``) repeats every chart within each site for each subgroup, with its
+    own baseline; a subgroup's alarm alerts, the plan acts on the site's.
     """
 
     name: str = "none"
@@ -355,6 +357,7 @@ class Monitoring:
     windows: tuple[Window, ...] = ()
     ewmas: tuple[Ewma, ...] = ()
     labels: tuple[Label, ...] = ()
+    subgroups: tuple[str, ...] = ()
     reference: str = field(default="baseline", metadata={"choices": ("baseline", "validation")})
     baseline_days: int = field(default=90, metadata={"ge": 7, "le": 3650})
     action: str = field(
@@ -484,11 +487,11 @@ def run_config(data: Mapping[str, Any], scenario_name: str) -> RunConfig:
             fail(f"{where}.site", f"{c.site!r} is not a site of the scenario ({', '.join(names)})")
         base = next(s.scanner for s in scn.sites if s.name == c.site)
         build(Scanner, {**to_dict(base), **dict(c.scanner)}, f"{where}.scanner")
-    for kind in ("device_changes", "staffing_changes", "population_changes"):
-        for i, c in enumerate(getattr(drift, kind)):
+    for changes in ("device_changes", "staffing_changes", "population_changes"):
+        for i, c in enumerate(getattr(drift, changes)):
             if c.site not in names:
                 fail(
-                    f"drift.{kind}[{i}].site",
+                    f"drift.{changes}[{i}].site",
                     f"{c.site!r} is not a site of the scenario ({', '.join(names)})",
                 )
     for i, c in enumerate(drift.staffing_changes):
@@ -502,6 +505,12 @@ def run_config(data: Mapping[str, Any], scenario_name: str) -> RunConfig:
             fail(f"drift.staffing_changes[{i}].readers", "leaves the site with no radiologist")
     if drift.population_changes:
         cfg.arrivals()  # each cohort override is valid for the programme's cohort type
+    for i, g in enumerate(monitoring.subgroups):
+        if g not in kind.subgroups:
+            fail(
+                f"monitoring.subgroups[{i}]",
+                f"{g!r} is not a subgroup of programme '{kind.name}' ({', '.join(kind.subgroups)})",
+            )
     return cfg
 
 

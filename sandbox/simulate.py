@@ -195,7 +195,7 @@ def simulate_sites(
                 timings[f"site_{m.name}_s"] = time.perf_counter() - t0
     rec = _records(models, logs, len(cohort), timings)
     if monitor is not None:
-        rec.monitoring = monitor.frame().sort("site", "statistic", "day")
+        rec.monitoring = monitor.frame().sort("site", "group", "statistic", "day")
     return rec
 
 
@@ -335,7 +335,7 @@ def merge_records(parts: Sequence[SiteRecords], n: int) -> SiteRecords:
         np.concatenate([p.rows for p in parts]),
         timings,
         dict(sorted(versions.items())),
-        pl.concat(monitors).sort("site", "statistic", "day") if monitors else None,
+        pl.concat(monitors).sort("site", "group", "statistic", "day") if monitors else None,
     )
 
 

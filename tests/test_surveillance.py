@@ -699,3 +699,65 @@ def test_a_device_update_from_a_bad_folder_is_one_line(tmp_path, capsys):
     code, _, err = run_cli(argv, capsys)
     assert_one_line_error(code, err, "drift.device_changes[0].agent", "no_such_device")
     assert_nothing_written(out)
+
+
+class GroupedSite(FakeSite):
+    """A fake site of 40 people a day, even ids women and odd ids men."""
+
+    def __init__(self, name: str, people: int) -> None:
+        super().__init__(name)
+        ids = np.arange(people)
+        self.rows = ids
+        self.cohort = SimpleNamespace(people={"person_id": ids})
+        sex = np.where(ids % 2 == 0, "F", "M")
+        self.programme = SimpleNamespace(subgroup_labels=lambda cohort: {"sex": sex})
+
+
+def test_a_subgroup_chart_sees_a_drift_in_its_group_only():
+    plan = Monitoring(
+        name="g",
+        cusums=(Cusum("mean_score", 0.75, 7.0),),
+        subgroups=("sex",),
+        baseline_days=60,
+        action="standard_of_care",
+    )
+    monitor, site = CusumMonitor(plan, 0.5), GroupedSite("a", 40 * 700)
+    rng = np.random.default_rng(4)
+    for day in range(700):
+        site.now = float(day)
+        monitor.on_day(site, day)
+        for k in range(40):
+            pid = day * 40 + k
+            shift = 0.08 if day >= 400 and pid % 2 == 0 else 0.0  # women's exams only
+            s = float(np.clip(rng.beta(2, 5) + shift, 0, 1))
+            record = SimpleNamespace(
+                ai_score=s,
+                ai_positive=s >= 0.5,
+                reported_day=day + 0.3,
+                person_id=pid,
+                exam_kind="other",
+            )
+            monitor.on_exam(site, record)
+    frame = monitor.frame()
+    assert set(frame["group"]) == {"", "sex=F", "sex=M"}
+    first = frame.filter(pl.col("alarm")).group_by("group").agg(pl.col("day").min())
+    first = dict(zip(first["group"], first["day"], strict=True))
+    assert 400 <= first["sex=F"] <= 415 and "sex=M" not in first
+    assert (frame.filter(pl.col("group") == "sex=F")["reads"] == 20).all()
+    # the plan acts on the site's own chart, once; a subgroup's alarm alerts
+    (call,) = site.calls
+    assert call[0] == "soc" and "mean_score CUSUM alarm" in call[2]
+    acts = frame.filter(pl.col("alarm") & (pl.col("group") != ""))["action"].unique().to_list()
+    assert acts == ["alert"]
+    summary = alarm_summary(frame, {"a": 400.0}, 700.0)
+    assert summary.filter(pl.col("group") == "sex=M")["false_alarms"].item() == 0
+
+
+def test_a_subgroup_the_programme_does_not_have_is_one_line(tmp_path, capsys):
+    out = tmp_path / "runs"
+    argv = ["run", *SMALL, "policy=ai_triage", "monitoring=subgroup_cusum"]
+    code, _, err = run_cli(
+        [*argv, "monitoring.subgroups=[sex,income]", f"runtime.out_dir={out}"], capsys
+    )
+    assert_one_line_error(code, err, "monitoring.subgroups[1]", "income")
+    assert_nothing_written(out)

@@ -67,6 +67,7 @@ MONITORING_SCHEMA = {
     "ewma": pl.Float64,
     "limit": pl.Float64,
     "reference": pl.Float64,
+    "group": pl.String,
 }
 WINDOW_STATISTICS = ("psi", "ks")
 EWMA_STATISTICS = ("recall_rate",)
@@ -152,6 +153,7 @@ class _SiteState:
     last_screen: dict[int, tuple[int, int]] = field(default_factory=dict)  # person -> its key
     first_round: dict[int, int] = field(default_factory=dict)  # person -> first screen's round
     target_rate: float = math.nan  # the in-control AI-positive rate (recalibration's target)
+    group: str = ""  # "" (the whole site) or a subgroup within it ("sex=F")
 
 
 class CusumMonitor(Observer):
@@ -173,12 +175,35 @@ class CusumMonitor(Observer):
             if reference_scores is None or len(reference_scores) < 30:
                 raise ValueError("reference: validation needs the device's reference scores")
             self.reference = np.asarray(reference_scores, dtype=np.float64)
-        self.sites: dict[str, _SiteState] = {}
+        self.sites: dict[tuple[str, str], _SiteState] = {}  # by (site, group)
+        self._by_site: dict[str, list[_SiteState]] = {}
+        self._people: dict[str, dict[int, tuple[str, ...]]] = {}  # site -> person -> groups
         self.rows: list[tuple] = []
 
     # ------------------------------------------------------------------ observer hooks
     def on_exam(self, site: SiteModel, record: ExamRecord) -> None:
-        st = self._state(site)
+        for st in self._states(site, record):
+            self._exam(st, record)
+
+    def on_workup(self, site: SiteModel, event: WorkupDone) -> None:
+        for st in self._states(site, event):
+            self._workup(site, st, event)
+
+    def on_person(self, site: SiteModel, event: PersonEvent) -> None:
+        for st in self._states(site, event):
+            self._person(site, st, event)
+
+    def on_day(self, site: SiteModel, day: int) -> None:
+        self._state(site, "")
+        for st in self._by_site[site.name]:
+            for d in sorted(k for k in st.days if k < day):
+                self._close(site, st, d, st.days.pop(d))
+            for d in sorted(k for k in st.recalls if k < day):
+                self._close_recalls(site, st, d, st.recalls.pop(d))
+            if st.labels:
+                self._labels(site, st, day)
+
+    def _exam(self, st: _SiteState, record: ExamRecord) -> None:
         day = int(record.reported_day)
         if st.ewmas and record.exam_kind == "screen":
             st.recalls.setdefault(day, []).append(record.management != "next_round")
@@ -193,8 +218,7 @@ class CusumMonitor(Observer):
             return
         st.days.setdefault(day, []).append((float(score), bool(record.ai_positive)))
 
-    def on_workup(self, site: SiteModel, event: WorkupDone) -> None:
-        st = self._state(site)
+    def _workup(self, site: SiteModel, st: _SiteState, event: WorkupDone) -> None:
         if st.labels:
             # the result is known once the work-up's result time has passed, found or not
             known = int(event.workup_day + site.site.workup_days_to_result)
@@ -203,8 +227,7 @@ class CusumMonitor(Observer):
             counts[0] += event.diagnosis_day is not None
             counts[1] += 1
 
-    def on_person(self, site: SiteModel, event: PersonEvent) -> None:
-        st = self._state(site)
+    def _person(self, site: SiteModel, st: _SiteState, event: PersonEvent) -> None:
         if not st.labels:
             return
         key = st.last_screen.pop(event.person_id, None)
@@ -215,25 +238,32 @@ class CusumMonitor(Observer):
         elif event.day - key[0] <= _interval_days(site):
             st.screens[key][2] += 1
 
-    def on_day(self, site: SiteModel, day: int) -> None:
-        st = self._state(site)
-        for d in sorted(k for k in st.days if k < day):
-            self._close(site, st, d, st.days.pop(d))
-        for d in sorted(k for k in st.recalls if k < day):
-            self._close_recalls(site, st, d, st.recalls.pop(d))
-        if st.labels:
-            self._labels(site, st, day)
-
     # ------------------------------------------------------------------ the charts
-    def _state(self, site: SiteModel) -> _SiteState:
-        st = self.sites.get(site.name)
+    def _states(self, site: SiteModel, about: Any) -> list[_SiteState]:
+        """The states that see what happened to a person (``about.person_id``): the site's,
+        and each of the plan's subgroups the person belongs to."""
+        states = [self._state(site, "")]
+        if self.plan.subgroups:
+            groups = self._people.get(site.name)
+            if groups is None:
+                groups = self._people[site.name] = _person_groups(site, self.plan.subgroups)
+            states.extend(self._state(site, g) for g in groups.get(about.person_id, ()))
+        return states
+
+    def _emit(self, st: _SiteState, row: tuple) -> None:
+        self.rows.append((*row, st.group))
+
+    def _state(self, site: SiteModel, group: str) -> _SiteState:
+        st = self.sites.get((site.name, group))
         if st is None:
             charts = [_Chart(c.statistic, c.k, c.h) for c in self.plan.cusums]
             windows = [
                 _Window(w.statistic, w.days, w.limit, w.min_reads) for w in self.plan.windows
             ]
             ewmas = [_Ewma(e.statistic, e.lam, e.L) for e in self.plan.ewmas]
-            st = self.sites[site.name] = _SiteState(charts, windows, ewmas)
+            st = self.sites[(site.name, group)] = _SiteState(charts, windows, ewmas)
+            st.group = group
+            self._by_site.setdefault(site.name, []).append(st)
             st.labels = [
                 _Label(lb.statistic, lb.days, lb.limit, lb.min_labels, lb.baseline_days)
                 for lb in self.plan.labels
@@ -285,9 +315,10 @@ class CusumMonitor(Observer):
             if alarm:
                 action = self._act(site, st, day, c.statistic) if not alarm_now else "alarm"
                 alarm_now = True
-            self.rows.append(
+            self._emit(
+                st,
                 (site.name, c.statistic, day, n, x, z, c.up, c.down, alarm, action)
-                + (math.nan, math.nan, c.h, c.mean)
+                + (math.nan, math.nan, c.h, c.mean),
             )
             if alarm:
                 c.up = c.down = 0.0
@@ -305,9 +336,10 @@ class CusumMonitor(Observer):
                 action = self._act(site, st, day, w.statistic) if not alarm_now else "alarm"
                 alarm_now = True
             nan = math.nan
-            self.rows.append(
+            self._emit(
+                st,
                 (site.name, w.statistic, day, len(x), value, nan, nan, nan, alarm, action, p)
-                + (nan, w.limit, nan)
+                + (nan, w.limit, nan),
             )
             w.start, w.scores = None, []
 
@@ -339,17 +371,18 @@ class CusumMonitor(Observer):
             alarm = abs(e.value) > limit
             action = self._act(site, st, day, e.statistic) if alarm else ""
             nan = math.nan
-            self.rows.append(
+            self._emit(
+                st,
                 (site.name, e.statistic, day, n, x, z, nan, nan, alarm, action, nan)
-                + (e.value, limit, e.mean)
+                + (e.value, limit, e.mean),
             )
             if alarm:
                 e.value, e.steps = 0.0, 0
 
     def _act(self, site: SiteModel, st: _SiteState, day: int, statistic: str) -> str:
         plan = self.plan
-        if plan.action == "alert" or st.acted:
-            return "alert"
+        if plan.action == "alert" or st.acted or st.group:
+            return "alert"  # a subgroup's chart alerts; the plan acts on the site's
         when = max(float(day + 1 + plan.days_to_act), site.now)
         kind = (
             "test"
@@ -386,7 +419,8 @@ class CusumMonitor(Observer):
             return
         threshold = float(np.quantile(scores, 1.0 - target))
         site.policy.set_threshold(threshold, max(float(day + 1), site.now), reason)
-        self.rows.append(
+        self._emit(
+            st,
             (
                 site.name,
                 "recalibration",
@@ -402,7 +436,7 @@ class CusumMonitor(Observer):
                 math.nan,
                 math.nan,
                 math.nan,
-            )
+            ),
         )
         # the recalibrated device is a new in-control state: the charts take a new baseline
         for c in st.charts:
@@ -441,17 +475,28 @@ class CusumMonitor(Observer):
             alarm = p < lab.limit
             action = self._act(site, st, day, lab.statistic) if alarm else ""
             nan = math.nan
-            self.rows.append(
+            self._emit(
+                st,
                 (site.name, lab.statistic, day, n, scale * value, nan, nan, nan, alarm, action)
-                + (p, nan, lab.limit, scale * reference)
+                + (p, nan, lab.limit, scale * reference),
             )
             lab.start, lab.win = None, [[0, 0], [0, 0]]
 
     def frame(self) -> pl.DataFrame:
-        """The monitors' daily series: one row per site, statistic and closed day."""
+        """The monitors' daily series: one row per site (and subgroup), statistic and closed
+        day."""
         cols = list(MONITORING_SCHEMA)
         data: dict[str, Any] = {c: [r[i] for r in self.rows] for i, c in enumerate(cols)}
         return pl.DataFrame(data, schema=MONITORING_SCHEMA)
+
+
+def _person_groups(site: SiteModel, columns: tuple[str, ...]) -> dict[int, tuple[str, ...]]:
+    """Each of a site's people's subgroups (``"sex=F"``, ...) in the plan's ``columns``."""
+    labels = site.programme.subgroup_labels(site.cohort)
+    rows = site.rows
+    pids = site.cohort.people["person_id"][rows].tolist()
+    cols = [[f"{c}={v}" for v in labels[c][rows].tolist()] for c in columns]
+    return {p: tuple(col[i] for col in cols) for i, p in enumerate(pids)}
 
 
 def _feed_label(lab: _Label, day: int, stratum: int, hits: int, n: int) -> None:
@@ -547,9 +592,10 @@ def empty_monitoring() -> pl.DataFrame:
 def site_summary(monitoring: pl.DataFrame, drift_days: dict[str, float]) -> pl.DataFrame:
     """Per site, all of the plan's charts together: the days to the first alarm on or after the
     site's drift (null: no drift there, or not detected), and the alarm days before it (false
-    alarms) over the site-years monitored before it."""
+    alarms) over the site-years monitored before it. Subgroup charts are left out: the plan
+    acts on the site's."""
     rows = []
-    charts = monitoring.filter(pl.col("statistic") != "recalibration")
+    charts = _site_charts(monitoring)
     for (site,), g in charts.group_by("site", maintain_order=True):
         drift = drift_days.get(str(site))
         days = g["day"].unique().to_numpy()
@@ -580,15 +626,29 @@ def site_summary(monitoring: pl.DataFrame, drift_days: dict[str, float]) -> pl.D
     )
 
 
+def _site_charts(monitoring: pl.DataFrame) -> pl.DataFrame:
+    """The charts of whole sites (no subgroup), recalibrations left out."""
+    charts = monitoring.filter(pl.col("statistic") != "recalibration")
+    if "group" in charts.columns:
+        charts = charts.filter(pl.col("group") == "")
+    return charts
+
+
 def alarm_summary(
     monitoring: pl.DataFrame, drift_days: dict[str, float], horizon_days: float
 ) -> pl.DataFrame:
-    """Per site and statistic: days monitored, alarms, the first alarm after the site's drift
-    and the days it took (null: no drift there, or none detected), and false alarms (alarms
-    before the drift, or any where there is none) per site-year monitored before it."""
+    """Per site, subgroup ("" for the whole site) and statistic: days monitored, alarms, the
+    first alarm after the site's drift and the days it took (null: no drift there, or none
+    detected), and false alarms (alarms before the drift, or any where there is none) per
+    site-year monitored before it."""
     rows = []
     charts = monitoring.filter(pl.col("statistic") != "recalibration")
-    for (site, stat), g in charts.group_by("site", "statistic", maintain_order=True):
+    if "group" not in charts.columns:  # a run folder from before subgroup charts
+        charts = charts.with_columns(group=pl.lit(""))
+    charts = charts.sort("site", "group", "statistic", maintain_order=True)
+    for (site, group, stat), g in charts.group_by(
+        "site", "group", "statistic", maintain_order=True
+    ):
         drift = drift_days.get(str(site))
         days = g["day"].to_numpy()
         alarms = g.filter(pl.col("alarm"))["day"].to_numpy()
@@ -601,6 +661,7 @@ def alarm_summary(
         rows.append(
             {
                 "site": str(site),
+                "group": str(group),
                 "statistic": str(stat),
                 "days_monitored": int(len(days)),
                 "alarms": int(len(alarms)),
@@ -615,6 +676,7 @@ def alarm_summary(
         rows,
         schema={
             "site": pl.String,
+            "group": pl.String,
             "statistic": pl.String,
             "days_monitored": pl.Int64,
             "alarms": pl.Int64,
@@ -662,25 +724,31 @@ def monitor_figure(
     h: dict[str, float],
     changes: dict[str, list[tuple[float, str]]] | None = None,
 ):
-    """One panel per site and chart: for a CUSUM ``S+`` above zero and ``-S-`` below it over
-    programme days with the limits ``+-h``; for a window test its statistic with its limit
-    (``h`` holds each statistic's limit); alarms (red), the drift day (dashed) and the policy
-    versions the plan put in force (dotted)."""
+    """One panel per site (and subgroup, a row of its own) and chart: for a CUSUM ``S+`` above
+    zero and ``-S-`` below it over programme days with the limits ``+-h``; for a window test
+    its statistic with its limit (``h`` holds each statistic's limit); alarms (red), the drift
+    day (dashed) and the policy versions the plan put in force (dotted)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     charts = monitoring.filter(pl.col("statistic") != "recalibration")
-    sites = charts["site"].unique(maintain_order=True).to_list()
+    if "group" not in charts.columns:
+        charts = charts.with_columns(group=pl.lit(""))
+    rows = charts.select("site", "group").unique(maintain_order=True).sort("site", "group")
     stats_ = charts["statistic"].unique(maintain_order=True).to_list()
     fig, axes = plt.subplots(
-        len(sites), len(stats_), figsize=(5.5 * len(stats_), 2.6 * len(sites)), squeeze=False
+        rows.height, len(stats_), figsize=(5.5 * len(stats_), 2.6 * rows.height), squeeze=False
     )
-    for i, site in enumerate(sites):
+    for i, (site, group) in enumerate(rows.iter_rows()):
         for j, stat in enumerate(stats_):
             ax = axes[i][j]
-            g = charts.filter((pl.col("site") == site) & (pl.col("statistic") == stat))
+            g = charts.filter(
+                (pl.col("site") == site)
+                & (pl.col("group") == group)
+                & (pl.col("statistic") == stat)
+            )
             if stat in WINDOW_STATISTICS:
                 _window_panel(ax, g, stat, h.get(stat))
             elif stat in EWMA_STATISTICS:
@@ -693,7 +761,7 @@ def monitor_figure(
                 ax.axvline(drift[site], color="#333333", ls="--", lw=0.9, label="drift")
             for d, _ in (changes or {}).get(site, []):
                 ax.axvline(d, color="#8e44ad", ls=":", lw=1.0, label="policy change")
-            ax.set_title(f"{site}: {stat}", fontsize=9)
+            ax.set_title(f"{site}{' ' + group if group else ''}: {stat}", fontsize=9)
             ax.set_xlabel("programme day", fontsize=8)
             ax.tick_params(labelsize=7)
     handles: dict[str, Any] = {}

@@ -282,6 +282,11 @@ class Programme(ABC):
     ) -> pl.DataFrame:
         """One row per person: subgroup columns, diagnosis route and stage, death."""
 
+    def subgroup_labels(self, cohort: Cohort) -> dict[str, np.ndarray]:
+        """Each person's label in each of :attr:`subgroups` (row order), as the people table
+        gives them: what a monitor watching a subgroup sees of a person."""
+        return {}
+
     @classmethod
     def metric_definitions(cls) -> dict[str, Sequence[Any]]:
         """The programme's own metrics (:class:`sandbox.outcomes.metrics.Metric`) by view:

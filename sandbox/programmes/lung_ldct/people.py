@@ -59,6 +59,17 @@ PEOPLE_SCHEMA = {
 }
 
 
+def subgroup_labels(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each person's subgroup labels (``sex``, ``race``, ``age_band``, ``smoking``) from the
+    cohort's ``people`` arrays."""
+    return {
+        "sex": np.where(p["female"] == 1, "F", "M"),
+        "race": np.array(RACES)[p["race"]],
+        "age_band": age_band(p["age"]),
+        "smoking": np.where(p["current_smoker"] == 1, "current", "former"),
+    }
+
+
 def resolve_people(
     scenario: Scenario,
     history: LungCohort,
@@ -144,10 +155,7 @@ def resolve_people(
         {
             "person_id": p["person_id"],
             "site": p["site"],
-            "sex": np.where(p["female"] == 1, "F", "M"),
-            "race": np.array(RACES)[p["race"]],
-            "age_band": age_band(p["age"]),
-            "smoking": np.where(p["current_smoker"] == 1, "current", "former"),
+            **subgroup_labels(p),
             "age": p["age"],
             "pack_years": p["pack_years"],
             "plcom2012_6y": p["plcom2012_6y"],

@@ -48,7 +48,7 @@ from sandbox.programmes.lung_ldct.lung_rads import (
     LungRadsV2022,
     NLSTRule,
 )
-from sandbox.programmes.lung_ldct.people import resolve_people
+from sandbox.programmes.lung_ldct.people import resolve_people, subgroup_labels
 from sandbox.programmes.lung_ldct.reading import (
     CT_REFERENCE,
     SPURIOUS_KEY,
@@ -384,6 +384,9 @@ class LungLDCT(Programme):
         screens: pl.DataFrame,
     ) -> pl.DataFrame:
         return resolve_people(self.scenario, cohort, screen_dx_day, screen_dx_stage, screens)
+
+    def subgroup_labels(self, cohort: LungCohort) -> dict[str, np.ndarray]:
+        return subgroup_labels(cohort.people)
 
     @classmethod
     def metric_definitions(cls):
