@@ -40,7 +40,7 @@ import polars as pl
 import yaml
 from scipy import stats
 
-from sandbox.outcomes.surveillance import drift_start
+from sandbox.outcomes.surveillance import HARM, drift_start, window_counts
 
 
 def run_sweep(args: argparse.Namespace, out: Path) -> Path:
@@ -97,30 +97,11 @@ def run_local(args: argparse.Namespace, out: Path) -> Path:
 def alarm_days(frame: pl.DataFrame) -> dict[str, tuple[np.ndarray, float, float]]:
     """Per site: the days any chart alarmed, and the first and last day monitored."""
     out = {}
+    if "group" in frame.columns:  # the plan acts on a site's own charts, not a subgroup's
+        frame = frame.filter(pl.col("group") == "")
     for (site,), g in frame.group_by("site", maintain_order=True):
         days = g.filter(pl.col("alarm"))["day"].unique().sort().to_numpy()
         out[str(site)] = (days, float(g["day"].min()), float(g["day"].max()))
-    return out
-
-
-HARM = {
-    "cancers_missed": pl.col("malignant_visible") & ~pl.col("malignant_reported"),
-    "positive_reports": pl.col("positive"),
-    "human_reads": pl.col("n_reads"),
-    "ai_positive": pl.col("ai_positive").fill_null(False),
-}
-
-
-def window_counts(run: Path, site: int, start: float, end: float) -> dict[str, float]:
-    """Screens at ``site`` performed in [start, end), and the harm counts among them."""
-    e = pl.read_parquet(run / "events.parquet").filter(
-        (pl.col("site") == site)
-        & (pl.col("exam_kind") == "screen")
-        & (pl.col("exam_day") >= start)
-        & (pl.col("exam_day") < end)
-    )
-    out = {"screens": float(e.height)}
-    out.update({k: float(e.select(v.cast(pl.Int64).sum()).item() or 0) for k, v in HARM.items()})
     return out
 
 
@@ -158,8 +139,8 @@ def summarise(sweep: Path) -> dict:
         if seed not in baseline:
             continue
         got, ref = (
-            window_counts(run, site, start, stop),
-            window_counts(baseline[seed], site, start, stop),
+            window_counts(pl.read_parquet(run / "events.parquet"), site, start, stop),
+            window_counts(pl.read_parquet(baseline[seed] / "events.parquet"), site, start, stop),
         )
         screens += got["screens"]
         for k in HARM:

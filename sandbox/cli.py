@@ -491,6 +491,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     plans = plans_text(arms, tags)
     if plans:
         print(plans)
+    harm = harm_text(arms, tags)
+    if harm:
+        print(harm)
     if len(runs) <= 4:  # wider is unreadable; the paired table shows each arm's mean
         frames = {}
         for r in runs:
@@ -637,6 +640,68 @@ def plans_text(arms, tags) -> str:
         "runs with a policy change",
     ]
     return "\nmonitoring plans (docs/surveillance.md)\n" + _table(head, rows)
+
+
+def harm_text(arms, tags) -> str:
+    """Where one of two arms has a drift and the other none: the harm during the detection
+    delay, per drifted site, seed by seed on the same people (docs/surveillance.md)."""
+    from sandbox.outcomes.surveillance import (
+        HARM_COLUMNS,
+        action_day,
+        delay_harm,
+        drift_start,
+        window_counts,
+    )
+
+    if len(arms) != 2:
+        return ""
+    drifts = [[drift_start(r["config"].get("drift") or {}) for r in arm.runs] for arm in arms]
+    if any(drifts[0]) == any(drifts[1]) or not all(drifts[0]) and any(drifts[0]):
+        return ""  # both or neither drift, or a mixed arm
+    k = 0 if any(drifts[0]) else 1
+    drifted, plain = arms[k], arms[1 - k]
+    ref = {int(r["config"]["seed"]): r for r in plain.runs}
+
+    def events(r):
+        path = r["folder"] / "events.parquet"
+        try:
+            return pl.read_parquet(path, columns=list(HARM_COLUMNS))
+        except (OSError, pl.exceptions.PolarsError) as e:
+            raise SandboxInputError(f"{path}: unreadable event log ({e})") from e
+
+    per_site: dict[str, list] = {}
+    for r, drift in zip(drifted.runs, drifts[k], strict=True):
+        other = ref.get(int(r["config"]["seed"]))
+        if other is None:
+            continue
+        mon_path = r["folder"] / "monitoring.parquet"
+        monitoring = pl.read_parquet(mon_path) if mon_path.is_file() else None
+        act = float((r["config"].get("monitoring") or {}).get("days_to_act") or 0.0)
+        names = [s["name"] for s in r["config"]["sites"]]
+        got, base = events(r), events(other)
+        for site, day in drift.items():
+            stop = action_day(monitoring, site, day, act)
+            i = names.index(site)
+            per_site.setdefault(site, []).append(
+                (window_counts(got, i, day, stop), window_counts(base, i, day, stop))
+            )
+    if not per_site:
+        return ""
+    rows = []
+    for site, pairs in per_site.items():
+        h = delay_harm(pairs)
+        cells = []
+        for key in ("cancers_missed", "positive_reports", "human_reads", "ai_positive"):
+            rate, lo, hi = h[key]
+            cells.append(f"{rate:+.1f}" + ("" if math.isnan(lo) else f" ({lo:+.1f} to {hi:+.1f})"))
+        rows.append([site, f"{h['screens']:,.0f} in {h['pairs']}", *cells])
+    head = ["drifted site", "screens (runs)", "cancers missed", "positive reports"]
+    head += ["human reads", "AI-positive"]
+    return (
+        f"\nharm until the plan could act ({tags[k]} - {tags[1 - k]} per 1,000 of {tags[k]}'s "
+        "screens from the drift to its first alarm + 1 + days_to_act, or to the end of the run "
+        "without an alarm; same people; 95% bootstrap over runs)\n" + _table(head, rows)
+    )
 
 
 def print_paired(cmp, primary) -> None:

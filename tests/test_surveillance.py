@@ -322,6 +322,31 @@ def test_sandbox_compare_shows_the_plans_side_by_side(drift_runs, capsys):
     assert hi < 0, scored
 
 
+def test_sandbox_compare_counts_the_harm_until_the_plan_could_act(drift_runs, capsys):
+    code, out, err = run_cli(["compare", str(drift_runs["none"]), str(drift_runs["alert"])], capsys)
+    assert code == 0, err
+    assert "harm until the plan could act (B - A" in out
+    table = out[out.index("harm until the plan could act") : out.index("metric (95% interval)")]
+    (row,) = [ln for ln in table.splitlines() if ln.startswith("mobile_unit")]
+    cells = row.split()
+    screens = int(cells[1].replace(",", ""))
+    mon = pl.read_parquet(drift_runs["alert"] / "monitoring.parquet")
+    first = mon.filter((pl.col("site") == "mobile_unit") & pl.col("alarm"))["day"].min()
+    events = pl.read_parquet(drift_runs["alert"] / "events.parquet").filter(
+        (pl.col("site") == 1)
+        & (pl.col("exam_kind") == "screen")
+        & pl.col("exam_day").is_between(DRIFT_DAY, first + 1 + 7, closed="left")
+    )
+    assert screens == events.height > 0
+    # the +40 HU update makes the device call far more screens positive until the plan acts
+    assert float(cells[-1]) > 300  # AI-positive per 1,000 screens
+    # both arms drifted: no harm table
+    code, out, _ = run_cli(
+        ["compare", str(drift_runs["alert"]), str(drift_runs["fallback"])], capsys
+    )
+    assert code == 0 and "harm until the plan could act" not in out
+
+
 # ------------------------------------------------------------------ a device update
 def test_a_device_update_moves_one_sites_operating_point_from_its_day(tmp_path, capsys):
     out = tmp_path / "runs"
