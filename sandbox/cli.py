@@ -848,12 +848,16 @@ def _sweep_plan(args: argparse.Namespace):
 
 def _preflight(jobs) -> None:
     """Every policy can run and every AI device loads, before anything starts."""
-    from sandbox.runners.devices import prepare_device
+    from sandbox.runners.devices import prepare_device, update_devices
     from sandbox.simulate import check_policy
 
-    seen = set()
+    seen, agents = set(), set()
     for job in jobs:
         cfg = job.cfg
+        new = {c.agent for c in cfg.drift.device_changes if c.agent} - agents
+        if new and cfg.policy.role != "none":
+            update_devices(cfg)  # each device a drift brings loads and reads the images
+            agents |= new
         key = (
             cfg.policy,
             cfg.agent,

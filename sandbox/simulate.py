@@ -50,10 +50,6 @@ def check_policy(cfg: RunConfig, threshold: float | None = None) -> None:
     for i, site in enumerate(cfg.scenario.sites):
         policy.check_site(site, i)
         programme.exam_scanner(site.scanner, cfg.policy.modality)
-    if cfg.policy.role != "none":
-        for i, c in enumerate(cfg.drift.device_changes):
-            if c.agent:  # the update's device loads and reads this programme's images
-                update_device(cfg, c.agent, f"drift.device_changes[{i}].agent")
     for j, c in enumerate(cfg.drift.staffing_changes):
         i = next(i for i, s in enumerate(cfg.scenario.sites) if s.name == c.site)
         for day, team, _ in cfg.staffing_changes(c.site):
@@ -136,6 +132,7 @@ def simulate_sites(
     threshold: float | None = None,
     observers: Sequence[Observer] = (),
     programme: Programme | None = None,
+    updates: dict[str, DeviceScorer] | None = None,
 ) -> SiteRecords:
     """Run the SimPy model of each site in ``sites`` (default: all) over the whole horizon.
 
@@ -152,9 +149,9 @@ def simulate_sites(
     site_ids = list(range(len(scn.sites)) if sites is None else sites)
     shared = simpy.Environment() if cfg.runtime.shared_clock else None
     models, logs = [], []
-    updates = _device_updates(cfg, ai)
-    if updates is not None:
-        observers = (*observers, updates)
+    changes = _device_updates(cfg, ai, updates)
+    if changes is not None:
+        observers = (*observers, changes)
     monitor = _monitor(cfg, ai, threshold)
     if monitor is not None:
         observers = (*observers, monitor)
@@ -204,45 +201,29 @@ def _point(op) -> str:
     return f"{op.mode} {value:g}"
 
 
-def _device_updates(cfg: RunConfig, ai: DeviceScorer | None):
-    """The drift's device updates as an observer (None: none, or no AI to update)."""
+def _device_updates(cfg: RunConfig, ai: DeviceScorer | None, updates=None):
+    """The drift's device updates as an observer (None: none, or no AI to update);
+    ``updates``: the devices with new weights they bring, by agent name."""
     changes = cfg.drift.device_changes
     if not changes or ai is None or cfg.policy.role == "none":
         return None
     from sandbox.agents.operating_point import resolve_threshold
     from sandbox.workflow.observers import OperatingPointChanges
 
-    devices: dict[str, DeviceScorer] = {}
     out = []
     for i, c in enumerate(changes):
         device = None
         if c.agent:
-            if c.agent not in devices:
-                devices[c.agent] = update_device(cfg, c.agent, f"drift.device_changes[{i}].agent")
-            device = devices[c.agent]
+            device = (updates or {}).get(c.agent)
+            if device is None:
+                raise SandboxInputError(
+                    f"config key 'drift.device_changes[{i}].agent': device {c.agent!r} was not "
+                    "loaded (sandbox.runners.devices.update_devices)"
+                )
         reason = c.reason or f"device update: operating point {_point(c.threshold)}"
         folder = (device or ai).folder
         out.append((c.site, float(c.day), resolve_threshold(c.threshold, folder), reason, device))
     return OperatingPointChanges(out)
-
-
-def update_device(cfg: RunConfig, agent: str, where: str) -> DeviceScorer:
-    """The device a drift's update brings (``agent``: a device folder), loaded as the run's
-    device is, on the run's compute device; its scores are cached in memory only (a unit of a
-    distributed run loads its own). A bad folder is one line naming ``where``."""
-    from sandbox.agents.bundle import load_bundle
-    from sandbox.agents.inference import ScoreCache
-    from sandbox.runners.devices import agent_folder, check_device_reads, cohort_key, pick_device
-
-    programme = programme_for(cfg.scenario)
-    try:
-        folder = agent_folder(agent)
-        model = load_bundle(folder, pick_device(cfg.runtime.device))
-        check_device_reads(model, programme, cfg.runtime.ai_batch_size)
-    except SandboxInputError as e:
-        raise SandboxInputError(f"config key '{where}' ({agent}): {e}") from None
-    cache = ScoreCache(model.digest, cohort_key(cfg), None).load()
-    return DeviceScorer(model, cache, cfg.seed, cfg.runtime.ai_batch_size, render=programme.render)
 
 
 def _monitor(cfg: RunConfig, ai: DeviceScorer | None, threshold: float | None):

@@ -493,6 +493,14 @@ class CusumMonitor(Observer):
 def _person_groups(site: SiteModel, columns: tuple[str, ...]) -> dict[int, tuple[str, ...]]:
     """Each of a site's people's subgroups (``"sex=F"``, ...) in the plan's ``columns``."""
     labels = site.programme.subgroup_labels(site.cohort)
+    missing = [c for c in columns if c not in labels]
+    if missing:
+        from sandbox.errors import SandboxInputError
+
+        raise SandboxInputError(
+            f"config key 'monitoring.subgroups': programme '{site.programme.name}' gives "
+            f"monitors no labels for {', '.join(missing)}"
+        )
     rows = site.rows
     pids = site.cohort.people["person_id"][rows].tolist()
     cols = [[f"{c}={v}" for v in labels[c][rows].tolist()] for c in columns]

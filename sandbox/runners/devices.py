@@ -116,6 +116,35 @@ def check_device_reads(model: Any, programme: Any, batch_size: int = 1) -> None:
         )
 
 
+def update_devices(cfg: RunConfig) -> dict[str, Any]:
+    """The devices with new weights that the drift's device changes bring (``agent``), by
+    name, each loaded once as the run's device is, on the run's compute device; their scores
+    are cached in memory only (each unit of a distributed run loads its own). A folder that
+    does not load, or a device that does not read the programme's images, is one line naming
+    ``drift.device_changes[i].agent``."""
+    if cfg.policy.role == "none":
+        return {}
+    from sandbox.agents.bundle import load_bundle
+    from sandbox.agents.inference import DeviceScorer, ScoreCache
+
+    programme = programme_for(cfg.scenario)
+    out: dict[str, Any] = {}
+    for i, c in enumerate(cfg.drift.device_changes):
+        if not c.agent or c.agent in out:
+            continue
+        where = f"drift.device_changes[{i}].agent"
+        try:
+            model = load_bundle(agent_folder(c.agent), pick_device(cfg.runtime.device))
+            check_device_reads(model, programme, cfg.runtime.ai_batch_size)
+        except SandboxInputError as e:
+            raise SandboxInputError(f"config key '{where}' ({c.agent}): {e}") from None
+        cache = ScoreCache(model.digest, cohort_key(cfg), None).load()
+        out[c.agent] = DeviceScorer(
+            model, cache, cfg.seed, cfg.runtime.ai_batch_size, render=programme.render
+        )
+    return out
+
+
 def prepare_device(cfg: RunConfig) -> DeviceSetup | None:
     """Load, probe and set the operating point of the policy's device; None for standard of care.
 

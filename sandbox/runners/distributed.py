@@ -186,14 +186,15 @@ def _unit(cfg: RunConfig, profiles: dict, cohort, block: list[int], scoring=None
     from sandbox.simulate import simulate_sites
 
     agent = None
-    scorer, threshold = None, None
+    scorer, threshold, updates = None, None, {}
     if scoring is not None:
         import ray
 
         from sandbox.agents.operating_point import resolve_threshold
-        from sandbox.runners.devices import agent_folder
+        from sandbox.runners.devices import agent_folder, update_devices
         from sandbox.typed import to_dict
 
+        updates = update_devices(cfg)  # a drift's devices with new weights: loaded here
         folder = agent_folder(cfg.agent)
         scorer = RemoteScorer(scoring, folder)
         threshold = resolve_threshold(cfg.policy.threshold, folder)
@@ -208,6 +209,7 @@ def _unit(cfg: RunConfig, profiles: dict, cohort, block: list[int], scoring=None
         scorer,
         threshold,
         programme=programme_for(cfg.scenario),
+        updates=updates,
     )
     if agent is not None:
         agent.update(inferences=scorer.inferences, cache_hits=scorer.hits, batches=scorer.batches)

@@ -28,7 +28,7 @@ from sandbox.runfolder import (
     slug,
     write_run,
 )
-from sandbox.runners.devices import prepare_device
+from sandbox.runners.devices import prepare_device, update_devices
 from sandbox.simulate import build_cohort, check_policy, merge_records, outcomes, simulate_sites
 
 
@@ -70,6 +70,7 @@ def simulate(
 def _simulate(cfg, profiles, show, dev, timings, t_dev) -> RunResult:
     threshold = None if dev is None else dev.threshold
     check_policy(cfg, threshold)
+    updates = update_devices(cfg) if dev is not None else {}
     if dev is not None:
         timings["device_load_s"] = time.perf_counter() - t_dev
     t0 = time.perf_counter()
@@ -105,6 +106,7 @@ def _simulate(cfg, profiles, show, dev, timings, t_dev) -> RunResult:
             None if dev is None else dev.scorer,
             threshold,
             programme=programme,
+            updates=updates,
         )
         for block in site_blocks(len(cfg.scenario.sites), cfg.runtime.site_block_size)
     ]
