@@ -1,0 +1,1 @@
+"""Breast cancer screening with mammography: women, breast density, DCIS and invasive cancer."""

@@ -1,0 +1,188 @@
+"""The breast programme's population and disease keys, with their sources.
+
+Every default below is a published figure or is chosen to reproduce one (named beside it); the
+incidence rates are where the model is calibrated (``sandbox validate masai``), so they are
+starting values from the Nordic registries, not fitted ones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from sandbox.config import PROB, Range
+from sandbox.typed import fail
+
+DENSITIES = ("a", "b", "c", "d")  # BI-RADS 5th edition breast composition
+STAGES = ("0", "I", "II", "III", "IV")  # 0: ductal carcinoma in situ
+AGE_GROUPS = (40, 50, 60, 70)  # density shares are given for 40-49, 50-59, 60-69, 70+
+
+
+def _shares(values: tuple[float, ...], n: int, path: str) -> None:
+    if len(values) != n or min(values) < 0 or sum(values) <= 0:
+        fail(path, f"needs {n} non-negative shares, not all zero (got {list(values)})")
+
+
+@dataclass(frozen=True)
+class Women:
+    """The invited women.
+
+    ``density_by_age``: BI-RADS a-d shares for ages 40-49, 50-59, 60-69 and 70+, after the
+    Breast Cancer Surveillance Consortium (Sprague et al., JNCI 2014: dense breasts, c or d, in
+    43% of US women 40-74, most common at 40-49 and least at 70-74); these shares give 45% at
+    40-74 with an even age spread. ``family_history``: a first-degree relative with breast
+    cancer (about one woman in eight; Collaborative Group on Hormonal Factors, Lancet 2001).
+    ``prior_biopsy``: a benign breast biopsy before (BCSC risk-factor prevalence, Tice et al.,
+    Ann Intern Med 2008). ``hormone_therapy``: current menopausal hormone therapy at 50+
+    (Swedish prescription register, about 8% of women 50-69 in the 2010s).
+    """
+
+    age: Range = field(default_factory=lambda: Range(40.0, 74.0))
+    density_by_age: tuple[tuple[float, ...], ...] = (
+        (0.05, 0.35, 0.46, 0.14),
+        (0.09, 0.44, 0.39, 0.08),
+        (0.12, 0.50, 0.33, 0.05),
+        (0.14, 0.52, 0.30, 0.04),
+    )
+    family_history: float = field(default=0.12, metadata=PROB)
+    prior_biopsy: float = field(default=0.12, metadata=PROB)
+    hormone_therapy: float = field(default=0.08, metadata=PROB)
+
+    def check(self, path: str) -> None:
+        if not 18 <= self.age.min <= self.age.max <= 100:
+            fail(f"{path}.age", f"{self.age.min}-{self.age.max} must lie within 18-100 years")
+        if len(self.density_by_age) != len(AGE_GROUPS):
+            fail(f"{path}.density_by_age", "needs four rows: ages 40-49, 50-59, 60-69, 70+")
+        for i, row in enumerate(self.density_by_age):
+            _shares(tuple(row), len(DENSITIES), f"{path}.density_by_age[{i}]")
+
+
+@dataclass(frozen=True)
+class RelativeRisks:
+    """Relative risks of breast cancer, each against women without the factor (density: against
+    b, scattered fibroglandular). Density: BCSC (Tice et al. 2008; Kerlikowske et al., JCO
+    2017: about 0.6 for a, 1.3-1.5 for c and 1.8-2.1 for d). Family history: 1.80 for one
+    affected first-degree relative (Collaborative Group, Lancet 2001). Benign biopsy: about
+    1.5 (Tice et al. 2008). Current hormone therapy: about 1.3 averaged over preparations
+    (Collaborative Group on Hormonal Factors, Lancet 2019)."""
+
+    density: tuple[float, ...] = (0.6, 1.0, 1.4, 1.9)
+    family_history: float = field(default=1.8, metadata={"ge": 0.1, "le": 20})
+    prior_biopsy: float = field(default=1.5, metadata={"ge": 0.1, "le": 20})
+    hormone_therapy: float = field(default=1.3, metadata={"ge": 0.1, "le": 20})
+
+    def check(self, path: str) -> None:
+        if len(self.density) != len(DENSITIES) or min(self.density) <= 0:
+            fail(f"{path}.density", "needs four positive relative risks, for densities a-d")
+
+
+@dataclass(frozen=True)
+class Invasive:
+    """Invasive cancer: how often it surfaces without screening, how it grows, how it spreads.
+
+    ``clinical_incidence_per_100k``: clinical (symptomatic) incidence per 100,000 woman-years
+    without screening, by five-year age from 40 (40-44, ..., 80-84): starting values near the
+    Nordic rates before mammography screening (NORDCAN, Sweden, late 1980s), calibrated to the
+    trial. ``clinical_diameter_mm_median`` / ``_sigma``: the size at which a cancer is found
+    from symptoms, log-normal (median about 20 mm: Michaelson et al., Radiology 2003;
+    Weedon-Fekjaer et al., Breast Cancer Res 2008). ``doubling_days_median`` / ``_sigma``:
+    volume doubling time, log-normal; Weedon-Fekjaer et al. 2008 estimated 1.7 years on
+    average for a tumour to grow from 10 to 20 mm (three doublings: about 210 days each) with
+    wide variation, and faster growth in younger women (``doubling_per_decade``: the
+    multiplier per ten years of age at onset from 60). ``node_diameter_mm_*``: the diameter at
+    which a tumour has spread to the axillary nodes, log-normal (median 30 mm, sigma 1.1: node
+    positive in about 16% of 10 mm, 36% of 20 mm and 68% of 50 mm tumours, as in the Swedish
+    and US series Michaelson et al. summarise); ``extensive_nodes_factor``: four or more nodes
+    (N2, stage III at any size) once it has grown to this multiple of its node diameter (chosen
+    so that about one symptomatic cancer in eight is stage III, as before screening);
+    ``distant_diameter_mm_*`` likewise for distant metastasis (about 5% at 20 mm). ``calcification_share``: invasive cancers with
+    mammographic microcalcifications (about 30%). ``onset_diameter_mm``: the diameter at which
+    a cancer's history starts."""
+
+    clinical_incidence_per_100k: tuple[float, ...] = (
+        110.0,
+        170.0,
+        190.0,
+        210.0,
+        240.0,
+        260.0,
+        270.0,
+        280.0,
+        280.0,
+    )
+    clinical_diameter_mm_median: float = field(default=20.0, metadata={"gt": 1, "le": 100})
+    clinical_diameter_mm_sigma: float = field(default=0.45, metadata={"ge": 0, "le": 3})
+    doubling_days_median: float = field(default=150.0, metadata={"gt": 5, "le": 5000})
+    doubling_days_sigma: float = field(default=0.8, metadata={"ge": 0, "le": 3})
+    doubling_per_decade: float = field(default=1.15, metadata={"gt": 0.2, "le": 5})
+    node_diameter_mm_median: float = field(default=30.0, metadata={"gt": 0, "le": 500})
+    node_diameter_mm_sigma: float = field(default=1.1, metadata={"ge": 0, "le": 5})
+    extensive_nodes_factor: float = field(default=2.5, metadata={"ge": 1, "le": 100})
+    distant_diameter_mm_median: float = field(default=150.0, metadata={"gt": 0, "le": 5000})
+    distant_diameter_mm_sigma: float = field(default=1.2, metadata={"ge": 0, "le": 5})
+    calcification_share: float = field(default=0.3, metadata=PROB)
+    onset_diameter_mm: float = field(default=1.0, metadata={"gt": 0, "le": 10})
+
+    def check(self, path: str) -> None:
+        if not self.clinical_incidence_per_100k or min(self.clinical_incidence_per_100k) < 0:
+            fail(f"{path}.clinical_incidence_per_100k", "needs non-negative rates by five-year age")
+        if self.onset_diameter_mm >= self.clinical_diameter_mm_median:
+            fail(f"{path}.onset_diameter_mm", "must lie below the clinical diameter")
+
+
+@dataclass(frozen=True)
+class Dcis:
+    """Ductal carcinoma in situ that does not progress: seen on a mammogram by its
+    calcifications, rarely from symptoms; what screening finds of it is overdiagnosis.
+    ``incidence_per_100k`` (onset per 100,000 woman-years by five-year age from 40), and how
+    long it stays visible (``visible_years_*``, log-normal), give prevalences that make DCIS
+    about a fifth of screen-detected cancers in biennial Nordic screening (Swedish national
+    quality register: 15-20%); calibrated with the invasive rates. ``extent_mm_*``: the extent
+    of its calcifications (log-normal, median about 15 mm)."""
+
+    incidence_per_100k: tuple[float, ...] = (30.0, 45.0, 55.0, 60.0, 60.0, 55.0, 50.0, 45.0, 40.0)
+    visible_years_median: float = field(default=4.0, metadata={"gt": 0, "le": 60})
+    visible_years_sigma: float = field(default=0.6, metadata={"ge": 0, "le": 3})
+    extent_mm_median: float = field(default=15.0, metadata={"gt": 0, "le": 200})
+    extent_mm_sigma: float = field(default=0.5, metadata={"ge": 0, "le": 3})
+
+    def check(self, path: str) -> None:
+        if not self.incidence_per_100k or min(self.incidence_per_100k) < 0:
+            fail(f"{path}.incidence_per_100k", "needs non-negative rates by five-year age")
+
+
+@dataclass(frozen=True)
+class Survival:
+    """Death from breast cancer by stage at diagnosis: a cured share, and for the others an
+    exponential time to death from diagnosis. ``lethal_share`` for stages I-IV and
+    ``median_years_to_death`` are set to give the five-year relative survival of the Nordic and
+    US registries: about 99% for stage I, 93% for II, 75% for III and 25-30% for IV (SEER;
+    NORDCAN), with most deaths of stage I-II after five years. DCIS (stage 0) is not lethal.
+    ``other_death_gompertz``: other-cause mortality of Swedish women, hazard ``a exp(b age)``
+    per year (a Gompertz fit to the Statistics Sweden life table, women, 2019: about 0.0045 a
+    year at 60 and 0.011 at 70)."""
+
+    lethal_share: tuple[float, ...] = (0.06, 0.18, 0.45, 0.92)
+    median_years_to_death: tuple[float, ...] = (9.0, 7.0, 4.5, 2.2)
+    other_death_gompertz: tuple[float, float] = (2.17e-5, 0.089)
+
+    def check(self, path: str) -> None:
+        for name in ("lethal_share", "median_years_to_death"):
+            v = getattr(self, name)
+            if len(v) != 4 or min(v) < 0:
+                fail(f"{path}.{name}", "needs four non-negative values, for stages I-IV")
+        if max(self.lethal_share) > 1:
+            fail(f"{path}.lethal_share", "shares must not exceed 1")
+        a, b = self.other_death_gompertz
+        if not (a > 0 and 0 < b < 1 and math.isfinite(a)):
+            fail(f"{path}.other_death_gompertz", f"({a}, {b}): needs a > 0 and 0 < b < 1")
+
+
+@dataclass(frozen=True)
+class BreastDisease:
+    """The breast programme's disease keys."""
+
+    risks: RelativeRisks = field(default_factory=RelativeRisks)
+    invasive: Invasive = field(default_factory=Invasive)
+    dcis: Dcis = field(default_factory=Dcis)
+    survival: Survival = field(default_factory=Survival)
