@@ -16,6 +16,7 @@ from sandbox.typed import fail
 DENSITIES = ("a", "b", "c", "d")  # BI-RADS 5th edition breast composition
 STAGES = ("0", "I", "II", "III", "IV")  # 0: ductal carcinoma in situ
 AGE_GROUPS = (40, 50, 60, 70)  # density shares are given for 40-49, 50-59, 60-69, 70+
+BENIGN_KINDS = ("cyst", "fibroadenoma", "calcifications")
 
 
 def _shares(values: tuple[float, ...], n: int, path: str) -> None:
@@ -152,6 +153,62 @@ class Dcis:
 
 
 @dataclass(frozen=True)
+class Benign:
+    """Benign findings a mammogram shows and readers may recall: cysts, fibroadenomas and
+    clusters of benign calcifications (BENIGN_KINDS). Per kind: the mean number present at the
+    first invitation by age group (40-49, 50-59, 60-69, 70+) and new ones per year, scaled by
+    breast density (``density_multiplier``, a-d) and, for cysts, by current hormone therapy;
+    their size (log-normal); and, for cysts, how long they last.
+
+    Cysts are the commonest breast mass from 35 to 50 and regress after the menopause unless
+    hormones sustain them (Hughes, Mansel and Webster's ANDI classification, Lancet 1987;
+    ultrasound finds simple cysts in about a third of women 35-50, Berg et al., Radiology
+    2010); fibroadenomas are found in about 2-3% of women and rarely change after 40
+    (Greenberg et al., Breast Cancer Res Treat 1998); benign calcification clusters are common
+    and stable. The counts are what a mammogram shows (many ultrasound cysts are not seen) and
+    are calibrated with the readers' false-positive recalls."""
+
+    at_entry: tuple[tuple[float, ...], ...] = (
+        (0.12, 0.08, 0.03, 0.02),  # cysts
+        (0.03, 0.03, 0.02, 0.02),  # fibroadenomas
+        (0.04, 0.05, 0.06, 0.06),  # benign calcification clusters
+    )
+    new_per_year: tuple[tuple[float, ...], ...] = (
+        (0.05, 0.03, 0.01, 0.005),
+        (0.003, 0.002, 0.001, 0.001),
+        (0.01, 0.012, 0.014, 0.014),
+    )
+    density_multiplier: tuple[float, ...] = (0.5, 0.8, 1.2, 1.5)
+    hormone_therapy_cysts: float = field(default=2.0, metadata={"ge": 0, "le": 20})
+    size_mm_median: tuple[float, ...] = (12.0, 15.0, 8.0)
+    size_mm_sigma: tuple[float, ...] = (0.5, 0.4, 0.5)
+    cyst_years_median: float = field(default=1.5, metadata={"gt": 0, "le": 50})
+
+    def check(self, path: str) -> None:
+        for name in ("at_entry", "new_per_year"):
+            rows = getattr(self, name)
+            if len(rows) != len(BENIGN_KINDS) or any(
+                len(r) != len(AGE_GROUPS) or min(r) < 0 for r in rows
+            ):
+                fail(
+                    f"{path}.{name}",
+                    "needs three rows (cysts, fibroadenomas, calcifications) of four non-negative means (ages 40-49, 50-59, 60-69, 70+)",
+                )
+        if len(self.density_multiplier) != len(DENSITIES) or min(self.density_multiplier) < 0:
+            fail(
+                f"{path}.density_multiplier",
+                "needs four non-negative multipliers, for densities a-d",
+            )
+        for name in ("size_mm_median", "size_mm_sigma"):
+            v = getattr(self, name)
+            if len(v) != len(BENIGN_KINDS) or min(v) < 0:
+                fail(
+                    f"{path}.{name}",
+                    "needs three non-negative values: cysts, fibroadenomas, calcifications",
+                )
+
+
+@dataclass(frozen=True)
 class Survival:
     """Death from breast cancer by stage at diagnosis: a cured share, and for the others an
     exponential time to death from diagnosis. ``lethal_share`` for stages I-IV and
@@ -185,4 +242,5 @@ class BreastDisease:
     risks: RelativeRisks = field(default_factory=RelativeRisks)
     invasive: Invasive = field(default_factory=Invasive)
     dcis: Dcis = field(default_factory=Dcis)
+    benign: Benign = field(default_factory=Benign)
     survival: Survival = field(default_factory=Survival)

@@ -119,3 +119,34 @@ def test_a_womans_history_is_hers_whatever_the_cohort():
     together = sample_histories(women, disease, streams, wb, YEARS)
     for k, v in alone.items():
         np.testing.assert_array_equal(v, together[k][5_000:5_100], err_msg=k)
+
+
+def test_benign_findings_by_age_density_and_hormones(cohort):
+    from sandbox.programmes.breast_mammo.benign import MAX_FINDINGS, sample_benign
+
+    women, disease, w, _ = cohort
+    b = disease.benign
+    f = sample_benign(b, Streams(3), w, YEARS)
+    assert (np.bincount(f["row"], minlength=N) <= MAX_FINDINGS).all()
+    g = age_group(w["age"])
+    dens = np.asarray(b.density_multiplier)[w["density"]]
+    at_entry = ~np.isfinite(f["appear_day"])
+    for kind in range(3):
+        for k in range(4):
+            women_k = g == k
+            scale = dens * (
+                np.where(w["hormone_therapy"] == 1, b.hormone_therapy_cysts, 1.0)
+                if kind == 0
+                else 1.0
+            )
+            expected = (b.at_entry[kind][k] * scale[women_k]).sum()
+            got = (at_entry & (f["kind"] == kind) & women_k[f["row"]]).sum()
+            assert got == pytest.approx(expected, rel=0.05 + 4 / math.sqrt(expected))
+    # cysts come and go; fibroadenomas and calcifications stay
+    assert np.isfinite(f["resolve_day"][f["kind"] == 0]).all()
+    assert np.isinf(f["resolve_day"][f["kind"] > 0]).all()
+    new = np.isfinite(f["appear_day"])
+    assert (f["appear_day"][new] >= 0).all() and (f["appear_day"][new] <= YEARS * YEAR).all()
+    # dense breasts show more cysts than fatty ones, as declared
+    cysts = np.bincount(f["row"][f["kind"] == 0], minlength=N)
+    assert cysts[w["density"] == 3].mean() > 2 * cysts[w["density"] == 0].mean()
