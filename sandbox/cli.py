@@ -850,6 +850,7 @@ def _preflight(jobs) -> None:
     """Every policy can run and every AI device loads, before anything starts."""
     from sandbox.runners.devices import prepare_device, update_devices
     from sandbox.simulate import check_policy
+    from sandbox.typed import to_dict
 
     seen, agents = set(), set()
     for job in jobs:
@@ -863,6 +864,7 @@ def _preflight(jobs) -> None:
             cfg.agent,
             cfg.scenario.name,
             json.dumps([s.name for s in cfg.scenario.sites]),
+            json.dumps(to_dict(cfg.drift), sort_keys=True, default=str),  # its teams, its devices
         )
         if key in seen:
             continue

@@ -405,3 +405,38 @@ def test_resume_reuses_the_finished_units_of_an_unfinished_run(swept, tmp_path, 
     after = tables(folder / "runs" / job.run.name)
     assert all(after[t].equals(before[t]) for t in before)
     assert not (folder / "units" / job.run.name).exists()  # kept units go once the run is written
+
+
+def test_drifts_on_ray_equal_their_serial_twins(ray_tmp, tmp_path, load_config):
+    """A device update with new weights (loaded in the workers), a population shift and a
+    staffing cut, under a plan that rolls back: each run on Ray equals its serial twin."""
+    out = tmp_path / "out"
+    drifts = ("device_new_weights", "population_shift", "staffing_cut")
+    argv = ["sweep", "policy=ai_concurrent", f"drift={','.join(drifts)}"]
+    argv += ["monitoring=aimcu_rollback"]
+    argv += ["seed=9", "cohort.size=1200", f"runtime.out_dir={out}", "--name", "drifts"]
+    from testkit import main
+
+    assert main([*argv, *ray_args(ray_tmp)]) == 0
+    runs = sorted((out / "sweeps" / "drifts" / "runs").iterdir())
+    assert len(runs) == 3
+    for run in runs:
+        drift = next(d for d in drifts if d in run.name)
+        cfg, profiles, _ = load_config(
+            "runtime=quiet",
+            "policy=ai_concurrent",
+            f"drift={drift}",
+            "monitoring=aimcu_rollback",
+            "seed=9",
+            "cohort.size=1200",
+        )
+        direct = simulate(cfg, profiles, progress=False)
+        got = tables(run)
+        assert got["events"].equals(direct.events), drift
+        assert got["metrics"].equals(direct.metrics), drift
+        assert pl.read_parquet(run / "monitoring.parquet").equals(direct.monitoring), drift
+        versions = json.loads((run / "manifest.json").read_text())["policy_versions"]
+        if drift == "device_new_weights":
+            assert versions["mobile_unit"][1]["device"]["name"] == "lung_nodule_cnn_skewed"
+        if drift == "population_shift":
+            assert (got["people"]["person_id"] >= 2**40).sum() == 2000

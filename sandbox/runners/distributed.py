@@ -504,9 +504,14 @@ def _service_key(cfg: RunConfig) -> str:
 
 
 def _scenario_key(cfg: RunConfig) -> Any:
+    """What a run's cohort depends on besides its seed: the scenario, and the people a
+    population shift brings in (runs that differ there do not share a cohort)."""
     from sandbox.typed import to_dict
 
-    return to_dict(cfg.scenario)
+    key = to_dict(cfg.scenario)
+    if cfg.drift.population_changes:
+        key = {"scenario": key, "arrivals": to_dict(cfg.drift.population_changes)}
+    return key
 
 
 def _one_line(e: BaseException) -> str:
