@@ -831,7 +831,10 @@ def _sweep_plan(args: argparse.Namespace):
         plan = load_sweep_file(args.spec).with_overrides(args.overrides, args.name)
     else:
         plan = plan_from_overrides(args.overrides, args.name or "")
-    out_dir = load(list(plan.base))[0].runtime.out_dir
+    # the output folder is not an axis: any run's composition gives it (the base alone may not
+    # compose: monitoring.baseline_days=60 needs the plan an axis chooses)
+    first = plan.runs[0].overrides if plan.runs else plan.base
+    out_dir = load(list(first))[0].runtime.out_dir
     print(shown(f"sweep {plan.name}: {len(plan.runs)} runs over {' x '.join(plan.axes)}"))
     for r in plan.runs[:12]:
         print(shown(f"  {r.name}: {' '.join(f'{k}={v}' for k, v in r.axes.items())}"))
