@@ -656,9 +656,13 @@ def harm_text(arms, tags) -> str:
     if len(arms) != 2:
         return ""
     drifts = [[drift_start(r["config"].get("drift") or {}) for r in arm.runs] for arm in arms]
-    if any(drifts[0]) == any(drifts[1]) or not all(drifts[0]) and any(drifts[0]):
-        return ""  # both or neither drift, or a mixed arm
-    k = 0 if any(drifts[0]) else 1
+    drifted_runs = [[bool(d) for d in arm] for arm in drifts]
+    if all(drifted_runs[0]) and not any(drifted_runs[1]):
+        k = 0
+    elif all(drifted_runs[1]) and not any(drifted_runs[0]):
+        k = 1
+    else:
+        return ""  # both or neither drift, or an arm of drift and no-drift runs
     drifted, plain = arms[k], arms[1 - k]
     ref = {int(r["config"]["seed"]): r for r in plain.runs}
 
