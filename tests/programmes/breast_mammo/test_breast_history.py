@@ -150,3 +150,29 @@ def test_benign_findings_by_age_density_and_hormones(cohort):
     # dense breasts show more cysts than fatty ones, as declared
     cysts = np.bincount(f["row"][f["kind"] == 0], minlength=N)
     assert cysts[w["density"] == 3].mean() > 2 * cysts[w["density"] == 0].mean()
+
+
+def test_visibility_follows_the_physics_of_a_mammogram():
+    from sandbox.programmes.breast_mammo.visibility import (
+        Detector,
+        calcification_detectability,
+        mass_detectability,
+    )
+
+    det = Detector("dm_2020")
+    dens = np.arange(4)
+    mass = mass_detectability(np.full(4, 15.0), dens, det)
+    calc = calcification_detectability(np.full(4, 10.0), dens, det)
+    # dense tissue hides masses (contrast and texture) far more than calcifications
+    assert (np.diff(mass) < 0).all() and (np.diff(calc) < 0).all()
+    assert mass[3] / mass[0] < 0.3 < 0.6 < calc[3] / calc[0]
+    # larger masses are more visible, but in power-law noise (beta 3) only as about sqrt(size)
+    small, large = mass_detectability(np.array([5.0, 20.0]), np.array([2, 2]), det)
+    assert 1.5 < large / small < 2.5
+    # calcifications are limited by the detector's noise; masses in dense breasts by anatomy
+    quiet = Detector("low_noise", quantum_noise=0.025)
+    assert calcification_detectability(10.0, 2, quiet) == pytest.approx(2 * calc[2])
+    assert mass_detectability(15.0, 3, quiet) < 1.05 * mass[3]
+    # a spiculated mass stands out more than a circumscribed one; nothing is seen of nothing
+    assert mass_detectability(15.0, 1, det, True) > mass[1]
+    assert mass_detectability(0.0, 1, det) == 0.0
