@@ -19,7 +19,8 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
@@ -202,6 +203,16 @@ class ExamReads:
     candidates: np.ndarray
 
 
+def _spare_core(device: str) -> bool:
+    """Whether a render thread beside the forward pass has a core of its own."""
+    if not str(device).startswith("cpu"):
+        return True
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return torch.get_num_threads() < (cores or 1)
+
+
 def aggregate(scores: np.ndarray, how: str) -> float:
     """An exam's score from its candidates' ``scores`` (``max`` or ``noisy_or``)."""
     if how == "max":
@@ -223,10 +234,14 @@ class DeviceScorer:
             tensor ``[B, *input_shape]`` for ``(image, candidate)`` pairs, into ``out`` when
             given (:meth:`sandbox.programmes.base.Programme.render`).
 
-    Batches are rendered into one buffer of ``batch_size`` patches, kept between batches: a new
-    tensor per batch would be given back to the system and faulted in again page by page,
-    which costs about as much as drawing a patch. The buffer is consumed (scored) before the
-    next batch is rendered into it.
+    Batches are rendered into two buffers of ``batch_size`` patches, kept between batches: a
+    new tensor per batch would be given back to the system and faulted in again page by page,
+    which costs about as much as drawing a patch. With ``render_ahead``, the next batch is
+    rendered into the other buffer on a second thread while one batch is scored; by default
+    it does so where that thread has a core of its own: on a GPU, or on a CPU whose torch
+    intra-op threads leave a core free (a run sets them to one). Where they do not, the two
+    threads' operations only contend (measured: 0.42 of the bare forward pass with two
+    intra-op threads on two cores, against 0.63 without rendering ahead).
     """
 
     def __init__(
@@ -237,6 +252,7 @@ class DeviceScorer:
         batch_size: int = 128,
         *,
         render: Callable[[Sequence[Any], int, int, str], Any],
+        render_ahead: bool | None = None,
     ) -> None:
         if cache.digest != model.digest:
             raise ValueError("the score cache belongs to another model")
@@ -246,7 +262,8 @@ class DeviceScorer:
         shape = model.input_shape
         self.size = int(shape[-1])
         self.aggregation = model.aggregation
-        self._buffer: Any = None
+        self._buffers: list[Any] = []
+        self.render_ahead = _spare_core(model.device) if render_ahead is None else render_ahead
 
     @property
     def folder(self) -> Path:
@@ -278,9 +295,8 @@ class DeviceScorer:
                 elif k not in queued:
                     queued.add(k)
                     todo.append((k, e, c))
-        for start in range(0, len(todo), self.batch_size):
-            chunk = todo[start : start + self.batch_size]
-            batch = self.infer([(e, c) for _, e, c in chunk])
+        chunks = [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
+        for chunk, batch in zip(chunks, self._scored(chunks), strict=True):
             for (k, _, _), s in zip(chunk, batch, strict=True):
                 cached[k] = float(s)
         n = len(exams)
@@ -293,15 +309,43 @@ class DeviceScorer:
             count[i] = len(ks)
         return ExamReads(score, driver, count)
 
-    def infer(self, patches: Sequence[tuple[ImageSpec, Any]]) -> np.ndarray:
-        """Render and score ``(image, candidate)`` pairs without the cache (one batch)."""
+    def _scored(self, chunks: list[list[tuple[Any, ImageSpec, Any]]]) -> Iterator[np.ndarray]:
+        """The scores of each chunk of ``(key, image, candidate)``, in order. With more than one
+        chunk, the next chunk is rendered on a second thread (into a second buffer) while this
+        one is scored: rendering and the forward pass overlap, as a data loader's worker does.
+        A patch renders and scores the same whatever its batch, so the scores do not change."""
+        pairs = [[(e, c) for _, e, c in chunk] for chunk in chunks]
+        if len(pairs) < 2 or not self.render_ahead:
+            for p in pairs:
+                yield self.infer(p)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render") as pool:
+            ahead = pool.submit(self._render, pairs[0], 0)
+            for i, p in enumerate(pairs):
+                images = ahead.result()
+                if i + 1 < len(pairs):
+                    ahead = pool.submit(self._render, pairs[i + 1], (i + 1) % 2)
+                yield self._score(p, images)
+
+    def _render(self, patches: Sequence[tuple[ImageSpec, Any]], slot: int = 0) -> Any:
+        """``patches`` rendered into buffer ``slot`` (kept between batches)."""
         n = len(patches)
-        if self._buffer is None or self._buffer.shape[0] < n:
+        while len(self._buffers) <= slot:
+            self._buffers.append(None)
+        buf = self._buffers[slot]
+        if buf is None or buf.shape[0] < n:
             import torch
 
             shape = (max(n, self.batch_size), *self.model.input_shape)
-            self._buffer = torch.empty(shape, dtype=torch.float32, device=self.model.device)
-        images = self.render(patches, self.seed, self.size, self.model.device, self._buffer[:n])
+            buf = torch.empty(shape, dtype=torch.float32, device=self.model.device)
+            self._buffers[slot] = buf
+        return self.render(patches, self.seed, self.size, self.model.device, buf[:n])
+
+    def infer(self, patches: Sequence[tuple[ImageSpec, Any]]) -> np.ndarray:
+        """Render and score ``(image, candidate)`` pairs without the cache (one batch)."""
+        return self._score(patches, self._render(patches))
+
+    def _score(self, patches: Sequence[tuple[ImageSpec, Any]], images: Any) -> np.ndarray:
         try:
             scores = self.model.score(images).detach().cpu().numpy().astype(np.float64)
         except ValueError as e:  # the device cannot read what the renderer makes

@@ -120,22 +120,54 @@ def test_device_scorer_scores_once_then_replays(tiny_model, scanners):
     assert scorer.scores([]).shape == (0,)
 
 
-def test_device_scorer_renders_every_batch_into_one_buffer(tiny_model, scanners):
-    seen = []
+def test_device_scorer_renders_ahead_into_two_kept_buffers(tiny_model, scanners):
+    import threading
+
+    seen, threads = [], set()
 
     def render(patches, seed, size, device, out=None):
         seen.append(out.data_ptr())
+        threads.add(threading.current_thread().name)
+        return render_patches(patches, seed, size, device, out)
+
+    def scorer(batch_size, ahead, render=render):
+        cache = ScoreCache(tiny_model.digest, "c")
+        return DeviceScorer(
+            tiny_model, cache, seed=1, batch_size=batch_size, render=render, render_ahead=ahead
+        )
+
+    ahead = scorer(10, True).scores(exams(scanners))
+    fresh = scorer(36, False, render_patches).scores(exams(scanners))
+    # four batches alternate between two buffers, rendered off the scoring thread
+    assert len(seen) == 4 and len(set(seen)) == 2 and seen[0] == seen[2] != seen[1] == seen[3]
+    assert threading.current_thread().name not in threads
+    np.testing.assert_array_equal(ahead, fresh)
+    # without rendering ahead: one buffer, on the scoring thread
+    seen.clear(), threads.clear()
+    np.testing.assert_array_equal(scorer(10, False).scores(exams(scanners)), fresh)
+    assert len(seen) == 4 and len(set(seen)) == 1
+    assert threads == {threading.current_thread().name}
+
+
+def test_device_scorer_reports_a_render_error_from_the_render_thread(tiny_model, scanners):
+    calls = []
+
+    def render(patches, seed, size, device, out=None):
+        calls.append(len(patches))
+        if len(calls) == 2:
+            raise ValueError("bad patch")
         return render_patches(patches, seed, size, device, out)
 
     scorer = DeviceScorer(
-        tiny_model, ScoreCache(tiny_model.digest, "c"), seed=1, batch_size=10, render=render
+        tiny_model,
+        ScoreCache(tiny_model.digest, "c"),
+        seed=1,
+        batch_size=10,
+        render=render,
+        render_ahead=True,
     )
-    reused = scorer.scores(exams(scanners))
-    fresh = DeviceScorer(
-        tiny_model, ScoreCache(tiny_model.digest, "c"), seed=1, batch_size=36, render=render_patches
-    ).scores(exams(scanners))
-    assert len(seen) == 4 and len(set(seen)) == 1
-    np.testing.assert_array_equal(reused, fresh)
+    with pytest.raises(ValueError, match="bad patch"):
+        scorer.scores(exams(scanners))
 
 
 def test_exam_score_is_the_max_over_candidates_and_names_the_driver(tiny_model, scanners):

@@ -195,7 +195,12 @@ def render_batch(
     shape = (n, 1, size, size, size)
     if out is None:
         out = torch.empty(shape, dtype=torch.float32, device=dev)
-    elif tuple(out.shape) != shape or out.dtype != torch.float32 or out.device != dev:
+    elif (
+        tuple(out.shape) != shape
+        or out.dtype != torch.float32
+        or out.device.type != dev.type
+        or (dev.index is not None and out.device.index != dev.index)  # "cuda" is "cuda:0"
+    ):
         raise ValueError(
             f"render_batch: out must be a float32 tensor of shape {list(shape)} on {dev}, "
             f"got {out.dtype} {list(out.shape)} on {out.device}"
@@ -638,9 +643,9 @@ def _spicules(
     lo = ((torch.minimum(near, far) - pad - first) / spacing).floor().clamp(0, n - 1).long()
     hi = ((torch.maximum(near, far) + pad - first) / spacing).ceil().clamp(0, n - 1).long() + 1
     ext = (hi - lo).amax(dim=0).tolist()  # the common box
-    lo = torch.minimum(lo, n - torch.tensor(ext)[None, :])
+    lo = torch.minimum(lo, n - torch.tensor(ext, device=dev)[None, :])
     c32 = coord.to(torch.float32)
-    axes = [c32[lo[:, a, None] + torch.arange(ext[a])[None, :]] for a in range(3)]
+    axes = [c32[lo[:, a, None] + torch.arange(ext[a], device=dev)[None, :]] for a in range(3)]
     z, y, x = axes[0][:, :, None, None], axes[1][:, None, :, None], axes[2][:, None, None, :]
     e32 = e.to(torch.float32)
     t = (e32[:, 0, None, None, None] * z + e32[:, 1, None, None, None] * y) + e32[
