@@ -46,8 +46,11 @@ class Scanner:
     slice_mm: float = field(metadata={"gt": 0, "le": 10})
     hu_offset: float = field(default=0.0, metadata={"ge": -200, "le": 200})
     # "ct": a CT volume (the fields above); "cxr": a chest radiograph (projection), whose
-    # visibility model is the programme's (lung: imaging/radiograph.py)
-    modality: str = field(default="ct", metadata={"choices": ("ct", "cxr")})
+    # visibility model is the programme's (lung: imaging/radiograph.py); "mammo": a 2-D
+    # mammography system, read by the breast programme as: noise_hu_at_1mgy the detector's
+    # relative quantum noise at 1 mGy mean glandular dose, kernel_fwhm_mm its blur (FWHM),
+    # slice_mm its pixel pitch (breast_mammo/reading.py, detector)
+    modality: str = field(default="ct", metadata={"choices": ("ct", "cxr", "mammo")})
 
 
 @dataclass(frozen=True)

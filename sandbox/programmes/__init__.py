@@ -10,10 +10,11 @@ programme in ``programme.name``. To add one: a package under ``sandbox/programme
 from __future__ import annotations
 
 from sandbox.programmes.base import Cohort, PersonEvent, Programme, Read, WorkupOutcome
+from sandbox.programmes.breast_mammo.programme import BreastMammo
 from sandbox.programmes.lung_ldct.programme import LungLDCT
 from sandbox.typed import fail
 
-PROGRAMMES: dict[str, type[Programme]] = {LungLDCT.name: LungLDCT}
+PROGRAMMES: dict[str, type[Programme]] = {LungLDCT.name: LungLDCT, BreastMammo.name: BreastMammo}
 """Programme classes by the name a scenario gives in ``programme.name``."""
 
 

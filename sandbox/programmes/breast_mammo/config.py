@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from sandbox.config import PROB, Range
+from sandbox.config import PROB, ProgrammeConfig, Range
 from sandbox.typed import fail
 
 DENSITIES = ("a", "b", "c", "d")  # BI-RADS 5th edition breast composition
@@ -244,3 +244,74 @@ class BreastDisease:
     dcis: Dcis = field(default_factory=Dcis)
     benign: Benign = field(default_factory=Benign)
     survival: Survival = field(default_factory=Survival)
+
+
+@dataclass(frozen=True)
+class BreastCohortConfig:
+    """The breast programme's ``cohort`` keys: how many women, and who they are."""
+
+    size: int = field(metadata={"ge": 1, "le": 50_000_000})
+    women: Women = field(default_factory=Women)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How screen readers see and judge what a mammogram shows (the reader's own skill, its
+    spread and reading speed are the reader profile's: ``agents/readers/breast_*.yaml``).
+
+    A finding's conspicuity is its detectability index d' (:mod:`.visibility`) times the human
+    observer's efficiency for its kind: ``mass_efficiency`` for masses, ``calcification_efficiency``
+    for clusters of calcifications. Human efficiency relative to the ideal observer differs by
+    task (about 0.1-0.5 in signal-known-exactly tasks; Burgess, JOSA A 1999); clusters, whose
+    ideal d' is summed over sparse specks, are seen far better by a radiologist than their
+    summed d' suggests. Both are calibrated (screen-detected DCIS share; sensitivity by density).
+
+    A detected finding is recalled with the probability its kind is judged suspicious: an
+    invasive cancer (``recall_invasive``: the share of seen cancers that readers call,
+    missed-cancer reviews find about a quarter of interval cancers were visible but judged
+    benign, Hofvind et al., Radiology 2005), DCIS calcifications (``recall_dcis``), a cyst or
+    fibroadenoma seen for the first time (``recall_benign_mass``), benign calcifications
+    (``recall_benign_calcifications``). With an earlier mammogram showing the same benign
+    finding, it is stable and recalled ``stable_benign_factor`` times as often. Spurious calls
+    (summation of overlapping tissue, asymmetries) come at the reader's own rate, times
+    ``first_screen_spurious_factor`` on a woman's first screen in the programme (no earlier
+    mammogram to compare: first-round recall is about twice that of later rounds in European
+    programmes; Hofvind et al., Eur J Cancer 2014). In consensus discussion a spurious call
+    survives with probability ``consensus_keep_spurious``.
+    """
+
+    mass_efficiency: float = field(default=1.0, metadata={"gt": 0, "le": 100})
+    calcification_efficiency: float = field(default=5.0, metadata={"gt": 0, "le": 100})
+    recall_invasive: float = field(default=0.9, metadata=PROB)
+    recall_dcis: float = field(default=0.85, metadata=PROB)
+    recall_benign_mass: float = field(default=0.25, metadata=PROB)
+    recall_benign_calcifications: float = field(default=0.1, metadata=PROB)
+    stable_benign_factor: float = field(default=0.2, metadata=PROB)
+    first_screen_spurious_factor: float = field(default=1.8, metadata={"ge": 0, "le": 10})
+    consensus_keep_spurious: float = field(default=0.4, metadata=PROB)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Recall to assessment: diagnostic mammography, ultrasound and, where a finding stays
+    suspicious, needle biopsy. A recalled cancer is diagnosed when the assessment examines it
+    (``finds_recalled_cancer``: almost always; the rest are false-negative assessments); a
+    recall without cancer ends in a benign needle biopsy with probability ``benign_biopsy``
+    (about a third of false-positive recalls in Swedish and Norwegian programmes; Hofvind et
+    al., Eur J Cancer 2014) and in surgery with probability ``benign_surgery`` of those."""
+
+    finds_recalled_cancer: float = field(default=0.97, metadata=PROB)
+    benign_biopsy: float = field(default=0.35, metadata=PROB)
+    benign_surgery: float = field(default=0.03, metadata=PROB)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BreastProgrammeConfig(ProgrammeConfig):
+    """The breast programme's ``programme`` keys: the schedule (ProgrammeConfig), the reading
+    scheme (``protocol``), reading and assessment. An interval cancer is one surfacing within
+    ``interval_cancer_window_years`` of a negative screen (two years in Swedish reporting)."""
+
+    protocol: str = field(metadata={"choices": ("bi_rads_screening",)})
+    interval_cancer_window_years: float = field(default=2.0, metadata={"gt": 0, "le": 5})
+    reading: Reading = field(default_factory=Reading)
+    assessment: Assessment = field(default_factory=Assessment)

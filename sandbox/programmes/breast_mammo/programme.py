@@ -1,0 +1,403 @@
+"""Breast cancer screening with 2-D mammography, as a :class:`~sandbox.programmes.base.Programme`.
+
+Women 40-74 (scenario-configurable) with breast density, risk factors, invasive cancer, DCIS and
+benign findings (:mod:`.history`, :mod:`.benign`); an exam shows what is present that day with
+its conspicuity on the site's mammography system (:mod:`.visibility`); readers report BI-RADS
+1, 2 or 0 (recall), read singly or doubly with consensus or arbitration (the policy); a recall
+goes to assessment (diagnostic mammography, ultrasound, needle biopsy) with each site's
+capacity. Screening continues every ``interval_years`` (two by default).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import polars as pl
+
+from sandbox.agents.readers import Reader
+from sandbox.config import Scanner, Scenario
+from sandbox.programmes.base import PersonEvent, Programme, Read, WorkupOutcome
+from sandbox.programmes.breast_mammo import metrics as breast_metrics
+from sandbox.programmes.breast_mammo.benign import sample_benign
+from sandbox.programmes.breast_mammo.config import (
+    DENSITIES,
+    STAGES,
+    BreastCohortConfig,
+    BreastDisease,
+    BreastProgrammeConfig,
+)
+from sandbox.programmes.breast_mammo.history import (
+    YEAR,
+    cancer_death_day,
+    diameter_mm,
+    sample_histories,
+    sample_women,
+    stage,
+)
+from sandbox.programmes.breast_mammo.reading import (
+    CATEGORIES,
+    DCIS_KEY,
+    INVASIVE_KEY,
+    Finding,
+    Prior,
+    categorise,
+    consensus,
+    detector,
+    read_exam,
+    visible_findings,
+)
+from sandbox.rng import Streams, declare_streams
+
+AUTONOMOUS_READER = -1
+DIAGNOSIS_MODES = ("none", "screen", "interval", "not_screened", "after_screening")
+DEATH_CAUSES = ("alive", "breast_cancer", "other")
+AGE_BANDS = ((40, 50, "40-49"), (50, 60, "50-59"), (60, 70, "60-69"), (70, 200, "70+"))
+
+declare_streams(
+    {
+        "breast.site": "the site a woman is invited to",
+        "breast.entry": "the day a woman is first invited",
+        "breast.consensus": "whether a spurious call survives consensus discussion",
+        "breast.assessment.*": "an assessment: whether it finds a recalled cancer, a benign biopsy, benign surgery",
+    }
+)
+
+
+def age_band(age: np.ndarray) -> np.ndarray:
+    """Ten-year age bands at the first invitation (40-49, ..., 70+)."""
+    out = np.full(len(age), "under 40", dtype=object)
+    for lo, hi, name in AGE_BANDS:
+        out[(age >= lo) & (age < hi)] = name
+    return out.astype(str)
+
+
+@dataclass
+class BreastCohort:
+    """The invited women (``people``), their cancer histories (``history``: programme days)
+    and benign findings (``benign``, flat; woman ``r``'s are rows ``benign_start[r]`` to
+    ``benign_start[r + 1]``)."""
+
+    people: dict[str, np.ndarray]
+    history: dict[str, np.ndarray]
+    benign: dict[str, np.ndarray]
+    benign_start: np.ndarray
+    horizon_day: float
+
+    def __len__(self) -> int:
+        return len(self.people["person_id"])
+
+    def exit_days(self) -> np.ndarray:
+        h = self.history
+        return np.minimum(h["clinical_day"], h["other_death_day"])
+
+    def clinical_stage(self, rows) -> np.ndarray:
+        """Stage index (1-4) of invasive cancers at their clinical diameter."""
+        h = self.history
+        return stage(
+            h["clinical_diameter_mm"][rows],
+            h["node_diameter_mm"][rows],
+            h["distant_diameter_mm"][rows],
+        )
+
+
+class BreastMammo(Programme):
+    """Breast screening with 2-D mammography: BI-RADS screening reports, recall to assessment."""
+
+    name: ClassVar[str] = "breast_mammo"
+    exam_kinds: ClassVar[tuple[str, ...]] = ("screen",)
+    management_kinds: ClassVar[tuple[str, ...]] = ("next_round", "workup")
+    follow_up_days: ClassVar[dict[str, float]] = {}
+    stages: ClassVar[tuple[str, ...]] = STAGES
+    report_column: ClassVar[str] = "bi_rads"
+    report_categories: ClassVar[tuple[str, ...]] = CATEGORIES
+    reportable_mm: ClassVar[float] = 5.0
+    subgroups: ClassVar[tuple[str, ...]] = ("age_band", "density", "family_history")
+    summary_metrics: ClassVar[tuple[str, ...]] = (
+        "breast_cancers_diagnosed",
+        "dcis_share_screen_detected",
+        "invasive_stage_II_plus_share",
+        "breast_cancer_deaths",
+        "all_cause_deaths",
+    )
+
+    def __init__(self, scenario: Scenario) -> None:
+        super().__init__(scenario)
+        self._detectors: dict[Scanner, Any] = {}
+
+    @classmethod
+    def config_types(cls) -> dict[str, type]:
+        return {
+            "cohort": BreastCohortConfig,
+            "disease": BreastDisease,
+            "programme": BreastProgrammeConfig,
+        }
+
+    # ---------------------------------------------------------------- cohort and disease
+    def sample_cohort(
+        self, streams: Streams, progress: Callable[[int], None] | None = None
+    ) -> BreastCohort:
+        scn = self.scenario
+        n, p, d = scn.cohort.size, scn.programme, scn.disease
+        ids = np.arange(n, dtype=np.int64)
+        shares = np.array([s.share for s in scn.sites], dtype=np.float64)
+        shares = shares / shares.sum()
+        site = np.searchsorted(np.cumsum(shares), streams.uniform("breast.site", ids), side="right")
+        follow = ((p.rounds - 1) * p.interval_years + p.follow_up_years_after_last_round) * YEAR
+        entry = streams.uniform("breast.entry", ids) * p.schedule_spread_days
+        w = sample_women(scn.cohort.women, streams, ids)
+        h = sample_histories(scn.cohort.women, d, streams, w, follow / YEAR)
+        for col in ("clinical_day", "onset_day", "dcis_onset_day", "dcis_end_day", "other_death_day"):
+            h[col] = h[col] + entry
+        benign = sample_benign(d.benign, streams, w, follow / YEAR)
+        benign["appear_day"] = benign["appear_day"] + entry[benign["row"]]
+        benign["resolve_day"] = benign["resolve_day"] + entry[benign["row"]]
+        start = np.searchsorted(benign["row"], np.arange(n + 1))
+        people = {
+            **w,
+            "site": np.minimum(site, len(shares) - 1).astype(np.int16),
+            "entry_day": entry,
+            "end_day": entry + follow,
+        }
+        if progress:
+            progress(n)
+        return BreastCohort(people, h, benign, start, p.schedule_spread_days + follow)
+
+    def person_timeline(
+        self, cohort: BreastCohort, rows: np.ndarray
+    ) -> Iterable[tuple[int, PersonEvent]]:
+        h, pid, end = cohort.history, cohort.people["person_id"], cohort.people["end_day"]
+        clinical, other = h["clinical_day"][rows], h["other_death_day"][rows]
+        dx = h["has_cancer"][rows] & (clinical < np.minimum(other, end[rows]))
+        st = cohort.clinical_stage(rows)
+        for i in np.flatnonzero(dx):
+            r = int(rows[i])
+            yield r, PersonEvent("diagnosis", int(pid[r]), float(clinical[i]), "clinical", STAGES[st[i]])
+        for i in np.flatnonzero(other < end[rows]):
+            r = int(rows[i])
+            yield r, PersonEvent("death", int(pid[r]), float(other[i]), "other")
+
+    def clinical_day(self, cohort: BreastCohort, row: int) -> float:
+        return float(cohort.history["clinical_day"][row])
+
+    def cancer_death_day(
+        self, cohort: BreastCohort, row: int, dx_day: float, stage_: str | None
+    ) -> float:
+        if stage_ is None:
+            return math.inf
+        k = np.array([STAGES.index(stage_)])
+        return float(
+            cancer_death_day(cohort.history, np.array([row]), k, dx_day, self.scenario.disease)[0]
+        )
+
+    # ---------------------------------------------------------------- one exam
+    def exam_scanner(self, site_scanner: Scanner, modality: str) -> Scanner:
+        if modality in ("ct", "mammo"):  # the policy's default modality is the site's system
+            return site_scanner
+        return super().exam_scanner(site_scanner, modality)
+
+    def _detector(self, scanner: Scanner) -> Any:
+        det = self._detectors.get(scanner)
+        if det is None:
+            det = self._detectors[scanner] = detector(scanner)
+        return det
+
+    def exam_shows(
+        self, cohort: BreastCohort, row: int, day: float, scanner: Scanner
+    ) -> list[Finding]:
+        return visible_findings(
+            cohort, row, day, self._detector(scanner), self.scenario.programme.reading
+        )
+
+    def new_prior(self) -> Prior:
+        return Prior()
+
+    def read(self, reader: Reader, exam: Any, slot: int, boost: float = 1.0) -> Read:
+        return read_exam(
+            reader,
+            exam.shows,
+            exam.prior,
+            exam.site.streams,
+            exam.person_id,
+            exam.index,
+            slot,
+            self.scenario.programme.reading,
+            boost,
+        )
+
+    def normal_report(self) -> Read:
+        return Read(AUTONOMOUS_READER, 0, [], 0, False, 0.0, -1, frozenset())
+
+    def consensus(self, exam: Any, positive: Read, negative: Read, review: Read) -> Read:
+        keep = self.scenario.programme.reading.consensus_keep_spurious
+        kept = consensus(positive, negative, review, keep, exam.u("breast.consensus"))
+        cat, pos, top, sus = categorise(kept)
+        return Read(positive.reader_id, 3, kept, cat, pos, review.minutes, top, sus)
+
+    def manage(self, exam: Any, final: Read) -> str:
+        return "workup" if final.positive else "next_round"
+
+    def after_report(self, exam: Any, final: Read) -> None:
+        exam.prior.screened = True
+        exam.prior.seen.update(f.key for f in exam.shows)
+
+    def workup(self, cohort: BreastCohort, exam: Any, final: Read, day: float) -> WorkupOutcome:
+        """Assessment of the recalled findings: a recalled invasive cancer or DCIS is diagnosed
+        unless the assessment is falsely negative; otherwise a benign needle biopsy or surgery
+        may follow (:class:`~.config.Assessment`)."""
+        a, h, row = self.scenario.programme.assessment, cohort.history, exam.row
+        if exam.u("breast.assessment.finds") < a.finds_recalled_cancer:
+            if INVASIVE_KEY in final.suspicious and h["onset_day"][row] <= day:
+                d = float(diameter_mm(h, row, day))
+                st = stage(
+                    np.array([d]),
+                    h["node_diameter_mm"][row : row + 1],
+                    h["distant_diameter_mm"][row : row + 1],
+                    self.scenario.disease.invasive.extensive_nodes_factor,
+                )[0]
+                return WorkupOutcome(True, STAGES[st])
+            if DCIS_KEY in final.suspicious:
+                return WorkupOutcome(True, STAGES[0])
+        biopsy = exam.u("breast.assessment.biopsy") < a.benign_biopsy
+        surgery = biopsy and exam.u("breast.assessment.surgery") < a.benign_surgery
+        return WorkupOutcome(False, None, biopsy, surgery)
+
+    def exam_fields(self, exam: Any, final: Read) -> tuple[str, float, bool, bool, float]:
+        malignant_mm = -1.0
+        for f in exam.shows:
+            if f.key in (INVASIVE_KEY, DCIS_KEY):
+                malignant_mm = max(malignant_mm, f.size_mm)
+        top, reported = 0.0, False
+        for f in final.findings:
+            if f.key == final.top_key:
+                top = f.size_mm
+            if f.key in (INVASIVE_KEY, DCIS_KEY) and f.suspicious:
+                reported = True
+        return CATEGORIES[final.category], top, malignant_mm >= 0.0, reported, max(malignant_mm, 0.0)
+
+    def image_relevant(self) -> dict[str, Any]:
+        return {"cohort": self.scenario.cohort, "disease": self.scenario.disease}
+
+    # ---------------------------------------------------------------- outcomes
+    def subgroup_labels(self, cohort: BreastCohort) -> dict[str, np.ndarray]:
+        p = cohort.people
+        return {
+            "age_band": age_band(p["age"]),
+            "density": np.array(DENSITIES)[p["density"]],
+            "family_history": np.where(p["family_history"] == 1, "yes", "no"),
+        }
+
+    def resolve_people(
+        self,
+        cohort: BreastCohort,
+        screen_dx_day: np.ndarray,
+        screen_dx_stage: np.ndarray,
+        screens: pl.DataFrame,
+    ) -> pl.DataFrame:
+        """One row per woman: how and when her cancer was diagnosed (a screen-detected cancer
+        is invasive or DCIS; a clinical one invasive), at what stage, and who died of what
+        (``resolve_people`` of the lung programme documents the modes)."""
+        p, h = cohort.people, cohort.history
+        n = len(cohort)
+        entry, end = p["entry_day"], p["end_day"]
+        window = self.scenario.programme.interval_cancer_window_years * YEAR
+        clinical, other = h["clinical_day"], h["other_death_day"]
+        screen_first = screen_dx_day < clinical
+        dx_day = np.where(screen_first, screen_dx_day, clinical)
+        diagnosed = np.isfinite(dx_day) & (dx_day < np.minimum(other, end))
+        by_person = screens.group_by("person_id").agg(
+            pl.col("exam_day").sort(), pl.col("round").sort_by("exam_day")
+        )
+        days = dict(zip(by_person["person_id"].to_list(), by_person["exam_day"].to_list(), strict=True))
+        rounds = dict(zip(by_person["person_id"].to_list(), by_person["round"].to_list(), strict=True))
+        mode = np.zeros(n, dtype=np.int8)
+        dx_round = np.full(n, -1, dtype=np.int16)
+        stage_idx = np.full(n, -1, dtype=np.int8)
+        clin_stage = cohort.clinical_stage(np.arange(n))
+        for i in np.flatnonzero(diagnosed):
+            pid = int(p["person_id"][i])
+            sday = days.get(pid, [])
+            before = [k for k, d in enumerate(sday) if d <= dx_day[i]]
+            if screen_first[i]:
+                mode[i], stage_idx[i] = 1, screen_dx_stage[i]
+            else:
+                stage_idx[i] = clin_stage[i]
+                if not before:
+                    mode[i] = 3
+                elif dx_day[i] - sday[before[-1]] <= window:
+                    mode[i] = 2
+                else:
+                    mode[i] = 4
+            if before:
+                dx_round[i] = rounds[pid][before[-1]]
+        rows = np.arange(n)
+        cd = cancer_death_day(
+            h, rows, np.maximum(stage_idx, 0), np.where(diagnosed, dx_day, np.inf), self.scenario.disease
+        )
+        cd = np.where(diagnosed, cd, np.inf)
+        # without screening: the invasive cancer surfaces at its clinical stage
+        later = h["has_cancer"] & ~diagnosed & (clinical < other)
+        cd_life = np.where(
+            later, cancer_death_day(h, rows, clin_stage, clinical, self.scenario.disease), cd
+        )
+        death = np.minimum(other, cd)
+        cause = np.where(cd < other, 1, 2)
+        cause = np.where(death < end, cause, 0).astype(np.int8)
+        death = np.where(cause > 0, death, np.inf)
+        life_death = np.minimum(other, cd_life)
+        life_dx = np.where(diagnosed, dx_day, np.where(later, clinical, np.nan))
+        stage_names = np.array(["", *STAGES], dtype=object)
+        stage_col = stage_names[stage_idx + 1]
+        life_stage = np.where(later, stage_names[clin_stage + 1], stage_col)
+        return pl.DataFrame(
+            {
+                "person_id": p["person_id"],
+                "site": p["site"],
+                **self.subgroup_labels(cohort),
+                "age": p["age"],
+                "entry_day": entry,
+                "end_day": end,
+                "has_cancer": h["has_cancer"] | h["has_dcis"],
+                "invasive": h["has_cancer"],
+                "dcis": h["has_dcis"],
+                "onset_day": h["onset_day"],
+                "clinical_day": clinical,
+                "diagnosis_day": np.where(diagnosed, dx_day, math.nan),
+                "diagnosis_mode": np.array(DIAGNOSIS_MODES)[mode],
+                "diagnosis_round": dx_round,
+                "stage": stage_col.astype(str),
+                "death_day": np.where(np.isfinite(death), death, math.nan),
+                "death_cause": np.array(DEATH_CAUSES)[cause],
+                "person_years": (np.minimum(death, end) - entry) / YEAR,
+                "overdiagnosed": (mode == 1) & ~(clinical < other),
+                "lifetime_death_day": life_death,
+                "other_cause_death_day": other,
+                "lifetime_death_cause": np.array(DEATH_CAUSES)[np.where(cd_life < other, 1, 2)],
+                "lifetime_years": (life_death - entry) / YEAR,
+                "lifetime_diagnosis_day": life_dx,
+                "lifetime_stage": life_stage.astype(str),
+            },
+            schema_overrides={
+                "site": pl.Int16,
+                "diagnosis_mode": pl.Enum(list(DIAGNOSIS_MODES)),
+                "death_cause": pl.Enum(list(DEATH_CAUSES)),
+                "lifetime_death_cause": pl.Enum(list(DEATH_CAUSES)),
+            },
+        ).with_columns(
+            pl.col("diagnosis_day", "death_day", "lifetime_diagnosis_day").fill_nan(None),
+            pl.col("stage", "lifetime_stage").replace("", None),
+        )
+
+    @classmethod
+    def metric_definitions(cls):
+        return breast_metrics.definitions()
+
+    def screen_aggregations(self) -> list[pl.Expr]:
+        return breast_metrics.screen_aggregations()
+
+    def people_aggregations(self) -> list[pl.Expr]:
+        return breast_metrics.people_aggregations()
+
