@@ -82,9 +82,11 @@ class Invasive:
     """Invasive cancer: how often it surfaces without screening, how it grows, how it spreads.
 
     ``clinical_incidence_per_100k``: clinical (symptomatic) incidence per 100,000 woman-years
-    without screening, by five-year age from 40 (40-44, ..., 80-84): starting values near the
-    Nordic rates before mammography screening (NORDCAN, Sweden, late 1980s), calibrated to the
-    trial. ``clinical_diameter_mm_median`` / ``_sigma``: the size at which a cancer is found
+    without screening, by five-year age from 40 (40-44, ..., 80-84): the Nordic rates before
+    mammography screening (NORDCAN, Sweden, late 1980s: 110, 170, 190, 210, 240, 260, 270, 280
+    and 280) times 1.25, the one factor fitted to the MASAI control arm's cancer detection and
+    interval-cancer rates (docs/breast.md; incidence has risen since, with hormone therapy,
+    later first births and fewer children). ``clinical_diameter_mm_median`` / ``_sigma``: the size at which a cancer is found
     from symptoms, log-normal (median about 20 mm: Michaelson et al., Radiology 2003;
     Weedon-Fekjaer et al., Breast Cancer Res 2008). ``doubling_days_median`` / ``_sigma``:
     volume doubling time, log-normal; Weedon-Fekjaer et al. 2008 estimated 1.7 years on
@@ -101,15 +103,15 @@ class Invasive:
     a cancer's history starts."""
 
     clinical_incidence_per_100k: tuple[float, ...] = (
-        110.0,
-        170.0,
-        190.0,
-        210.0,
-        240.0,
-        260.0,
-        270.0,
-        280.0,
-        280.0,
+        138.0,
+        212.0,
+        238.0,
+        262.0,
+        300.0,
+        325.0,
+        338.0,
+        350.0,
+        350.0,
     )
     clinical_diameter_mm_median: float = field(default=20.0, metadata={"gt": 1, "le": 100})
     clinical_diameter_mm_sigma: float = field(default=0.45, metadata={"ge": 0, "le": 3})
@@ -305,6 +307,24 @@ class Assessment:
     benign_surgery: float = field(default=0.03, metadata=PROB)
 
 
+@dataclass(frozen=True)
+class PreviousScreen:
+    """Women already in a screening programme before the simulation starts: a share ``share``
+    had a screen ``years_before`` their first simulated one (MASAI's women were invited by a
+    programme running since the 1990s: its first-time attenders are mostly women turning 40, about
+    one in ten of those 40-80). That screen was read by ``readers`` independent readers with
+    detection ``c50`` and ``slope`` (the typical ``breast_radiologist``); a cancer or DCIS it
+    found was treated then, so the woman enters without it (the earlier screen depleted the
+    preclinical pool: a later round finds fewer cancers than a first one), and the findings it
+    showed are on her earlier mammogram for the readers to compare."""
+
+    share: float = field(default=0.9, metadata=PROB)
+    years_before: float = field(default=2.0, metadata={"gt": 0, "le": 10})
+    readers: int = field(default=2, metadata={"ge": 1, "le": 2})
+    c50: float = field(default=13.0, metadata={"gt": 0})
+    slope: float = field(default=2.0, metadata={"gt": 0, "le": 20})
+
+
 @dataclass(frozen=True, kw_only=True)
 class BreastProgrammeConfig(ProgrammeConfig):
     """The breast programme's ``programme`` keys: the schedule (ProgrammeConfig), the reading
@@ -315,3 +335,4 @@ class BreastProgrammeConfig(ProgrammeConfig):
     interval_cancer_window_years: float = field(default=2.0, metadata={"gt": 0, "le": 5})
     reading: Reading = field(default_factory=Reading)
     assessment: Assessment = field(default_factory=Assessment)
+    previous_screen: PreviousScreen = field(default_factory=PreviousScreen)

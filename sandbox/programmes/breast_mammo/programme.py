@@ -53,6 +53,9 @@ from sandbox.programmes.breast_mammo.reading import (
 from sandbox.rng import Streams, declare_streams
 
 AUTONOMOUS_READER = -1
+# longest preclinical (screen-detectable) phase sampled: at the slowest growth (doubling time
+# at its 99th percentile) a tumour takes about 8 years from 5 mm to its clinical size
+PRECLINICAL_YEARS = 10.0
 DIAGNOSIS_MODES = ("none", "screen", "interval", "not_screened", "after_screening")
 DEATH_CAUSES = ("alive", "breast_cancer", "other")
 AGE_BANDS = ((40, 50, "40-49"), (50, 60, "50-59"), (60, 70, "60-69"), (70, 200, "70+"))
@@ -60,6 +63,7 @@ AGE_BANDS = ((40, 50, "40-49"), (50, 60, "50-59"), (60, 70, "60-69"), (70, 200, 
 declare_streams(
     {
         "breast.site": "the site a woman is invited to",
+        "breast.previous.*": "whether a woman had a screen before the simulation, and whether it found her cancer or DCIS",
         "breast.entry": "the day a woman is first invited",
         "breast.consensus": "whether a spurious call survives consensus discussion",
         "breast.assessment.*": "an assessment: whether it finds a recalled cancer, a benign biopsy, benign surgery",
@@ -149,22 +153,68 @@ class BreastMammo(Programme):
         follow = ((p.rounds - 1) * p.interval_years + p.follow_up_years_after_last_round) * YEAR
         entry = streams.uniform("breast.entry", ids) * p.schedule_spread_days
         w = sample_women(scn.cohort.women, streams, ids)
-        h = sample_histories(scn.cohort.women, d, streams, w, follow / YEAR)
-        for col in ("clinical_day", "onset_day", "dcis_onset_day", "dcis_end_day", "other_death_day"):
+        # cancers surfacing up to PRECLINICAL_YEARS after follow-up ends may already show on
+        # a screen within it
+        h = sample_histories(scn.cohort.women, d, streams, w, follow / YEAR + PRECLINICAL_YEARS)
+        for col in (
+            "clinical_day",
+            "onset_day",
+            "dcis_onset_day",
+            "dcis_end_day",
+            "other_death_day",
+        ):
             h[col] = h[col] + entry
         benign = sample_benign(d.benign, streams, w, follow / YEAR)
         benign["appear_day"] = benign["appear_day"] + entry[benign["row"]]
         benign["resolve_day"] = benign["resolve_day"] + entry[benign["row"]]
         start = np.searchsorted(benign["row"], np.arange(n + 1))
+        site = np.minimum(site, len(shares) - 1).astype(np.int16)
+        prev = p.previous_screen
+        screened = streams.uniform("breast.previous.screened", ids) < prev.share
         people = {
             **w,
-            "site": np.minimum(site, len(shares) - 1).astype(np.int16),
+            "site": site,
             "entry_day": entry,
             "end_day": entry + follow,
+            "previous_day": np.where(screened, entry - prev.years_before * YEAR, -np.inf),
         }
+        cohort = BreastCohort(people, h, benign, start, p.schedule_spread_days + follow)
+        self._previous_screen(cohort, streams)
         if progress:
             progress(n)
-        return BreastCohort(people, h, benign, start, p.schedule_spread_days + follow)
+        return cohort
+
+    def _previous_screen(self, cohort: BreastCohort, streams: Streams) -> None:
+        """Treat what the screen before the simulation found (:class:`~.config.PreviousScreen`):
+        a cancer or DCIS it detected and recalled is removed from the woman's history."""
+        prev, h, p = self.scenario.programme.previous_screen, cohort.history, cohort.people
+        rd = self.scenario.programme.reading
+        scanners = [s.scanner for s in self.scenario.sites]
+        rows = np.flatnonzero(
+            np.isfinite(p["previous_day"])
+            & ((h["onset_day"] <= p["previous_day"]) | (h["dcis_onset_day"] <= p["previous_day"]))
+        )
+        for r in rows:
+            day = float(p["previous_day"][r])
+            det = self._detector(scanners[p["site"][r]])
+            for f in visible_findings(cohort, int(r), day, det, rd):
+                if f.key not in (INVASIVE_KEY, DCIS_KEY):
+                    continue
+                one = (
+                    1.0 / (1.0 + (prev.c50 / f.conspicuity) ** prev.slope)
+                    if f.conspicuity > 0
+                    else 0.0
+                )
+                one *= rd.recall_invasive if f.key == INVASIVE_KEY else rd.recall_dcis
+                found = 1.0 - (1.0 - one) ** prev.readers
+                if streams.u("breast.previous.found", int(p["person_id"][r]), f.key) < found:
+                    if f.key == INVASIVE_KEY:
+                        h["has_cancer"][r] = False
+                        for col in ("clinical_day", "onset_day"):
+                            h[col][r] = np.inf
+                    else:
+                        h["has_dcis"][r] = False
+                        h["dcis_onset_day"][r] = h["dcis_end_day"][r] = np.inf
 
     def person_timeline(
         self, cohort: BreastCohort, rows: np.ndarray
@@ -175,7 +225,12 @@ class BreastMammo(Programme):
         st = cohort.clinical_stage(rows)
         for i in np.flatnonzero(dx):
             r = int(rows[i])
-            yield r, PersonEvent("diagnosis", int(pid[r]), float(clinical[i]), "clinical", STAGES[st[i]])
+            yield (
+                r,
+                PersonEvent(
+                    "diagnosis", int(pid[r]), float(clinical[i]), "clinical", STAGES[st[i]]
+                ),
+            )
         for i in np.flatnonzero(other < end[rows]):
             r = int(rows[i])
             yield r, PersonEvent("death", int(pid[r]), float(other[i]), "other")
@@ -215,11 +270,25 @@ class BreastMammo(Programme):
     def new_prior(self) -> Prior:
         return Prior()
 
+    def _prior(self, exam: Any) -> Prior:
+        """The woman's prior state; at her first simulated screen, what her screen before the
+        simulation showed, if she had one."""
+        prior = exam.prior
+        if not prior.screened and not prior.started:
+            prior.started = True
+            cohort = exam.site.cohort
+            day = float(cohort.people["previous_day"][exam.row])
+            if math.isfinite(day):
+                prior.screened = True
+                scanner = exam.site.scanner_at(day)
+                prior.seen.update(f.key for f in self.exam_shows(cohort, exam.row, day, scanner))
+        return prior
+
     def read(self, reader: Reader, exam: Any, slot: int, boost: float = 1.0) -> Read:
         return read_exam(
             reader,
             exam.shows,
-            exam.prior,
+            self._prior(exam),
             exam.site.streams,
             exam.person_id,
             exam.index,
@@ -276,7 +345,13 @@ class BreastMammo(Programme):
                 top = f.size_mm
             if f.key in (INVASIVE_KEY, DCIS_KEY) and f.suspicious:
                 reported = True
-        return CATEGORIES[final.category], top, malignant_mm >= 0.0, reported, max(malignant_mm, 0.0)
+        return (
+            CATEGORIES[final.category],
+            top,
+            malignant_mm >= 0.0,
+            reported,
+            max(malignant_mm, 0.0),
+        )
 
     def image_relevant(self) -> dict[str, Any]:
         return {"cohort": self.scenario.cohort, "disease": self.scenario.disease}
@@ -311,8 +386,12 @@ class BreastMammo(Programme):
         by_person = screens.group_by("person_id").agg(
             pl.col("exam_day").sort(), pl.col("round").sort_by("exam_day")
         )
-        days = dict(zip(by_person["person_id"].to_list(), by_person["exam_day"].to_list(), strict=True))
-        rounds = dict(zip(by_person["person_id"].to_list(), by_person["round"].to_list(), strict=True))
+        days = dict(
+            zip(by_person["person_id"].to_list(), by_person["exam_day"].to_list(), strict=True)
+        )
+        rounds = dict(
+            zip(by_person["person_id"].to_list(), by_person["round"].to_list(), strict=True)
+        )
         mode = np.zeros(n, dtype=np.int8)
         dx_round = np.full(n, -1, dtype=np.int16)
         stage_idx = np.full(n, -1, dtype=np.int8)
@@ -335,7 +414,11 @@ class BreastMammo(Programme):
                 dx_round[i] = rounds[pid][before[-1]]
         rows = np.arange(n)
         cd = cancer_death_day(
-            h, rows, np.maximum(stage_idx, 0), np.where(diagnosed, dx_day, np.inf), self.scenario.disease
+            h,
+            rows,
+            np.maximum(stage_idx, 0),
+            np.where(diagnosed, dx_day, np.inf),
+            self.scenario.disease,
         )
         cd = np.where(diagnosed, cd, np.inf)
         # without screening: the invasive cancer surfaces at its clinical stage
@@ -400,4 +483,3 @@ class BreastMammo(Programme):
 
     def people_aggregations(self) -> list[pl.Expr]:
         return breast_metrics.people_aggregations()
-

@@ -65,6 +65,7 @@ class Prior:
 
     screened: bool = False
     seen: set[int] = field(default_factory=set)
+    started: bool = False  # the screen before the simulation has been looked up
 
 
 def detector(scanner: Scanner) -> Detector:
@@ -79,7 +80,9 @@ def detector(scanner: Scanner) -> Detector:
     )
 
 
-def visible_findings(cohort: Any, row: int, day: float, det: Detector, reading: Reading) -> list[Finding]:
+def visible_findings(
+    cohort: Any, row: int, day: float, det: Detector, reading: Reading
+) -> list[Finding]:
     """The findings a mammogram of woman ``row`` on ``day`` on ``det`` shows."""
     h, density = cohort.history, int(cohort.people["density"][row])
     out = []

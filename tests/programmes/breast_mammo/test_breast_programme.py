@@ -1,0 +1,169 @@
+"""The breast programme end to end and its reading: runs, reproducibility, what readers see and
+call, the screen before the simulation, consensus, and one-line errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from sandbox.agents.readers import Reader
+from sandbox.errors import SandboxInputError
+from sandbox.programmes import programme_for
+from sandbox.programmes.base import Read
+from sandbox.programmes.breast_mammo.config import Reading
+from sandbox.programmes.breast_mammo.reading import (
+    DCIS_KEY,
+    INVASIVE_KEY,
+    KINDS,
+    SPURIOUS_KEY,
+    Finding,
+    Prior,
+    consensus,
+    read_exam,
+)
+from sandbox.rng import Streams
+
+BREAST = ("scenario=breast_masai", "cohort.size=6000", "seed=5", "runtime=quiet")
+
+
+def top(res) -> pl.DataFrame:
+    return res.metrics.filter(
+        (pl.col("site") == "all") & (pl.col("subgroup") == "all") & (pl.col("round") == "all")
+    )
+
+
+def value(res, metric: str) -> float:
+    return float(top(res).filter(pl.col("metric") == metric)["value"][0])
+
+
+def reader(c50=10.0, fp=0.0) -> Reader:
+    return Reader(0, 0, "t", c50, 2.0, fp, 8.0, 0.0, 0.0, 1.0, 0.0)
+
+
+class FeedStreams:
+    """The streams object a read draws from (``u(stream, person, index)``)."""
+
+    def __init__(self, seed: int) -> None:
+        self.s = Streams(seed)
+
+    def u(self, stream, person, index=0):
+        return self.s.u(stream, person, index)
+
+
+def test_double_reading_with_consensus_runs_and_repeats(run_sim):
+    a = run_sim(*BREAST, "policy=soc_double_read_consensus")
+    b = run_sim(*BREAST, "policy=soc_double_read_consensus", "runtime.site_block_size=1")
+    assert a.events.equals(b.events) and a.people.equals(b.people)
+    screens = value(a, "screens")
+    assert 5000 < screens <= 6000  # one screen per woman, a few die or surface first
+    # a screening programme's order of magnitude: about 2% recalled, a few cancers per 1,000
+    assert 0.01 < value(a, "recall_rate") < 0.05
+    assert 2.0 < value(a, "cancer_detection_rate_per_1000") < 10.0
+    assert set(a.events["bi_rads"].unique()) <= {"1", "2", "0"}
+    found = a.people.filter(pl.col("diagnosis_mode") == "screen")
+    assert set(found["stage"].unique()) <= {"0", "I", "II", "III", "IV"}
+    assert (found["stage"] == "0").sum() > 0  # DCIS is found by screening only
+    clinical = a.people.filter(pl.col("diagnosis_mode").is_in(["interval", "after_screening"]))
+    assert (clinical["stage"] != "0").all()
+
+
+def test_double_reading_finds_more_than_single_reading_on_the_same_women(run_sim):
+    single = run_sim(*BREAST, "policy=soc_single_read")
+    double = run_sim(*BREAST, "policy=soc_double_read_consensus")
+    assert single.people["person_id"].equals(double.people["person_id"])
+    assert value(double, "screen_detected_cancers") > value(single, "screen_detected_cancers")
+    assert value(double, "human_reads") > 1.8 * value(single, "human_reads")
+
+
+def test_dense_breasts_hide_cancers(run_sim):
+    res = run_sim(*BREAST, "policy=soc_single_read", "cohort.size=40000")
+    p = res.people.filter(pl.col("diagnosis_mode").is_in(["screen", "interval"]))
+    p = p.with_columns(dense=pl.col("density").is_in(["c", "d"]))
+    share = p.group_by("dense").agg((pl.col("diagnosis_mode") == "screen").mean().alias("s"))
+    by = dict(share.iter_rows())
+    assert by[False] > by[True] + 0.1
+
+
+def test_a_reader_sees_conspicuous_findings_and_judges_benign_ones_less_suspicious():
+    rd, streams = Reading(), FeedStreams(3)
+    faint = [Finding(INVASIVE_KEY, 0, 6.0, 3.0)]
+    clear = [Finding(INVASIVE_KEY, 0, 20.0, 40.0)]
+    cyst = [Finding(2, KINDS.index("cyst"), 15.0, 40.0)]
+
+    def recalls(shows, prior=None):
+        reads = [
+            read_exam(reader(), shows, prior or Prior(True), streams, pid, 0, 0, rd)
+            for pid in range(3000)
+        ]
+        return np.mean([r.positive for r in reads])
+
+    assert recalls(clear) > 0.8 > 0.2 > recalls(faint)
+    new_cyst, stable_cyst = recalls(cyst), recalls(cyst, Prior(True, {2}))
+    assert abs(new_cyst - rd.recall_benign_mass * 0.93) < 0.04
+    assert stable_cyst < 0.5 * new_cyst
+
+
+def test_a_first_screen_gets_more_spurious_calls():
+    rd, streams = Reading(), FeedStreams(4)
+    r = reader(fp=0.02)
+
+    def rate(prior):
+        return np.mean(
+            [read_exam(r, [], prior, streams, pid, 0, 0, rd).positive for pid in range(20000)]
+        )
+
+    first, later = rate(Prior(False)), rate(Prior(True))
+    assert abs(later - 0.02) < 0.005
+    assert abs(first / later - rd.first_screen_spurious_factor) < 0.4
+
+
+def test_consensus_keeps_what_the_second_reader_sees_and_some_spurious_calls():
+    real = Finding(INVASIVE_KEY, 0, 12.0, 20.0, True)
+    dcis = Finding(DCIS_KEY, 1, 10.0, 8.0, True)
+    spur = Finding(SPURIOUS_KEY, len(KINDS) - 1, 8.0, 0.0, True)
+    pos = Read(1, 0, [real, dcis, spur], 2, True, 1.0)
+    neg = Read(2, 1, [], 0, False, 1.0)
+    review = Read(2, 2, [Finding(INVASIVE_KEY, 0, 12.0, 20.0)], 1, False, 1.0)
+    kept = consensus(pos, neg, review, keep_spurious=0.4, u_spurious=0.9)
+    assert [f.key for f in kept] == [INVASIVE_KEY]
+    kept = consensus(pos, neg, review, keep_spurious=0.4, u_spurious=0.1)
+    assert [f.key for f in kept] == [INVASIVE_KEY, SPURIOUS_KEY]
+
+
+def test_the_screen_before_the_simulation_depletes_the_preclinical_pool(load_config):
+    def visible_cancers(share: float) -> int:
+        cfg = load_config(
+            "scenario=breast_masai",
+            "cohort.size=30000",
+            f"+programme.previous_screen.share={share}",
+        )[0]
+        prog = programme_for(cfg.scenario)
+        cohort = prog.sample_cohort(Streams(9))
+        h, entry = cohort.history, cohort.people["entry_day"]
+        return int((h["has_cancer"] & (h["onset_day"] <= entry)).sum())
+
+    never, always = visible_cancers(0.0), visible_cancers(1.0)
+    assert always < 0.8 * never
+
+
+@pytest.mark.parametrize(
+    "override, names",
+    [
+        ("+programme.previous_screen.share=1.5", "programme.previous_screen.share"),
+        ("+programme.reading.recall_invasive=-0.1", "programme.reading.recall_invasive"),
+        ("cohort.women.age.min=10", "cohort.women.age"),
+    ],
+)
+def test_bad_breast_keys_fail_in_one_line(load_config, override, names):
+    with pytest.raises(SandboxInputError) as e:
+        load_config("scenario=breast_masai", override)
+    assert names in str(e.value) and "\n" not in str(e.value)
+
+
+def test_an_ai_policy_on_the_breast_programme_says_why_it_cannot_run(load_config):
+    from sandbox.runners.local import simulate
+
+    cfg, profiles, _ = load_config("scenario=breast_masai", "policy=ai_triage", "cohort.size=500")
+    with pytest.raises(SandboxInputError, match="renders no images"):
+        simulate(cfg, profiles, progress=False)
