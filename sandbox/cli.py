@@ -2143,7 +2143,9 @@ def parser() -> argparse.ArgumentParser:
     wi.set_defaults(func=cmd_whatif)
     v = sub.add_parser("validate", help="simulated vs published trial table, pass/fail per row")
     v.add_argument(
-        "trial", help="nlst, or nlst-cea (Black et al. 2014, the NLST cost-effectiveness analysis)"
+        "trial",
+        help="nlst, nlst-cea (Black et al. 2014, the NLST cost-effectiveness analysis) or "
+        "masai_control (the MASAI trial's double-reading arm)",
     )
     v.add_argument("--size", type=int, default=0, help="cohort size (default: the trial's)")
     v.add_argument(

@@ -30,7 +30,11 @@ import yaml
 from sandbox.errors import SandboxInputError
 
 _DIR = Path(__file__).with_name("targets")
-TARGETS = {"nlst": _DIR / "nlst_ldct.yaml", "nlst_cxr": _DIR / "nlst_cxr.yaml"}
+TARGETS = {
+    "nlst": _DIR / "nlst_ldct.yaml",
+    "nlst_cxr": _DIR / "nlst_cxr.yaml",
+    "masai_control": _DIR / "masai_control.yaml",
+}
 Z_PASS = 1.96
 
 
@@ -45,6 +49,7 @@ class Target:
     kind: str = "proportion"  # proportion | count | per_1000 | per_100k_py
     fitted: bool = False  # calibration fits this row (else it is out of sample)
     events: float | None = None  # published events behind a rate
+    n: float | None = None  # people the published figure is from (else the trial's n)
 
 
 def load_targets(trial: str) -> tuple[dict, list[Target]]:
@@ -66,6 +71,7 @@ def load_targets(trial: str) -> tuple[dict, list[Target]]:
                 v.get("kind", "proportion"),
                 bool(v.get("fitted", False)),
                 None if v.get("events") is None else float(v["events"]),
+                None if v.get("n") is None else float(v["n"]),
             )
         )
     return data, rows
@@ -117,8 +123,9 @@ def compare(
             v, lo, hi, n = row["value"][0], row["lo"][0], row["hi"][0], row["n"][0]
         else:
             v, lo, hi, n = math.nan, math.nan, math.nan, 0
-        at_trial, z = z_score(t, v, float(n or 0), scale)
-        k = scale if t.kind == "count" else 1.0
+        row_scale = (t.n / people) if t.n and people else scale
+        at_trial, z = z_score(t, v, float(n or 0), row_scale)
+        k = row_scale if t.kind == "count" else 1.0
         tol = None if t.tolerance is None else t.tolerance * tolerance_scale
         out.append(
             {
