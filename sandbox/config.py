@@ -470,6 +470,12 @@ def run_config(data: Mapping[str, Any], scenario_name: str) -> RunConfig:
     from sandbox.economics.config import economics_config
 
     econ = economics_config(data.pop("economics", None))
+    if econ is not None and econ.name != "none" and not kind.has_cost_model:
+        fail(
+            "economics",
+            f"preset {econ.name!r} prices lung screening (LDCT, lung cancer care); programme "
+            f"'{kind.name}' has no cost model yet: run it with economics=none",
+        )
     drift = build(Drift, data.pop("drift", None) or {}, "drift")
     monitoring = build(Monitoring, data.pop("monitoring", None) or {}, "monitoring")
     rest = build(_Rest, data, "")

@@ -126,6 +126,9 @@ class Programme(ABC):
     #: what its renderer gives an AI device: pixel units and spatial dimensions (None: no images)
     image_units: ClassVar[str | None] = None
     image_spatial_dims: ClassVar[int] = 0
+    #: whether the economics presets (conf/economics: screening, work-up, treatment and
+    #: terminal-care costs, utilities) price this programme
+    has_cost_model: ClassVar[bool] = False
     #: what a candidate region that drove an AI score can be (the event log's ``ai_driver``)
     candidate_kinds: ClassVar[tuple[str, ...]] = ("cancer", "benign", "background")
 

@@ -112,6 +112,7 @@ class LungLDCT(Programme):
     image_units: ClassVar[str | None] = "HU"  # a CT patch, [1, D, H, W]
     image_spatial_dims: ClassVar[int] = 3
     candidate_kinds: ClassVar[tuple[str, ...]] = CANDIDATE_KINDS
+    has_cost_model: ClassVar[bool] = True
     subgroups: ClassVar[tuple[str, ...]] = ("sex", "race", "age_band", "smoking")
     summary_metrics: ClassVar[tuple[str, ...]] = (
         "lung_cancers_diagnosed",

@@ -167,3 +167,9 @@ def test_an_ai_policy_on_the_breast_programme_says_why_it_cannot_run(load_config
     cfg, profiles, _ = load_config("scenario=breast_masai", "policy=ai_triage", "cohort.size=500")
     with pytest.raises(SandboxInputError, match="renders no images"):
         simulate(cfg, profiles, progress=False)
+
+
+def test_economics_on_the_breast_programme_says_it_has_no_cost_model(load_config):
+    with pytest.raises(SandboxInputError, match="no cost model yet") as e:
+        load_config("scenario=breast_masai", "economics=us_payer")
+    assert str(e.value).startswith("config key 'economics'") and "\n" not in str(e.value)
