@@ -53,6 +53,13 @@ class Priced:
     groups: pl.DataFrame | None = None  # per person, in frame's order: the BY columns as text
 
 
+def _priced(programme: str) -> bool:
+    """Whether the price lists price ``programme`` (an unknown name: the error says so)."""
+    from sandbox.programmes import programme_class
+
+    return programme_class(str(programme)).has_cost_model
+
+
 def price_folders(folders: list[str], preset: str | None) -> tuple[list[Priced], Economics]:
     """Price every run folder under one price list (``preset``, else the one they were run with)."""
     from sandbox.runfolder import read_run
@@ -75,6 +82,12 @@ def price_folders(folders: list[str], preset: str | None) -> tuple[list[Priced],
     labels: set[str] = set()
     for r in runs:
         folder = r["folder"]
+        programme = (r["config"].get("programme") or {}).get("name", "lung_ldct")
+        if not _priced(programme):
+            raise SandboxInputError(
+                f"{folder}: programme '{programme}' has no cost model yet (the price lists price "
+                "lung screening)"
+            )
         for name in ("people", "events"):
             if not (folder / f"{name}.parquet").is_file():
                 hint = " (run with runtime.write_events=true)" if name == "events" else ""

@@ -173,3 +173,13 @@ def test_economics_on_the_breast_programme_says_it_has_no_cost_model(load_config
     with pytest.raises(SandboxInputError, match="no cost model yet") as e:
         load_config("scenario=breast_masai", "economics=us_payer")
     assert str(e.value).startswith("config key 'economics'") and "\n" not in str(e.value)
+
+
+def test_a_breast_run_folder_is_refused_by_the_price_lists_in_one_line(tmp_path):
+    from sandbox.cli import main
+    from sandbox.economics.report import price_folders
+
+    argv = ["run", "scenario=breast_masai", "runtime=quiet", "cohort.size=800"]
+    assert main([*argv, f"runtime.out_dir={tmp_path}", "runtime.run_name=b"]) == 0
+    with pytest.raises(SandboxInputError, match="'breast_mammo' has no cost model yet"):
+        price_folders([str(tmp_path / "b")], "us_payer")
