@@ -10,9 +10,11 @@ capacity. Screening continues every ``interval_years`` (two by default).
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,6 +40,14 @@ from sandbox.programmes.breast_mammo.history import (
     sample_women,
     stage,
 )
+from sandbox.programmes.breast_mammo.imaging import (
+    CANDIDATE_KINDS,
+    Candidate,
+    MammoImage,
+    PatchSpec,
+    candidate_kind,
+    candidates,
+)
 from sandbox.programmes.breast_mammo.reading import (
     CATEGORIES,
     DCIS_KEY,
@@ -53,6 +63,8 @@ from sandbox.programmes.breast_mammo.reading import (
 from sandbox.rng import Streams, declare_streams
 
 AUTONOMOUS_READER = -1
+# the renderer's code and parameters: a change to either invalidates cached scores
+_RENDERER_FILES = ("imaging.py", "visibility.py", "reading.py")
 # longest preclinical (screen-detectable) phase sampled: at the slowest growth (doubling time
 # at its 99th percentile) a tumour takes about 8 years from 5 mm to its clinical size
 PRECLINICAL_YEARS = 10.0
@@ -63,12 +75,33 @@ AGE_BANDS = ((40, 50, "40-49"), (50, 60, "50-59"), (60, 70, "60-69"), (70, 200, 
 declare_streams(
     {
         "breast.site": "the site a woman is invited to",
+        "breast.morphology.*": "how a woman's findings look: a mass's margin, calcifications' arrangement",
         "breast.previous.*": "whether a woman had a screen before the simulation, and whether it found her cancer or DCIS",
         "breast.entry": "the day a woman is first invited",
         "breast.consensus": "whether a spurious call survives consensus discussion",
         "breast.assessment.*": "an assessment: whether it finds a recalled cancer, a benign biopsy, benign surgery",
     }
 )
+
+
+def _categorical(u: np.ndarray, shares) -> np.ndarray:
+    cdf = np.cumsum(np.asarray(shares, dtype=np.float64))
+    return np.minimum(np.searchsorted(cdf / cdf[-1], u, side="right"), len(cdf) - 1).astype(np.int8)
+
+
+def _morphology(m, streams: Streams, ids: np.ndarray, h: dict, benign: dict) -> None:
+    """Margins and calcification arrangements (:class:`~.config.Morphology`), into ``h`` and
+    ``benign``."""
+    h["margin"] = _categorical(streams.uniform("breast.morphology.margin", ids), m.invasive_margin)
+    h["dcis_pleomorphic"] = streams.uniform("breast.morphology.dcis", ids) < m.dcis_pleomorphic
+    pid, kind = ids[benign["row"]], benign["kind"]
+    j = np.arange(len(pid)) - np.searchsorted(benign["row"], benign["row"])
+    u = streams.uniform("breast.morphology.benign", pid, j)
+    margin = np.where(
+        kind == 0, _categorical(u, m.cyst_margin), _categorical(u, m.fibroadenoma_margin)
+    )
+    benign["margin"] = margin.astype(np.int8)
+    benign["pleomorphic"] = (kind == 2) & (u < m.benign_calcifications_pleomorphic)
 
 
 def age_band(age: np.ndarray) -> np.ndarray:
@@ -120,6 +153,9 @@ class BreastMammo(Programme):
     report_categories: ClassVar[tuple[str, ...]] = CATEGORIES
     reportable_mm: ClassVar[float] = 5.0
     subgroups: ClassVar[tuple[str, ...]] = ("age_band", "density", "family_history")
+    image_units: ClassVar[str | None] = "mammo_relative"  # a 2-D patch, [1, H, W]
+    image_spatial_dims: ClassVar[int] = 2
+    candidate_kinds: ClassVar[tuple[str, ...]] = CANDIDATE_KINDS
     summary_metrics: ClassVar[tuple[str, ...]] = (
         "breast_cancers_diagnosed",
         "dcis_share_screen_detected",
@@ -168,6 +204,7 @@ class BreastMammo(Programme):
         benign["appear_day"] = benign["appear_day"] + entry[benign["row"]]
         benign["resolve_day"] = benign["resolve_day"] + entry[benign["row"]]
         start = np.searchsorted(benign["row"], np.arange(n + 1))
+        _morphology(d.morphology, streams, w["person_id"], h, benign)
         site = np.minimum(site, len(shares) - 1).astype(np.int16)
         prev = p.previous_screen
         screened = streams.uniform("breast.previous.screened", ids) < prev.share
@@ -353,8 +390,52 @@ class BreastMammo(Programme):
             max(malignant_mm, 0.0),
         )
 
+    # ---------------------------------------------------------------- AI devices
+    def check_input_shape(self, shape: tuple[int, ...]) -> str:
+        if len(shape) != 3 or shape[0] != 1 or shape[1] != shape[2]:
+            return "the breast renderer makes one-channel square mammogram patches, [1, N, N]"
+        return ""
+
+    def render_bytes(self, shape: tuple[int, ...]) -> int:
+        # tissue, quantum noise and their transforms: about twelve float64 images per patch
+        return 12 * 8 * math.prod(shape)
+
+    def image_of(self, person_id: int, day: float, scanner: Scanner, shows: Any) -> MammoImage:
+        return MammoImage(person_id, int(day), scanner, shows.density, candidates(person_id, shows))
+
+    def render(
+        self,
+        patches: Sequence[tuple[MammoImage, Candidate]],
+        seed: int,
+        size: int,
+        device: str,
+        out: Any = None,
+    ) -> Any:
+        return render_patches(patches, seed, size, device, out, self._detector)
+
+    def candidate_kind(self, image: MammoImage, index: int, shows: Any) -> str:
+        loc = image.candidates[index].location
+        return candidate_kind(image.person_id, loc, shows, (INVASIVE_KEY, DCIS_KEY))
+
+    def renderer_version(self) -> str:
+        h = hashlib.sha256()
+        for name in _RENDERER_FILES:
+            h.update((Path(__file__).parent / name).read_bytes())
+        return "breast_mammo_patch:" + h.hexdigest()[:16]
+
     def image_relevant(self) -> dict[str, Any]:
-        return {"cohort": self.scenario.cohort, "disease": self.scenario.disease}
+        p = self.scenario.programme
+        return {
+            "cohort": self.scenario.cohort,
+            "disease": self.scenario.disease,
+            "schedule": {
+                "rounds": p.rounds,
+                "interval_years": p.interval_years,
+                "follow_up_years_after_last_round": p.follow_up_years_after_last_round,
+                "schedule_spread_days": p.schedule_spread_days,
+                "previous_screen": p.previous_screen,
+            },
+        }
 
     # ---------------------------------------------------------------- outcomes
     def subgroup_labels(self, cohort: BreastCohort) -> dict[str, np.ndarray]:
@@ -483,3 +564,32 @@ class BreastMammo(Programme):
 
     def people_aggregations(self) -> list[pl.Expr]:
         return breast_metrics.people_aggregations()
+
+
+def render_patches(
+    patches: Sequence[tuple[MammoImage, Candidate]],
+    seed: int,
+    size: int,
+    device: str,
+    out: Any = None,
+    detector_of: Callable[[Scanner], Any] = detector,
+) -> Any:
+    """Mammogram patches ``[B, 1, size, size]``, one per (exam, candidate) (imports torch)."""
+    from sandbox.programmes.breast_mammo.imaging import render_batch
+
+    specs = [
+        PatchSpec(
+            e.person_id,
+            e.exam_day,
+            c.view,
+            c.location,
+            e.density,
+            detector_of(e.scanner),
+            c.mass_mm,
+            c.margin,
+            c.calc_mm,
+            c.pleomorphic,
+        )
+        for e, c in patches
+    ]
+    return render_batch(specs, seed, size=size, device=device, out=out)

@@ -56,6 +56,21 @@ class Finding:
     size_mm: float
     conspicuity: float
     suspicious: bool = False
+    # how it looks (the rendered image): a mass's diameter and margin, a cluster's extent and
+    # whether its specks are pleomorphic
+    mass_mm: float = 0.0
+    margin: int = 0
+    calc_mm: float = 0.0
+    pleomorphic: bool = False
+
+
+class Shows(list):
+    """The findings an exam shows (a list of :class:`Finding`), with the breast's BI-RADS
+    density (0-3): the tissue its image is drawn with."""
+
+    def __init__(self, findings=(), density: int = 0) -> None:
+        super().__init__(findings)
+        self.density = density
 
 
 @dataclass
@@ -85,32 +100,39 @@ def visible_findings(
 ) -> list[Finding]:
     """The findings a mammogram of woman ``row`` on ``day`` on ``det`` shows."""
     h, density = cohort.history, int(cohort.people["density"][row])
-    out = []
+    out = Shows(density=density)
     if h["has_cancer"][row] and h["onset_day"][row] <= day:
         d = float(diameter_mm(h, row, day))
         if d > 0.0:
             c = reading.mass_efficiency * float(mass_detectability(d, density, det))
-            if h["calcifications"][row]:
+            calc_mm = d if h["calcifications"][row] else 0.0
+            if calc_mm:
                 calc = float(calcification_detectability(d, density, det))
                 c = max(c, reading.calcification_efficiency * calc)
-            out.append(Finding(INVASIVE_KEY, 0, d, c))
+            margin = int(h["margin"][row])
+            out.append(Finding(INVASIVE_KEY, 0, d, c, False, d, margin, calc_mm, calc_mm > 0))
     if h["has_dcis"][row] and h["dcis_onset_day"][row] <= day < h["dcis_end_day"][row]:
         extent = float(h["dcis_extent_mm"][row])
         c = reading.calcification_efficiency * float(
             calcification_detectability(extent, density, det)
         )
-        out.append(Finding(DCIS_KEY, 1, extent, c))
+        out.append(
+            Finding(DCIS_KEY, 1, extent, c, False, 0.0, 0, extent, bool(h["dcis_pleomorphic"][row]))
+        )
     b = cohort.benign
     for i in range(cohort.benign_start[row], cohort.benign_start[row + 1]):
         if b["appear_day"][i] <= day < b["resolve_day"][i]:
             kind, size = int(b["kind"][i]), float(b["size_mm"][i])
+            key = BENIGN_KEY0 + int(i - cohort.benign_start[row])
             if BENIGN_KINDS[kind] == "calcifications":
                 c = reading.calcification_efficiency * float(
                     calcification_detectability(size, density, det)
                 )
+                pleo = bool(b["pleomorphic"][i])
+                out.append(Finding(key, 2 + kind, size, c, False, 0.0, 0, size, pleo))
             else:
                 c = reading.mass_efficiency * float(mass_detectability(size, density, det))
-            out.append(Finding(BENIGN_KEY0 + i - cohort.benign_start[row], 2 + kind, size, c))
+                out.append(Finding(key, 2 + kind, size, c, False, size, int(b["margin"][i])))
     return out
 
 
@@ -159,7 +181,19 @@ def read_exam(
         k = read_key(exam_index, slot, f.key)
         if u("breast.read.detect", person_id, k) < reader.detect_probability(f.conspicuity * boost):
             sus = u("breast.read.judge", person_id, k) < _recall_probability(f, prior, reading)
-            reported.append(Finding(f.key, f.kind, f.size_mm, f.conspicuity, sus))
+            reported.append(
+                Finding(
+                    f.key,
+                    f.kind,
+                    f.size_mm,
+                    f.conspicuity,
+                    sus,
+                    f.mass_mm,
+                    f.margin,
+                    f.calc_mm,
+                    f.pleomorphic,
+                )
+            )
     rate = reader.fp_per_exam * (1.0 if prior.screened else reading.first_screen_spurious_factor)
     k = read_key(exam_index, slot)
     if u("breast.read.spurious", person_id, k) < rate:

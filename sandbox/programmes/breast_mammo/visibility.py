@@ -45,7 +45,10 @@ class Detector:
 BETA = 3.0  # power-law exponent of anatomical noise (Burgess et al. 2001: 2.8-3.2)
 ANATOMICAL = 0.02  # alpha at g (1 - g) = 1/4: the texture's strength at its most mixed
 ANATOMICAL_FLOOR = 0.1  # of that strength, left in the most uniform breast
-CALC_CONTRAST = 0.35  # one 0.3 mm speck's contrast against the local background
+# one 0.3 mm speck's contrast against the local background, in millimetres of glandular tissue:
+# calcium hydroxyapatite attenuates about ten times as much as gland at mammographic energies
+# (Johns and Yaffe, Phys Med Biol 1987), so a 0.3 mm speck is about 3 mm of gland
+CALC_CONTRAST = 3.5
 SPECK_MM = 0.3  # a typical microcalcification's size
 
 

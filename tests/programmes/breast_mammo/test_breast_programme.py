@@ -161,12 +161,13 @@ def test_bad_breast_keys_fail_in_one_line(load_config, override, names):
     assert names in str(e.value) and "\n" not in str(e.value)
 
 
-def test_an_ai_policy_on_the_breast_programme_says_why_it_cannot_run(load_config):
+def test_a_lung_device_on_the_breast_programme_says_why_it_cannot_read(load_config):
     from sandbox.runners.local import simulate
 
     cfg, profiles, _ = load_config("scenario=breast_masai", "policy=ai_triage", "cohort.size=500")
-    with pytest.raises(SandboxInputError, match="renders no images"):
+    with pytest.raises(SandboxInputError, match="renders 2-D images in mammo_relative") as e:
         simulate(cfg, profiles, progress=False)
+    assert "input is 3-D in HU" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_economics_on_the_breast_programme_says_it_has_no_cost_model(load_config):

@@ -1,0 +1,143 @@
+"""The rendered mammogram patch and the candidate regions an AI device is shown: deterministic by
+key whatever the batch, the same tissue at every screen, masking by density, and candidates that
+never say which one is the cancer."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from sandbox.programmes.breast_mammo.imaging import (
+    BACKGROUND_CANDIDATES,
+    Candidate,
+    PatchSpec,
+    candidate_kind,
+    candidates,
+    render_batch,
+)
+from sandbox.programmes.breast_mammo.reading import DCIS_KEY, INVASIVE_KEY, Finding
+from sandbox.programmes.breast_mammo.visibility import GLANDULAR, Detector
+
+DET = Detector("ffdm", 0.05, 0.068, 0.085)
+
+
+def spec(**kw) -> PatchSpec:
+    base = dict(person_id=3, exam_day=100, view=0, location=17, density=1, detector=DET)
+    return PatchSpec(**{**base, **kw})
+
+
+def test_a_patch_is_the_same_whatever_its_batch():
+    specs = [
+        spec(),
+        spec(location=18, mass_mm=12.0, margin=2),
+        spec(location=19, calc_mm=8.0, pleomorphic=True),
+        spec(person_id=4, density=3, mass_mm=6.0, margin=1),
+    ]
+    together = render_batch(specs, 7)
+    alone = torch.cat([render_batch([s], 7) for s in specs])
+    assert torch.equal(together, alone)
+    assert torch.equal(render_batch(specs[::-1], 7), together.flip(0))
+    out = torch.full((4, 1, 64, 64), float("nan"))
+    assert render_batch(specs, 7, out=out) is out and torch.equal(out, together)
+    assert not torch.equal(render_batch(specs, 8), together)  # another run seed, other noise
+
+
+def test_the_same_tissue_at_every_screen_other_tissue_in_another_view():
+    day1, day2, other = render_batch([spec(), spec(exam_day=830), spec(view=1)], 7)[:, 0]
+    diff = (day2 - day1).numpy()
+    sigma_q = DET.quantum_noise / 0.3
+    # only the exam's quantum noise differs: white, with twice its variance
+    assert abs(diff.std() - np.sqrt(2) * sigma_q) < 0.1 * sigma_q
+    # another view is other tissue: it differs by about the tissue's own spread
+    assert (other - day1).std() > 0.5 * day1.std() > 5 * diff.std()
+
+
+def test_dense_tissue_masks_a_mass_by_contrast_and_texture():
+    def mass_and_tissue(density):
+        bare, mass = render_batch([spec(density=density), spec(density=density, mass_mm=12.0)], 7)[
+            :, 0
+        ]
+        return float((mass - bare).max()), float(bare.std())
+
+    (sig_a, tex_a), (sig_d, tex_d), (_, tex_c) = (mass_and_tissue(d) for d in (0, 3, 2))
+    # the mass's contrast is its thickness times the fat around it
+    assert sig_a == pytest.approx(12.0 * (1 - GLANDULAR[0]), rel=0.05)
+    assert sig_d / sig_a == pytest.approx((1 - GLANDULAR[3]) / (1 - GLANDULAR[0]), rel=0.05)
+    assert tex_c > tex_a  # the texture is strongest where fat and gland are mixed
+    assert sig_a / tex_a > 4 * sig_d / tex_d
+
+
+def test_calcification_specks_stand_out_at_their_own_scale():
+    bare, calcs = render_batch([spec(), spec(calc_mm=10.0)], 7)[:, 0]
+    signal = (calcs - bare).numpy()
+    assert (signal > 1.0).sum() >= 8  # about a speck per millimetre of extent
+    lap = bare.numpy() - 0.25 * (
+        np.roll(bare.numpy(), 1, 0)
+        + np.roll(bare.numpy(), -1, 0)
+        + np.roll(bare.numpy(), 1, 1)
+        + np.roll(bare.numpy(), -1, 1)
+    )
+    assert signal.max() > 5 * lap.std()  # pixel-scale tissue and noise are far fainter
+
+
+def finding(key, conspicuity, **kw) -> Finding:
+    return Finding(key, 0, 10.0, conspicuity, **kw)
+
+
+def test_candidates_are_every_visible_finding_in_both_views_and_never_name_the_cancer():
+    shows = [
+        finding(INVASIVE_KEY, 9.0, mass_mm=10.0, margin=2),
+        finding(DCIS_KEY, 4.0, calc_mm=12.0, pleomorphic=True),
+        finding(2, 12.0, mass_mm=14.0, margin=0),
+        finding(3, 0.2, mass_mm=4.0),  # too faint for CAD to propose
+    ]
+    cands = candidates(5, shows)
+    assert len(cands) == 3 * 2 + BACKGROUND_CANDIDATES
+    assert [c.location for c in cands] == sorted(c.location for c in cands)
+    fields = {f.name for f in dataclasses.fields(Candidate)}
+    assert fields == {"location", "view", "mass_mm", "margin", "calc_mm", "pleomorphic"}
+    kinds = [candidate_kind(5, c.location, shows, (INVASIVE_KEY, DCIS_KEY)) for c in cands]
+    assert kinds.count("cancer") == 4 and kinds.count("benign") == 2
+    assert kinds.count("background") == BACKGROUND_CANDIDATES
+    # a finding's two views are of one breast
+    for key in (INVASIVE_KEY, DCIS_KEY, 2):
+        views = {
+            c.view
+            for c in cands
+            if candidate_kind(5, c.location, [f for f in shows if f.key == key], (key,)) == "cancer"
+        }
+        assert views in ({0, 1}, {2, 3})
+
+
+def test_a_run_renders_its_exams_candidates(load_config):
+    from sandbox.programmes import programme_for
+    from sandbox.rng import Streams
+
+    cfg = load_config("scenario=breast_masai", "cohort.size=3000")[0]
+    prog = programme_for(cfg.scenario)
+    cohort = prog.sample_cohort(Streams(2))
+    scanner = cfg.scenario.sites[0].scanner
+    rows = np.flatnonzero(cohort.history["has_cancer"])[:20]
+    images = []
+    for r in rows:
+        day = float(cohort.people["entry_day"][r])
+        shows = prog.exam_shows(cohort, int(r), day, scanner)
+        images.append(prog.image_of(int(cohort.people["person_id"][r]), day, scanner, shows))
+    pairs = [(im, c) for im in images for c in im.candidates]
+    x = prog.render(pairs, 2, 64, "cpu")
+    assert x.shape == (len(pairs), 1, 64, 64) and torch.isfinite(x).all()
+    assert prog.check_input_shape((1, 64, 64)) == ""
+    assert "[1, N, N]" in prog.check_input_shape((1, 32, 32, 32))
+    assert prog.renderer_version().startswith("breast_mammo_patch:")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_breast_patches_on_gpu_match_the_cpu():
+    specs = [spec(), spec(location=18, mass_mm=12.0, margin=1), spec(calc_mm=8.0)]
+    cpu = render_batch(specs, 7)
+    gpu = render_batch(specs, 7, device="cuda").cpu()
+    assert torch.allclose(cpu, gpu, atol=1e-4)
