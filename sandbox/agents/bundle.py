@@ -81,21 +81,38 @@ _FETCH_ARG = re.compile(r"pretrain|url", re.IGNORECASE)
 _CLASS_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
+INPUT_UNITS = ("HU", "mammo_relative")
+"""What a device's input may be in: CT patches in Hounsfield units, or 2-D mammogram patches
+in relative attenuation (millimetres of glandular tissue; sandbox/programmes/breast_mammo)."""
+
+
 @dataclass(frozen=True)
 class InputSpec:
-    """What the network reads: one CT patch in HU, ``shape`` = [channels, depth, height, width]."""
+    """What the network reads: one patch per candidate, ``shape`` = [channels, depth, height,
+    width] (a CT patch) or [channels, height, width] (a 2-D image), in ``units``; values are
+    clipped to ``window`` (``window_hu`` for a CT patch) and scaled to [0, 1]."""
 
     shape: tuple[int, ...] = field(metadata={"ge": 1})
     dtype: str = field(metadata={"choices": ("float32",)})
-    units: str = field(metadata={"choices": ("HU",)})
+    units: str = field(metadata={"choices": INPUT_UNITS})
     spacing_mm: float = field(metadata={"gt": 0})
-    window_hu: tuple[float, float]
+    window_hu: tuple[float, float] | None = None
+    window: tuple[float, float] | None = None
+
+    @property
+    def clip(self) -> tuple[float, float]:
+        """The window, whichever key gave it."""
+        return self.window_hu if self.window_hu is not None else self.window  # type: ignore[return-value]
 
     def check(self, path: str) -> None:
-        """Cross-field checks: a 3D patch with channels, and an increasing window."""
-        if len(self.shape) != 4:
+        """Cross-field checks: a 2-D or 3-D patch with channels, and an increasing window."""
+        dims = {"HU": 4, "mammo_relative": 3}[self.units]
+        if len(self.shape) != dims:
+            layout = (
+                "[channels, depth, height, width]" if dims == 4 else "[channels, height, width]"
+            )
             _spec_fail(
-                f"{path}.shape", f"{list(self.shape)} is not [channels, depth, height, width]"
+                f"{path}.shape", f"{list(self.shape)} is not {layout} (input in {self.units})"
             )
         if math.prod(self.shape) > MAX_INPUT_VOXELS:
             _spec_fail(
@@ -103,10 +120,11 @@ class InputSpec:
                 f"{list(self.shape)} is {math.prod(self.shape):,} voxels per exam; at most "
                 f"{MAX_INPUT_VOXELS:,} (256^3) are rendered",
             )
-        if not self.window_hu[0] < self.window_hu[1]:
-            _spec_fail(
-                f"{path}.window_hu", f"{list(self.window_hu)} must be [low, high], low < high"
-            )
+        if (self.window_hu is None) == (self.window is None):
+            _spec_fail(f"{path}.window", "give the input's window once: window (or window_hu)")
+        key = "window_hu" if self.window_hu is not None else "window"
+        if not self.clip[0] < self.clip[1]:
+            _spec_fail(f"{path}.{key}", f"{list(self.clip)} must be [low, high], low < high")
 
 
 @dataclass(frozen=True)
@@ -170,8 +188,9 @@ class LoadedModel:
         network_config: ``configs/network.json`` as parsed.
         network: The network, weights loaded, in eval mode, no gradients.
         device: Where the network lives.
-        input_shape: One input patch, ``(channels, depth, height, width)``.
-        window_hu: Voxels are clipped to this window (HU) and scaled to [0, 1].
+        input_shape: One input patch, ``(channels, depth, height, width)`` or ``(channels,
+            height, width)``.
+        window_hu: Values are clipped to this window (the input's units) and scaled to [0, 1].
         output_shape: The network's output per exam (one element).
         activation: ``"sigmoid"`` (the network returns logits) or ``"none"`` (probabilities).
         aggregation: how candidate scores make the exam score (:data:`AGGREGATIONS`).
@@ -298,7 +317,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> LoadedM
         network=network,
         device=target,
         input_shape=spec.input.shape,
-        window_hu=spec.input.window_hu,
+        window_hu=spec.input.clip,
         output_shape=spec.output.shape,
         activation=spec.output.activation,
         aggregation=spec.output.aggregation,

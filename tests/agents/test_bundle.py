@@ -298,7 +298,7 @@ def test_missing_or_malformed_json(bundle, rel):
     ("key", "value", "fragment"),
     [
         ("intended_use", ..., "key 'intended_use': is required"),
-        ("input.window_hu", ..., "key 'input.window_hu': is required"),
+        ("input.window_hu", ..., "key 'input.window': give the input's window once"),
         ("input.window_hu", [400, -1000], "key 'input.window_hu'"),
         ("input.shape", [SIDE, SIDE, SIDE], "key 'input.shape'"),
         ("input.units", "mm", "key 'input.units'"),
