@@ -122,6 +122,20 @@ def config_names(group: str) -> list[str]:
     return sorted(p.stem for p in (project_root() / "conf" / group).glob("*.yaml"))
 
 
+def default_choice(group: str) -> str | None:
+    """The choice of a config group that conf/config.yaml's defaults make (``lung_ldct`` for
+    ``scenario``), or None."""
+    import yaml
+
+    from sandbox.compose import project_root
+
+    data = yaml.safe_load((project_root() / "conf" / "config.yaml").read_text()) or {}
+    for entry in data.get("defaults", []):
+        if isinstance(entry, dict) and group in entry:
+            return str(entry[group])
+    return None
+
+
 def device_names() -> list[str]:
     """The AI device folders under agents/ (the only devices the app loads)."""
     from sandbox.compose import project_root

@@ -7,7 +7,7 @@ from __future__ import annotations
 import jobs
 import polars as pl
 import streamlit as st
-from results import config_names, device_names, listing, root, sweep_runs
+from results import config_names, default_choice, device_names, listing, root, sweep_runs
 
 from sandbox.errors import SandboxInputError
 
@@ -20,7 +20,13 @@ running = st.session_state.setdefault("run_jobs", [])
 with st.expander("Start a run or a sweep", expanded=False):
     scenarios, policies = config_names("scenario"), config_names("policy")
     c1, c2, c3 = st.columns(3)
-    scenario = c1.selectbox("scenario", scenarios, key="new_scenario")
+    default = default_choice("scenario")
+    scenario = c1.selectbox(
+        "scenario",
+        scenarios,
+        index=scenarios.index(default) if default in scenarios else 0,
+        key="new_scenario",
+    )
     new_policies = c2.multiselect(
         "policies (several: a sweep)", policies, default=["soc_double_read"], key="new_policies"
     )
