@@ -92,6 +92,49 @@ class PersonEvent:
     stage: str | None = None
 
 
+DIAGNOSIS_MODES = ("none", "screen", "interval", "not_screened", "after_screening")
+"""How a person's cancer was diagnosed (the people table's ``diagnosis_mode``): by a screen's
+work-up; clinically within the interval window after a screen that did not find it; before
+their first screen; or clinically later than that window after their last screen."""
+
+
+def diagnosis_modes(
+    person_id: np.ndarray,
+    diagnosed: np.ndarray,
+    dx_day: np.ndarray,
+    screen_first: np.ndarray,
+    screens: pl.DataFrame,
+    window_days: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per person, the index of their diagnosis mode in :data:`DIAGNOSIS_MODES` and the round of
+    their last screen on or before the diagnosis (-1: none). ``screens`` holds the screening
+    exams (``person_id``, ``round``, ``exam_day``); ``screen_first``: the diagnosis came from a
+    screen's work-up before symptoms."""
+    by_person = screens.group_by("person_id").agg(
+        pl.col("exam_day").sort(), pl.col("round").sort_by("exam_day")
+    )
+    ids = by_person["person_id"].to_list()
+    days = dict(zip(ids, by_person["exam_day"].to_list(), strict=True))
+    rounds = dict(zip(ids, by_person["round"].to_list(), strict=True))
+    mode = np.zeros(len(person_id), dtype=np.int8)
+    dx_round = np.full(len(person_id), -1, dtype=np.int16)
+    for i in np.flatnonzero(diagnosed):
+        pid = int(person_id[i])
+        sday = days.get(pid, [])
+        before = [k for k, d in enumerate(sday) if d <= dx_day[i]]
+        if screen_first[i]:
+            mode[i] = 1
+        elif not before:
+            mode[i] = 3
+        elif dx_day[i] - sday[before[-1]] <= window_days:
+            mode[i] = 2
+        else:
+            mode[i] = 4
+        if before:
+            dx_round[i] = rounds[pid][before[-1]]
+    return mode, dx_round
+
+
 class Programme(ABC):
     """A screening programme: cohort and disease, exam findings, reporting, management, work-up.
 

@@ -22,7 +22,14 @@ import polars as pl
 
 from sandbox.agents.readers import Reader
 from sandbox.config import Scanner, Scenario
-from sandbox.programmes.base import PersonEvent, Programme, Read, WorkupOutcome
+from sandbox.programmes.base import (
+    DIAGNOSIS_MODES,
+    PersonEvent,
+    Programme,
+    Read,
+    WorkupOutcome,
+    diagnosis_modes,
+)
 from sandbox.programmes.breast_mammo import metrics as breast_metrics
 from sandbox.programmes.breast_mammo.benign import sample_benign
 from sandbox.programmes.breast_mammo.config import (
@@ -68,7 +75,6 @@ _RENDERER_FILES = ("imaging.py", "visibility.py", "reading.py")
 # longest preclinical (screen-detectable) phase sampled: at the slowest growth (doubling time
 # at its 99th percentile) a tumour takes about 8 years from 5 mm to its clinical size
 PRECLINICAL_YEARS = 10.0
-DIAGNOSIS_MODES = ("none", "screen", "interval", "not_screened", "after_screening")
 DEATH_CAUSES = ("alive", "breast_cancer", "other")
 AGE_BANDS = ((40, 50, "40-49"), (50, 60, "50-59"), (60, 70, "60-69"), (70, 200, "70+"))
 
@@ -455,7 +461,7 @@ class BreastMammo(Programme):
     ) -> pl.DataFrame:
         """One row per woman: how and when her cancer was diagnosed (a screen-detected cancer
         is invasive or DCIS; a clinical one invasive), at what stage, and who died of what
-        (``resolve_people`` of the lung programme documents the modes)."""
+        (the modes: :data:`~sandbox.programmes.base.DIAGNOSIS_MODES`)."""
         p, h = cohort.people, cohort.history
         n = len(cohort)
         entry, end = p["entry_day"], p["end_day"]
@@ -464,35 +470,13 @@ class BreastMammo(Programme):
         screen_first = screen_dx_day < clinical
         dx_day = np.where(screen_first, screen_dx_day, clinical)
         diagnosed = np.isfinite(dx_day) & (dx_day < np.minimum(other, end))
-        by_person = screens.group_by("person_id").agg(
-            pl.col("exam_day").sort(), pl.col("round").sort_by("exam_day")
+        mode, dx_round = diagnosis_modes(
+            p["person_id"], diagnosed, dx_day, screen_first, screens, window
         )
-        days = dict(
-            zip(by_person["person_id"].to_list(), by_person["exam_day"].to_list(), strict=True)
-        )
-        rounds = dict(
-            zip(by_person["person_id"].to_list(), by_person["round"].to_list(), strict=True)
-        )
-        mode = np.zeros(n, dtype=np.int8)
-        dx_round = np.full(n, -1, dtype=np.int16)
-        stage_idx = np.full(n, -1, dtype=np.int8)
         clin_stage = cohort.clinical_stage(np.arange(n))
-        for i in np.flatnonzero(diagnosed):
-            pid = int(p["person_id"][i])
-            sday = days.get(pid, [])
-            before = [k for k, d in enumerate(sday) if d <= dx_day[i]]
-            if screen_first[i]:
-                mode[i], stage_idx[i] = 1, screen_dx_stage[i]
-            else:
-                stage_idx[i] = clin_stage[i]
-                if not before:
-                    mode[i] = 3
-                elif dx_day[i] - sday[before[-1]] <= window:
-                    mode[i] = 2
-                else:
-                    mode[i] = 4
-            if before:
-                dx_round[i] = rounds[pid][before[-1]]
+        stage_idx = np.where(
+            diagnosed, np.where(screen_first, screen_dx_stage, clin_stage), -1
+        ).astype(np.int8)
         rows = np.arange(n)
         cd = cancer_death_day(
             h,

@@ -8,18 +8,12 @@ import numpy as np
 import polars as pl
 
 from sandbox.config import Scenario
+from sandbox.programmes.base import DIAGNOSIS_MODES, diagnosis_modes
 from sandbox.programmes.lung_ldct.cohort import age_band
 from sandbox.programmes.lung_ldct.config import RACES, STAGES
 from sandbox.programmes.lung_ldct.disease.history import LungCohort
 from sandbox.programmes.lung_ldct.disease.natural_history import YEAR
 
-DIAGNOSIS_MODES = (
-    "none",
-    "screen",
-    "interval",
-    "not_screened",
-    "after_screening",
-)
 DEATH_CAUSES = ("alive", "lung_cancer", "other")
 # how a cancer surfaces without screening (natural_history.sample_cancers' clinical_route)
 CLINICAL_ROUTES = ("none", "symptoms", "metastatic_symptoms", "incidental")
@@ -97,23 +91,12 @@ def resolve_people(
     diagnosed = c["has_cancer"] & (dx_day < np.minimum(other, end))
     dx_day = np.where(diagnosed, dx_day, np.inf)
 
-    by_person = screens.group_by("person_id").agg(
-        pl.col("exam_day").sort(), pl.col("round").sort_by("exam_day")
+    mode, dx_round = diagnosis_modes(
+        p["person_id"], diagnosed, dx_day, dx_screen_first, screens, window
     )
-    days: dict[int, list[float]] = dict(
-        zip(by_person["person_id"].to_list(), by_person["exam_day"].to_list(), strict=True)
-    )
-    rounds: dict[int, list[int]] = dict(
-        zip(by_person["person_id"].to_list(), by_person["round"].to_list(), strict=True)
-    )
-
-    mode = np.zeros(n, dtype=np.int8)
-    dx_round = np.full(n, -1, dtype=np.int16)
     stage = np.full(n, "", dtype=object)
     death = other.copy()
     cause = np.where(other < end, 2, 0).astype(np.int8)
-    # a lifetime (no follow-up cut): death from lung cancer if it comes before death from other
-    # causes; a cancer not diagnosed in follow-up is diagnosed on its clinical day
     lc_life = np.full(n, np.inf)
     disease = scenario.disease
 
@@ -121,22 +104,7 @@ def resolve_people(
         return history.cancer_death_day(i, st, day, disease)
 
     for i in np.flatnonzero(diagnosed):
-        pid = int(p["person_id"][i])
-        sday = days.get(pid, [])
-        before = [k for k, d in enumerate(sday) if d <= dx_day[i]]
-        if dx_screen_first[i]:
-            mode[i] = 1
-            st = STAGES[screen_dx_stage[i]]
-        else:
-            st = STAGES[c["clinical_stage"][i]]
-            if not before:
-                mode[i] = 3
-            elif dx_day[i] - sday[before[-1]] <= window:
-                mode[i] = 2
-            else:
-                mode[i] = 4
-        if before:
-            dx_round[i] = rounds[pid][before[-1]]
+        st = STAGES[screen_dx_stage[i]] if dx_screen_first[i] else STAGES[c["clinical_stage"][i]]
         stage[i] = st
         lc = lc_life[i] = lc_death(i, st, float(dx_day[i]))
         if lc < min(other[i], end[i]):
