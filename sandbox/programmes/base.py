@@ -12,10 +12,12 @@ opaque values; it reads only the :class:`Read` a reader produces and the
 
 from __future__ import annotations
 
+import hashlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
@@ -90,6 +92,15 @@ class PersonEvent:
     day: float
     route: str
     stage: str | None = None
+
+
+def source_digest(label: str, folder: Path, files: Sequence[str]) -> str:
+    """``label:`` and 16 hex digits of the sha256 of ``files`` (under ``folder``), in order: a
+    renderer's code and parameters, which key its cached scores."""
+    h = hashlib.sha256()
+    for name in files:
+        h.update((folder / name).read_bytes())
+    return f"{label}:" + h.hexdigest()[:16]
 
 
 DIAGNOSIS_MODES = ("none", "screen", "interval", "not_screened", "after_screening")
@@ -316,6 +327,17 @@ class Programme(ABC):
     def image_relevant(self) -> dict[str, Any]:
         """The parts of the scenario that change what an exam's image shows (score cache key)."""
         return {"cohort": self.scenario.cohort, "disease": self.scenario.disease}
+
+    def schedule_relevant(self) -> dict[str, Any]:
+        """The schedule keys that set each person's entry days and follow-up, and so what is
+        in their body on a given programme day (part of :meth:`image_relevant`)."""
+        p = self.scenario.programme
+        return {
+            "rounds": p.rounds,
+            "interval_years": p.interval_years,
+            "follow_up_years_after_last_round": p.follow_up_years_after_last_round,
+            "schedule_spread_days": p.schedule_spread_days,
+        }
 
     # ---------------------------------------------------------------- outcomes
     @abstractmethod

@@ -10,7 +10,6 @@ capacity. Screening continues every ``interval_years`` (two by default).
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from sandbox.programmes.base import (
     Read,
     WorkupOutcome,
     diagnosis_modes,
+    source_digest,
 )
 from sandbox.programmes.breast_mammo import metrics as breast_metrics
 from sandbox.programmes.breast_mammo.benign import sample_benign
@@ -424,23 +424,14 @@ class BreastMammo(Programme):
         return candidate_kind(image.person_id, loc, shows, (INVASIVE_KEY, DCIS_KEY))
 
     def renderer_version(self) -> str:
-        h = hashlib.sha256()
-        for name in _RENDERER_FILES:
-            h.update((Path(__file__).parent / name).read_bytes())
-        return "breast_mammo_patch:" + h.hexdigest()[:16]
+        return source_digest("breast_mammo_patch", Path(__file__).parent, _RENDERER_FILES)
 
     def image_relevant(self) -> dict[str, Any]:
-        p = self.scenario.programme
+        previous = self.scenario.programme.previous_screen
         return {
             "cohort": self.scenario.cohort,
             "disease": self.scenario.disease,
-            "schedule": {
-                "rounds": p.rounds,
-                "interval_years": p.interval_years,
-                "follow_up_years_after_last_round": p.follow_up_years_after_last_round,
-                "schedule_spread_days": p.schedule_spread_days,
-                "previous_screen": p.previous_screen,
-            },
+            "schedule": {**self.schedule_relevant(), "previous_screen": previous},
         }
 
     # ---------------------------------------------------------------- outcomes

@@ -10,7 +10,6 @@ biopsy) examines the suspicious findings; an AI device reads a rendered CT patch
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import polars as pl
 from sandbox.agents.readers import Reader
 from sandbox.config import Scanner, Scenario
 from sandbox.programmes.base import Cohort as CohortProtocol
-from sandbox.programmes.base import PersonEvent, Programme, Read, WorkupOutcome
+from sandbox.programmes.base import PersonEvent, Programme, Read, WorkupOutcome, source_digest
 from sandbox.programmes.lung_ldct import metrics as lung_metrics
 from sandbox.programmes.lung_ldct.config import STAGES, Cohort, Disease, LungProgrammeConfig
 from sandbox.programmes.lung_ldct.disease.history import LungCohort, concat_cohorts, sample_history
@@ -363,17 +362,10 @@ class LungLDCT(Programme):
         return renderer_version()
 
     def image_relevant(self) -> dict[str, Any]:
-        p = self.scenario.programme
         return {
             "cohort": self.scenario.cohort,
             "disease": self.scenario.disease,
-            # entry days and follow-up shape what is in the lungs on a given programme day
-            "schedule": {
-                "rounds": p.rounds,
-                "interval_years": p.interval_years,
-                "follow_up_years_after_last_round": p.follow_up_years_after_last_round,
-                "schedule_spread_days": p.schedule_spread_days,
-            },
+            "schedule": self.schedule_relevant(),
         }
 
     # ---------------------------------------------------------------- outcomes
@@ -432,8 +424,4 @@ def render_images(images: Sequence[ExamImage], seed: int, size: int, device: str
 
 def renderer_version() -> str:
     """Digest of the renderer's source (its code and its parameters)."""
-    root = Path(__file__).parent
-    h = hashlib.sha256()
-    for name in _RENDERER_FILES:
-        h.update((root / name).read_bytes())
-    return "lung_ct_patch:" + h.hexdigest()[:16]
+    return source_digest("lung_ct_patch", Path(__file__).parent, _RENDERER_FILES)
