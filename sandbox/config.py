@@ -154,8 +154,22 @@ class Policy:
     # the screening test: "ct" (each site's scanner) or "cxr" (a chest radiograph, as in
     # NLST's comparator arm); the programme says what each shows
     modality: str = field(default="ct", metadata={"choices": ("ct", "cxr")})
+    # AI roles: readers are shown the AI's marks on exams scoring at or above ``marks``
+    # (conspicuity x (1 + concurrent_gain)), as MASAI showed CAD marks for scores 8-10
+    marks: OperatingPoint | None = None
+    # AI roles: exams scoring at or above ``recall_top`` are flagged high risk and recalled
+    # unless the readers judge the flag obviously false (MASAI: the top 1% of scores)
+    recall_top: OperatingPoint | None = None
 
     def check(self, path: str) -> None:
+        for key in ("marks", "recall_top"):
+            if getattr(self, key) is not None and self.role in ("none", "concurrent"):
+                fail(
+                    f"{path}.{key}" if path else f"policy.{key}",
+                    f"role {self.role!r} has no AI marks or flags of its own to add"
+                    if self.role == "concurrent"
+                    else f"role {self.role!r}: marks and high-risk flags need an AI role",
+                )
         if not NAME.fullmatch(self.name):
             fail(
                 f"{path}.name" if path else "policy.name",

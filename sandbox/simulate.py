@@ -50,6 +50,11 @@ def check_policy(cfg: RunConfig, threshold: float | None = None) -> None:
     for i, site in enumerate(cfg.scenario.sites):
         policy.check_site(site, i)
         programme.exam_scanner(site.scanner, cfg.policy.modality)
+    if cfg.policy.recall_top is not None and not programme.has_high_risk_recall:
+        raise SandboxInputError(
+            f"config key 'policy.recall_top': programme '{programme.name}' has no rule for "
+            "recalling exams the AI flags high risk"
+        )
     for j, c in enumerate(cfg.drift.staffing_changes):
         i = next(i for i, s in enumerate(cfg.scenario.sites) if s.name == c.site)
         for day, team, _ in cfg.staffing_changes(c.site):

@@ -242,6 +242,12 @@ def check_screens(cfg: RunConfig) -> None:
             f"policy '{cfg.policy.name}' screens with {cfg.policy.modality}: a what-if asks about "
             "AI roles, and AI devices read CT"
         )
+    if cfg.policy.marks is not None or cfg.policy.recall_top is not None:
+        raise SandboxInputError(
+            f"policy '{cfg.policy.name}' has AI marks or a high-risk recall point: the what-if "
+            "replay reads each screen for one AI call (positive or negative); run it with "
+            "sandbox run"
+        )
     if (
         cfg.drift.scanner_changes
         or cfg.drift.device_changes

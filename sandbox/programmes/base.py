@@ -245,6 +245,13 @@ class Programme(ABC):
     def consensus(self, exam: Exam, positive: Read, negative: Read, review: Read) -> Read:
         """The report two discordant readers agree on, after ``negative``'s reader reviews."""
 
+    has_high_risk_recall: ClassVar[bool] = False  # a policy's ``recall_top`` works here
+
+    def high_risk_recall(self, exam: Exam, reads: list[Read]) -> Read | None:
+        """The recall of a negatively reported exam the AI flagged high risk (a policy's
+        ``recall_top``), or None when the readers judge the flag obviously false."""
+        raise NotImplementedError(f"programme '{self.name}' has no high-risk recall rule")
+
     @abstractmethod
     def manage(self, exam: Exam, final: Read) -> str:
         """What follows the report: ``next_round``, a follow-up kind, or ``workup``."""

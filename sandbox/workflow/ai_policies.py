@@ -15,6 +15,14 @@ a positive call. The AI sees only the rendered image; readers see only what the 
   negative (readers relax on a negative AI; Dratsch et al., Radiology 2023).
 * safety_net: after a negative human report, an AI-positive exam gets a second look by another
   radiologist with the AI's mark (conspicuity doubled); a positive second look stands.
+
+Two options add to any role but ``concurrent`` (MASAI's trial arm uses both with triage):
+
+* ``marks``: exams scoring at or above this second operating point are read with the AI's marks
+  on screen, every read's conspicuity times ``1 + concurrent_gain``;
+* ``recall_top``: exams scoring at or above it are flagged high risk: a negative report is
+  turned into a recall unless the readers judge the flag obviously false, which the programme
+  decides from what they saw (:meth:`~sandbox.programmes.base.Programme.high_risk_recall`).
 """
 
 from __future__ import annotations
@@ -53,13 +61,26 @@ class AIRole(ReadingPolicy):
 
     def decide_screen(self, service: ReadingService, exam: Any) -> Generator[Any, Any, Decision]:
         score = yield service.ai_score(exam)
-        decision = yield from self.with_score(service, exam, score, self.positive(score))
+        cfg = self.config
+        marked = cfg.marks is not None and score >= service.ai_cutoff(exam, cfg.marks)
+        boost = 1.0 + cfg.concurrent_gain if marked else 1.0
+        decision = yield from self.with_score(service, exam, score, self.positive(score), boost)
+        if (
+            cfg.recall_top is not None
+            and not decision.final.positive
+            and score >= service.ai_cutoff(exam, cfg.recall_top)
+        ):
+            flagged = service.programme.high_risk_recall(exam, decision.reads)
+            if flagged is not None:
+                decision = Decision(flagged, decision.reads, decision.arbitrated)
         decision.ai_score, decision.ai_positive = score, self.positive(score)
         return decision
 
     def with_score(
-        self, service: ReadingService, exam: Any, score: float, ai_pos: bool
+        self, service: ReadingService, exam: Any, score: float, ai_pos: bool, boost: float = 1.0
     ) -> Generator[Any, Any, Decision]:
+        """The reads of an exam the AI scored ``score`` (``ai_pos``: at the operating point);
+        ``boost`` multiplies conspicuity for every read (the AI's marks, where shown)."""
         raise NotImplementedError
 
 
@@ -70,11 +91,11 @@ class SecondReader(AIRole):
     def min_readers(self) -> int:  # type: ignore[override]
         return 2
 
-    def with_score(self, service, exam, score, ai_pos):
-        r1 = yield service.read(exam, 0)
+    def with_score(self, service, exam, score, ai_pos, boost=1.0):
+        r1 = yield service.read(exam, 0, boost=boost)
         if r1.positive == ai_pos:
             return Decision(r1, [r1])
-        r3 = yield service.read(exam, 2)
+        r3 = yield service.read(exam, 2, boost=boost)
         return Decision(r3, [r1, r3], arbitrated=True)
 
 
@@ -90,24 +111,24 @@ class Triage(AIRole):
     def min_readers(self) -> int:  # type: ignore[override]
         return self.double.min_readers
 
-    def with_score(self, service, exam, score, ai_pos):
+    def with_score(self, service, exam, score, ai_pos, boost=1.0):
         chosen = self.double if ai_pos else self.single
-        return (yield from chosen.decide_screen(service, exam))
+        return (yield from chosen.decide_screen(service, exam, boost))
 
 
 class RuleOut(AIRole):
     """AI-negative exams are reported normal without a human read, except the audit fraction."""
 
-    def with_score(self, service, exam, score, ai_pos):
+    def with_score(self, service, exam, score, ai_pos, boost=1.0):
         if not ai_pos and exam.u("ai.audit") >= self.config.audit_fraction:
             return Decision(service.programme.normal_report(), [], autonomous=True)
-        return (yield from self.base.decide_screen(service, exam))
+        return (yield from self.base.decide_screen(service, exam, boost))
 
 
 class Concurrent(AIRole):
     """Readers read with the AI output on screen: gain where it is positive, bias where not."""
 
-    def with_score(self, service, exam, score, ai_pos):
+    def with_score(self, service, exam, score, ai_pos, boost=1.0):
         boost = 1.0 + self.config.concurrent_gain if ai_pos else 1.0 - self.config.automation_bias
         return (yield from self.base.decide_screen(service, exam, boost))
 
@@ -120,11 +141,11 @@ class SafetyNet(AIRole):
         # the second look is by a radiologist who has not read the exam yet
         return self.base.min_readers + 1
 
-    def with_score(self, service, exam, score, ai_pos):
-        decision = yield from self.base.decide_screen(service, exam)
+    def with_score(self, service, exam, score, ai_pos, boost=1.0):
+        decision = yield from self.base.decide_screen(service, exam, boost)
         if decision.final.positive or not ai_pos:
             return decision
-        look = yield service.read(exam, 3, boost=2.0)
+        look = yield service.read(exam, 3, boost=2.0 * boost)
         reads = [*decision.reads, look]
         if look.positive:
             return Decision(look, reads, arbitrated=True)

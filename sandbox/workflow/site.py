@@ -289,6 +289,11 @@ class SiteModel:
         pending.append((exam, event))
         return event
 
+    def ai_cutoff(self, exam: Exam, point: Any) -> float:
+        """The score cut-off of operating point ``point`` on the device that reads ``exam``."""
+        device = self.policy.versions[exam.policy_version].policy.device or self.ai
+        return device.cutoff(point)
+
     def _ai_flush(self, device: Any) -> Generator[Any, Any, None]:
         yield self.env.timeout(AI_BATCH_DELAY_DAYS)
         pending = self._ai_pending.pop(device)

@@ -10,6 +10,7 @@ capacity. Screening continues every ``interval_years`` (two by default).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ from sandbox.programmes.breast_mammo.reading import (
     CATEGORIES,
     DCIS_KEY,
     INVASIVE_KEY,
+    KINDS,
+    SPURIOUS_KEY,
     Finding,
     Prior,
     categorise,
@@ -348,6 +351,26 @@ class BreastMammo(Programme):
         kept = consensus(positive, negative, review, keep, exam.u("breast.consensus"))
         cat, pos, top, sus = categorise(kept)
         return Read(positive.reader_id, 3, kept, cat, pos, review.minutes, top, sus)
+
+    has_high_risk_recall: ClassVar[bool] = True
+
+    def high_risk_recall(self, exam: Any, reads: list[Read]) -> Read | None:
+        """MASAI's rule for the exams the AI scores in its top 1%: recalled unless the readers
+        judge the flag obviously false positive. They do when nothing any of them saw is there
+        to act on: no finding was detected (the AI marks tissue), or what they saw is a benign
+        finding unchanged since the earlier mammogram. Anything else they saw is recalled."""
+        kept, keys = [], set()
+        for r in reads:
+            for f in r.findings:
+                stable = KINDS[f.kind] not in ("invasive", "dcis") and f.key in exam.prior.seen
+                if f.key == SPURIOUS_KEY or stable or f.key in keys:
+                    continue
+                keys.add(f.key)
+                kept.append(dataclasses.replace(f, suspicious=True))
+        if not kept:
+            return None
+        cat, pos, top, sus = categorise(kept)
+        return Read(reads[0].reader_id, 3, kept, cat, pos, 0.0, top, sus)
 
     def manage(self, exam: Any, final: Read) -> str:
         return "workup" if final.positive else "next_round"

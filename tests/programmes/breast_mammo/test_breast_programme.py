@@ -184,3 +184,37 @@ def test_a_breast_run_folder_is_refused_by_the_price_lists_in_one_line(tmp_path)
     assert main([*argv, f"runtime.out_dir={tmp_path}", "runtime.run_name=b"]) == 0
     with pytest.raises(SandboxInputError, match="'breast_mammo' has no cost model yet"):
         price_folders([str(tmp_path / "b")], "us_payer")
+
+
+def test_a_high_risk_flag_recalls_what_the_readers_saw_unless_obviously_false(load_config):
+    cfg, _, _ = load_config(*BREAST)
+    programme = programme_for(cfg.scenario)
+    cancer = Finding(INVASIVE_KEY, 0, 9.0, 7.0)
+    cyst = Finding(2, KINDS.index("cyst"), 12.0, 9.0)
+    spur = Finding(SPURIOUS_KEY, len(KINDS) - 1, 8.0, 0.0, True)
+
+    class Flagged:
+        prior = Prior(True, {2, INVASIVE_KEY})
+
+    # what the readers saw and did not act on is recalled, a cancer seen before too
+    recall = programme.high_risk_recall(Flagged, [Read(1, 0, [cancer], 1, False, 1.0)])
+    assert recall.positive and recall.suspicious == {INVASIVE_KEY}
+    # a benign finding unchanged since the earlier mammogram, or nothing: obviously false
+    assert programme.high_risk_recall(Flagged, [Read(1, 0, [cyst], 1, False, 1.0)]) is None
+    assert programme.high_risk_recall(Flagged, [Read(1, 0, [spur], 0, False, 1.0)]) is None
+    assert programme.high_risk_recall(Flagged, [Read(1, 0, [], 0, False, 1.0)]) is None
+    Flagged.prior = Prior(True, set())  # a new benign finding: recalled under the flag
+    assert programme.high_risk_recall(Flagged, [Read(1, 0, [cyst], 1, False, 1.0)]).positive
+
+
+def test_marks_and_flags_need_a_programme_and_role_that_have_them(load_config):
+    from sandbox.runners.local import simulate
+
+    point = "{mode: absolute, value: 0.9}"
+    with pytest.raises(SandboxInputError, match="policy.marks") as e:
+        load_config(*BREAST, "policy=ai_concurrent", f"+policy.marks={point}")
+    assert "\n" not in str(e.value)
+    cfg, profiles, _ = load_config("policy=ai_triage", f"+policy.recall_top={point}")
+    with pytest.raises(SandboxInputError, match="'policy.recall_top': programme 'lung_ldct'") as e:
+        simulate(cfg, profiles, progress=False)
+    assert "\n" not in str(e.value)

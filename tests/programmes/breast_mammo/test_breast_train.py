@@ -81,3 +81,39 @@ def test_a_breast_recipe_refuses_a_ct_scanner_in_one_line(trained, capsys):
     )
     err = capsys.readouterr().err
     assert code != 0 and "modality: mammo" in err
+
+
+def _masai(run_sim, folder, *extra):
+    res = run_sim(
+        "scenario=breast_masai",
+        "policy=ai_triage_masai",
+        f"agent={folder}",
+        "cohort.size=3000",
+        "seed=4",
+        "runtime=quiet",
+        *extra,
+    )
+    return res.events.filter(pl.col("exam_kind") == "screen").sort("person_id")
+
+
+def _cut(folder, q: float) -> float:
+    val = json.loads((folder / "configs" / "validation.json").read_text())
+    return float(np.quantile(np.asarray(val["reference_scores"]), q))
+
+
+def test_masai_marks_and_flag_find_more_where_they_are_shown(trained, run_sim):
+    """Marks on the top 30% of scores and the flag on the top 1% (tests/workflow has the exact
+    rule): more of the exams they touch are recalled than without them, on the same women. A
+    changed report elsewhere can only come from who reads what when (consensus discussions
+    take readers' time), so it is rare."""
+    folder, _, _ = trained
+    plain = _masai(run_sim, folder, "~policy.marks", "~policy.recall_top")
+    marked = _masai(run_sim, folder, "~policy.recall_top")
+    flagged = _masai(run_sim, folder)
+    assert plain["ai_score"].equals(flagged["ai_score"])
+    for q, a, b in ((0.7, plain, marked), (0.99, marked, flagged)):
+        shown = (a["ai_score"] >= _cut(folder, q)).to_numpy()
+        assert 0 < shown.sum() < (0.4 if q == 0.7 else 0.05) * len(shown)
+        assert b.filter(shown)["positive"].sum() > a.filter(shown)["positive"].sum()
+        changed = (a.filter(~shown)["positive"] != b.filter(~shown)["positive"]).sum()
+        assert changed <= 0.002 * (~shown).sum()
