@@ -136,6 +136,20 @@ def default_choice(group: str) -> str | None:
     return None
 
 
+def scenario_agent(scenario: str) -> str:
+    """The AI device a run of ``scenario`` uses unless told otherwise (its ``agent:``, else
+    conf/config.yaml's)."""
+    from sandbox.compose import load
+
+    return load([f"scenario={scenario}", "runtime=quiet"])[0].agent
+
+
+def device_index(devices: list[str], scenario: str) -> int:
+    """Where ``scenario``'s own device is among ``devices`` (0 when it is not there)."""
+    agent = scenario_agent(scenario)
+    return devices.index(agent) if agent in devices else 0
+
+
 def device_names() -> list[str]:
     """The AI device folders under agents/ (the only devices the app loads)."""
     from sandbox.compose import project_root

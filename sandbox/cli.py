@@ -1080,6 +1080,8 @@ def _validate_arm(trial: str, args: argparse.Namespace):
 
     head, targets = load_targets(trial)
     overrides = [f"scenario={head['scenario']}", f"policy={head['policy']}", f"seed={args.seed}"]
+    if head.get("agent") and not any(o.startswith("agent=") for o in args.overrides):
+        overrides.append(f"agent={head['agent']}")  # the arm's AI device, unless one is given
     if args.size:
         overrides.append(f"cohort.size={args.size}")
     cfg, profiles, _ = load(overrides + list(args.overrides))
@@ -2190,8 +2192,9 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="simulated vs published trial table, pass/fail per row")
     v.add_argument(
         "trial",
-        help="nlst, nlst-cea (Black et al. 2014, the NLST cost-effectiveness analysis) or "
-        "masai_control (the MASAI trial's double-reading arm)",
+        help="nlst, nlst-cea (Black et al. 2014, the NLST cost-effectiveness analysis), masai "
+        "(the MASAI trial's AI-supported arm beside its double-reading arm) or masai_control "
+        "(the double-reading arm alone)",
     )
     v.add_argument("--size", type=int, default=0, help="cohort size (default: the trial's)")
     v.add_argument(

@@ -35,6 +35,11 @@ def test_every_scenario_and_policy_composes_and_validates(scenario, policy):
         with pytest.raises(SandboxInputError, match="'policy.modality'.*no cxr screening"):
             check_policy(cfg)
         return
+    if cfg.scenario.programme.name != "breast_mammo" and cfg.policy.recall_top is not None:
+        # a high-risk recall rule is the breast programme's (MASAI's): one line elsewhere
+        with pytest.raises(SandboxInputError, match="'policy.recall_top'.*no rule"):
+            check_policy(cfg)
+        return
     check_policy(cfg)  # every site is staffed for the policy
     assert {n for s in cfg.scenario.sites for n in s.readers} <= set(profiles)
     assert isinstance(cfg.seed, int)

@@ -7,7 +7,15 @@ from __future__ import annotations
 import jobs
 import polars as pl
 import streamlit as st
-from results import config_names, default_choice, device_names, listing, root, sweep_runs
+from results import (
+    config_names,
+    default_choice,
+    device_index,
+    device_names,
+    listing,
+    root,
+    sweep_runs,
+)
 
 from sandbox.errors import SandboxInputError
 
@@ -30,7 +38,13 @@ with st.expander("Start a run or a sweep", expanded=False):
     new_policies = c2.multiselect(
         "policies (several: a sweep)", policies, default=["soc_double_read"], key="new_policies"
     )
-    device = c3.selectbox("AI device (AI policies)", device_names(), key="new_device")
+    devices = device_names()
+    device = c3.selectbox(
+        "AI device (AI policies)",
+        devices,
+        index=device_index(devices, scenario),
+        key=f"new_device_{scenario}",  # each scenario starts on its own device
+    )
     c4, c5, c6 = st.columns(3)
     first = int(c4.number_input("first seed", 0, 2**31, 1, key="new_seed"))
     seeds = int(c5.number_input("seeds", 1, 100, 1, key="new_seeds"))

@@ -16,7 +16,7 @@ import altair as alt
 import jobs
 import polars as pl
 import streamlit as st
-from results import config_names, definition, device_names, inside, root
+from results import config_names, definition, device_index, device_names, inside, root
 
 from sandbox import whatif
 from sandbox.compose import load
@@ -79,7 +79,8 @@ policy = c2.selectbox(
 device = c0.selectbox(
     "AI device",
     devices,
-    key="device",
+    index=device_index(devices, scenario),
+    key=f"device_{scenario}",  # each scenario starts on its own device
     help="a device folder under agents/ (the app loads no model from anywhere else)",
 )
 seed = int(c3.number_input("seed", min_value=0, max_value=2**31, value=7, step=1, key="seed"))

@@ -270,6 +270,30 @@ SCREEN_METRICS = [
         "ai_and_human",
     ),
     _m(
+        "ai_flagged_share_of_screen_detected",
+        "proportion",
+        "screen-detected cancers whose screen the AI scored at or above its operating point / "
+        "screen-detected cancers on screens the AI scored (MASAI's triage point is score 10)",
+        "ai_positive_screen_detected",
+        "ai_screen_detected",
+    ),
+    _m(
+        "ai_flagged_share_of_interval",
+        "proportion",
+        "interval cancers whose negative screen the AI had scored at or above its operating "
+        "point / interval cancers after screens the AI scored",
+        "ai_positive_interval",
+        "ai_interval",
+    ),
+    _m(
+        "screen_readings",
+        "count",
+        "independent readings of screens by radiologists, not counting arbitration, consensus "
+        "reviews or second looks (a trial's screen-reading workload)",
+        "screen_readings",
+        better="lower",
+    ),
+    _m(
         "screen_reads_saved",
         "sum",
         "reads saved on screens against independent double reading of every screen (2 per screen minus human reads; arbitration counted)",
@@ -548,6 +572,19 @@ def _aggregations(programme: Any) -> dict[str, list[pl.Expr]]:
         (pl.col("ai_positive").is_not_null() & pl.col("human_positive").is_not_null())
         .sum()
         .alias("ai_and_human"),
+        (pl.col("ai_score").is_not_null() & pl.col("screen_detected"))
+        .sum()
+        .alias("ai_screen_detected"),
+        (pl.col("ai_positive").fill_null(False) & pl.col("screen_detected"))
+        .sum()
+        .alias("ai_positive_screen_detected"),
+        (pl.col("ai_score").is_not_null() & pl.col("interval")).sum().alias("ai_interval"),
+        (pl.col("ai_positive").fill_null(False) & pl.col("interval"))
+        .sum()
+        .alias("ai_positive_interval"),
+        (pl.col("n_reads").cast(pl.Int64) - pl.col("arbitrated").cast(pl.Int64))
+        .sum()
+        .alias("screen_readings"),
         (2 - pl.col("n_reads").cast(pl.Int64)).sum().alias("reads_saved"),
         ((2 - pl.col("n_reads").cast(pl.Int64)) ** 2).sum().alias("reads_saved_sq"),
         pl.len().alias("_n"),

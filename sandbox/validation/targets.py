@@ -34,6 +34,7 @@ TARGETS = {
     "nlst": _DIR / "nlst_ldct.yaml",
     "nlst_cxr": _DIR / "nlst_cxr.yaml",
     "masai_control": _DIR / "masai_control.yaml",
+    "masai": _DIR / "masai.yaml",
 }
 Z_PASS = 1.96
 
@@ -168,10 +169,12 @@ def relative_reduction(
     ci95,
     kind: str = "reduction",
 ) -> dict:
-    """1 - rate_a / rate_b of a per-person-year ``metric`` (a: the screening arm, b: its
+    """1 - rate_a / rate_b of a rate ``metric`` (per person-year or per 1,000; a: the screening arm, b: its
     comparator), with the Poisson 95% interval of the rate ratio, and z against the published
     reduction (its standard error on the log scale taken from the published interval).
-    ``kind="ratio"``: the same comparison stated as the rate ratio rate_a / rate_b."""
+    ``kind="ratio"``: the same comparison stated as the rate ratio rate_a / rate_b;
+    ``kind="count_reduction"``: 1 - count_a / count_b of a count ``metric`` (two arms of the
+    same size), each count its own Poisson events (MASAI's screen readings)."""
     if kind == "ratio":
         r = relative_reduction(
             metrics_a, metrics_b, metric, 1 - published, (1 - ci95[1], 1 - ci95[0])
@@ -187,7 +190,13 @@ def relative_reduction(
         )
         if not row.height:
             return math.nan, 0.0
-        scale = 1e5 if metric.endswith("_per_100k_person_years") else 1.0
+        if kind == "count_reduction":
+            return row["value"][0], row["value"][0]
+        scale = 1.0
+        if metric.endswith("_per_100k_person_years"):
+            scale = 1e5
+        elif metric.endswith("_per_1000"):
+            scale = 1e3
         return row["value"][0], row["value"][0] * row["n"][0] / scale
 
     ra, ea = rate_events(metrics_a)

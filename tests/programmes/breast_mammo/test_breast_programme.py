@@ -164,7 +164,9 @@ def test_bad_breast_keys_fail_in_one_line(load_config, override, names):
 def test_a_lung_device_on_the_breast_programme_says_why_it_cannot_read(load_config):
     from sandbox.runners.local import simulate
 
-    cfg, profiles, _ = load_config("scenario=breast_masai", "policy=ai_triage", "cohort.size=500")
+    cfg, profiles, _ = load_config(
+        "scenario=breast_masai", "policy=ai_triage", "agent=lung_nodule_cnn", "cohort.size=500"
+    )
     with pytest.raises(SandboxInputError, match="renders 2-D images in mammo_relative") as e:
         simulate(cfg, profiles, progress=False)
     assert "input is 3-D in HU" in str(e.value) and "\n" not in str(e.value)

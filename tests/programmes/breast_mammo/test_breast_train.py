@@ -13,6 +13,10 @@ import pytest
 
 from sandbox.agents.bundle import file_digest, load_bundle
 from sandbox.cli import main
+from sandbox.compose import project_root
+from sandbox.config import Scanner
+
+SHIPPED = project_root() / "agents" / "breast_mammo_cnn"
 
 SMALL = ["train", "agent=breast_mammo_cnn", "people=4000", "epochs=1", "store=cache", "size=32"]
 
@@ -42,6 +46,80 @@ def test_the_trained_folder_is_a_2d_mammogram_device_with_a_1_to_10_scale(traine
     card = (folder / "docs" / "README.md").read_text()
     assert "Held-out performance" in card and "density d" in card
     assert meta["training_data"]["command"] == "sandbox train " + " ".join(SMALL[1:])
+
+
+def run_path_scores(model, people: int, seed: int):
+    """Exam scores of the held-out card exams of a draw of ``people`` women at ``seed``, through
+    the run's own path (the programme's images and renderer, ``DeviceScorer``): (scores, whether
+    the exam shows a cancer, the uniform screening sample, the exams' table)."""
+    import dataclasses
+
+    from sandbox.agents.inference import DeviceScorer, ScoreCache
+    from sandbox.compose import load
+    from sandbox.programmes.breast_mammo.programme import BreastMammo
+    from sandbox.programmes.breast_mammo.train import evaluation_exams, screening_exams
+    from sandbox.programmes.lung_ldct.train import held_out
+    from sandbox.rng import Streams
+
+    meta = model.metadata
+    scanners = [Scanner(**p) for p in meta["training_data"]["scanner_parameters"]]
+    cfg, _, _ = load(["scenario=breast_masai", "runtime=quiet"])
+    scn = dataclasses.replace(
+        cfg.scenario, cohort=dataclasses.replace(cfg.scenario.cohort, size=people)
+    )
+    programme = BreastMammo(scn)
+    streams = Streams(seed)
+    exams, cases = screening_exams(programme, programme.sample_cohort(streams), scanners, streams)
+    test = held_out(exams["person_id"], streams)
+    chosen, uniform = evaluation_exams(exams, test, streams)
+    image = {}
+    for (img, _), e in zip(cases.pairs, cases.exam, strict=True):
+        image.setdefault(int(e), img)
+    scorer = DeviceScorer(model, ScoreCache(model.digest, "t"), seed, 256, render=programme.render)
+    scores = scorer.scores([image[int(e)] for e in chosen])
+    return (
+        scores,
+        exams["cancer"][chosen],
+        uniform[chosen],
+        {k: v[chosen] for k, v in exams.items()},
+    )
+
+
+def test_a_run_scores_the_card_exams_as_training_did(trained):
+    """The run's path (candidates by ``image_of``, the renderer, window, network, sigmoid, max
+    over candidates) gives the scores training measured its card on."""
+    folder, _, _ = trained
+    model = load_bundle(folder)
+    scores, cancer, uniform, _ = run_path_scores(model, 4000, 2026)
+    val = json.loads((folder / "configs" / "validation.json").read_text())
+    np.testing.assert_array_equal(cancer.astype(int), val["labels"])
+    np.testing.assert_allclose(scores, val["scores"], atol=1e-5)
+    np.testing.assert_allclose(scores[uniform], val["reference_scores"], atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (SHIPPED / "configs" / "metadata.json").is_file(), reason="agents/breast_mammo_cnn absent"
+)
+def test_shipped_breast_device_auc_on_fresh_women_matches_its_card():
+    """Fresh women (another seed), read through the run's own path: the exam-level AUC for the
+    cancers an exam shows, and for those a typical reader sees at least half the time
+    (conspicuity at or above the reader profile's c50), is the card's within 0.03."""
+    from sandbox.programmes.breast_mammo.train import READER_C50
+    from sandbox.programmes.lung_ldct.train import auc
+
+    model = load_bundle(SHIPPED)
+    card = model.metadata["performance"]["held_out"]
+    seed = int(model.metadata["training_data"]["seed"]) + 1000
+    scores, cancer, uniform, exams = run_path_scores(model, 60000, seed)
+    neg = uniform & ~cancer  # the card's negatives: screens showing no cancer
+    assert cancer.sum() >= 300
+    fresh = auc(scores[cancer | neg], cancer[cancer | neg])
+    assert abs(fresh - card["overall"]["auc"]) <= 0.03, (fresh, card["overall"]["auc"])
+    seen = cancer & (exams["conspicuity"] >= READER_C50)
+    fresh_seen = auc(scores[seen | neg], seen[seen | neg])
+    on_card = card["by_conspicuity"]["reader_c50_and_over"]["auc"]
+    assert abs(fresh_seen - on_card) <= 0.03, (fresh_seen, on_card)
 
 
 def test_the_same_command_gives_the_same_weights(trained, tmp_path):
