@@ -18,8 +18,13 @@ from sandbox.simulate import build_cohort, outcomes, simulate_sites
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "conf" / "policy"
 # the toy screens with its own test only (no radiograph); no_screening has its own test below
+# every screening policy the toy can read (a high-risk recall flag is a programme's own rule,
+# which the toy does not have)
 POLICIES = sorted(
-    p.stem for p in POLICY_DIR.glob("*.yaml") if p.stem not in ("no_screening", "cxr_single_read")
+    p.stem
+    for p in POLICY_DIR.glob("*.yaml")
+    if p.stem not in ("no_screening", "cxr_single_read")
+    and "recall_top" not in yaml.safe_load(p.read_text())
 )
 
 

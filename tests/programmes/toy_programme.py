@@ -263,6 +263,10 @@ class ToyDevice:
             out[i] = 1.0 / (1.0 + math.exp(-(im.size_mm - 3.0))) * 0.8 + 0.2 * jitter
         return out
 
+    def cutoff(self, point) -> float:
+        """An operating point's cut-off: its value (the toy's scores spread over [0, 1])."""
+        return point.value if point.mode in ("absolute", "percentile") else 0.5
+
     def read(self, images) -> ExamReads:
         """One candidate per image: the whole image."""
         n = len(images)
