@@ -8,6 +8,7 @@ listed as broken, with the reason, and everything else keeps working.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -136,9 +137,10 @@ def default_choice(group: str) -> str | None:
     return None
 
 
+@functools.cache
 def scenario_agent(scenario: str) -> str:
     """The AI device a run of ``scenario`` uses unless told otherwise (its ``agent:``, else
-    conf/config.yaml's)."""
+    conf/config.yaml's); composed once per scenario, not at every rerun of a page."""
     from sandbox.compose import load
 
     return load([f"scenario={scenario}", "runtime=quiet"])[0].agent

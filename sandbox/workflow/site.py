@@ -276,12 +276,15 @@ class SiteModel:
             return self.scanner
         return self._scanners[bisect.bisect_right(self._scanner_from, day)]
 
-    def ai_score(self, exam: Exam) -> simpy.Event:
-        """The AI's score of ``exam``'s image; exams scanned together are scored as one batch."""
+    def _device_of(self, exam: Exam) -> Any:
+        """The device of the policy version that reads ``exam`` (a device update's, or the run's)."""
         if self.ai is None:
             raise RuntimeError("this policy needs an AI device, and none was loaded")
-        # the device of the policy version that reads the exam (a device update's, or the run's)
-        device = self.policy.versions[exam.policy_version].policy.device or self.ai
+        return self.policy.versions[exam.policy_version].policy.device or self.ai
+
+    def ai_score(self, exam: Exam) -> simpy.Event:
+        """The AI's score of ``exam``'s image; exams scanned together are scored as one batch."""
+        device = self._device_of(exam)
         event = self.env.event()
         pending = self._ai_pending.setdefault(device, [])
         if not pending:
@@ -291,8 +294,7 @@ class SiteModel:
 
     def ai_cutoff(self, exam: Exam, point: Any) -> float:
         """The score cut-off of operating point ``point`` on the device that reads ``exam``."""
-        device = self.policy.versions[exam.policy_version].policy.device or self.ai
-        return device.cutoff(point)
+        return self._device_of(exam).cutoff(point)
 
     def _ai_flush(self, device: Any) -> Generator[Any, Any, None]:
         yield self.env.timeout(AI_BATCH_DELAY_DAYS)
