@@ -1632,7 +1632,7 @@ def _train_breast(agent: str, recipe: TrainRecipe, recipe_path: Path, cfg, opts:
 def cmd_economics(args: argparse.Namespace) -> int:
     from sandbox.comparison import expand
     from sandbox.economics.report import (
-        BY,
+        by_choices,
         economics_tables,
         parse_wtp,
         price_folders,
@@ -1640,8 +1640,6 @@ def cmd_economics(args: argparse.Namespace) -> int:
     )
 
     wtp = parse_wtp(args.wtp)
-    if args.by is not None and args.by not in BY:
-        raise SandboxInputError(f"--by {args.by}: choose one of {', '.join(BY)}")
     if not 100 <= args.replicates <= 100_000:
         raise SandboxInputError(f"--replicates {args.replicates}: must be 100-100000")
     out = Path(args.out) if args.out else None
@@ -1653,6 +1651,9 @@ def cmd_economics(args: argparse.Namespace) -> int:
     if len(folders) < 1:
         raise SandboxInputError("economics: give one or more run folders")
     priced, econ = price_folders([str(f) for f in folders], args.economics)
+    if args.by is not None and args.by not in by_choices(priced[0].programme):
+        choices = ", ".join(by_choices(priced[0].programme))
+        raise SandboxInputError(f"--by {args.by}: choose one of {choices}")
     icers, nmb, paired = economics_tables(priced, args.effect, wtp, args.replicates)
     unit = "QALYs" if args.effect == "qalys" else "life-years"
     cur = econ.currency
@@ -2256,7 +2257,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("runs", nargs="+", help="run folders (or glob patterns), one per strategy")
     e.add_argument(
         "--economics",
-        help="price list: a preset (us_payer, nice) or a YAML file; default: the runs' own",
+        help="price list: a preset (us_payer, nice; sweden_breast for breast runs) or a YAML "
+        "file; default: the runs' own",
     )
     e.add_argument(
         "--wtp",
@@ -2267,7 +2269,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--replicates", type=int, default=1000, help="bootstrap replicates")
     e.add_argument(
         "--by",
-        help="also tabulate within each subgroup or site: sex, race, age_band or site",
+        help="also tabulate within each subgroup of the runs' programme or site (lung: sex, "
+        "race, age_band, smoking; breast: age_band, density, family_history; site)",
     )
     e.add_argument(
         "--out",

@@ -481,15 +481,17 @@ def run_config(data: Mapping[str, Any], scenario_name: str) -> RunConfig:
             fail(key, "is required")
         scenario[key] = build(cls, scenario[key], key)
     scn = build(Scenario, scenario, "")
-    from sandbox.economics.config import economics_config
+    from sandbox.economics.config import check_fits, economics_config
 
     econ = economics_config(data.pop("economics", None))
-    if econ is not None and econ.name != "none" and not kind.has_cost_model:
+    if econ is not None and not kind.has_cost_model:
         fail(
             "economics",
-            f"preset {econ.name!r} prices lung screening (LDCT, lung cancer care); programme "
-            f"'{kind.name}' has no cost model yet: run it with economics=none",
+            f"programme '{kind.name}' has no cost model yet (preset {econ.name!r}): run it "
+            "with economics=none",
         )
+    if econ is not None:
+        check_fits(econ, kind)
     drift = build(Drift, data.pop("drift", None) or {}, "drift")
     monitoring = build(Monitoring, data.pop("monitoring", None) or {}, "monitoring")
     rest = build(_Rest, data, "")

@@ -2,7 +2,9 @@
 
 Dataclass fields may carry ``metadata={"ge": .., "le": .., "gt": .., "lt": .., "choices": ..}``;
 unknown keys, missing keys, wrong types and out-of-range values raise
-:class:`~sandbox.errors.SandboxInputError` naming the dotted key and the bad value.
+:class:`~sandbox.errors.SandboxInputError` naming the dotted key and the bad value. A renamed
+field carries ``"alias": "<old name>"``: the old key is read as the field (configs and run
+folders written before the rename), and giving both is refused.
 """
 
 from __future__ import annotations
@@ -104,6 +106,15 @@ def build(cls: type[T], data: Any, path: str = "") -> T:
         _fail(path or cls.__name__, f"expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    aliases = {f.metadata["alias"]: name for name, f in fields.items() if "alias" in f.metadata}
+    if aliases.keys() & data.keys():
+        data = dict(data)
+        for old, name in aliases.items():
+            if old in data:
+                if name in data:
+                    where = f"{path}.{old}" if path else old
+                    _fail(where, f"is the old name of {name}; give one of them")
+                data[name] = data.pop(old)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{path}.{unknown[0]}" if path else unknown[0]

@@ -10,8 +10,15 @@ import polars as pl
 import streamlit as st
 from results import config_names, root, runs_or_stop
 
-from sandbox.economics.report import economics_tables, load_preset, price_folders
+from sandbox.economics.report import (
+    economics_tables,
+    load_preset,
+    presets_for,
+    price_folders,
+    run_programme,
+)
 from sandbox.errors import SandboxInputError
+from sandbox.runfolder import read_run
 
 st.title("Cost-effectiveness")
 st.caption(
@@ -32,7 +39,31 @@ for e in runs:
     worlds.setdefault((m.get("scenario"), m.get("seed")), []).append(e.name)
 default = max(worlds.values(), key=len)[:4]
 chosen = st.multiselect("strategies (run folders)", names, default=default, key="runs")
-presets = [n for n in config_names("economics") if n != "none"]
+
+
+@st.cache_data(max_entries=256)
+def programme_of(folder: str) -> str:
+    return run_programme(read_run(folder)["config"])
+
+
+@st.cache_data(max_entries=16)
+def price_lists(programme: str) -> list[str]:
+    return presets_for(programme)
+
+
+paths = tuple(str(next(e.path for e in runs if e.name == n)) for n in chosen)
+programmes = sorted({programme_of(p) for p in paths}) or sorted({programme_of(str(runs[0].path))})
+if len(programmes) > 1:
+    st.info(
+        f"The chosen runs are of several programmes ({', '.join(programmes)}); a price list "
+        "prices one. Choose runs of one programme."
+    )
+    st.stop()
+# only the price lists that price the runs' programme (a preset's `programme`)
+presets = [n for n in config_names("economics") if n in price_lists(programmes[0])]
+if not presets:
+    st.info(f"No price list in conf/economics prices programme {programmes[0]}.")
+    st.stop()
 left, mid, right = st.columns(3)
 preset = left.selectbox(
     "price list",
@@ -60,7 +91,6 @@ def tables(folders: tuple[str, ...], preset: str, effect: str, wtp: float):
     return icers, nmb, paired, econ.currency, econ.price_year, econ.description
 
 
-paths = tuple(str(next(e.path for e in runs if e.name == n)) for n in chosen)
 try:
     icers, nmb, paired, currency, year, about = tables(paths, preset, effect, float(wtp))
 except SandboxInputError as err:

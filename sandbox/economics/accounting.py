@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from sandbox.economics.config import STAGES, Costs, Economics, Utilities
+from sandbox.economics.config import Costs, Economics, Utilities
 from sandbox.errors import SandboxInputError
+from sandbox.programmes import programme_class
 
 YEAR = 365.25
 STEP_YEARS = 0.25  # QALY integration step (utilities change with age and disease phase)
@@ -100,11 +101,12 @@ class Exposures:
     ``items`` maps a cost item to its discounted quantity per person (exams, minutes, years of
     care, ...); ``cells`` holds discounted person-years per (age band, sex, disease state);
     ``cells_raw`` the same undiscounted; ``losses``/``losses_raw`` count the one-off QALY losses.
+    ``stages`` are the programme's (the disease states of the cells: :func:`states`).
     """
 
     person_id: np.ndarray
     items: dict[str, np.ndarray]
-    cells: np.ndarray  # [people, bands x 2 sexes x STATES]
+    cells: np.ndarray  # [people, bands x 2 sexes x states(stages)]
     cells_raw: np.ndarray
     losses: dict[str, np.ndarray]
     losses_raw: dict[str, np.ndarray]
@@ -113,22 +115,42 @@ class Exposures:
     band_ages: tuple[float, ...]
     modality: str
     societal: bool
+    stages: tuple[str, ...]
 
 
-# disease states of the QALY cells: each caps the age- and sex-specific norm
-STATES = (
-    "healthy",
-    *(f"first_{s}" for s in STAGES),
-    "later",
-    *(f"last_first_{s}" for s in STAGES),  # the last year before a lung-cancer death, in the first
-    "last_later",
-)
+def states(stages: tuple[str, ...]) -> tuple[str, ...]:
+    """The disease states of the QALY cells, for a programme's ``stages``: each caps the age-
+    and sex-specific norm. ``last_*``: the last year before a death from the cancer (in the
+    first year after diagnosis by stage, or later)."""
+    return (
+        "healthy",
+        *(f"first_{s}" for s in stages),
+        "later",
+        *(f"last_first_{s}" for s in stages),
+        "last_later",
+    )
+
+
+def screen_modality(policy_modality: str, site_modalities: list[str]) -> str:
+    """What a run's screening exams are priced as (a key of ``costs.screen``): the policy's
+    modality where it names a test of its own (``cxr``, a chest radiograph whatever the site
+    has), else the sites' scanners' (a policy's ``ct`` is each site's own system: ``ct`` on a
+    lung scenario, ``mammo`` on a breast one)."""
+    if policy_modality != "ct":
+        return policy_modality
+    kinds = sorted(set(site_modalities)) or ["ct"]
+    if len(kinds) > 1:
+        raise SandboxInputError(
+            f"economics: the sites screen with {' and '.join(kinds)}; a run is priced at one "
+            "screening price (costs.screen)"
+        )
+    return kinds[0]
 
 
 def trial_survivors(people: pl.DataFrame) -> pl.DataFrame:
     """``people`` as a within-trial analysis extrapolates them: whoever is alive and has had no
-    lung cancer diagnosis by ``end_day`` gets no lung cancer later and lives to their
-    other-cause death; everyone else keeps the model's lifetime."""
+    cancer diagnosis by ``end_day`` gets no cancer later and lives to their other-cause death;
+    everyone else keeps the model's lifetime."""
     _check_columns(people, ("end_day", "other_cause_death_day"), "people")
     dx = pl.col("lifetime_diagnosis_day")
     alive_at_end = pl.col("entry_day") + pl.col("lifetime_years") * YEAR > pl.col("end_day")
@@ -152,7 +174,10 @@ def exposures(
     people: pl.DataFrame, events: pl.DataFrame, econ: Economics, screen_modality: str
 ) -> Exposures:
     """Discounted quantities per person (``people``'s order) under ``econ``'s discount rates,
-    horizon, perspective, continuing-care length and utility age bands."""
+    horizon, perspective, continuing-care length and utility age bands; the stages and the
+    cancer death are those of the programme ``econ`` prices."""
+    programme = programme_class(econ.programme)
+    stages = programme.stages
     _check_columns(people, PEOPLE_NEEDS, "people")
     _check_columns(events, EVENTS_NEEDS, "events")
     if econ.extrapolation == "trial_survivors":
@@ -211,7 +236,7 @@ def exposures(
 
     items = {
         "screen": per_person(screen * d_exam),
-        "followup_ct": per_person(~screen * d_exam),
+        "followup_exams": per_person(~screen * d_exam),
         "reader_minutes": per_person(ev["reader_minutes"].fill_null(0.0).to_numpy() * d_exam),
         "ai_exams": per_person(scored * d_exam),
         "incidental_screens": per_person((screen & (screen_modality == "ct")) * d_exam),
@@ -238,11 +263,11 @@ def exposures(
     t_dx = ((people["lifetime_diagnosis_day"].fill_null(np.inf).to_numpy()) - entry) / YEAR
     t_death = people["lifetime_years"].to_numpy()
     stage = people["lifetime_stage"].fill_null("").to_numpy()
-    lc_death = (people["lifetime_death_cause"] == "lung_cancer").to_numpy()
+    cancer_death = (people["lifetime_death_cause"] == programme.cancer_death_cause).to_numpy()
     treated = np.isfinite(t_dx) & (t_dx < cost_horizon)
     short = t_death - t_dx < 1.0  # died within the year: the terminal phase covers it
     d_dx = np.where(treated & ~short, discount_at(np.where(treated, t_dx, 0.0), rc), 0.0)
-    for s in STAGES:
+    for s in stages:
         items[f"initial_{s}"] = d_dx * (stage == s)
     cont_end = np.minimum.reduce(
         [t_dx + 1.0 + costs.continuing_years, t_death - 1.0, np.full(n, cost_horizon)]
@@ -255,11 +280,13 @@ def exposures(
     t_term = np.maximum(t_death - 0.5, np.where(treated, t_dx, 0.0))
     dies = treated & (t_death < horizon) & (t_term < cost_horizon)
     d_term = np.where(dies, discount_at(np.where(dies, t_term, 0.0), rc), 0.0)
-    items["terminal_lung_cancer"] = d_term * lc_death
-    items["terminal_other"] = d_term * ~lc_death
+    items["terminal_cancer"] = d_term * cancer_death
+    items["terminal_other"] = d_term * ~cancer_death
 
     band_ages, _ = util.age_bands()
-    cells, cells_raw = _time_cells(people, np.array(band_ages), life, t_dx, stage, lc_death, re_)
+    cells, cells_raw = _time_cells(
+        people, np.array(band_ages), life, t_dx, stage, stages, cancer_death, re_
+    )
     return Exposures(
         pid,
         items,
@@ -272,6 +299,7 @@ def exposures(
         tuple(band_ages),
         screen_modality,
         econ.perspective == "societal",
+        stages,
     )
 
 
@@ -281,7 +309,8 @@ def _time_cells(
     life: np.ndarray,
     t_dx: np.ndarray,
     stage: np.ndarray,
-    lc_death: np.ndarray,
+    stages: tuple[str, ...],
+    cancer_death: np.ndarray,
     rate: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Person-years over [0, life] in each (age band, sex, state) cell, discounted and not,
@@ -290,8 +319,10 @@ def _time_cells(
     ages = people["age"].to_numpy()
     women = (people["sex"] == "F").to_numpy().astype(np.int64)
     t_death = people["lifetime_years"].to_numpy()
-    stage_ix = np.array([STAGES.index(s) if s in STAGES else 0 for s in stage])
-    n_states = len(STATES)
+    stage_ix = np.array([stages.index(s) if s in stages else 0 for s in stage], dtype=np.int64)
+    # states(): healthy, first_<stage> (1..k), later, last_first_<stage>, last_later
+    k = len(stages)
+    n_states = len(states(stages))
     n_cells = len(band_ages) * 2 * n_states
     steps = int(math.ceil(min(float(np.max(life, initial=0.0)), 120.0) / STEP_YEARS)) + 1
     start = np.arange(steps) * STEP_YEARS
@@ -307,7 +338,7 @@ def _time_cells(
             len(band_ages) - 1,
         )
         since = mid - t_dx[sl, None]
-        last = lc_death[sl, None] & (t_death[sl, None] - mid < 1.0) & (since >= 0)
+        last = cancer_death[sl, None] & (t_death[sl, None] - mid < 1.0) & (since >= 0)
         first = (since >= 0) & (since < 1.0)
         st = stage_ix[sl, None]
         state = np.where(
@@ -315,8 +346,8 @@ def _time_cells(
             0,
             np.where(
                 first,
-                np.where(last, 6 + st, 1 + st),
-                np.where(last, 10, 5),
+                np.where(last, k + 2 + st, 1 + st),
+                np.where(last, 2 * k + 2, k + 1),
             ),
         )
         cell = (band * 2 + women[sl, None]) * n_states + state
@@ -332,7 +363,9 @@ def _time_cells(
     return cells, cells_raw
 
 
-def cell_utilities(util: Utilities, band_ages: tuple[float, ...]) -> np.ndarray:
+def cell_utilities(
+    util: Utilities, band_ages: tuple[float, ...], stages: tuple[str, ...]
+) -> np.ndarray:
     """Utility of each (age band, sex, state) cell: the norm capped by the state."""
     by_age = dict(zip(*util.age_bands(), strict=True))
     caps = {
@@ -340,14 +373,14 @@ def cell_utilities(util: Utilities, band_ages: tuple[float, ...]) -> np.ndarray:
         "later": util.later_years,
         "last_later": min(util.later_years, util.last_year),
     }
-    for s in STAGES:
+    for s in stages:
         caps[f"first_{s}"] = util.first_year_by_stage[s]
         caps[f"last_first_{s}"] = min(util.first_year_by_stage[s], util.last_year)
     out = []
     for a in band_ages:
         for woman in (0, 1):
             norm = by_age[a] - util.women_minus * woman
-            out += [min(norm, caps[state]) for state in STATES]
+            out += [min(norm, caps[state]) for state in states(stages)]
     return np.array(out)
 
 
@@ -355,7 +388,7 @@ def item_prices(costs: Costs, exp: Exposures) -> dict[str, tuple[str, float]]:
     """Each exposure item's (cost column, unit price) under ``costs``."""
     out = {
         "screen": ("cost_screening", costs.screen.get(exp.modality, 0.0)),
-        "followup_ct": ("cost_followup", costs.followup_ct),
+        "followup_exams": ("cost_followup", costs.followup_ct or 0.0),
         "reader_minutes": ("cost_reading", costs.reader_per_minute),
         "ai_exams": ("cost_ai", costs.ai_per_exam),
         "incidental_screens": ("cost_incidental", costs.incidental_per_screen_ct),
@@ -364,10 +397,10 @@ def item_prices(costs: Costs, exp: Exposures) -> dict[str, tuple[str, float]]:
         "benign_resections": ("cost_workup", costs.resection),
         "visits": ("cost_patient_time", costs.patient_time_per_visit if exp.societal else 0.0),
         "continuing_years": ("cost_treatment", costs.continuing_per_year),
-        "terminal_lung_cancer": ("cost_treatment", costs.terminal_lung_cancer),
+        "terminal_cancer": ("cost_treatment", costs.terminal_cancer),
         "terminal_other": ("cost_treatment", costs.terminal_other),
     }
-    for s in STAGES:
+    for s in exp.stages:
         resected = costs.resection * costs.resection_share_by_stage.get(s, 0.0)
         out[f"initial_{s}"] = ("cost_treatment", costs.initial_by_stage[s] + resected)
     return out
@@ -384,7 +417,7 @@ def price(exp: Exposures, costs: Costs, util: Utilities) -> pl.DataFrame:
     parts = {c: np.zeros(n) for c in COST_PARTS}
     for item, (col, unit) in item_prices(costs, exp).items():
         parts[col] += unit * exp.items[item]
-    u = cell_utilities(util, exp.band_ages)
+    u = cell_utilities(util, exp.band_ages, exp.stages)
     lost = (
         util.false_positive_loss * exp.losses["false_positive"]
         + util.biopsy_loss * exp.losses["biopsy"]
@@ -407,8 +440,8 @@ def price_run(
 ) -> pl.DataFrame:
     """One row per person (``ECONOMICS_SCHEMA``), in ``people``'s order.
 
-    ``screen_modality`` is the modality of the run's screening exams (its policy's: ``ct`` or
-    ``cxr``); follow-up exams are CT.
+    ``screen_modality`` is the modality of the run's screening exams (:func:`screen_modality`:
+    ``ct``, ``cxr`` or ``mammo``); follow-up exams are priced as ``costs.followup_ct``.
     """
     exp = exposures(people, events, econ, screen_modality)
     assert econ.costs is not None and econ.utilities is not None

@@ -44,7 +44,9 @@ class Param:
 
 
 def _get(costs: Any, util: Any, path: str) -> float:
-    head, *rest = path.split(".")
+    from sandbox.economics.config import PATH_ALIASES
+
+    head, *rest = PATH_ALIASES.get(path, path).split(".")
     obj: Any = {"costs": costs, "utilities": util}.get(head)
     for p in rest:
         obj = obj.get(p) if isinstance(obj, Mapping) else getattr(obj, p, None)

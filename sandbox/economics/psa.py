@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from sandbox.economics.accounting import Exposures, cell_utilities, item_prices
-from sandbox.economics.config import Costs, Utilities
+from sandbox.economics.config import PATH_ALIASES, Costs, Utilities
 from sandbox.economics.distributions import DISTS, Param, parse_params  # noqa: F401
 
 
@@ -34,7 +34,7 @@ def with_values(
     c = {f.name: getattr(costs, f.name) for f in dataclasses.fields(costs)}
     u = {f.name: getattr(util, f.name) for f in dataclasses.fields(util)}
     for path, v in values.items():
-        head, name, *sub = path.split(".")
+        head, name, *sub = PATH_ALIASES.get(path, path).split(".")
         target = c if head == "costs" else u
         if sub:
             target[name] = {**target[name], sub[0]: v}
@@ -85,7 +85,7 @@ def means(exp: Exposures, costs: Costs, util: Utilities) -> tuple[float, float]:
     cost = sum(
         unit * float(exp.items[item].mean()) for item, (_, unit) in item_prices(costs, exp).items()
     )
-    q = float(exp.cells.mean(axis=0) @ cell_utilities(util, exp.band_ages))
+    q = float(exp.cells.mean(axis=0) @ cell_utilities(util, exp.band_ages, exp.stages))
     q -= util.false_positive_loss * float(exp.losses["false_positive"].mean())
     q -= util.biopsy_loss * float(exp.losses["biopsy"].mean())
     return float(cost), q

@@ -9,14 +9,41 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from sandbox.economics.accounting import Exposures, exposures, price
-from sandbox.economics.config import Economics, economics_config
+from sandbox.economics.accounting import Exposures, exposures, price, screen_modality
+from sandbox.economics.config import DEFAULT_PROGRAMME, Economics, check_fits, economics_config
 from sandbox.economics.tables import Arm, cea_table
 from sandbox.errors import SandboxInputError
+from sandbox.programmes import PROGRAMMES, programme_class
 
 EFFECTS = {"qalys": "qalys_disc", "life_years": "life_years_disc"}
-# people columns a cost-effectiveness table can be split by (``sandbox economics --by``)
-BY = ("sex", "race", "age_band", "site")
+
+
+def by_choices(programme: str) -> tuple[str, ...]:
+    """The people columns a cost-effectiveness table of ``programme``'s runs can be split by
+    (``sandbox economics --by``): the programme's subgroups and the site."""
+    return (*programme_class(programme).subgroups, "site")
+
+
+def presets_for(programme: str) -> list[str]:
+    """The price lists of the ``economics`` config group (conf/economics) that price
+    ``programme``, by name."""
+    from sandbox.compose import project_root
+
+    out = []
+    for path in sorted((project_root() / "conf" / "economics").glob("*.yaml")):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError, OSError):
+            continue  # a broken file is refused, naming it, when it is chosen
+        if isinstance(data, dict) and data.get("name", path.stem) != "none":
+            if data.get("programme", DEFAULT_PROGRAMME) == programme:
+                out.append(path.stem)
+    return out
+
+
+def run_programme(config: dict) -> str:
+    """The programme a run folder's config ran (folders from before breast screening: lung)."""
+    return str((config.get("programme") or {}).get("name", DEFAULT_PROGRAMME))
 
 
 def load_preset(name: str) -> Economics:
@@ -39,6 +66,11 @@ def load_preset(name: str) -> Economics:
         econ = economics_config(data.get("economics"))
     if econ is None:
         raise SandboxInputError(f"--economics {name}: a price list is needed, not 'none'")
+    if econ.programme not in PROGRAMMES:
+        raise SandboxInputError(
+            f"config key 'economics.programme': {econ.programme!r} is not a programme "
+            f"(known: {', '.join(sorted(PROGRAMMES))})"
+        )
     return econ
 
 
@@ -50,14 +82,9 @@ class Priced:
     seed: object
     frame: pl.DataFrame  # per person (ECONOMICS_SCHEMA)
     exposures: Exposures  # what a sensitivity draw re-prices
-    groups: pl.DataFrame | None = None  # per person, in frame's order: the BY columns as text
-
-
-def _priced(programme: str) -> bool:
-    """Whether the price lists price ``programme`` (an unknown name: the error says so)."""
-    from sandbox.programmes import programme_class
-
-    return programme_class(str(programme)).has_cost_model
+    # per person, in frame's order: the columns of by_choices(programme) as text
+    groups: pl.DataFrame | None = None
+    programme: str = DEFAULT_PROGRAMME
 
 
 def price_folders(folders: list[str], preset: str | None) -> tuple[list[Priced], Economics]:
@@ -82,12 +109,23 @@ def price_folders(folders: list[str], preset: str | None) -> tuple[list[Priced],
     labels: set[str] = set()
     for r in runs:
         folder = r["folder"]
-        programme = (r["config"].get("programme") or {}).get("name", "lung_ldct")
-        if not _priced(programme):
+        programme = run_programme(r["config"])
+        try:
+            kind = programme_class(programme)
+        except SandboxInputError as e:
+            raise SandboxInputError(f"{folder}: {e}") from e
+        if not kind.has_cost_model:
+            raise SandboxInputError(f"{folder}: programme '{programme}' has no cost model yet")
+        if econ.programme != programme:
+            others = ", ".join(presets_for(programme)) or "none in conf/economics"
             raise SandboxInputError(
-                f"{folder}: programme '{programme}' has no cost model yet (the price lists price "
-                "lung screening)"
+                f"{folder}: preset {econ.name!r} prices programme '{econ.programme}', not this "
+                f"run's '{programme}' (price lists for {programme}: {others}; --economics NAME)"
             )
+        try:
+            check_fits(econ, kind)
+        except SandboxInputError as e:
+            raise SandboxInputError(f"{folder}: {e}") from e
         for name in ("people", "events"):
             if not (folder / f"{name}.parquet").is_file():
                 hint = " (run with runtime.write_events=true)" if name == "events" else ""
@@ -97,16 +135,24 @@ def price_folders(folders: list[str], preset: str | None) -> tuple[list[Priced],
             events = pl.read_parquet(folder / "events.parquet")
         except (OSError, pl.exceptions.PolarsError) as e:
             raise SandboxInputError(f"{folder}: unreadable tables ({type(e).__name__})") from e
-        modality = ((r["config"].get("policy") or {}).get("modality")) or "ct"
+        sites = r["config"].get("sites") or []
         try:
-            exp = exposures(people, events, econ, str(modality))
+            modality = screen_modality(
+                str((r["config"].get("policy") or {}).get("modality") or "ct"),
+                [str((s.get("scanner") or {}).get("modality") or "ct") for s in sites],
+            )
+            exp = exposures(people, events, econ, modality)
         except SandboxInputError as e:
             raise SandboxInputError(f"{folder}: {e}") from e
         assert econ.costs is not None and econ.utilities is not None
         frame = price(exp, econ.costs, econ.utilities)
-        site_names = [str(s.get("name")) for s in (r["config"].get("sites") or [])]
+        site_names = [str(s.get("name")) for s in sites]
         groups = people.select(
-            *[pl.col(c).cast(pl.String) for c in BY if c != "site" and c in people.columns],
+            *[
+                pl.col(c).cast(pl.String)
+                for c in by_choices(programme)
+                if c != "site" and c in people.columns
+            ],
             site=pl.col("site")
             .cast(pl.String)
             .replace({str(i): name for i, name in enumerate(site_names)}),
@@ -124,6 +170,7 @@ def price_folders(folders: list[str], preset: str | None) -> tuple[list[Priced],
                 frame,
                 exp,
                 groups,
+                programme,
             )
         )
     return out, econ
@@ -163,10 +210,12 @@ def subgroup_tables(
     priced: list[Priced], by: str, effect: str, wtp: list[float], replicates: int, seed: int = 0
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The ICER and NMB tables within each level of the people column ``by`` (one of
-    :data:`BY`), stacked with a first column ``Subgroup`` (``by=level``): each level is its own
-    comparison of the strategies on the people in it (paired when they are the same people)."""
-    if by not in BY:
-        raise SandboxInputError(f"--by {by}: choose one of {', '.join(BY)}")
+    :func:`by_choices` of the runs' programme), stacked with a first column ``Subgroup``
+    (``by=level``): each level is its own comparison of the strategies on the people in it
+    (paired when they are the same people)."""
+    choices = by_choices(priced[0].programme)
+    if by not in choices:
+        raise SandboxInputError(f"--by {by}: choose one of {', '.join(choices)}")
     for p in priced:
         if p.groups is None or by not in p.groups.columns:
             raise SandboxInputError(f"{p.folder}: people.parquet has no column {by}")
@@ -193,4 +242,5 @@ def subgroup_tables(
         tag = pl.lit(f"{by}={level}").alias("Subgroup")
         icers.append(ic.select(tag, pl.all()))
         nmbs.append(nmb.select(tag, pl.all()))
-    return pl.concat(icers), pl.concat(nmbs)
+    # a level where no strategy is compared with another has an all-null Compared_with
+    return pl.concat(icers, how="vertical_relaxed"), pl.concat(nmbs, how="vertical_relaxed")

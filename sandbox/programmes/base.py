@@ -168,6 +168,9 @@ class Programme(ABC):
     follow_up_days: ClassVar[dict[str, float]]
     #: disease stages, earliest first
     stages: ClassVar[tuple[str, ...]]
+    #: the people table's ``death_cause`` / ``lifetime_death_cause`` for a death from the
+    #: programme's cancer (the others are ``alive`` and ``other``)
+    cancer_death_cause: ClassVar[str]
     #: the report column of the event log (the scheme's category) and its categories
     report_column: ClassVar[str]
     report_categories: ClassVar[tuple[str, ...]]
@@ -180,8 +183,9 @@ class Programme(ABC):
     #: what its renderer gives an AI device: pixel units and spatial dimensions (None: no images)
     image_units: ClassVar[str | None] = None
     image_spatial_dims: ClassVar[int] = 0
-    #: whether the economics presets (conf/economics: screening, work-up, treatment and
-    #: terminal-care costs, utilities) price this programme
+    #: whether economics presets (conf/economics: screening, work-up, treatment and
+    #: terminal-care costs, utilities) can price this programme; a preset names the programme
+    #: it prices (``programme``) and has the programme's stages
     has_cost_model: ClassVar[bool] = False
     #: what a candidate region that drove an AI score can be (the event log's ``ai_driver``)
     candidate_kinds: ClassVar[tuple[str, ...]] = ("cancer", "benign", "background")

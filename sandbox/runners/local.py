@@ -184,9 +184,12 @@ def write_result(
 ) -> RunResult:
     """Write ``result`` into the claimed run folder (the same files whichever runner made it)."""
     if cfg.economics is not None:
-        from sandbox.economics.accounting import economic_metrics, price_run
+        from sandbox.economics.accounting import economic_metrics, price_run, screen_modality
 
-        priced = price_run(result.people, result.events, cfg.economics, cfg.policy.modality)
+        modality = screen_modality(
+            cfg.policy.modality, [s.scanner.modality for s in cfg.scenario.sites]
+        )
+        priced = price_run(result.people, result.events, cfg.economics, modality)
         extra_rows = economic_metrics(priced, cfg.scenario.name, cfg.policy.name, cfg.seed)
         result.metrics = pl.concat([result.metrics, extra_rows.cast(result.metrics.schema)])
         result.economics = priced

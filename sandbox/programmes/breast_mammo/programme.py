@@ -158,6 +158,7 @@ class BreastMammo(Programme):
     management_kinds: ClassVar[tuple[str, ...]] = ("next_round", "workup")
     follow_up_days: ClassVar[dict[str, float]] = {}
     stages: ClassVar[tuple[str, ...]] = STAGES
+    cancer_death_cause: ClassVar[str] = DEATH_CAUSES[1]
     report_column: ClassVar[str] = "bi_rads"
     report_categories: ClassVar[tuple[str, ...]] = CATEGORIES
     reportable_mm: ClassVar[float] = 5.0
@@ -165,6 +166,7 @@ class BreastMammo(Programme):
     image_units: ClassVar[str | None] = "mammo_relative"  # a 2-D patch, [1, H, W]
     image_spatial_dims: ClassVar[int] = 2
     candidate_kinds: ClassVar[tuple[str, ...]] = CANDIDATE_KINDS
+    has_cost_model: ClassVar[bool] = True  # conf/economics/sweden_breast.yaml
     summary_metrics: ClassVar[tuple[str, ...]] = (
         "breast_cancers_diagnosed",
         "dcis_share_screen_detected",
@@ -519,6 +521,7 @@ class BreastMammo(Programme):
                 "person_id": p["person_id"],
                 "site": p["site"],
                 **self.subgroup_labels(cohort),
+                "sex": np.full(n, "F"),  # the cohort is women (utility norms are by sex)
                 "age": p["age"],
                 "entry_day": entry,
                 "end_day": end,

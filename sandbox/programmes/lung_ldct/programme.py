@@ -104,6 +104,7 @@ class LungLDCT(Programme):
     management_kinds: ClassVar[tuple[str, ...]] = MANAGEMENT
     follow_up_days: ClassVar[dict[str, float]] = FOLLOW_UP_DAYS
     stages: ClassVar[tuple[str, ...]] = STAGES
+    cancer_death_cause: ClassVar[str] = "lung_cancer"
     report_column: ClassVar[str] = "lung_rads"
     report_categories: ClassVar[tuple[str, ...]] = CATEGORIES
     # a tumour this large is reportable (the NLST positivity size)

@@ -172,19 +172,20 @@ def test_a_lung_device_on_the_breast_programme_says_why_it_cannot_read(load_conf
     assert "input is 3-D in HU" in str(e.value) and "\n" not in str(e.value)
 
 
-def test_economics_on_the_breast_programme_says_it_has_no_cost_model(load_config):
-    with pytest.raises(SandboxInputError, match="no cost model yet") as e:
+def test_a_lung_price_list_on_the_breast_programme_is_refused_in_one_line(load_config):
+    with pytest.raises(SandboxInputError, match="prices programme 'lung_ldct'") as e:
         load_config("scenario=breast_masai", "economics=us_payer")
-    assert str(e.value).startswith("config key 'economics'") and "\n" not in str(e.value)
+    assert str(e.value).startswith("config key 'economics.programme'")
+    assert "'breast_mammo'" in str(e.value) and "\n" not in str(e.value)
 
 
-def test_a_breast_run_folder_is_refused_by_the_price_lists_in_one_line(tmp_path):
+def test_a_breast_run_folder_is_refused_by_a_lung_price_list_in_one_line(tmp_path):
     from sandbox.cli import main
     from sandbox.economics.report import price_folders
 
     argv = ["run", "scenario=breast_masai", "runtime=quiet", "cohort.size=800"]
     assert main([*argv, f"runtime.out_dir={tmp_path}", "runtime.run_name=b"]) == 0
-    with pytest.raises(SandboxInputError, match="'breast_mammo' has no cost model yet"):
+    with pytest.raises(SandboxInputError, match="prices programme 'lung_ldct', not this run's"):
         price_folders([str(tmp_path / "b")], "us_payer")
 
 
