@@ -87,10 +87,22 @@ in relative attenuation (millimetres of glandular tissue; sandbox/programmes/bre
 
 
 @dataclass(frozen=True)
+class Detail:
+    """A second input channel of a 2-D patch: the patch minus its Gaussian blur of
+    ``sigma_mm`` (a difference image, the classic enhancement of microcalcification CAD that
+    suppresses the tissue's slow variation and keeps specks: Chan et al., Med Phys 1987), clipped
+    to +-``range`` (the input's units) and scaled to [0, 1]."""
+
+    sigma_mm: float = field(metadata={"gt": 0, "le": 10})
+    range: float = field(metadata={"gt": 0, "le": 1000})
+
+
+@dataclass(frozen=True)
 class InputSpec:
     """What the network reads: one patch per candidate, ``shape`` = [channels, depth, height,
     width] (a CT patch) or [channels, height, width] (a 2-D image), in ``units``; values are
-    clipped to ``window`` (``window_hu`` for a CT patch) and scaled to [0, 1]."""
+    clipped to ``window`` (``window_hu`` for a CT patch) and scaled to [0, 1]. With ``detail``
+    (2-D patches only) the network reads a second channel, the patch's :class:`Detail`."""
 
     shape: tuple[int, ...] = field(metadata={"ge": 1})
     dtype: str = field(metadata={"choices": ("float32",)})
@@ -98,6 +110,7 @@ class InputSpec:
     spacing_mm: float = field(metadata={"gt": 0})
     window_hu: tuple[float, float] | None = None
     window: tuple[float, float] | None = None
+    detail: Detail | None = None
 
     @property
     def clip(self) -> tuple[float, float]:
@@ -125,6 +138,8 @@ class InputSpec:
         key = "window_hu" if self.window_hu is not None else "window"
         if not self.clip[0] < self.clip[1]:
             _spec_fail(f"{path}.{key}", f"{list(self.clip)} must be [low, high], low < high")
+        if self.detail is not None and dims != 3:
+            _spec_fail(f"{path}.detail", "a detail channel is for 2-D image patches only")
 
 
 @dataclass(frozen=True)
@@ -191,6 +206,8 @@ class LoadedModel:
         input_shape: One input patch, ``(channels, depth, height, width)`` or ``(channels,
             height, width)``.
         window_hu: Values are clipped to this window (the input's units) and scaled to [0, 1].
+        detail: ``(sigma in pixels, range)`` of the detail channel the network also reads
+            (:class:`Detail`), or None.
         output_shape: The network's output per exam (one element).
         activation: ``"sigmoid"`` (the network returns logits) or ``"none"`` (probabilities).
         aggregation: how candidate scores make the exam score (:data:`AGGREGATIONS`).
@@ -211,6 +228,7 @@ class LoadedModel:
     device: torch.device
     input_shape: tuple[int, ...]
     window_hu: tuple[float, float]
+    detail: tuple[float, float] | None
     output_shape: tuple[int, ...]
     activation: str
     aggregation: str
@@ -222,10 +240,14 @@ class LoadedModel:
     model_card: str
 
     def preprocess(self, batch_hu: torch.Tensor) -> torch.Tensor:
-        """Clip HU to ``window_hu`` and scale to [0, 1], as float32 on the model's device."""
+        """Clip HU to ``window_hu`` and scale to [0, 1], as float32 on the model's device; with
+        a detail channel, append it (``[B, 2, H, W]`` from ``[B, 1, H, W]``)."""
         low, high = self.window_hu
-        x = batch_hu.to(self.device, torch.float32).clamp(low, high)
-        return (x - low) / (high - low)
+        raw = batch_hu.to(self.device, torch.float32)
+        x = (raw.clamp(low, high) - low) / (high - low)
+        if self.detail is None:
+            return x
+        return torch.cat([x, detail_channel(raw, *self.detail)], dim=1)
 
     def score(self, batch_hu: torch.Tensor) -> torch.Tensor:
         """Malignancy probabilities for a batch of CT patches.
@@ -280,6 +302,21 @@ class LoadedModel:
         return torch.sigmoid(scores) if self.activation == "sigmoid" else scores
 
 
+def detail_channel(raw: torch.Tensor, sigma_px: float, value_range: float) -> torch.Tensor:
+    """The difference image of 2-D patches ``raw`` ``[B, 1, H, W]`` (:class:`Detail`): each
+    patch minus its Gaussian blur of ``sigma_px`` pixels (separable, reflected at the edges),
+    clipped to +-``value_range`` and scaled to [0, 1]."""
+    radius = max(1, math.ceil(3.0 * sigma_px))
+    radius = min(radius, raw.shape[-1] - 1, raw.shape[-2] - 1)
+    k = torch.arange(-radius, radius + 1, dtype=torch.float32, device=raw.device)
+    k = torch.exp(-0.5 * (k / sigma_px) ** 2)
+    k = k / k.sum()
+    pad = torch.nn.functional.pad(raw, (radius, radius, radius, radius), mode="reflect")
+    blur = torch.nn.functional.conv2d(pad, k.view(1, 1, 1, -1))
+    blur = torch.nn.functional.conv2d(blur, k.view(1, 1, -1, 1))
+    return (raw - blur).clamp(-value_range, value_range) / (2.0 * value_range) + 0.5
+
+
 def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Load, check and probe the AI device in folder ``path``; run no code from it.
 
@@ -318,6 +355,11 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> LoadedM
         device=target,
         input_shape=spec.input.shape,
         window_hu=spec.input.clip,
+        detail=(
+            None
+            if spec.input.detail is None
+            else (spec.input.detail.sigma_mm / spec.input.spacing_mm, spec.input.detail.range)
+        ),
         output_shape=spec.output.shape,
         activation=spec.output.activation,
         aggregation=spec.output.aggregation,

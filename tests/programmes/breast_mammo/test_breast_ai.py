@@ -101,3 +101,64 @@ def test_a_3d_device_folder_for_2d_images_is_one_line(tmp_path):
     assert "\n" not in str(e.value)
     meta = json.loads((folder / "configs" / "metadata.json").read_text())
     assert meta["input"]["units"] == "mammo_relative"
+
+
+def detail_device(folder, detail):
+    spec = {**SPEC, "args": {**SPEC["args"], "n_input_channels": 2}}
+    net = build_network(spec)
+    seeded_init(net, torch.Generator().manual_seed(5))
+    meta = metadata()
+    meta["input"]["detail"] = detail
+    write_bundle(folder, spec, meta, net.state_dict(), {}, "")
+    return folder
+
+
+def test_a_detail_channel_is_the_patch_less_its_blur():
+    from sandbox.agents.bundle import detail_channel
+
+    flat = torch.full((1, 1, 16, 16), 7.0)
+    assert torch.allclose(detail_channel(flat, 1.0, 3.0), torch.full_like(flat, 0.5))
+    ramp = torch.arange(16.0).repeat(16, 1)[None, None]  # slow variation: gone
+    inner = detail_channel(ramp, 1.0, 3.0)[..., 4:-4, 4:-4]
+    assert torch.allclose(inner, torch.full_like(inner, 0.5), atol=1e-5)
+    speck = torch.zeros((1, 1, 16, 16))
+    speck[..., 8, 8] = 1.0  # a speck stands out, and its value is clipped to +-range
+    d = detail_channel(speck, 1.0, 0.5)
+    assert d[0, 0, 8, 8] == 1.0 and d.min() >= 0.0 and d[0, 0, 0, 0] == 0.5
+
+
+def test_a_device_reads_the_window_and_its_detail_channel(tmp_path):
+    from sandbox.agents.bundle import detail_channel
+
+    model = load_bundle(detail_device(tmp_path / "d", {"sigma_mm": 0.3, "range": 3.0}))
+    assert model.detail == (1.0, 3.0)  # 0.3 mm over pixels of 0.3 mm
+    raw = torch.randn((2, 1, 64, 64), generator=torch.Generator().manual_seed(0)) * 10
+    x = model.preprocess(raw)
+    assert x.shape == (2, 2, 64, 64)
+    assert torch.equal(x[:, :1], (raw.clamp(-15, 30) + 15) / 45)
+    assert torch.equal(x[:, 1:], detail_channel(raw, 1.0, 3.0))
+    assert model.score(raw).shape == (2,)
+
+
+@pytest.mark.parametrize(
+    ("detail", "fragment"),
+    [
+        ({"sigma_mm": 0, "range": 3.0}, "input.detail.sigma_mm"),
+        ({"sigma_mm": 0.5}, "input.detail.range"),
+        ({"sigma_mm": 0.5, "range": 3.0, "mode": "x"}, "input.detail"),
+    ],
+)
+def test_a_bad_detail_channel_is_one_line(tmp_path, detail, fragment):
+    with pytest.raises(SandboxInputError, match=fragment.replace(".", r"\.")) as e:
+        load_bundle(detail_device(tmp_path / "d", detail))
+    assert "\n" not in str(e.value)
+
+
+def test_a_detail_channel_is_for_2d_patches_only(tmp_path):
+    meta = metadata(units="HU", shape=(1, 8, 8, 8))
+    meta["input"]["window_hu"] = meta["input"].pop("window")
+    meta["input"]["detail"] = {"sigma_mm": 1.0, "range": 100.0}
+    write_bundle(tmp_path / "ct", SPEC, meta, build_network(SPEC).state_dict(), {}, "")
+    with pytest.raises(SandboxInputError, match=r"input\.detail.*2-D") as e:
+        load_bundle(tmp_path / "ct")
+    assert "\n" not in str(e.value)
