@@ -9,8 +9,7 @@ exams); sources and price years are in docs/economics.md and in each preset.
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.config import NAME, PROB
@@ -44,9 +43,7 @@ class Costs:
     terminal_other: float = field(metadata=COST)  # last year of a person treated, other cause
     # last year of life, death from the programme's cancer (``terminal_lung_cancer`` before
     # breast screening was priced: still read, in price lists, PSA paths and run folders)
-    terminal_cancer: float = field(
-        default=math.nan, metadata={**COST, "alias": "terminal_lung_cancer"}
-    )
+    terminal_cancer: float = field(metadata={**COST, "alias": "terminal_lung_cancer"})
     # an interval CT (3- or 6-month) of a positive screen; required where the programme orders
     # follow-up exams (lung: check_fits), left out where it has none (breast)
     followup_ct: float | None = field(default=None, metadata=COST)
@@ -58,18 +55,8 @@ class Costs:
     resection_share_by_stage: dict[str, float] = field(default_factory=dict)
     # societal perspective only: the person's time and travel per exam or work-up
     patient_time_per_visit: float = field(default=0.0, metadata=COST)
-    # the old name of terminal_cancer, for callers that build Costs by keyword
-    terminal_lung_cancer: InitVar[float | None] = None
-
-    def __post_init__(self, terminal_lung_cancer: float | None) -> None:
-        if terminal_lung_cancer is not None:
-            if not math.isnan(self.terminal_cancer):
-                raise TypeError("Costs: give terminal_cancer or terminal_lung_cancer, not both")
-            object.__setattr__(self, "terminal_cancer", float(terminal_lung_cancer))
 
     def check(self, path: str) -> None:
-        if math.isnan(self.terminal_cancer):
-            fail(f"{path}.terminal_cancer", "is required")
         for name in ("screen", "initial_by_stage"):
             for k, v in getattr(self, name).items():
                 if not 0 <= v <= COST["le"]:

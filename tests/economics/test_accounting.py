@@ -32,7 +32,7 @@ COSTS = Costs(
     initial_by_stage={"I": 40000.0, "II": 50000.0, "III": 60000.0, "IV": 55000.0},
     continuing_per_year=4000.0,
     continuing_years=5.0,
-    terminal_lung_cancer=60000.0,
+    terminal_cancer=60000.0,
     terminal_other=15000.0,
     patient_time_per_visit=100.0,
 )

@@ -9,6 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 import testkit
+from test_accounting import events as accounting_events
+from test_accounting import people as accounting_people
 from testkit import assert_nothing_written, assert_one_line_error, run_cli
 
 from sandbox.economics.accounting import YEAR, price_run, screen_modality, states
@@ -49,34 +51,15 @@ POLICIES = ("soc_double_read_consensus", "soc_single_read")
 
 
 def people(rows: list[dict]) -> pl.DataFrame:
-    base = {
-        "sex": "F",
-        "age": 55.0,
-        "entry_day": 100.0,
-        "diagnosis_mode": "none",
-        "diagnosis_round": -1,
-        "lifetime_death_cause": "other",
-        "lifetime_diagnosis_day": None,
-        "lifetime_stage": None,
-    }
-    return pl.DataFrame([{**base, **r} for r in rows])
+    """test_accounting's people frame, with a woman of 55 by default."""
+    return accounting_people([{"sex": "F", "age": 55.0, **r} for r in rows])
 
 
 def events(rows: list[dict]) -> pl.DataFrame:
-    base = {
-        "round": 0,
-        "exam_seq": 0,
-        "exam_day": 100.0,
-        "reader_minutes": 2.0,
-        "positive": False,
-        "workup_day": None,
-        "workup_stage": None,
-        "benign_biopsy": False,
-        "benign_resection": False,
-        "ai_score": None,
-    }
-    schema = {"workup_day": pl.Float64, "workup_stage": pl.Utf8, "ai_score": pl.Float64}
-    return pl.DataFrame([{**base, **r} for r in rows], schema_overrides=schema)
+    """test_accounting's event frame, with a mammogram's two minutes of reading by default."""
+    return accounting_events(
+        [{"reader_minutes": 2.0, "benign_resection": False, **r} for r in rows]
+    )
 
 
 def test_stage_0_and_breast_cancer_deaths_are_priced_by_hand():

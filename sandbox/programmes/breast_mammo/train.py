@@ -33,6 +33,7 @@ from sandbox.programmes.lung_ldct.train import (
     fit,
     held_out,
     predict,
+    preprocess,
     seeded_init,
     write_bundle,
 )
@@ -177,8 +178,7 @@ def device_input(raw: torch.Tensor) -> torch.Tensor:
     channel, exactly as a run's loaded device preprocesses them (``LoadedModel.preprocess``)."""
     from sandbox.agents.bundle import detail_channel
 
-    lo, hi = WINDOW
-    x = (raw.clamp(lo, hi) - lo) / (hi - lo)
+    x = preprocess(raw, WINDOW)
     sigma_px = DETAIL["sigma_mm"] / PIXEL_MM
     return torch.cat([x, detail_channel(raw, sigma_px, DETAIL["range"])], dim=1)
 
