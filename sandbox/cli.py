@@ -1488,6 +1488,8 @@ class TrainRecipe:
     channels: tuple[int, ...]
     learning_rate: float = field(metadata={"gt": 0, "le": 1})
     scanners: tuple[Scanner, ...]
+    # the share of screens on each of `scanners` (breast devices; empty: an even mix)
+    scanner_shares: tuple[float, ...] = ()
     stem: int = field(default=0, metadata={"ge": 0, "le": 256})
     centre: bool = False
     network: str = ""  # "": the programme's reference network
@@ -1540,6 +1542,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     from sandbox.programmes.lung_ldct.train import SKEW_DIMENSIONS, skew_groups
 
+    if recipe.scanner_shares:
+        raise SandboxInputError(
+            f"{recipe_path}: scanner_shares: not available for lung devices (each scanner "
+            "trains on its own screens)"
+        )
     for dim, shares in recipe.skew.items():
         if dim not in SKEW_DIMENSIONS:
             raise SandboxInputError(
@@ -1605,6 +1612,16 @@ def _train_breast(agent: str, recipe: TrainRecipe, recipe_path: Path, cfg, opts:
                 f"{recipe_path}: scanners[{i}]: a breast device trains on mammography systems "
                 f"(modality: mammo), got {s.modality!r}"
             )
+    shares = recipe.scanner_shares
+    if shares and (
+        len(shares) != len(recipe.scanners)
+        or any(not (v >= 0.0 and math.isfinite(v)) for v in shares)
+        or sum(shares) <= 0.0
+    ):
+        raise SandboxInputError(
+            f"{recipe_path}: scanner_shares: {list(shares)} needs a non-negative share for each "
+            f"of the {len(recipe.scanners)} scanners, not all zero"
+        )
     root = project_root() / "agents" if recipe.store == "project" else user_agents_dir()
     command = "sandbox train agent=" + agent + "".join(f" {k}={v}" for k, v in opts.items())
     meta = train_breast_device(
@@ -1620,6 +1637,7 @@ def _train_breast(agent: str, recipe: TrainRecipe, recipe_path: Path, cfg, opts:
         log=lambda m: print(m, file=sys.stderr, flush=True),
         command=command,
         device=pick_device(recipe.device),
+        scanner_shares=list(shares),
     )
     held = meta["performance"]["held_out"]
     print(

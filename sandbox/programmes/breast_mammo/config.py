@@ -245,17 +245,32 @@ class Morphology:
     microlobulated, 20% circumscribed (BI-RADS lexicon series: Liberman et al., AJR 1998, who give
     positive predictive values of 81% for spiculated and about 5% for circumscribed margins);
     DCIS calcifications mostly fine pleomorphic or linear; cysts and fibroadenomas mostly
-    circumscribed; benign calcifications mostly round or punctate, some amorphous."""
+    circumscribed; benign calcifications mostly round or punctate, some amorphous.
+
+    A mass's shape (BI-RADS Atlas, 5th ed., D'Orsi et al., ACR 2013: round, oval or irregular):
+    round-to-oval unless irregular. A spiculated mass is irregular; a circumscribed one never is
+    (its outline is the smooth border that defines it); an indistinct mass is irregular with
+    ``indistinct_irregular`` (invasive cancer, cyst, fibroadenoma). Irregular shape and an
+    indistinct or spiculated margin are the mass descriptors with the highest malignancy
+    (Liberman et al., AJR 1998); cysts are round or oval, and a minority of fibroadenomas are
+    lobulated (assumed shares: 0.8, 0, 0.3)."""
 
     invasive_margin: tuple[float, ...] = (0.2, 0.35, 0.45)
     cyst_margin: tuple[float, ...] = (0.9, 0.1, 0.0)
     fibroadenoma_margin: tuple[float, ...] = (0.8, 0.2, 0.0)
+    indistinct_irregular: tuple[float, ...] = (0.8, 0.0, 0.3)
     dcis_pleomorphic: float = field(default=0.8, metadata=PROB)
     benign_calcifications_pleomorphic: float = field(default=0.15, metadata=PROB)
 
     def check(self, path: str) -> None:
         for name in ("invasive_margin", "cyst_margin", "fibroadenoma_margin"):
             _shares(tuple(getattr(self, name)), 3, f"{path}.{name}")
+        v = tuple(self.indistinct_irregular)
+        if len(v) != 3 or not all(0.0 <= x <= 1.0 for x in v):
+            fail(
+                f"{path}.indistinct_irregular",
+                f"{list(v)}: needs three probabilities (invasive, cyst, fibroadenoma)",
+            )
 
 
 @dataclass(frozen=True)

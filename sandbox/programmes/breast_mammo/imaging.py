@@ -17,8 +17,11 @@ relative attenuation units (1 = one millimetre of glandular tissue against fat):
   mean glandular level; drawn from the woman, view and place (the same tissue at every
   screen);
 * **mass**: a sphere's projected thickness ``d sqrt(1 - (2r/d)^2)`` times the fat fraction around
-  it, ``1 - g`` (the contrast of :func:`.visibility.mass_detectability`); an indistinct margin is
-  blurred over a quarter of the radius; a spiculated one has radial spicules out to twice it;
+  it, ``1 - g`` (the contrast of :func:`.visibility.mass_detectability`), its outline stretched
+  to its shape: oval (axis ratio 0.65-1, any orientation), and if irregular its radius modulated by
+  the 3rd-6th harmonics of the angle, each up to a quarter of it (lobulated, angular); an
+  indistinct margin is blurred over a quarter of the radius; a spiculated one has radial
+  spicules out to twice it;
 * **calcifications**: about one speck per millimetre of extent, each a Gaussian of its size with
   the contrast of :data:`.visibility.CALC_CONTRAST`; benign specks are round, alike and scattered,
   pleomorphic ones vary in size and lie along a line (a duct);
@@ -57,6 +60,7 @@ SIZE, PIXEL_MM = 64, 0.5
 TEXTURE_STD = 6.0  # pixel SD of the tissue at its most mixed (mm of gland) over a patch
 MEAN_LEVEL = 8.0  # the mean glandular level: g x this (mm of gland over the field)
 TEXTURE_CUTOFF = 0.5  # cycles per mm: the tissue's power-law spectrum rolls off above this
+INDISTINCT_MM = 0.75  # an indistinct margin: the outline blurred over this (a Gaussian SD, mm)
 CANDIDATE_MIN_CONSPICUITY = 6.0  # a region CAD proposes: conspicuity on the exam of at least this
 MAX_FINDING_CANDIDATES = 6  # findings proposed per exam (the most conspicuous)
 _LOCATION_KEY = 0x6D616D6D6F6C6F63  # "mammoloc": places in a woman's breasts
@@ -76,6 +80,7 @@ class Candidate:
         margin: a mass's margin, index into :data:`MARGINS`.
         calc_mm: a calcification cluster's extent (0: none).
         pleomorphic: specks of varying size along a line (else round, alike, scattered).
+        irregular: a mass's irregular shape (else round to oval).
     """
 
     location: int
@@ -84,6 +89,7 @@ class Candidate:
     margin: int = 0
     calc_mm: float = 0.0
     pleomorphic: bool = False
+    irregular: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +134,7 @@ def candidates(person_id: int, findings: Sequence[Any]) -> tuple[Candidate, ...]
                     f.margin,
                     f.calc_mm,
                     f.pleomorphic,
+                    f.irregular,
                 )
             )
     out += [
@@ -179,6 +186,7 @@ class PatchSpec:
     margin: int = 0
     calc_mm: float = 0.0
     pleomorphic: bool = False
+    irregular: bool = False
 
 
 def render_batch(
@@ -247,9 +255,20 @@ def _mass(s: PatchSpec, seed: int, r, y, x, pixel_mm: float):
     import torch
 
     radius = 0.5 * s.mass_mm
-    t = s.mass_mm * torch.sqrt((1.0 - (r / radius) ** 2).clamp_min(0.0))
+    g = torch.Generator().manual_seed(_seed(seed, s.person_id, s.location, 13))
+    u = torch.rand(10, generator=g, dtype=torch.float64).tolist()
+    theta = torch.atan2(y, x)
+    ratio, turn = 0.65 + 0.35 * u[0], math.pi * u[1]  # round to oval, of the same area
+    c, sn = torch.cos(theta - turn), torch.sin(theta - turn)
+    edge = 1.0 / torch.sqrt(ratio * c * c + sn * sn / ratio)
+    if s.irregular:  # lobulated, angular: the 3rd-6th harmonics of the angle
+        wobble = sum(
+            0.25 * u[k - 1] * torch.cos(k * theta + 2.0 * math.pi * u[k + 3]) for k in range(3, 7)
+        )
+        edge = edge * (1.0 + wobble).clamp_min(0.3)
+    t = s.mass_mm * torch.sqrt((1.0 - (r / (radius * edge)) ** 2).clamp_min(0.0))
     if MARGINS[s.margin] == "indistinct":
-        sd = max(radius / 4.0, pixel_mm) / pixel_mm
+        sd = max(min(radius / 4.0, INDISTINCT_MM), pixel_mm) / pixel_mm
         n = t.shape[-1]
         f = torch.fft.fftfreq(n, dtype=torch.float64, device=t.device)
         mtf = torch.exp(-2.0 * math.pi**2 * sd**2 * (f[:, None] ** 2 + f[None, :] ** 2))

@@ -50,6 +50,7 @@ from sandbox.programmes.breast_mammo.history import (
 )
 from sandbox.programmes.breast_mammo.imaging import (
     CANDIDATE_KINDS,
+    MARGINS,
     Candidate,
     MammoImage,
     PatchSpec,
@@ -84,7 +85,7 @@ AGE_BANDS = ((40, 50, "40-49"), (50, 60, "50-59"), (60, 70, "60-69"), (70, 200, 
 declare_streams(
     {
         "breast.site": "the site a woman is invited to",
-        "breast.morphology.*": "how a woman's findings look: a mass's margin, calcifications' arrangement",
+        "breast.morphology.*": "how a woman's findings look: a mass's margin and shape, calcifications' arrangement",
         "breast.previous.*": "whether a woman had a screen before the simulation, and whether it found her cancer or DCIS",
         "breast.entry": "the day a woman is first invited",
         "breast.consensus": "whether a spurious call survives consensus discussion",
@@ -98,10 +99,20 @@ def _categorical(u: np.ndarray, shares) -> np.ndarray:
     return np.minimum(np.searchsorted(cdf / cdf[-1], u, side="right"), len(cdf) - 1).astype(np.int8)
 
 
+def _irregular(margin: np.ndarray, indistinct: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """A mass's irregular shape: spiculated always, circumscribed never, indistinct with the
+    kind's probability ``indistinct``."""
+    return (margin == MARGINS.index("spiculated")) | (
+        (margin == MARGINS.index("indistinct")) & (u < indistinct)
+    )
+
+
 def _morphology(m, streams: Streams, ids: np.ndarray, h: dict, benign: dict) -> None:
-    """Margins and calcification arrangements (:class:`~.config.Morphology`), into ``h`` and
-    ``benign``."""
+    """Margins, shapes and calcification arrangements (:class:`~.config.Morphology`), into
+    ``h`` and ``benign``."""
     h["margin"] = _categorical(streams.uniform("breast.morphology.margin", ids), m.invasive_margin)
+    shape_u = streams.uniform("breast.morphology.shape", ids)
+    h["irregular"] = _irregular(h["margin"], np.float64(m.indistinct_irregular[0]), shape_u)
     h["dcis_pleomorphic"] = streams.uniform("breast.morphology.dcis", ids) < m.dcis_pleomorphic
     pid, kind = ids[benign["row"]], benign["kind"]
     j = np.arange(len(pid)) - np.searchsorted(benign["row"], benign["row"])
@@ -110,6 +121,9 @@ def _morphology(m, streams: Streams, ids: np.ndarray, h: dict, benign: dict) -> 
         kind == 0, _categorical(u, m.cyst_margin), _categorical(u, m.fibroadenoma_margin)
     )
     benign["margin"] = margin.astype(np.int8)
+    p_irregular = np.asarray(m.indistinct_irregular, dtype=np.float64)[1:][np.minimum(kind, 1)]
+    shape_u = streams.uniform("breast.morphology.benign_shape", pid, j)
+    benign["irregular"] = (kind < 2) & _irregular(benign["margin"], p_irregular, shape_u)
     benign["pleomorphic"] = (kind == 2) & (u < m.benign_calcifications_pleomorphic)
 
 
@@ -590,6 +604,7 @@ def render_patches(
             c.margin,
             c.calc_mm,
             c.pleomorphic,
+            c.irregular,
         )
         for e, c in patches
     ]

@@ -56,12 +56,13 @@ class Finding:
     size_mm: float
     conspicuity: float
     suspicious: bool = False
-    # how it looks (the rendered image): a mass's diameter and margin, a cluster's extent and
-    # whether its specks are pleomorphic
+    # how it looks (the rendered image): a mass's diameter, margin and shape (irregular, else
+    # round to oval), a cluster's extent and whether its specks are pleomorphic
     mass_mm: float = 0.0
     margin: int = 0
     calc_mm: float = 0.0
     pleomorphic: bool = False
+    irregular: bool = False
 
 
 class Shows(list):
@@ -109,8 +110,10 @@ def visible_findings(
             if calc_mm:
                 calc = float(calcification_detectability(d, density, det))
                 c = max(c, reading.calcification_efficiency * calc)
-            margin = int(h["margin"][row])
-            out.append(Finding(INVASIVE_KEY, 0, d, c, False, d, margin, calc_mm, calc_mm > 0))
+            margin, irregular = int(h["margin"][row]), bool(h["irregular"][row])
+            out.append(
+                Finding(INVASIVE_KEY, 0, d, c, False, d, margin, calc_mm, calc_mm > 0, irregular)
+            )
     if h["has_dcis"][row] and h["dcis_onset_day"][row] <= day < h["dcis_end_day"][row]:
         extent = float(h["dcis_extent_mm"][row])
         c = reading.calcification_efficiency * float(
@@ -132,7 +135,10 @@ def visible_findings(
                 out.append(Finding(key, 2 + kind, size, c, False, 0.0, 0, size, pleo))
             else:
                 c = reading.mass_efficiency * float(mass_detectability(size, density, det))
-                out.append(Finding(key, 2 + kind, size, c, False, size, int(b["margin"][i])))
+                margin, irregular = int(b["margin"][i]), bool(b["irregular"][i])
+                out.append(
+                    Finding(key, 2 + kind, size, c, False, size, margin, 0.0, False, irregular)
+                )
     return out
 
 
@@ -192,6 +198,7 @@ def read_exam(
                     f.margin,
                     f.calc_mm,
                     f.pleomorphic,
+                    f.irregular,
                 )
             )
     rate = reader.fp_per_exam * (1.0 if prior.screened else reading.first_screen_spurious_factor)

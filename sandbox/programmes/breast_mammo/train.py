@@ -46,14 +46,14 @@ WINDOW = (-15.0, 30.0)  # relative attenuation (mm of gland) clipped to this and
 # it stands at a tenth (held-out exam AUC 0.897 against 0.875 without it, DCIS 0.852 against
 # 0.666, in the same 16-epoch comparison: docs/breast.md)
 DETAIL = {"sigma_mm": 0.5, "range": 3.0}
-REFERENCE_EXAMS = 6000  # uniform held-out screening exams: the negatives and the score scale
+REFERENCE_EXAMS = 20000  # uniform held-out screening exams: the negatives and the score scale
 # negatives per cancer region, and the share of them that are background regions (the rest:
 # benign findings). Most of what a device must not flag on a screening exam is tissue (a
 # screen's four background regions against one benign finding in about an eighth of screens),
 # so background is most of the negatives; a fifth stays benign to learn margins and specks.
 NEGATIVES_PER_POSITIVE = 1.5
 BACKGROUND_SHARE = 0.8
-VERSION = "1.1.0"
+VERSION = "1.2.0"
 # the conspicuity a typical screen reader detects half the time: the c50 of the reader profile
 # agents/readers/breast_radiologist.yaml (the card reports cancers above and below it)
 READER_C50 = 13.0
@@ -79,12 +79,17 @@ class Cases:
 
 
 def screening_exams(
-    programme: Any, cohort: Any, scanners: Sequence[Scanner], streams: Streams
+    programme: Any,
+    cohort: Any,
+    scanners: Sequence[Scanner],
+    streams: Streams,
+    shares: Sequence[float] = (),
 ) -> tuple[dict[str, np.ndarray], Cases]:
     """Each woman's screen on her entry day, and for a woman with an invasive cancer a second
     screen on a day drawn uniformly over its growth from 5 mm to its clinical size (so the
     training set holds cancers of every size a screen meets, not only the small ones a single
-    round finds most of), with their candidate regions; one row per exam."""
+    round finds most of), with their candidate regions; one row per exam. Each exam is on one
+    of ``scanners``, drawn with ``shares`` (empty: an even mix)."""
     p, h = cohort.people, cohort.history
     ids = p["person_id"]
     rows = list(range(len(ids)))
@@ -97,10 +102,12 @@ def screening_exams(
     second = at5 + u * (h["clinical_day"][grow] - at5)
     rows += grow.tolist()
     days += second.tolist()
-    k = (
-        streams.uniform("train.breast.scanner", ids[rows], np.arange(len(rows)) >= len(ids))
-        * len(scanners)
-    ).astype(int)
+    u = streams.uniform("train.breast.scanner", ids[rows], np.arange(len(rows)) >= len(ids))
+    if len(shares):
+        cdf = np.cumsum(np.asarray(shares, dtype=np.float64))
+        k = np.minimum(np.searchsorted(cdf / cdf[-1], u, side="right"), len(scanners) - 1)
+    else:
+        k = (u * len(scanners)).astype(int)
     n = len(rows)
     pairs, exam, label, kind = [], [], [], []
     cancer = np.zeros(n, dtype=bool)  # a cancer region among the exam's candidates
@@ -216,8 +223,11 @@ def train_breast_device(
     log: Callable[[str], None],
     command: str,
     device: str = "cpu",
+    scanner_shares: Sequence[float] = (),
 ) -> dict[str, Any]:
-    """Train the device, measure it on held-out women and write its folder; its metadata."""
+    """Train the device, measure it on held-out women and write its folder; its metadata.
+    ``scanner_shares``: the mix of ``scanners`` its screens are on (its training set, and the
+    screening exams that set its 1-10 scale; empty: an even mix)."""
     from sandbox.programmes.breast_mammo.programme import BreastMammo
 
     t0 = time.perf_counter()
@@ -225,7 +235,7 @@ def train_breast_device(
     programme = BreastMammo(scn)
     streams = Streams(seed)
     cohort = programme.sample_cohort(streams)
-    exams, cases = screening_exams(programme, cohort, scanners, streams)
+    exams, cases = screening_exams(programme, cohort, scanners, streams, scanner_shares)
     ids = exams["person_id"]
     test = held_out(ids, streams)
     train = training_cases(cases, ~test, streams, ids)
@@ -300,6 +310,8 @@ def train_breast_device(
         "training_data": {
             "scanners": [s.model for s in scanners],
             "scanner_parameters": [dataclasses.asdict(s) for s in scanners],
+            "scanner_shares": [float(v) for v in scanner_shares]
+            or [1.0 / len(scanners)] * len(scanners),
             "population": f"scenario '{scenario.name}': {scenario.description}",
             "people": people,
             "cases": len(train.pairs),

@@ -84,6 +84,54 @@ def test_calcification_specks_stand_out_at_their_own_scale():
     assert signal.max() > 2 * lap.std()  # a speck stands out of pixel-scale tissue and noise
 
 
+def _outline(mass: torch.Tensor, level: float) -> np.ndarray:
+    """A mass's radius (pixels) along 72 rays from the patch's centre, where its added signal
+    first falls below ``level``."""
+    m = mass.numpy()
+    c = (m.shape[-1] - 1) / 2.0
+    steps = np.arange(0.0, c, 0.25)
+    radii = []
+    for a in np.linspace(0.0, 2.0 * np.pi, 72, endpoint=False):
+        yy = np.clip(np.round(c + steps * np.sin(a)).astype(int), 0, m.shape[-1] - 1)
+        xx = np.clip(np.round(c + steps * np.cos(a)).astype(int), 0, m.shape[-1] - 1)
+        below = np.flatnonzero(m[yy, xx] < level)
+        radii.append(steps[below[0]] if len(below) else c)
+    return np.asarray(radii)
+
+
+def _lumpiness(radii: np.ndarray) -> float:
+    """The outline's 3rd-8th harmonics against its mean radius (0 for a circle or an ellipse)."""
+    spec = np.abs(np.fft.rfft(radii)) / len(radii)
+    return float(np.sqrt((spec[3:9] ** 2).sum()) / radii.mean())
+
+
+def test_an_irregular_mass_is_lobulated_and_an_indistinct_one_still_a_mass():
+    bare, oval, irregular, indistinct = render_batch(
+        [
+            spec(density=0),
+            spec(density=0, mass_mm=16.0),
+            spec(density=0, mass_mm=16.0, margin=1, irregular=True),
+            spec(density=0, mass_mm=16.0, margin=1),
+        ],
+        7,
+    )[:, 0]
+    level = 0.5 * 16.0 * (1 - GLANDULAR[0])  # half the mass's contrast
+    r_oval, r_irr = _outline(oval - bare, level), _outline(irregular - bare, level)
+    assert _lumpiness(r_oval) < 0.03 < 0.06 < _lumpiness(r_irr)
+    # about the same size either way (the outline is modulated, not grown)
+    assert r_irr.mean() == pytest.approx(r_oval.mean(), rel=0.15)
+    # an indistinct margin softens the edge over about a millimetre: the mass keeps its
+    # contrast, and its steepest edge is gentler than the sharp one's
+    inner = (oval - bare)[24:40, 24:40]
+    assert float((indistinct - bare)[24:40, 24:40].mean()) > 0.8 * float(inner.mean())
+
+    def steepest(img):
+        a = img.numpy()
+        return max(np.abs(np.diff(a, axis=0)).max(), np.abs(np.diff(a, axis=1)).max())
+
+    assert steepest(indistinct - bare) < 0.6 * steepest(oval - bare)
+
+
 def finding(key, conspicuity, **kw) -> Finding:
     return Finding(key, 0, 10.0, conspicuity, **kw)
 
@@ -99,7 +147,15 @@ def test_candidates_are_every_visible_finding_in_both_views_and_never_name_the_c
     assert len(cands) == 3 * 2 + BACKGROUND_CANDIDATES
     assert [c.location for c in cands] == sorted(c.location for c in cands)
     fields = {f.name for f in dataclasses.fields(Candidate)}
-    assert fields == {"location", "view", "mass_mm", "margin", "calc_mm", "pleomorphic"}
+    assert fields == {
+        "location",
+        "view",
+        "mass_mm",
+        "margin",
+        "calc_mm",
+        "pleomorphic",
+        "irregular",
+    }
     kinds = [candidate_kind(5, c.location, shows, (INVASIVE_KEY, DCIS_KEY)) for c in cands]
     assert kinds.count("cancer") == 4 and kinds.count("benign") == 2
     assert kinds.count("background") == BACKGROUND_CANDIDATES

@@ -147,10 +147,34 @@ def test_the_screen_before_the_simulation_depletes_the_preclinical_pool(load_con
     assert always < 0.8 * never
 
 
+def test_masses_are_irregular_as_their_margins_and_kinds_say(load_config):
+    from sandbox.programmes.breast_mammo.config import BENIGN_KINDS
+    from sandbox.programmes.breast_mammo.imaging import MARGINS
+
+    cfg = load_config("scenario=breast_masai", "cohort.size=60000")[0]
+    cohort = programme_for(cfg.scenario).sample_cohort(Streams(11))
+    m = cfg.scenario.disease.morphology
+    circ, ind, spic = (MARGINS.index(k) for k in MARGINS)
+    h, b = cohort.history, cohort.benign
+    cancer = h["has_cancer"]
+    margin, irregular = h["margin"][cancer], h["irregular"][cancer]
+    assert irregular[margin == spic].all() and not irregular[margin == circ].any()
+    share = irregular[margin == ind].mean()
+    assert share == pytest.approx(m.indistinct_irregular[0], abs=0.05)
+    for kind, p in zip(BENIGN_KINDS[:2], m.indistinct_irregular[1:], strict=True):
+        mine = (b["kind"] == BENIGN_KINDS.index(kind)) & (b["margin"] == ind)
+        assert b["irregular"][mine].mean() == pytest.approx(p, abs=0.06)
+    assert not b["irregular"][b["kind"] == BENIGN_KINDS.index("calcifications")].any()
+
+
 @pytest.mark.parametrize(
     "override, names",
     [
         ("+programme.previous_screen.share=1.5", "programme.previous_screen.share"),
+        (
+            "disease.morphology.indistinct_irregular=[0.8,1.2,0.3]",
+            "disease.morphology.indistinct_irregular",
+        ),
         ("+programme.reading.recall_invasive=-0.1", "programme.reading.recall_invasive"),
         ("cohort.women.age.min=10", "cohort.women.age"),
     ],

@@ -46,6 +46,34 @@ def test_the_trained_folder_is_a_2d_mammogram_device_with_a_1_to_10_scale(traine
     card = (folder / "docs" / "README.md").read_text()
     assert "Held-out performance" in card and "density d" in card
     assert meta["training_data"]["command"] == "sandbox train " + " ".join(SMALL[1:])
+    # the screens are on the recipe's mix of systems, and the card says which
+    shares = meta["training_data"]["scanner_shares"]
+    assert len(shares) == len(meta["training_data"]["scanners"]) == 2 and shares[0] > shares[1]
+
+
+def test_screens_are_on_the_recipes_mix_of_systems():
+    import dataclasses
+
+    from sandbox.compose import load
+    from sandbox.programmes.breast_mammo.programme import BreastMammo
+    from sandbox.programmes.breast_mammo.train import screening_exams
+    from sandbox.rng import Streams
+
+    cfg, _, _ = load(["scenario=breast_masai", "runtime=quiet"])
+    scn = dataclasses.replace(
+        cfg.scenario, cohort=dataclasses.replace(cfg.scenario.cohort, size=3000)
+    )
+    programme = BreastMammo(scn)
+    cohort = programme.sample_cohort(Streams(2))
+    system = dict(dose_mgy=1.2, noise_hu_at_1mgy=0.055, kernel_fwhm_mm=0.16, slice_mm=0.085)
+    systems = [Scanner(m, **system, modality="mammo") for m in ("a", "b")]
+    even, _ = screening_exams(programme, cohort, systems, Streams(2))
+    mixed, _ = screening_exams(programme, cohort, systems, Streams(2), [0.9, 0.1])
+    assert abs((even["scanner"] == 0).mean() - 0.5) < 0.04
+    assert abs((mixed["scanner"] == 0).mean() - 0.9) < 0.03
+    # an even mix given as shares is the even mix
+    same, _ = screening_exams(programme, cohort, systems, Streams(2), [1.0, 1.0])
+    assert np.array_equal(same["scanner"], even["scanner"])
 
 
 def run_path_scores(model, people: int, seed: int):
@@ -69,7 +97,10 @@ def run_path_scores(model, people: int, seed: int):
     )
     programme = BreastMammo(scn)
     streams = Streams(seed)
-    exams, cases = screening_exams(programme, programme.sample_cohort(streams), scanners, streams)
+    shares = meta["training_data"]["scanner_shares"]
+    exams, cases = screening_exams(
+        programme, programme.sample_cohort(streams), scanners, streams, shares
+    )
     test = held_out(exams["person_id"], streams)
     chosen, uniform = evaluation_exams(exams, test, streams)
     image = {}
@@ -148,17 +179,31 @@ def test_masai_ai_triage_double_reads_the_top_tenth(trained, run_sim):
     assert screens["ai_score"].is_not_null().all()
 
 
-def test_a_breast_recipe_refuses_a_ct_scanner_in_one_line(trained, capsys):
-    code = main(
-        [
-            "train",
-            "agent=breast_mammo_cnn",
-            "scanners=[{model: ct, dose_mgy: 1, "
-            "noise_hu_at_1mgy: 70, kernel_fwhm_mm: 1, slice_mm: 1}]",
-        ]
-    )
+@pytest.mark.parametrize(
+    "override, says",
+    [
+        (
+            "scanners=[{model: ct, dose_mgy: 1, noise_hu_at_1mgy: 70, kernel_fwhm_mm: 1, "
+            "slice_mm: 1}]",
+            "modality: mammo",
+        ),
+        (
+            "scanner_shares=[1.0]",
+            "scanner_shares: [1.0] needs a non-negative share for each of the 2 scanners",
+        ),
+        ("scanner_shares=[0.5,-0.1]", "scanner_shares"),
+    ],
+)
+def test_a_bad_breast_recipe_is_refused_in_one_line(trained, capsys, override, says):
+    code = main(["train", "agent=breast_mammo_cnn", override])
     err = capsys.readouterr().err
-    assert code != 0 and "modality: mammo" in err
+    assert code != 0 and says in err and err.strip().count("\n") == 0
+
+
+def test_a_lung_recipe_refuses_scanner_shares_in_one_line(capsys):
+    code = main(["train", "agent=lung_nodule_cnn", "scanner_shares=[0.5,0.5]"])
+    err = capsys.readouterr().err
+    assert code != 0 and "scanner_shares: not available for lung devices" in err
 
 
 def _masai(run_sim, folder, *extra):
