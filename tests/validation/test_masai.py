@@ -26,7 +26,6 @@ PASSING = (
     "cancer_detection_per_1000",
     "interval_cancers_per_1000",
     "ppv_of_recall",
-    "score_10_share_of_exams",
 )
 BETWEEN = (
     "screen_reading_workload_reduction",
@@ -79,6 +78,10 @@ def test_masai_ai_arm_reproduces_the_trial_beside_its_control(capsys):
     assert ai["cancer_detection_per_1000"][1] > control["cancer_detection_per_1000"][1]
     for row in PASSING:
         assert ai[row][3] == "PASS", (row, ai[row])
+    # the 1-10 scale is deciles of another sample's screens (the device's 20,000 reference
+    # screens): it puts a tenth of the trial's screens in score 10 to within a point, which at
+    # the trial's size is not always within two of its binomial SEs (docs/validation.md)
+    assert abs(ai["score_10_share_of_exams"][1] - 0.10) < 0.01, ai["score_10_share_of_exams"]
     for row in BETWEEN:
         m = re.search(rf"^{row} .*\s(PASS|FAIL)$", out, re.M)
         assert m and m.group(1) == "PASS", out
