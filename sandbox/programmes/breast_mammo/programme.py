@@ -94,7 +94,8 @@ declare_streams(
 )
 
 
-def _categorical(u: np.ndarray, shares) -> np.ndarray:
+def categorical(u: np.ndarray, shares) -> np.ndarray:
+    """Index of the share each uniform ``u`` falls in (shares need not sum to one)."""
     cdf = np.cumsum(np.asarray(shares, dtype=np.float64))
     return np.minimum(np.searchsorted(cdf / cdf[-1], u, side="right"), len(cdf) - 1).astype(np.int8)
 
@@ -110,7 +111,7 @@ def _irregular(margin: np.ndarray, indistinct: np.ndarray, u: np.ndarray) -> np.
 def _morphology(m, streams: Streams, ids: np.ndarray, h: dict, benign: dict) -> None:
     """Margins, shapes and calcification arrangements (:class:`~.config.Morphology`), into
     ``h`` and ``benign``."""
-    h["margin"] = _categorical(streams.uniform("breast.morphology.margin", ids), m.invasive_margin)
+    h["margin"] = categorical(streams.uniform("breast.morphology.margin", ids), m.invasive_margin)
     shape_u = streams.uniform("breast.morphology.shape", ids)
     h["irregular"] = _irregular(h["margin"], np.float64(m.indistinct_irregular[0]), shape_u)
     h["dcis_pleomorphic"] = streams.uniform("breast.morphology.dcis", ids) < m.dcis_pleomorphic
@@ -118,7 +119,7 @@ def _morphology(m, streams: Streams, ids: np.ndarray, h: dict, benign: dict) -> 
     j = np.arange(len(pid)) - np.searchsorted(benign["row"], benign["row"])
     u = streams.uniform("breast.morphology.benign", pid, j)
     margin = np.where(
-        kind == 0, _categorical(u, m.cyst_margin), _categorical(u, m.fibroadenoma_margin)
+        kind == 0, categorical(u, m.cyst_margin), categorical(u, m.fibroadenoma_margin)
     )
     benign["margin"] = margin.astype(np.int8)
     p_irregular = np.asarray(m.indistinct_irregular, dtype=np.float64)[1:][np.minimum(kind, 1)]

@@ -104,8 +104,9 @@ def screening_exams(
     days += second.tolist()
     u = streams.uniform("train.breast.scanner", ids[rows], np.arange(len(rows)) >= len(ids))
     if len(shares):
-        cdf = np.cumsum(np.asarray(shares, dtype=np.float64))
-        k = np.minimum(np.searchsorted(cdf / cdf[-1], u, side="right"), len(scanners) - 1)
+        from sandbox.programmes.breast_mammo.programme import categorical
+
+        k = categorical(u, shares).astype(np.int64)
     else:
         k = (u * len(scanners)).astype(int)
     n = len(rows)
