@@ -20,8 +20,8 @@ relative attenuation units (1 = one millimetre of glandular tissue against fat):
   it, ``1 - g`` (the contrast of :func:`.visibility.mass_detectability`), its outline stretched
   to its shape: oval (axis ratio 0.65-1, any orientation), and if irregular its radius modulated by
   the 3rd-6th harmonics of the angle, each up to a quarter of it (lobulated, angular); an
-  indistinct margin is blurred over a quarter of the radius; a spiculated one has radial
-  spicules out to twice it;
+  indistinct margin is blurred over a quarter of the radius, at most ``INDISTINCT_MM`` (the
+  mass keeps its contrast); a spiculated one has radial spicules out to twice it;
 * **calcifications**: about one speck per millimetre of extent, each a Gaussian of its size with
   the contrast of :data:`.visibility.CALC_CONTRAST`; benign specks are round, alike and scattered,
   pleomorphic ones vary in size and lie along a line (a duct);
