@@ -24,7 +24,7 @@ import torch
 
 from sandbox.config import Scanner, Scenario
 from sandbox.programmes.breast_mammo.config import DENSITIES
-from sandbox.programmes.breast_mammo.imaging import PIXEL_MM, MammoImage
+from sandbox.programmes.breast_mammo.imaging import MARGINS, PIXEL_MM, MammoImage
 from sandbox.programmes.breast_mammo.reading import DCIS_KEY, INVASIVE_KEY
 from sandbox.programmes.lung_ldct.train import (
     _json_auc,
@@ -53,7 +53,7 @@ REFERENCE_EXAMS = 20000  # uniform held-out screening exams: the negatives and t
 # so background is most of the negatives; a fifth stays benign to learn margins and specks.
 NEGATIVES_PER_POSITIVE = 1.5
 BACKGROUND_SHARE = 0.8
-VERSION = "1.2.0"
+VERSION = "1.3.0"
 # the conspicuity a typical screen reader detects half the time: the c50 of the reader profile
 # agents/readers/breast_radiologist.yaml (the card reports cancers above and below it)
 READER_C50 = 13.0
@@ -116,6 +116,8 @@ def screening_exams(
     invasive_mm = np.zeros(n)
     dcis = np.zeros(n, dtype=bool)
     visible = np.zeros(n)  # the most conspicuous cancer's conspicuity (0: none)
+    margin = np.full(n, -1, dtype=np.int8)  # the invasive mass's margin (-1: none)
+    irregular = np.zeros(n, dtype=bool)  # and whether its shape is irregular
     kinds = ("cancer", "benign", "background")
     for e, (r, day) in enumerate(zip(rows, days, strict=True)):
         sc = scanners[k[e]]
@@ -133,6 +135,8 @@ def screening_exams(
                 visible[e] = max(visible[e], f.conspicuity)
             if f.key == INVASIVE_KEY:
                 present[e], invasive_mm[e] = True, f.size_mm
+                if f.mass_mm > 0:
+                    margin[e], irregular[e] = f.margin, f.irregular
             elif f.key == DCIS_KEY:
                 present[e], dcis[e] = True, True
     rows_a = np.asarray(rows)
@@ -144,6 +148,8 @@ def screening_exams(
         "invasive_mm": invasive_mm,
         "dcis": dcis & (invasive_mm == 0),
         "conspicuity": visible,
+        "margin": margin,
+        "irregular": irregular,
         "scanner": k,
         "first": np.arange(n) < len(ids),
     }
@@ -270,10 +276,10 @@ def train_breast_device(
     np.maximum.at(score, held.exam, cand)
     score = score[chosen]
     is_cancer, is_uniform = exams["cancer"][chosen], uniform[chosen]
-    perf = breakdown(score, is_cancer, is_uniform, {k: v[chosen] for k, v in exams.items()})
     reference = score[is_uniform]
     cuts = score_bands(reference)
     bands = band_of(score, cuts)
+    perf = breakdown(score, is_cancer, is_uniform, {k: v[chosen] for k, v in exams.items()}, bands)
     perf["score_bands"] = {
         "exams_in_10": round(float((bands[is_uniform] == 10).mean()), 4),
         "cancers_in_10": round(float((bands[is_cancer] == 10).mean()), 4),
@@ -337,19 +343,28 @@ def train_breast_device(
 
 
 def breakdown(
-    score: np.ndarray, cancer: np.ndarray, uniform: np.ndarray, exams: dict[str, np.ndarray]
+    score: np.ndarray,
+    cancer: np.ndarray,
+    uniform: np.ndarray,
+    exams: dict[str, np.ndarray],
+    bands: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Exam-level AUC: cancer exams against the uniform sample's exams without cancer, overall
-    and by kind, size band and density (both sides restricted to the density)."""
+    and by kind, size band, the invasive mass's margin and shape, conspicuity and density (both
+    sides restricted to the density); with each exam's 1-10 ``bands``, also the share of each
+    row's cancer exams in score 10 (the device's sensitivity at the tenth of screens it flags)."""
     neg = uniform & ~cancer
 
     def one(pos: np.ndarray, negatives: np.ndarray = neg) -> dict[str, Any]:
         keep = pos | negatives
-        return {
+        out = {
             "auc": _json_auc(auc(score[keep], pos[keep])),
             "cancer_exams": int(pos.sum()),
             "exams": int(keep.sum()),
         }
+        if bands is not None:
+            out["in_10"] = round(float((bands[pos] == 10).mean()), 4) if pos.any() else None
+        return out
 
     mm = exams["invasive_mm"]
     neg = neg & ~exams["present"]
@@ -360,6 +375,15 @@ def breakdown(
         "10_to_20_mm": one(cancer & (mm >= 10) & (mm < 20)),
         "20_mm_and_over": one(cancer & (mm >= 20)),
     }
+    if "margin" in exams:
+        invasive_mass = cancer & (mm > 0) & (exams["margin"] >= 0)
+        out["by_margin"] = {
+            m: one(invasive_mass & (exams["margin"] == i)) for i, m in enumerate(MARGINS)
+        }
+        out["by_shape"] = {
+            "round_or_oval": one(invasive_mass & ~exams["irregular"]),
+            "irregular": one(invasive_mass & exams["irregular"]),
+        }
     vis = exams["conspicuity"]
     out["by_conspicuity"] = {
         "under_reader_c50": one(cancer & (vis < READER_C50)),
@@ -378,12 +402,17 @@ def model_card(meta: dict[str, Any]) -> str:
 
     def row(name: str, v: dict[str, Any]) -> str:
         a = "n/a" if v["auc"] is None else f"{v['auc']:.3f}"
-        return f"| {name} | {a} | {v['cancer_exams']:,} | {v['exams']:,} |"
+        s10 = "n/a" if v.get("in_10") is None else f"{v['in_10']:.1%}"
+        return f"| {name} | {a} | {s10} | {v['cancer_exams']:,} | {v['exams']:,} |"
 
     rows = [row("cancers the exam shows (a candidate region)", perf["overall"])]
     rows += [row("every cancer present, shown or not", perf["all_cancers"])]
     rows += [row(f"{k}", v) for k, v in perf["by_kind"].items()]
     rows += [row(f"invasive, {k.replace('_', ' ')}", v) for k, v in perf["by_size"].items()]
+    rows += [row(f"invasive mass, {k} margin", v) for k, v in perf.get("by_margin", {}).items()]
+    rows += [
+        row(f"invasive mass, {k.replace('_', ' ')}", v) for k, v in perf.get("by_shape", {}).items()
+    ]
     rows += [
         row(f"conspicuity {k.replace('_', ' ')} ({READER_C50:g})", v)
         for k, v in perf["by_conspicuity"].items()
@@ -407,10 +436,12 @@ cancer among benign findings and tissue.
 ## Held-out performance
 
 A quarter of the women are held out. Exam-level AUC (the exam's score is its highest region's)
-of exams with a cancer the exam shows against a uniform sample of screens without one:
+of exams with a cancer the exam shows against a uniform sample of screens without one, and the
+share of those cancer exams in score 10 (the tenth of screens the device flags most; a mass's
+rows are by its BI-RADS margin and shape):
 
-| exams | AUC | cancer exams | exams |
-|---|---|---|---|
+| exams | AUC | in score 10 | cancer exams | exams |
+|---|---|---|---|---|
 {chr(10).join(rows)}
 
 ## The 1-10 scale

@@ -401,8 +401,9 @@ def fit(
     log: Callable[[str], None],
     device: str = "cpu",
 ) -> list[float]:
-    """Adam on binary cross-entropy with random flips of each axis and 90-degree in-plane
-    rotations (the rendered blur is isotropic, so every orientation is a plausible patch).
+    """Adam on binary cross-entropy with random flips of each spatial axis and 90-degree
+    in-plane rotations (the rendered blur is isotropic, so every orientation is a plausible
+    patch); ``images`` are ``[B, C, D, H, W]`` volumes or ``[B, C, H, W]`` planes.
 
     ``images(idx)`` gives the preprocessed patches of training cases ``idx`` on ``device``:
     they are rendered batch by batch, so memory does not grow with the training set (a patch
@@ -423,8 +424,10 @@ def fit(
         for start in range(0, len(y), batch):
             idx = perm[start : start + batch]
             xb = images(idx.numpy())
-            flips = torch.rand(3, generator=gen)
-            dims = [d for d, u in zip((-3, -2, -1), flips.tolist(), strict=True) if u < 0.5]
+            flips = torch.rand(3, generator=gen).tolist()
+            # flip the spatial axes only (a 2-D batch's third-last axis is its channels)
+            spatial = (-3, -2, -1)[5 - xb.dim() :]
+            dims = [d for d, u in zip(spatial, flips[3 - len(spatial) :], strict=True) if u < 0.5]
             if dims:
                 xb = xb.flip(dims)
             k = int(torch.randint(0, 4, (1,), generator=gen))

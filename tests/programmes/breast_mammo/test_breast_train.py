@@ -10,6 +10,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from sandbox.agents.bundle import file_digest, load_bundle
 from sandbox.cli import main
@@ -45,6 +46,16 @@ def test_the_trained_folder_is_a_2d_mammogram_device_with_a_1_to_10_scale(traine
     assert abs((ref > cuts[-1]).mean() - 0.1) < 0.02
     card = (folder / "docs" / "README.md").read_text()
     assert "Held-out performance" in card and "density d" in card
+    # where the device fails, by the mass's look, and its sensitivity in score 10, row by row
+    held = meta["performance"]["held_out"]
+    assert list(held["by_margin"]) == ["circumscribed", "indistinct", "spiculated"]
+    assert list(held["by_shape"]) == ["round_or_oval", "irregular"]
+    n_mass = sum(v["cancer_exams"] for v in held["by_margin"].values())
+    assert n_mass == sum(v["cancer_exams"] for v in held["by_shape"].values()) > 0
+    assert n_mass <= held["by_kind"]["invasive"]["cancer_exams"]
+    in10 = held["overall"]["in_10"]
+    assert in10 == held["score_bands"]["cancers_in_10"]
+    assert "invasive mass, indistinct margin" in card and f"| {in10:.1%} |" in card
     assert meta["training_data"]["command"] == "sandbox train " + " ".join(SMALL[1:])
     # the screens are on the recipe's mix of systems, and the card says which
     shares = meta["training_data"]["scanner_shares"]
@@ -240,3 +251,36 @@ def test_masai_marks_and_flag_find_more_where_they_are_shown(trained, run_sim):
         assert b.filter(shown)["positive"].sum() > a.filter(shown)["positive"].sum()
         changed = (a.filter(~shown)["positive"] != b.filter(~shown)["positive"]).sum()
         assert changed <= 0.002 * (~shown).sum()
+
+
+class _Recorder(torch.nn.Module):
+    """A one-weight network that keeps every batch it is trained on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return self.w * x.mean(dim=tuple(range(1, x.dim()))).unsqueeze(-1)
+
+
+@pytest.mark.parametrize("spatial", [2, 3])
+def test_augmentation_flips_and_turns_the_image_never_its_channels(spatial):
+    """A 2-D patch's window and detail channels stay in order under every flip and turn (a flip
+    of the third-last axis would swap them); a 3-D volume's depth axis is flipped too."""
+    from sandbox.programmes.lung_ldct.train import fit
+
+    n, side = 16, 6
+    shape = (n, 2) + (side,) * spatial
+    x = torch.zeros(shape)
+    x[:, 1] = 1.0  # channel 0 all zeros, channel 1 all ones
+    ramp = torch.arange(side, dtype=torch.float32)
+    x[:, 0] += 0.01 * ramp.view((side,) + (1,) * (spatial - 1))  # the first spatial axis shows
+    net = _Recorder()
+    fit(net, lambda idx: x[torch.from_numpy(idx)], torch.ones(n), 8, 4, 1e-3, 0, lambda m: None)
+    seen = torch.cat(net.seen)
+    assert (seen[:, 1] == 1.0).all() and (seen[:, 0] < 0.5).all()
+    first = seen[:, 0].flatten(1)[:, 0]  # the corner voxel: 0 unless the first axis flipped
+    assert (first == 0).any() and (first > 0).any()
