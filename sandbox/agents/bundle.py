@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import monai.networks.nets as monai_nets
+import numpy as np
 import torch
 from safetensors.torch import load as safetensors_load
 from torch import nn
@@ -142,6 +143,66 @@ class InputSpec:
             _spec_fail(f"{path}.detail", "a detail channel is for 2-D image patches only")
 
 
+MAX_CALIBRATION_LEVELS = 10_000
+"""Most quantile levels a calibration may declare."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Per-system calibration of exam scores (``output.calibration``), as a vendor calibrates
+    its scale for each mammography system: an exam's score on a system named in ``systems`` is
+    mapped through that system's screening-score quantiles to the pooled ones at the same
+    ``levels`` (piecewise linear), so a percentile of screening exams means the same on every
+    system it names; a score on any other system is used as the network gives it.
+
+    ``levels``: increasing probabilities from 0 to 1; ``pooled``: the quantiles of screening
+    exams' scores over every system at those levels; ``systems``: each system's own (scanner
+    ``model`` to its quantiles at the same levels). Quantiles are non-decreasing scores in
+    [0, 1]."""
+
+    levels: tuple[float, ...]
+    pooled: tuple[float, ...]
+    systems: dict[str, tuple[float, ...]]
+
+    def check(self, path: str) -> None:
+        """Equal lengths, levels rising from 0 to 1, quantiles non-decreasing in [0, 1]."""
+        n = len(self.levels)
+        if not 2 <= n <= MAX_CALIBRATION_LEVELS:
+            _spec_fail(f"{path}.levels", f"{n} levels; give 2 to {MAX_CALIBRATION_LEVELS:,}")
+        lv = np.asarray(self.levels, dtype=float)
+        if not (
+            np.all(np.isfinite(lv)) and lv[0] == 0.0 and lv[-1] == 1.0 and np.all(np.diff(lv) > 0)
+        ):
+            _spec_fail(f"{path}.levels", "must rise from 0 to 1")
+        if not self.systems:
+            _spec_fail(f"{path}.systems", "names no system")
+        for key, q in (
+            ("pooled", self.pooled),
+            *((f"systems.{k}", v) for k, v in self.systems.items()),
+        ):
+            arr = np.asarray(q, dtype=float)
+            if len(arr) != n:
+                _spec_fail(f"{path}.{key}", f"{len(arr)} quantiles for {n} levels")
+            if not (np.all(np.isfinite(arr)) and arr.min() >= 0 and arr.max() <= 1):
+                _spec_fail(f"{path}.{key}", "quantiles must be scores in [0, 1]")
+            if np.any(np.diff(arr) < 0):
+                _spec_fail(f"{path}.{key}", "quantiles must not decrease")
+            if arr[0] == arr[-1]:
+                _spec_fail(f"{path}.{key}", "quantiles are all the same score")
+
+    def apply(self, score: np.ndarray | float, system: str) -> np.ndarray:
+        """``score`` (exam scores on the system named ``system``) on the pooled scale."""
+        own = self.systems.get(system)
+        x = np.asarray(score, dtype=np.float64)
+        if own is None:
+            return x
+        # a system's quantiles may repeat (tied scores): a tied score is at its levels' mean
+        q, at = np.unique(np.asarray(own, dtype=np.float64), return_inverse=True)
+        lv = np.asarray(self.levels, dtype=np.float64)
+        level = np.bincount(at, lv) / np.bincount(at)
+        return np.interp(np.interp(x, q, level, left=0.0, right=1.0), lv, self.pooled)
+
+
 @dataclass(frozen=True)
 class OutputSpec:
     """What the network returns per candidate patch: one score, as a logit or a probability;
@@ -152,6 +213,7 @@ class OutputSpec:
     meaning: str
     activation: str = field(metadata={"choices": ("sigmoid", "none")})
     aggregation: str = field(default="max", metadata={"choices": AGGREGATIONS})
+    calibration: Calibration | None = None
 
     def check(self, path: str) -> None:
         """The output must hold exactly one score per exam."""
@@ -211,6 +273,7 @@ class LoadedModel:
         output_shape: The network's output per exam (one element).
         activation: ``"sigmoid"`` (the network returns logits) or ``"none"`` (probabilities).
         aggregation: how candidate scores make the exam score (:data:`AGGREGATIONS`).
+        calibration: the per-system calibration of exam scores (:class:`Calibration`), or None.
         weights_file: The weights file read.
         weights_digest: sha256 of the weights file's bytes.
         network_digest: sha256 of the canonical JSON of ``configs/network.json``.
@@ -232,6 +295,7 @@ class LoadedModel:
     output_shape: tuple[int, ...]
     activation: str
     aggregation: str
+    calibration: Calibration | None
     weights_file: Path
     weights_digest: str
     network_digest: str
@@ -363,6 +427,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> LoadedM
         output_shape=spec.output.shape,
         activation=spec.output.activation,
         aggregation=spec.output.aggregation,
+        calibration=spec.output.calibration,
         weights_file=weights_file,
         weights_digest=weights_digest,
         network_digest=network_digest,

@@ -3,7 +3,8 @@
 One loaded model per device is reused for the whole run. An exam is shown to the device as its
 candidate regions (the programme's ``image_of``): every candidate is rendered (by the
 programme's renderer) and scored, in batches, and the exam's score is the device's declared
-aggregation of its candidates' scores (``output.aggregation``: max by default), with the index
+aggregation of its candidates' scores (``output.aggregation``: max by default), put on the
+device's per-system calibration where it declares one (``output.calibration``), with the index
 of the candidate that drove it. Every candidate score is cached by (model digest, person, exam
 day, scanner, candidate location), so a second policy, threshold or run on the same cohort
 replays scores instead of repeating inference (DESIGN.md invariant 2). The cache persists as one Parquet file
@@ -286,7 +287,8 @@ class DeviceScorer:
         return self.read(exams).score
 
     def read(self, exams: Sequence[ImageSpec]) -> ExamReads:
-        """Exam scores, the candidate that drove each, and the number of candidates."""
+        """Exam scores (on the device's per-system calibration, where it has one), the
+        candidate that drove each, and the number of candidates."""
         keys: list[list[tuple[int, int, str, int]]] = []
         todo: list[tuple[tuple[int, int, str, int], ImageSpec, Any]] = []
         queued: set[tuple[int, int, str, int]] = set()
@@ -317,6 +319,11 @@ class DeviceScorer:
             driver[i] = int(np.argmax(cand))
             score[i] = aggregate(cand, self.aggregation)
             count[i] = len(ks)
+        if self.model.calibration is not None:
+            systems = np.array([e.scanner.model for e in exams])
+            for system in np.unique(systems):
+                on = systems == system
+                score[on] = self.model.calibration.apply(score[on], str(system))
         return ExamReads(score, driver, count)
 
     def _scored(self, chunks: list[list[tuple[Any, ImageSpec, Any]]]) -> Iterator[np.ndarray]:

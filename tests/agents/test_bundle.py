@@ -10,6 +10,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import safetensors.torch
 import torch
@@ -311,6 +312,50 @@ def test_missing_or_malformed_json(bundle, rel):
 def test_bad_metadata_names_the_key(tmp_path, key, value, fragment):
     folder = make_bundle(tmp_path / "d", metadata=with_key(METADATA, key, value))
     refused(folder, "configs/metadata.json", fragment)
+
+
+CALIBRATION = {
+    "levels": [0.0, 0.5, 0.9, 1.0],
+    "pooled": [0.0, 0.2, 0.6, 1.0],
+    "systems": {"vendor_a": [0.0, 0.4, 0.8, 1.0], "vendor_b": [0.0, 0.1, 0.3, 0.9]},
+}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("levels", [0.0, 0.9, 0.5, 1.0], "key 'output.calibration.levels': must rise from 0 to 1"),
+        ("levels", [0.1, 0.5, 0.9, 1.0], "must rise from 0 to 1"),
+        ("levels", [0.0], "1 levels; give 2 to"),
+        ("pooled", [0.0, 0.2, 0.6], "key 'output.calibration.pooled': 3 quantiles for 4 levels"),
+        ("pooled", [0.0, 0.6, 0.2, 1.0], "quantiles must not decrease"),
+        ("pooled", [0.0, 0.2, 0.6, 1.5], "quantiles must be scores in [0, 1]"),
+        ("systems", {}, "key 'output.calibration.systems': names no system"),
+        ("systems", {"v": [0.3, 0.3, 0.3, 0.3]}, "key 'output.calibration.systems.v'"),
+        ("systems", {"v": [0.0, 0.1, 0.3]}, "3 quantiles for 4 levels"),
+        ("systems", {"v": "0.5"}, "key 'output.calibration.systems.v'"),
+    ],
+)
+def test_a_bad_calibration_is_refused_in_one_line(tmp_path, key, value, fragment):
+    metadata = with_key(METADATA, "output.calibration", with_key(CALIBRATION, key, value))
+    refused(make_bundle(tmp_path / "d", metadata=metadata), "configs/metadata.json", fragment)
+
+
+def test_calibration_puts_each_system_on_the_pooled_scale(tmp_path):
+    """A system's own quantile maps to the pooled one at the same level, linearly between
+    them; a system the calibration does not name keeps the network's score."""
+    metadata = with_key(METADATA, "output.calibration", CALIBRATION)
+    cal = load_bundle(make_bundle(tmp_path / "d", metadata=metadata)).calibration
+    a = cal.apply(np.array([0.0, 0.4, 0.6, 0.8, 1.0]), "vendor_a")
+    assert np.allclose(a, [0.0, 0.2, 0.4, 0.6, 1.0])
+    assert np.allclose(cal.apply(np.array([0.1, 0.3, 0.6]), "vendor_b"), [0.2, 0.6, 0.8])
+    assert np.allclose(cal.apply(np.array([0.1, 0.3]), "vendor_c"), [0.1, 0.3])
+    # tied quantiles: a tied score is at its levels' mean
+    tied = {"levels": [0.0, 0.5, 1.0], "pooled": [0.0, 0.5, 1.0], "systems": {"v": [0.2, 0.2, 0.8]}}
+    metadata = with_key(METADATA, "output.calibration", tied)
+    cal = load_bundle(make_bundle(tmp_path / "e", metadata=metadata)).calibration
+    assert np.allclose(cal.apply(np.array([0.2, 0.5]), "v"), [0.25, 0.625])
+    assert load_bundle(make_bundle(tmp_path / "f")).calibration is None
 
 
 def test_extra_metadata_keys_are_kept(tmp_path):

@@ -206,6 +206,39 @@ def render_input(cases: Cases, programme: Any, seed: int, size: int, device: str
     return torch.cat(out) if out else torch.empty((0, 2, size, size))
 
 
+# the calibration's quantile levels: every 1% up to the 90th percentile, every 0.1% above it
+# (where score 10 and the top 1% are cut)
+CALIBRATION_LEVELS = np.concatenate([np.linspace(0.0, 0.9, 91), np.linspace(0.9, 1.0, 101)[1:]])
+
+
+def system_calibration(reference: np.ndarray, system: np.ndarray) -> dict[str, Any]:
+    """``output.calibration`` (:class:`sandbox.agents.bundle.Calibration`) from screening
+    exams' ``reference`` scores and each one's ``system`` (scanner model): each system's score
+    quantiles mapped to the pooled ones, as a vendor calibrates its scale per mammography
+    system, so that score 10 is a tenth of screens on each (values rounded as stored)."""
+
+    def q(x: np.ndarray) -> list[float]:
+        return [round(float(v), 6) for v in np.quantile(x, CALIBRATION_LEVELS)]
+
+    return {
+        "levels": [round(float(v), 6) for v in CALIBRATION_LEVELS],
+        "pooled": q(reference),
+        "systems": {str(m): q(reference[system == m]) for m in np.unique(system)},
+    }
+
+
+def calibrated(calibration: dict[str, Any], score: np.ndarray, system: np.ndarray) -> np.ndarray:
+    """Exam ``score``s on each one's ``system``, calibrated as a run's device does."""
+    from sandbox.agents.bundle import Calibration
+    from sandbox.typed import build
+
+    cal = build(Calibration, calibration, "output.calibration")
+    out = np.array(score, dtype=np.float64)
+    for m in np.unique(system):
+        out[system == m] = cal.apply(out[system == m], str(m))
+    return out
+
+
 def score_bands(reference: np.ndarray) -> list[float]:
     """The 1-10 scale's nine cut points: deciles of the screening exams' scores (score k for
     an exam between cut points k - 1 and k), as Transpara's scale is made."""
@@ -274,17 +307,29 @@ def train_breast_device(
     cand = predict(net, render_input(held, programme, seed, size, device))
     score = np.full(len(ids), -1.0)
     np.maximum.at(score, held.exam, cand)
-    score = score[chosen]
+    raw = score[chosen]
     is_cancer, is_uniform = exams["cancer"][chosen], uniform[chosen]
+    system = np.array([scanners[k].model for k in exams["scanner"][chosen]])
+    calibration = system_calibration(raw[is_uniform], system[is_uniform])
+    score = calibrated(calibration, raw, system)
     reference = score[is_uniform]
     cuts = score_bands(reference)
     bands = band_of(score, cuts)
     perf = breakdown(score, is_cancer, is_uniform, {k: v[chosen] for k, v in exams.items()}, bands)
+    raw_top = np.quantile(raw[is_uniform], 0.9)
     perf["score_bands"] = {
         "exams_in_10": round(float((bands[is_uniform] == 10).mean()), 4),
         "cancers_in_10": round(float((bands[is_cancer] == 10).mean()), 4),
         "exams_in_1_2": round(float((bands[is_uniform] <= 2).mean()), 4),
         "cancers_in_1_2": round(float((bands[is_cancer] <= 2).mean()), 4),
+        # each system's screens in score 10, as calibrated and as the network scores them
+        "exams_in_10_by_system": {
+            m: {
+                "calibrated": round(float((bands[is_uniform & (system == m)] == 10).mean()), 4),
+                "uncalibrated": round(float((raw[is_uniform & (system == m)] > raw_top).mean()), 4),
+            }
+            for m in calibration["systems"]
+        },
     }
     log(f"held-out exam AUC, cancers an exam shows: {perf['overall']['auc']}")
     metadata = {
@@ -312,6 +357,7 @@ def train_breast_device(
             "meaning": "probability that the candidate region is a cancer (invasive or DCIS)",
             "activation": "sigmoid",
             "aggregation": "max",
+            "calibration": calibration,
         },
         "score_scale": {"name": "1-10", "cut_points": [round(c, 6) for c in cuts]},
         "training_data": {
@@ -419,6 +465,22 @@ def model_card(meta: dict[str, Any]) -> str:
     ]
     rows += [row(f"density {k}", v) for k, v in perf["by_density"].items()]
     sb = perf["score_bands"]
+    by_system = sb.get("exams_in_10_by_system", {})
+    calibration = (
+        (
+            "Scores are calibrated per mammography system (`output.calibration`: each system's "
+            "screening-score quantiles mapped to the pooled ones), so score 10 is a tenth of the "
+            "screens of each; a system it does not name gets the network's score as it is. Share of "
+            "each system's held-out screens in score 10, calibrated (as a run reports) and as the "
+            "network scores them: "
+            + "; ".join(
+                f"{m} {v['calibrated']:.1%} ({v['uncalibrated']:.1%})" for m, v in by_system.items()
+            )
+            + "."
+        )
+        if by_system
+        else ""
+    )
     return f"""# {meta["name"]} {meta["version"]}
 
 {meta["intended_use"]}
@@ -450,7 +512,7 @@ Score k for an exam between the (k - 1)-th and k-th decile of screening exams' s
 (`score_scale.cut_points` in configs/metadata.json). On the held-out women: score 10 holds
 {sb["exams_in_10"]:.1%} of screens and {sb["cancers_in_10"]:.1%} of the exams with a cancer;
 scores 1-2 hold {sb["exams_in_1_2"]:.1%} of screens and {sb["cancers_in_1_2"]:.1%} of those
-with a cancer.
+with a cancer. {calibration}
 """
 
 

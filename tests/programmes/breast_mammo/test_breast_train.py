@@ -56,6 +56,12 @@ def test_the_trained_folder_is_a_2d_mammogram_device_with_a_1_to_10_scale(traine
     in10 = held["overall"]["in_10"]
     assert in10 == held["score_bands"]["cancers_in_10"]
     assert "invasive mass, indistinct margin" in card and f"| {in10:.1%} |" in card
+    # the scale is calibrated per system: a tenth of each system's screens in score 10
+    assert set(meta["output"]["calibration"]["systems"]) == {"ffdm_2019", "ffdm_2016"}
+    by_system = held["score_bands"]["exams_in_10_by_system"]
+    for share in by_system.values():
+        assert abs(share["calibrated"] - 0.1) < 0.03
+    assert model.calibration is not None and "calibrated per mammography system" in card
     assert meta["training_data"]["command"] == "sandbox train " + " ".join(SMALL[1:])
     # the screens are on the recipe's mix of systems, and the card says which
     shares = meta["training_data"]["scanner_shares"]
