@@ -290,3 +290,40 @@ def test_augmentation_flips_and_turns_the_image_never_its_channels(spatial):
     assert (seen[:, 1] == 1.0).all() and (seen[:, 0] < 0.5).all()
     first = seen[:, 0].flatten(1)[:, 0]  # the corner voxel: 0 unless the first axis flipped
     assert (first == 0).any() and (first > 0).any()
+
+
+def test_a_run_scores_each_system_on_its_calibration_and_a_new_one_as_the_network_does(trained):
+    """The same pixels under a system the calibration names and under another name: the named
+    one's exam scores are its calibration of the other's, which are the network's own."""
+    import dataclasses
+
+    from sandbox.agents.inference import DeviceScorer, ScoreCache
+    from sandbox.compose import load
+    from sandbox.programmes.breast_mammo.programme import BreastMammo
+    from sandbox.rng import Streams
+
+    folder, _, _ = trained
+    model = load_bundle(folder)
+    known = Scanner(**model.metadata["training_data"]["scanner_parameters"][1])
+    unknown = dataclasses.replace(known, model="another_vendor")
+    cfg, _, _ = load(["scenario=breast_masai", "runtime=quiet", "cohort.size=60"])
+    programme = BreastMammo(cfg.scenario)
+    cohort = programme.sample_cohort(Streams(5))
+    ids, days = cohort.people["person_id"], cohort.people["entry_day"]
+
+    def scores(scanner):
+        images = [
+            programme.image_of(
+                int(ids[r]),
+                float(days[r]),
+                scanner,
+                programme.exam_shows(cohort, r, float(days[r]), scanner),
+            )
+            for r in range(len(ids))
+        ]
+        scorer = DeviceScorer(model, ScoreCache(model.digest, "t"), 5, 64, render=programme.render)
+        return scorer.scores(images)
+
+    raw, named = scores(unknown), scores(known)
+    np.testing.assert_allclose(named, model.calibration.apply(raw, known.model), atol=1e-9)
+    assert not np.allclose(named, raw)
