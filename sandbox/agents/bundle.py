@@ -202,6 +202,15 @@ class Calibration:
         level = np.bincount(at, lv) / np.bincount(at)
         return np.interp(np.interp(x, q, level, left=0.0, right=1.0), lv, self.pooled)
 
+    def apply_each(self, score: np.ndarray, systems: np.ndarray) -> np.ndarray:
+        """Exam ``score``s, each on the system named in ``systems`` beside it, on the pooled
+        scale."""
+        out = np.array(score, dtype=np.float64)
+        for system in np.unique(systems):
+            on = systems == system
+            out[on] = self.apply(out[on], str(system))
+        return out
+
 
 @dataclass(frozen=True)
 class OutputSpec:

@@ -321,9 +321,7 @@ class DeviceScorer:
             count[i] = len(ks)
         if self.model.calibration is not None:
             systems = np.array([e.scanner.model for e in exams])
-            for system in np.unique(systems):
-                on = systems == system
-                score[on] = self.model.calibration.apply(score[on], str(system))
+            score = self.model.calibration.apply_each(score, systems)
         return ExamReads(score, driver, count)
 
     def _scored(self, chunks: list[list[tuple[Any, ImageSpec, Any]]]) -> Iterator[np.ndarray]:

@@ -232,11 +232,7 @@ def calibrated(calibration: dict[str, Any], score: np.ndarray, system: np.ndarra
     from sandbox.agents.bundle import Calibration
     from sandbox.typed import build
 
-    cal = build(Calibration, calibration, "output.calibration")
-    out = np.array(score, dtype=np.float64)
-    for m in np.unique(system):
-        out[system == m] = cal.apply(out[system == m], str(m))
-    return out
+    return build(Calibration, calibration, "output.calibration").apply_each(score, system)
 
 
 def score_bands(reference: np.ndarray) -> list[float]:
