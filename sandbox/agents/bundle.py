@@ -67,7 +67,7 @@ PROBE_SEED = 20_240_607
 EXPRESSION_PREFIXES = ("$", "@", "%")
 """MONAI bundle syntax for expressions, references and macros; never evaluated here."""
 DIGEST_VERSION = "sandbox-bundle-digest/1"
-AGGREGATIONS = ("max", "noisy_or")
+AGGREGATIONS = ("max", "noisy_or", "two_view")
 """How a device's candidate scores make an exam score (``output.aggregation``)."""
 
 # Networks in monai.networks.nets that fetch weights or resolve further names (in
@@ -216,12 +216,16 @@ class Calibration:
 class OutputSpec:
     """What the network returns per candidate patch: one score, as a logit or a probability;
     and how an exam's candidate scores make the exam's score (``aggregation``: ``max``, the
-    most suspicious candidate, or ``noisy_or``, ``1 - prod(1 - p)``)."""
+    most suspicious candidate; ``noisy_or``, ``1 - prod(1 - p)``; or, for mammograms,
+    ``two_view``: each region's score averaged with that of the most suspicious region of the
+    breast's other view within ``view_match_mm`` of its distance from the nipple (0 where there
+    is none), the most suspicious of those; :func:`sandbox.agents.inference.aggregate`)."""
 
     shape: tuple[int, ...] = field(metadata={"ge": 1})
     meaning: str
     activation: str = field(metadata={"choices": ("sigmoid", "none")})
     aggregation: str = field(default="max", metadata={"choices": AGGREGATIONS})
+    view_match_mm: float = field(default=20.0, metadata={"gt": 0, "le": 1000})
     calibration: Calibration | None = None
 
     def check(self, path: str) -> None:
@@ -282,6 +286,8 @@ class LoadedModel:
         output_shape: The network's output per exam (one element).
         activation: ``"sigmoid"`` (the network returns logits) or ``"none"`` (probabilities).
         aggregation: how candidate scores make the exam score (:data:`AGGREGATIONS`).
+        view_match_mm: ``two_view``: how far apart (distance from the nipple, mm) two regions
+            of a breast's two views may lie and still be read as one.
         calibration: the per-system calibration of exam scores (:class:`Calibration`), or None.
         weights_file: The weights file read.
         weights_digest: sha256 of the weights file's bytes.
@@ -304,6 +310,7 @@ class LoadedModel:
     output_shape: tuple[int, ...]
     activation: str
     aggregation: str
+    view_match_mm: float
     calibration: Calibration | None
     weights_file: Path
     weights_digest: str
@@ -436,6 +443,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> LoadedM
         output_shape=spec.output.shape,
         activation=spec.output.activation,
         aggregation=spec.output.aggregation,
+        view_match_mm=spec.output.view_match_mm,
         calibration=spec.output.calibration,
         weights_file=weights_file,
         weights_digest=weights_digest,

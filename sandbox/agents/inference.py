@@ -194,8 +194,8 @@ class ExamReads:
 
     Attributes:
         score: each exam's score, the aggregation of its candidates' scores.
-        driver: index (into the exam's ``candidates``) of the candidate that drove the score:
-            the highest-scoring one, the first of equals.
+        driver: index (into the exam's ``candidates``) of the candidate that drove the score
+            (:func:`aggregate`): the highest-scoring one, or region, the first of equals.
         candidates: each exam's number of candidates.
     """
 
@@ -214,12 +214,42 @@ def _spare_core(device: str) -> bool:
     return torch.get_num_threads() < (cores or 1)
 
 
-def aggregate(scores: np.ndarray, how: str) -> float:
-    """An exam's score from its candidates' ``scores`` (``max`` or ``noisy_or``)."""
+def aggregate(
+    scores: np.ndarray, how: str, candidates: Sequence[Any] = (), match_mm: float = 20.0
+) -> tuple[float, int]:
+    """An exam's score from its candidates' ``scores``, and the candidate that drove it (the
+    first of equals).
+
+    ``max``: the most suspicious candidate. ``noisy_or``: ``1 - prod(1 - p)`` (driven by the
+    most suspicious). ``two_view`` (a mammogram's ``candidates``, each with its ``view``, 0-3 as
+    R-CC, R-MLO, L-CC, L-MLO, and its distance from the nipple ``nipple_mm``): each region's
+    score averaged with the most suspicious region of the same breast's other view lying
+    within ``match_mm`` of its distance from the nipple, or with 0 where none does; the exam's
+    score is the highest of those. A finding is seen in both views, a summation of tissue in
+    one: the way two-view CAD sets one against the other (van Engeland and Karssemeijer, Med
+    Phys 2007)."""
     if how == "max":
-        return float(scores.max())
+        i = int(np.argmax(scores))
+        return float(scores[i]), i
     if how == "noisy_or":
-        return float(1.0 - np.prod(1.0 - scores))
+        return float(1.0 - np.prod(1.0 - scores)), int(np.argmax(scores))
+    if how == "two_view":
+        if len(candidates) != len(scores) or not all(
+            hasattr(c, "view") and hasattr(c, "nipple_mm") for c in candidates
+        ):
+            raise ValueError(
+                "two_view aggregation needs candidates with a view and a distance from the "
+                "nipple (a mammogram's)"
+            )
+        view = np.array([c.view for c in candidates])
+        depth = np.array([c.nipple_mm for c in candidates], dtype=np.float64)
+        other = (view[None, :] == (view[:, None] ^ 1)) & (
+            np.abs(depth[:, None] - depth[None, :]) <= match_mm
+        )
+        partner = np.where(other, scores[None, :], 0.0).max(axis=1)
+        region = 0.5 * (scores + partner)
+        i = int(np.argmax(region))
+        return float(region[i]), i
     raise ValueError(f"unknown aggregation {how!r}")
 
 
@@ -316,8 +346,9 @@ class DeviceScorer:
         count = np.empty(n, dtype=np.int64)
         for i, ks in enumerate(keys):
             cand = np.array([cached[k] for k in ks], dtype=np.float64)
-            driver[i] = int(np.argmax(cand))
-            score[i] = aggregate(cand, self.aggregation)
+            score[i], driver[i] = aggregate(
+                cand, self.aggregation, exams[i].candidates, self.model.view_match_mm
+            )
             count[i] = len(ks)
         if self.model.calibration is not None:
             systems = np.array([e.scanner.model for e in exams])

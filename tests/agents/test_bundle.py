@@ -307,6 +307,9 @@ def test_missing_or_malformed_json(bundle, rel):
         ("output.shape", [2], "key 'output.shape'"),
         ("training_data.cases", ..., "key 'training_data.cases': is required"),
         ("performance", "great", "key 'performance'"),
+        ("output.aggregation", "mean", "key 'output.aggregation'"),
+        ("output.view_match_mm", 0, "key 'output.view_match_mm'"),
+        ("output.view_match_mm", "far", "key 'output.view_match_mm'"),
     ],
 )
 def test_bad_metadata_names_the_key(tmp_path, key, value, fragment):

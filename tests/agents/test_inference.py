@@ -191,6 +191,38 @@ def test_exam_score_is_the_max_over_candidates_and_names_the_driver(tiny_model, 
     assert (noisy[two] >= reads.score[two]).all() and (noisy[two] > reads.score[two]).any()
 
 
+def test_two_view_scores_a_region_with_its_match_in_the_other_view():
+    """A region's score is averaged with the most suspicious region of the same breast's other
+    view within the matching distance of its distance from the nipple (0 where none is); the
+    exam's score is the best region's, and that region drives it."""
+    from types import SimpleNamespace as C
+
+    from sandbox.agents.inference import aggregate
+
+    cands = [
+        C(view=0, nipple_mm=50.0),  # R-CC: a finding
+        C(view=1, nipple_mm=58.0),  # R-MLO: the same finding, 8 mm deeper
+        C(view=1, nipple_mm=90.0),  # R-MLO: tissue far from it
+        C(view=2, nipple_mm=52.0),  # L-CC: a summation, seen in one view only
+        C(view=3, nipple_mm=20.0),  # L-MLO: tissue far from it
+    ]
+    s = np.array([0.6, 0.8, 0.3, 0.95, 0.1])
+    score, driver = aggregate(s, "two_view", cands, 20.0)
+    assert score == pytest.approx(0.5 * (0.6 + 0.8)) and driver == 0
+    # a max would take the summation
+    assert aggregate(s, "max") == (0.95, 3)
+    # matching further out pairs the summation with faint tissue: still below the finding
+    assert aggregate(s, "two_view", cands, 40.0)[0] == pytest.approx(0.7)
+    # a narrower match leaves the finding's two views apart
+    assert aggregate(s, "two_view", cands, 5.0)[0] == pytest.approx(0.5 * 0.95)
+    # the other breast's views never match
+    far = [C(view=0, nipple_mm=50.0), C(view=3, nipple_mm=50.0)]
+    assert aggregate(np.array([0.9, 0.9]), "two_view", far, 20.0)[0] == pytest.approx(0.45)
+    # lung candidates have no views: refused, not guessed
+    with pytest.raises(ValueError, match="two_view aggregation needs candidates with a view"):
+        aggregate(np.array([0.5]), "two_view", [Candidate(1, 10.0, 0, False)], 20.0)
+
+
 def test_cache_key_is_person_day_scanner_and_location(tiny_model, scanners):
     scorer = DeviceScorer(
         tiny_model, ScoreCache(tiny_model.digest, "c"), seed=1, render=render_patches

@@ -28,6 +28,14 @@ relative attenuation units (1 = one millimetre of glandular tissue against fat):
 * **detector**: Gaussian blur (``Detector.blur_mm``) and white quantum noise
   (``Detector.quantum_noise`` per millimetre), drawn for the exam.
 
+Each candidate also carries where it lies: its distance from the nipple in its view
+(``nipple_mm``), which a two-view device uses to pair a region of the craniocaudal view with one
+of the oblique view of the same breast (van Engeland, Timp and Karssemeijer, Med Phys 2006:
+corresponding regions lie at about the same distance from the nipple in both views). A finding
+lies at one depth in the breast (uniform over :data:`NIPPLE_MM`), seen in each view at that
+depth give or take :data:`VIEW_DEPTH_SD_MM` (compression and projection differ between the
+views; assumed); a background region lies anywhere, independently in each view.
+
 Deterministic by key: a patch is the same whatever batch it is rendered in and on any device
 (noise is drawn on the CPU from a generator seeded by the patch's key).
 """
@@ -38,6 +46,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -63,8 +72,11 @@ TEXTURE_CUTOFF = 0.5  # cycles per mm: the tissue's power-law spectrum rolls off
 INDISTINCT_MM = 0.75  # an indistinct margin: the outline blurred over this (a Gaussian SD, mm)
 CANDIDATE_MIN_CONSPICUITY = 6.0  # a region CAD proposes: conspicuity on the exam of at least this
 MAX_FINDING_CANDIDATES = 6  # findings proposed per exam (the most conspicuous)
+NIPPLE_MM = (10.0, 110.0)  # a region's distance from the nipple: the compressed breast's depth
+VIEW_DEPTH_SD_MM = 7.0  # a finding's distance from the nipple, view to view (assumed)
 _LOCATION_KEY = 0x6D616D6D6F6C6F63  # "mammoloc": places in a woman's breasts
 _LOCATION_BITS = 40
+_NIPPLE_KEY = 0x6E6970706C65  # "nipple": where in the breast a region lies
 _BACKGROUND_CODE = 48  # background region of view v: code 48 + v (finding keys are below)
 BACKGROUND_CANDIDATES = len(VIEWS)  # one background region in each image
 
@@ -81,6 +93,8 @@ class Candidate:
         calc_mm: a calcification cluster's extent (0: none).
         pleomorphic: specks of varying size along a line (else round, alike, scattered).
         irregular: a mass's irregular shape (else round to oval).
+        nipple_mm: its distance from the nipple in its view (where a two-view device looks
+            for the same region in the breast's other view).
     """
 
     location: int
@@ -90,6 +104,7 @@ class Candidate:
     calc_mm: float = 0.0
     pleomorphic: bool = False
     irregular: bool = False
+    nipple_mm: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +123,19 @@ def location_of(person_id: int, code: int, view: int) -> int:
     """The opaque location of finding ``code`` (a finding key, or a background code) in ``view``."""
     u = uniform_scalar(_LOCATION_KEY, person_id, code * len(VIEWS) + view)
     return int(u * 2.0**_LOCATION_BITS)
+
+
+def nipple_distance(person_id: int, code: int, view: int) -> float:
+    """The distance from the nipple (mm) at which finding ``code`` (a finding key) is seen in
+    ``view``, or background region ``code`` lies: a finding's depth in the breast, give or take
+    :data:`VIEW_DEPTH_SD_MM` in each view; a background region's own place in its view."""
+    low, high = NIPPLE_MM
+    if code >= _BACKGROUND_CODE:
+        u = uniform_scalar(_NIPPLE_KEY, person_id, code * len(VIEWS) + view)
+        return low + (high - low) * u
+    depth = low + (high - low) * uniform_scalar(_NIPPLE_KEY, person_id, code * len(VIEWS))
+    u = uniform_scalar(_NIPPLE_KEY ^ 0x51DE, person_id, code * len(VIEWS) + view)
+    return depth + VIEW_DEPTH_SD_MM * NormalDist().inv_cdf(min(max(u, 1e-12), 1.0 - 1e-12))
 
 
 def side_of(person_id: int, key: int) -> int:
@@ -135,10 +163,16 @@ def candidates(person_id: int, findings: Sequence[Any]) -> tuple[Candidate, ...]
                     f.calc_mm,
                     f.pleomorphic,
                     f.irregular,
+                    nipple_distance(person_id, f.key, v),
                 )
             )
     out += [
-        Candidate(location_of(person_id, _BACKGROUND_CODE + v, v), v) for v in range(len(VIEWS))
+        Candidate(
+            location_of(person_id, _BACKGROUND_CODE + v, v),
+            v,
+            nipple_mm=nipple_distance(person_id, _BACKGROUND_CODE + v, v),
+        )
+        for v in range(len(VIEWS))
     ]
     return tuple(sorted(out, key=lambda c: c.location))
 

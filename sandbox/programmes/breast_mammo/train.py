@@ -53,7 +53,13 @@ REFERENCE_EXAMS = 20000  # uniform held-out screening exams: the negatives and t
 # so background is most of the negatives; a fifth stays benign to learn margins and specks.
 NEGATIVES_PER_POSITIVE = 1.5
 BACKGROUND_SHARE = 0.8
-VERSION = "1.3.0"
+VERSION = "1.4.0"
+# how the device makes an exam's score of its regions' scores: two-view (a region averaged with
+# its match in the breast's other view, within VIEW_MATCH_MM of its distance from the nipple),
+# as two-view CAD does (van Engeland and Karssemeijer, Med Phys 2007); the radius is twice the SD
+# of a finding's difference between views (imaging.VIEW_DEPTH_SD_MM x sqrt 2): 95% find their match
+AGGREGATION = "two_view"
+VIEW_MATCH_MM = 20.0
 # the conspicuity a typical screen reader detects half the time: the c50 of the reader profile
 # agents/readers/breast_radiologist.yaml (the card reports cancers above and below it)
 READER_C50 = 13.0
@@ -197,6 +203,25 @@ def device_input(raw: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, detail_channel(raw, sigma_px, DETAIL["range"])], dim=1)
 
 
+def exam_scores(cand: np.ndarray, cases: Cases, exams: np.ndarray) -> np.ndarray:
+    """The scores of ``exams`` (indices) from their candidates' scores ``cand`` (``cases``,
+    in order), aggregated as a run aggregates them (:func:`sandbox.agents.inference.aggregate`,
+    :data:`AGGREGATION`)."""
+    from sandbox.agents.inference import aggregate
+
+    cand = np.asarray(cand, dtype=np.float64)  # as a run holds them
+    order = np.argsort(cases.exam, kind="stable")
+    starts = np.searchsorted(cases.exam[order], exams)
+    ends = np.searchsorted(cases.exam[order], exams, side="right")
+    out = np.empty(len(exams))
+    for k, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        idx = order[a:b]
+        out[k] = aggregate(cand[idx], AGGREGATION, [cases.pairs[i][1] for i in idx], VIEW_MATCH_MM)[
+            0
+        ]
+    return out
+
+
 def render_input(cases: Cases, programme: Any, seed: int, size: int, device: str) -> torch.Tensor:
     """The network's input for ``cases``, rendered and preprocessed batch by batch."""
     out = []
@@ -301,9 +326,7 @@ def train_breast_device(
     in_eval[chosen] = True
     held = cases.take(np.flatnonzero(in_eval[cases.exam]))
     cand = predict(net, render_input(held, programme, seed, size, device))
-    score = np.full(len(ids), -1.0)
-    np.maximum.at(score, held.exam, cand)
-    raw = score[chosen]
+    raw = exam_scores(cand, held, chosen)
     is_cancer, is_uniform = exams["cancer"][chosen], uniform[chosen]
     system = np.array([scanners[k].model for k in exams["scanner"][chosen]])
     calibration = system_calibration(raw[is_uniform], system[is_uniform])
@@ -338,7 +361,9 @@ def train_breast_device(
         "intended_use": (
             "Research and regulatory simulation only: scores each candidate region of a 2-D "
             "screening mammogram for cancer (invasive or DCIS); the exam's score is the "
-            "highest, reported on a 1-10 scale by deciles of screening exams. Not a medical device."
+            "highest of its regions' two-view scores (a region's score averaged with that of "
+            "its match in the breast's other view), reported on a 1-10 scale by deciles of "
+            "screening exams. Not a medical device."
         ),
         "input": {
             "shape": [1, size, size],
@@ -352,7 +377,8 @@ def train_breast_device(
             "shape": [1],
             "meaning": "probability that the candidate region is a cancer (invasive or DCIS)",
             "activation": "sigmoid",
-            "aggregation": "max",
+            "aggregation": AGGREGATION,
+            "view_match_mm": VIEW_MATCH_MM,
             "calibration": calibration,
         },
         "score_scale": {"name": "1-10", "cut_points": [round(c, 6) for c in cuts]},
@@ -493,8 +519,8 @@ cancer among benign findings and tissue.
 
 ## Held-out performance
 
-A quarter of the women are held out. Exam-level AUC (the exam's score is its highest region's)
-of exams with a cancer the exam shows against a uniform sample of screens without one, and the
+A quarter of the women are held out. Exam-level AUC (the exam's score is its
+{_aggregation_words(meta["output"])}) of exams with a cancer the exam shows against a uniform sample of screens without one, and the
 share of those cancer exams in score 10 (the tenth of screens the device flags most; a mass's
 rows are by its BI-RADS margin and shape):
 
@@ -510,6 +536,18 @@ Score k for an exam between the (k - 1)-th and k-th decile of screening exams' s
 scores 1-2 hold {sb["exams_in_1_2"]:.1%} of screens and {sb["cancers_in_1_2"]:.1%} of those
 with a cancer. {calibration}
 """
+
+
+def _aggregation_words(output: dict[str, Any]) -> str:
+    """How the card says the exam's score is made of its regions'."""
+    if output.get("aggregation") == "two_view":
+        return (
+            "highest region score, a region's score averaged with that of the most suspicious "
+            "region of the breast's other view within "
+            f"{output.get('view_match_mm', 20.0):g} mm of its distance from the nipple, or "
+            "with 0 where there is none"
+        )
+    return "highest region's"
 
 
 def default_network(channels: Sequence[int], layers: Sequence[int]) -> dict[str, Any]:

@@ -12,7 +12,9 @@ import torch
 
 from sandbox.programmes.breast_mammo.imaging import (
     BACKGROUND_CANDIDATES,
+    NIPPLE_MM,
     PIXEL_MM,
+    VIEW_DEPTH_SD_MM,
     Candidate,
     PatchSpec,
     candidate_kind,
@@ -155,6 +157,7 @@ def test_candidates_are_every_visible_finding_in_both_views_and_never_name_the_c
         "calc_mm",
         "pleomorphic",
         "irregular",
+        "nipple_mm",
     }
     kinds = [candidate_kind(5, c.location, shows, (INVASIVE_KEY, DCIS_KEY)) for c in cands]
     assert kinds.count("cancer") == 4 and kinds.count("benign") == 2
@@ -167,6 +170,34 @@ def test_candidates_are_every_visible_finding_in_both_views_and_never_name_the_c
             if candidate_kind(5, c.location, [f for f in shows if f.key == key], (key,)) == "cancer"
         }
         assert views in ({0, 1}, {2, 3})
+
+
+def test_a_finding_lies_at_about_one_distance_from_the_nipple_in_both_views():
+    """The two views of a finding are at one depth give or take the view's spread; the
+    background regions of a breast's two views are placed independently; keyed, not random."""
+    low, high = NIPPLE_MM
+    same, apart = [], []
+    for person in range(400):
+        shows = [finding(INVASIVE_KEY, 20.0, mass_mm=10.0), finding(2, 20.0, mass_mm=12.0)]
+        cands = candidates(person, shows)
+        assert cands == candidates(person, shows)
+        for key in (INVASIVE_KEY, 2):
+            mine = [
+                c
+                for c in cands
+                if candidate_kind(person, c.location, [f for f in shows if f.key == key], (key,))
+                == "cancer"
+            ]
+            assert len(mine) == 2
+            same.append(mine[0].nipple_mm - mine[1].nipple_mm)
+        bg = [c for c in cands if c.mass_mm == 0.0 and c.calc_mm == 0.0]
+        assert all(low <= c.nipple_mm <= high for c in bg)
+        by_view = {c.view: c.nipple_mm for c in bg}
+        apart += [by_view[0] - by_view[1], by_view[2] - by_view[3]]
+    sd = float(np.std(same))
+    assert 0.8 * VIEW_DEPTH_SD_MM * 2**0.5 < sd < 1.2 * VIEW_DEPTH_SD_MM * 2**0.5
+    # two independent uniforms over the depth differ by (high - low) / sqrt(6) in SD
+    assert float(np.std(apart)) > 0.8 * (high - low) / 6**0.5
 
 
 def test_a_run_renders_its_exams_candidates(load_config):

@@ -134,15 +134,16 @@ def run_path_scores(model, people: int, seed: int):
 
 
 def test_a_run_scores_the_card_exams_as_training_did(trained):
-    """The run's path (candidates by ``image_of``, the renderer, window, network, sigmoid, max
-    over candidates) gives the scores training measured its card on."""
+    """The run's path (candidates by ``image_of``, the renderer, window, network, sigmoid, the
+    two-view aggregation, the per-system map) gives the scores training measured its card on."""
     folder, _, _ = trained
     model = load_bundle(folder)
     scores, cancer, uniform, _ = run_path_scores(model, 4000, 2026)
     val = json.loads((folder / "configs" / "validation.json").read_text())
     np.testing.assert_array_equal(cancer.astype(int), val["labels"])
-    np.testing.assert_allclose(scores, val["scores"], atol=1e-5)
-    np.testing.assert_allclose(scores[uniform], val["reference_scores"], atol=1e-5)
+    # float32 forward passes in other batch sizes, put through the small card's per-system map
+    np.testing.assert_allclose(scores, val["scores"], atol=1e-4)
+    np.testing.assert_allclose(scores[uniform], val["reference_scores"], atol=1e-4)
 
 
 @pytest.mark.slow
