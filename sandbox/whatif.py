@@ -78,7 +78,7 @@ FIELDS = tuple(DTYPES)
 # a report's follow-up exams are followed this many steps at most (a chain of interval
 # imaging before a work-up is rarely longer than three)
 MAX_FOLLOW_UPS = 4
-FORMAT = 3  # bump when what a prepared file holds changes
+FORMAT = 4  # bump when what a prepared file holds changes
 UTILISATION_EXACT = 0.85  # above this share of reading capacity, waits change outcomes
 # site fields that set capacity only (how fast, not what is read)
 CAPACITY = ("scanners", "exams_per_scanner_day", "reading_hours_per_day", "workup_slots_per_day")
@@ -342,11 +342,23 @@ def prepare(
             shows[(int(row), int(k))] = s
             images.append(programme.image_of(int(pid[row]), float(day[row, k]), sc, s))
         chunk = max(dev.scorer.batch_size, 1)
+        ai_read: dict[tuple[int, int], tuple[tuple[int, str], int | None]] = {}
         for start in range(0, len(images), chunk):
             tell("AI scores", start / max(len(images), 1))
-            part = dev.scorer.scores(images[start : start + chunk])
+            part = dev.scorer.read(images[start : start + chunk])
             rows, ks = todo[start : start + chunk].T
-            score[rows, ks] = part
+            score[rows, ks] = part.score
+            # what drove each score, as a run records it (where marks are located, the
+            # finding a mark helps the readers see)
+            for i, (r, k) in enumerate(zip(rows.tolist(), ks.tolist(), strict=True)):
+                image, driver = images[start + i], int(part.driver[i])
+                kind = programme.candidate_kind(image, driver, shows[(r, k)])
+                mark = (
+                    programme.marked_finding(image, driver, shows[(r, k)])
+                    if programme.marks_locate
+                    else None
+                )
+                ai_read[(r, k)] = ((int(part.candidates[i]), kind), mark)
         dev.scorer.cache.save()
         device_digest = dev.scorer.model.digest
     finally:
@@ -402,6 +414,7 @@ def prepare(
                 prior,
                 exam_key(k, 0),
             )
+            exam.ai_read, exam.ai_mark = ai_read[(row, k)]
             service.memo = {}
             service.score = float(score[row, k])
             soc_final = None

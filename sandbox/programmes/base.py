@@ -331,6 +331,15 @@ class Programme(ABC):
         the exam ``shows`` (outcome-side: never passed to a renderer or device)."""
         raise NotImplementedError(f"programme '{self.name}' renders no images")
 
+    #: whether the AI's marks point at one region (:meth:`marked_finding`): a mark (a boost
+    #: above 1) then helps readers see that finding only; otherwise every finding
+    marks_locate: ClassVar[bool] = False
+
+    def marked_finding(self, image: Any, index: int, shows: Any) -> int | None:
+        """The key of the finding at candidate ``index`` of ``image`` (the region the AI marks),
+        or None for a region of tissue (outcome-side, as :meth:`candidate_kind`)."""
+        raise NotImplementedError(f"programme '{self.name}' does not locate its marks")
+
     def renderer_version(self) -> str:
         """Identifies the renderer (code and parameters); part of every cached score's key."""
         return f"{self.name}:no-renderer"

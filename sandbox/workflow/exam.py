@@ -43,6 +43,9 @@ class Exam:
     taken: set[int] = field(default_factory=set)
     # the AI's reading: (number of candidate regions, kind of the one that drove the score)
     ai_read: tuple[int, str] | None = None
+    # the finding at the region that drove the AI's score (None: tissue), where the programme
+    # locates marks (Programme.marks_locate)
+    ai_mark: int | None = None
 
     def u(self, stream: str, k: int = 0) -> float:
         """Draw ``k`` of this exam from ``stream`` (keyed by person and exam)."""

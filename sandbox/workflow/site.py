@@ -307,6 +307,8 @@ class SiteModel:
         for i, (exam, event) in enumerate(pending):
             driver = prog.candidate_kind(images[i], int(reads.driver[i]), exam.shows)
             exam.ai_read = (int(reads.candidates[i]), driver)
+            if prog.marks_locate:
+                exam.ai_mark = prog.marked_finding(images[i], int(reads.driver[i]), exam.shows)
             event.succeed(float(reads.score[i]))
 
     def _prefetch(self, start: int, end: int) -> None:

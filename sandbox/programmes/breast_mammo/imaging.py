@@ -177,13 +177,22 @@ def candidates(person_id: int, findings: Sequence[Any]) -> tuple[Candidate, ...]
     return tuple(sorted(out, key=lambda c: c.location))
 
 
-def candidate_kind(person_id: int, location: int, findings: Sequence[Any], malignant) -> str:
-    """What the candidate at ``location`` is (outcome-side: never given to a renderer or device)."""
+def finding_at(person_id: int, location: int, findings: Sequence[Any]) -> int | None:
+    """The key of the finding the candidate at ``location`` shows, or None for a background
+    region (outcome-side: never given to a renderer or device)."""
     for f in findings:
         side = side_of(person_id, f.key)
         if location in (location_of(person_id, f.key, v) for v in (2 * side, 2 * side + 1)):
-            return "cancer" if f.key in malignant else "benign"
-    return "background"
+            return int(f.key)
+    return None
+
+
+def candidate_kind(person_id: int, location: int, findings: Sequence[Any], malignant) -> str:
+    """What the candidate at ``location`` is (outcome-side: never given to a renderer or device)."""
+    key = finding_at(person_id, location, findings)
+    if key is None:
+        return "background"
+    return "cancer" if key in malignant else "benign"
 
 
 # ---------------------------------------------------------------- rendering

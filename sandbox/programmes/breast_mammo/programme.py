@@ -56,6 +56,7 @@ from sandbox.programmes.breast_mammo.imaging import (
     PatchSpec,
     candidate_kind,
     candidates,
+    finding_at,
 )
 from sandbox.programmes.breast_mammo.reading import (
     CATEGORIES,
@@ -348,6 +349,12 @@ class BreastMammo(Programme):
         return prior
 
     def read(self, reader: Reader, exam: Any, slot: int, boost: float = 1.0) -> Read:
+        """One read of ``exam``; a mark (``boost`` above 1) helps the reader see the finding at
+        the region the AI marked, and nothing else (a mark on tissue helps see nothing); a
+        ``boost`` below 1 (readers relaxing on a negative AI) applies to every finding."""
+        marked = None
+        if boost > 1.0 and exam.ai_read is not None:
+            marked = frozenset(() if exam.ai_mark is None else (exam.ai_mark,))
         return read_exam(
             reader,
             exam.shows,
@@ -358,6 +365,7 @@ class BreastMammo(Programme):
             slot,
             self.scenario.programme.reading,
             boost,
+            marked,
         )
 
     def normal_report(self) -> Read:
@@ -370,17 +378,26 @@ class BreastMammo(Programme):
         return Read(positive.reader_id, 3, kept, cat, pos, review.minutes, top, sus)
 
     has_high_risk_recall: ClassVar[bool] = True
+    marks_locate: ClassVar[bool] = True
+
+    def marked_finding(self, image: MammoImage, index: int, shows: Any) -> int | None:
+        return finding_at(image.person_id, image.candidates[index].location, shows)
 
     def high_risk_recall(self, exam: Any, reads: list[Read]) -> Read | None:
-        """MASAI's rule for the exams the AI scores in its top 1%: recalled unless the readers
-        judge the flag obviously false positive. They do when nothing any of them saw is there
-        to act on: no finding was detected (the AI marks tissue), or what they saw is a benign
-        finding unchanged since the earlier mammogram. Anything else they saw is recalled."""
+        """MASAI's rule for the exams the AI scores in its top 1%: recalled unless the readers,
+        looking where the AI marks, judge the flag obviously false positive. They do when there
+        is nothing there to act on: the mark is on tissue, on a finding none of them detected,
+        or on a benign finding unchanged since the earlier mammogram. Otherwise the marked
+        finding is recalled. (Without a located mark: anything they saw that is not a stable
+        benign finding.)"""
         kept, keys = [], set()
+        located = exam.ai_read is not None
         for r in reads:
             for f in r.findings:
                 stable = KINDS[f.kind] not in ("invasive", "dcis") and f.key in exam.prior.seen
                 if f.key == SPURIOUS_KEY or stable or f.key in keys:
+                    continue
+                if located and f.key != exam.ai_mark:
                     continue
                 keys.add(f.key)
                 kept.append(dataclasses.replace(f, suspicious=True))

@@ -177,15 +177,18 @@ def read_exam(
     slot: int,
     reading: Reading,
     boost: float = 1.0,
+    marked: frozenset[int] | None = None,
 ) -> Read:
     """One reader's independent read: each finding detected with the reader's probability at
-    its conspicuity (times ``boost``: a mark shown to the reader), judged suspicious with its
-    kind's probability; a spurious call at the reader's rate."""
+    its conspicuity (times ``boost``: a mark shown to the reader, above 1, helps see only the
+    findings in ``marked`` where it is given; below 1, a relaxed reader, it lowers all), judged suspicious with its kind's probability; a spurious
+    call at the reader's rate."""
     u = streams.u
     reported = []
     for f in shows:
         k = read_key(exam_index, slot, f.key)
-        if u("breast.read.detect", person_id, k) < reader.detect_probability(f.conspicuity * boost):
+        b = boost if boost <= 1.0 or marked is None or f.key in marked else 1.0
+        if u("breast.read.detect", person_id, k) < reader.detect_probability(f.conspicuity * b):
             sus = u("breast.read.judge", person_id, k) < _recall_probability(f, prior, reading)
             reported.append(
                 Finding(

@@ -222,6 +222,8 @@ def test_a_high_risk_flag_recalls_what_the_readers_saw_unless_obviously_false(lo
 
     class Flagged:
         prior = Prior(True, {2, INVASIVE_KEY})
+        ai_read = None  # no located mark: what the readers saw anywhere
+        ai_mark = None
 
     # what the readers saw and did not act on is recalled, a cancer seen before too
     recall = programme.high_risk_recall(Flagged, [Read(1, 0, [cancer], 1, False, 1.0)])
@@ -232,6 +234,50 @@ def test_a_high_risk_flag_recalls_what_the_readers_saw_unless_obviously_false(lo
     assert programme.high_risk_recall(Flagged, [Read(1, 0, [], 0, False, 1.0)]) is None
     Flagged.prior = Prior(True, set())  # a new benign finding: recalled under the flag
     assert programme.high_risk_recall(Flagged, [Read(1, 0, [cyst], 1, False, 1.0)]).positive
+    # the AI's mark located: the readers look where it points, and only there
+    both = [Read(1, 0, [cancer, cyst], 1, False, 1.0)]
+    Flagged.ai_read, Flagged.ai_mark = (6, "cancer"), INVASIVE_KEY
+    assert programme.high_risk_recall(Flagged, both).suspicious == {INVASIVE_KEY}
+    Flagged.ai_read, Flagged.ai_mark = (6, "benign"), 2  # a new cyst marked: recalled
+    assert programme.high_risk_recall(Flagged, both).suspicious == {2}
+    Flagged.ai_read, Flagged.ai_mark = (6, "background"), None  # tissue marked: dismissed
+    assert programme.high_risk_recall(Flagged, both) is None
+    # a marked finding none of the readers detected: nothing there to act on
+    Flagged.ai_read, Flagged.ai_mark = (6, "cancer"), INVASIVE_KEY
+    assert programme.high_risk_recall(Flagged, [Read(1, 0, [cyst], 1, False, 1.0)]) is None
+
+
+def test_a_mark_helps_the_readers_see_the_marked_finding_only():
+    """A mark (boost above 1) raises the conspicuity of the marked finding alone; a boost
+    below 1 (a relaxed reader) lowers every finding's; without a located mark, every finding
+    gets the boost."""
+    from sandbox.agents.readers import Reader
+    from sandbox.programmes.breast_mammo.config import Reading
+    from sandbox.programmes.breast_mammo.reading import read_exam
+    from sandbox.rng import Streams
+
+    reader = Reader(1, 0, "r", 13.0, 2.0, 0.0, 8.0, 0.0, 0.0, 1.0, 0.1)
+    shows = [Finding(INVASIVE_KEY, 0, 9.0, 13.0), Finding(2, KINDS.index("cyst"), 9.0, 13.0)]
+    streams = Streams(3)
+
+    def seen(boost, marked):
+        hits = {INVASIVE_KEY: 0, 2: 0}
+        for person in range(600):
+            r = read_exam(reader, shows, Prior(), streams, person, 0, 0, Reading(), boost, marked)
+            for f in r.findings:
+                hits[f.key] += 1
+        return hits[INVASIVE_KEY] / 600, hits[2] / 600
+
+    plain = seen(1.0, None)
+    assert abs(plain[0] - 0.5) < 0.07 and abs(plain[1] - 0.5) < 0.07  # both at the reader's c50
+    cancer_marked = seen(1.5, frozenset({INVASIVE_KEY}))
+    assert cancer_marked[0] > plain[0] + 0.1 and cancer_marked[1] == plain[1]
+    tissue_marked = seen(1.5, frozenset())
+    assert tissue_marked == plain
+    everywhere = seen(1.5, None)
+    assert everywhere[0] == cancer_marked[0] and everywhere[1] > plain[1] + 0.1
+    relaxed = seen(0.6, frozenset({INVASIVE_KEY}))
+    assert relaxed[0] < plain[0] - 0.1 and relaxed[1] < plain[1] - 0.1
 
 
 def test_marks_and_flags_need_a_programme_and_role_that_have_them(load_config):

@@ -47,7 +47,11 @@ def test_a_mammography_system_change_is_seen_at_its_site_only(tmp_path, capsys):
     site = summary.filter(pl.col("site") == "landskrona")
     # the site screens under two women a day at this size: a month or so of charting
     assert site["days_to_detection"].min() <= 60
-    assert summary["false_alarms"].sum() == 0
+    # the unchanged sites: their mean score never alarms; their AI-positive rate, on one to
+    # five reads a day at this size, may cross once by chance (a few positives in a row)
+    calm = summary.filter(pl.col("site") != "landskrona")
+    assert calm.filter(pl.col("statistic") == "mean_score")["false_alarms"].sum() == 0
+    assert calm["false_alarms"].sum() <= 1
 
 
 def test_a_system_change_at_a_site_the_scenario_lacks_is_one_line(tmp_path, capsys):
