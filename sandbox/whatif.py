@@ -351,14 +351,9 @@ def prepare(
             # what drove each score, as a run records it (where marks are located, the
             # finding a mark helps the readers see)
             for i, (r, k) in enumerate(zip(rows.tolist(), ks.tolist(), strict=True)):
-                image, driver = images[start + i], int(part.driver[i])
-                kind = programme.candidate_kind(image, driver, shows[(r, k)])
-                mark = (
-                    programme.marked_finding(image, driver, shows[(r, k)])
-                    if programme.marks_locate
-                    else None
+                ai_read[(r, k)] = programme.ai_read_of(
+                    images[start + i], int(part.driver[i]), int(part.candidates[i]), shows[(r, k)]
                 )
-                ai_read[(r, k)] = ((int(part.candidates[i]), kind), mark)
         dev.scorer.cache.save()
         device_digest = dev.scorer.model.digest
     finally:

@@ -340,6 +340,16 @@ class Programme(ABC):
         or None for a region of tissue (outcome-side, as :meth:`candidate_kind`)."""
         raise NotImplementedError(f"programme '{self.name}' does not locate its marks")
 
+    def ai_read_of(
+        self, image: Any, driver: int, candidates: int, shows: Any
+    ) -> tuple[tuple[int, str], int | None]:
+        """What an exam records of the AI's reading (``Exam.ai_read``, ``Exam.ai_mark``): the
+        number of candidates and the kind of the one that drove the score, and where marks are
+        located, the finding a mark helps the readers see (None: tissue, or not located)."""
+        kind = self.candidate_kind(image, driver, shows)
+        mark = self.marked_finding(image, driver, shows) if self.marks_locate else None
+        return (candidates, kind), mark
+
     def renderer_version(self) -> str:
         """Identifies the renderer (code and parameters); part of every cached score's key."""
         return f"{self.name}:no-renderer"

@@ -305,10 +305,9 @@ class SiteModel:
         ]
         reads = device.read(images)
         for i, (exam, event) in enumerate(pending):
-            driver = prog.candidate_kind(images[i], int(reads.driver[i]), exam.shows)
-            exam.ai_read = (int(reads.candidates[i]), driver)
-            if prog.marks_locate:
-                exam.ai_mark = prog.marked_finding(images[i], int(reads.driver[i]), exam.shows)
+            exam.ai_read, exam.ai_mark = prog.ai_read_of(
+                images[i], int(reads.driver[i]), int(reads.candidates[i]), exam.shows
+            )
             event.succeed(float(reads.score[i]))
 
     def _prefetch(self, start: int, end: int) -> None:

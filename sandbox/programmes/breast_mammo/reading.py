@@ -180,9 +180,9 @@ def read_exam(
     marked: frozenset[int] | None = None,
 ) -> Read:
     """One reader's independent read: each finding detected with the reader's probability at
-    its conspicuity (times ``boost``: a mark shown to the reader, above 1, helps see only the
-    findings in ``marked`` where it is given; below 1, a relaxed reader, it lowers all), judged suspicious with its kind's probability; a spurious
-    call at the reader's rate."""
+    its conspicuity times ``boost`` (above 1, a mark shown to the reader: only the findings in
+    ``marked``, where it is given; below 1, a relaxed reader: every finding), judged suspicious
+    with its kind's probability; a spurious call at the reader's rate."""
     u = streams.u
     reported = []
     for f in shows:

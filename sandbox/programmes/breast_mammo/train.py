@@ -216,9 +216,8 @@ def exam_scores(cand: np.ndarray, cases: Cases, exams: np.ndarray) -> np.ndarray
     out = np.empty(len(exams))
     for k, (a, b) in enumerate(zip(starts, ends, strict=True)):
         idx = order[a:b]
-        out[k] = aggregate(cand[idx], AGGREGATION, [cases.pairs[i][1] for i in idx], VIEW_MATCH_MM)[
-            0
-        ]
+        regions = [cases.pairs[i][1] for i in idx]
+        out[k], _ = aggregate(cand[idx], AGGREGATION, regions, VIEW_MATCH_MM)
     return out
 
 
