@@ -160,9 +160,13 @@ class Policy:
     # AI roles: exams scoring at or above ``recall_top`` are flagged high risk and recalled
     # unless the readers judge the flag obviously false (MASAI: the top 1% of scores)
     recall_top: OperatingPoint | None = None
+    # AI roles: readers see every exam's score; on exams scoring below ``relaxed_below`` (and
+    # not marked) they relax: conspicuity x (1 - automation_bias), as in the concurrent role
+    # where the AI is negative (MASAI's readers saw scores 1-7 with no marks)
+    relaxed_below: OperatingPoint | None = None
 
     def check(self, path: str) -> None:
-        for key in ("marks", "recall_top"):
+        for key in ("marks", "recall_top", "relaxed_below"):
             if getattr(self, key) is not None and self.role in ("none", "concurrent"):
                 fail(
                     f"{path}.{key}" if path else f"policy.{key}",

@@ -107,15 +107,22 @@ class _Service:
         self.memo: dict[tuple, Any] = {}
         self.score = 0.0
 
-    def read(self, exam: Exam, slot: int, boost: float = 1.0, reviewer: int | None = None) -> _Now:
-        key = (slot, boost, reviewer)
+    def read(
+        self,
+        exam: Exam,
+        slot: int,
+        boost: float = 1.0,
+        reviewer: int | None = None,
+        marked: frozenset[int] | None = None,
+    ) -> _Now:
+        key = (slot, boost, reviewer, marked)
         r = self.memo.get(key)
         if r is None:
             if reviewer is not None:
                 reader = self.by_id[reviewer]
             else:
                 reader = self.readers[(exam.person_id + slot) % len(self.readers)]
-            r = self.memo[key] = self.programme.read(reader, exam, slot, boost)
+            r = self.memo[key] = self.programme.read(reader, exam, slot, boost, marked)
         return _Now(r)
 
     def ai_score(self, exam: Exam) -> _Now:
@@ -242,9 +249,10 @@ def check_screens(cfg: RunConfig) -> None:
             f"policy '{cfg.policy.name}' screens with {cfg.policy.modality}: a what-if asks about "
             "AI roles, and AI devices read CT"
         )
-    if cfg.policy.marks is not None or cfg.policy.recall_top is not None:
+    pol = cfg.policy
+    if pol.marks is not None or pol.recall_top is not None or pol.relaxed_below is not None:
         raise SandboxInputError(
-            f"policy '{cfg.policy.name}' has AI marks or a high-risk recall point: the what-if "
+            f"policy '{pol.name}' has AI marks, a high-risk recall or a relaxed-reading point: the what-if "
             "replay reads each screen for one AI call (positive or negative); run it with "
             "sandbox run"
         )

@@ -238,8 +238,17 @@ class Programme(ABC):
         """A person's prior state before their first report (what earlier reports said)."""
 
     @abstractmethod
-    def read(self, reader: Reader, exam: Exam, slot: int, boost: float = 1.0) -> Read:
-        """One reader's independent read in read slot ``slot``; ``boost`` multiplies conspicuity."""
+    def read(
+        self,
+        reader: Reader,
+        exam: Exam,
+        slot: int,
+        boost: float = 1.0,
+        marked: frozenset[int] | None = None,
+    ) -> Read:
+        """One reader's independent read in read slot ``slot``; ``boost`` multiplies conspicuity
+        (of the findings in ``marked``, the keys another reader marked for a consensus review,
+        where the programme locates marks; of every finding otherwise)."""
 
     @abstractmethod
     def normal_report(self) -> Read:

@@ -16,13 +16,16 @@ a positive call. The AI sees only the rendered image; readers see only what the 
 * safety_net: after a negative human report, an AI-positive exam gets a second look by another
   radiologist with the AI's mark (conspicuity doubled); a positive second look stands.
 
-Two options add to any role but ``concurrent`` (MASAI's trial arm uses both with triage):
+Three options add to any role but ``concurrent`` (MASAI's trial arm uses all three with triage):
 
 * ``marks``: exams scoring at or above this second operating point are read with the AI's marks
   on screen, every read's conspicuity times ``1 + concurrent_gain``;
 * ``recall_top``: exams scoring at or above it are flagged high risk: a negative report is
   turned into a recall unless the readers judge the flag obviously false, which the programme
   decides from what they saw (:meth:`~sandbox.programmes.base.Programme.high_risk_recall`).
+* ``relaxed_below``: readers see every exam's score, and read the exams scoring below this
+  point (and not marked) relaxed, conspicuity times ``1 - automation_bias`` as in the concurrent
+  role where the AI is negative (MASAI's readers saw scores 1-7 with no marks).
 """
 
 from __future__ import annotations
@@ -64,6 +67,12 @@ class AIRole(ReadingPolicy):
         cfg = self.config
         marked = cfg.marks is not None and score >= service.ai_cutoff(exam, cfg.marks)
         boost = 1.0 + cfg.concurrent_gain if marked else 1.0
+        if (
+            not marked
+            and cfg.relaxed_below is not None
+            and score < service.ai_cutoff(exam, cfg.relaxed_below)
+        ):
+            boost = 1.0 - cfg.automation_bias
         decision = yield from self.with_score(service, exam, score, self.positive(score), boost)
         if (
             cfg.recall_top is not None

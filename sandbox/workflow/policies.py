@@ -26,7 +26,12 @@ if TYPE_CHECKING:
 
 class ReadingService(Protocol):
     def read(
-        self, exam: Any, slot: int, boost: float = 1.0, reviewer: int | None = None
+        self,
+        exam: Any,
+        slot: int,
+        boost: float = 1.0,
+        reviewer: int | None = None,
+        marked: frozenset[int] | None = None,
     ) -> simpy.Event: ...
 
     def ai_score(self, exam: Any) -> simpy.Event: ...
@@ -100,8 +105,8 @@ class DoubleReading(ReadingPolicy):
 
     * arbitration: a third radiologist reads independently and their report stands;
     * consensus: the reader who called it negative reviews the exam with the other's marks
-      (conspicuity doubled); the programme turns the two reads and the review into the agreed
-      report.
+      (conspicuity doubled, of the findings the other called suspicious where the programme
+      locates marks); the programme turns the two reads and the review into the agreed report.
     Concordant reports take the more suspicious of the two.
     """
 
@@ -122,7 +127,9 @@ class DoubleReading(ReadingPolicy):
             r3 = yield service.read(exam, 2, boost=boost)
             return Decision(r3, [r1, r2, r3], arbitrated=True)
         pos, neg = (r1, r2) if r1.positive else (r2, r1)
-        review = yield service.read(exam, 2, boost=2.0 * boost, reviewer=neg.reader_id)
+        review = yield service.read(
+            exam, 2, boost=2.0 * boost, reviewer=neg.reader_id, marked=pos.suspicious
+        )
         final = service.programme.consensus(exam, pos, neg, review)
         return Decision(final, [r1, r2, review], arbitrated=True)
 

@@ -62,6 +62,7 @@ class ReadTask:
     slot: int
     boost: float
     reviewer: int | None
+    marked: frozenset[int] | None
     done: simpy.Event
 
 
@@ -263,11 +264,16 @@ class SiteModel:
 
     # ------------------------------------------------------------ reading
     def read(
-        self, exam: Exam, slot: int, boost: float = 1.0, reviewer: int | None = None
+        self,
+        exam: Exam,
+        slot: int,
+        boost: float = 1.0,
+        reviewer: int | None = None,
+        marked: frozenset[int] | None = None,
     ) -> simpy.Event:
         done = self.env.event()
         self.pending_reads += 1
-        self.worklist.put(ReadTask(exam, slot, boost, reviewer, done))
+        self.worklist.put(ReadTask(exam, slot, boost, reviewer, marked, done))
         return done
 
     def scanner_at(self, day: float) -> Scanner:
@@ -354,7 +360,7 @@ class SiteModel:
             start = self._next_working_time(self.env.now)
             if start > self.env.now:
                 yield self.env.timeout(start - self.env.now)
-            result = prog.read(reader, task.exam, task.slot, task.boost)
+            result = prog.read(reader, task.exam, task.slot, task.boost, task.marked)
             self.reader_minutes[rid] += result.minutes
             yield self.env.timeout(result.minutes / 1440.0)
             self.pending_reads -= 1

@@ -156,7 +156,7 @@ class Toy(Programme):
             big,
         )
 
-    def read(self, reader, exam, slot: int, boost: float = 1.0) -> Read:
+    def read(self, reader, exam, slot: int, boost: float = 1.0, marked=None) -> Read:
         u = exam.site.streams.u
         found = [
             f

@@ -13,7 +13,8 @@ from sandbox.whatif import _decide, _Now
 from sandbox.workflow.policies import make_policy
 
 MARKS, TOP = OperatingPoint("percentile", 0.7), OperatingPoint("percentile", 0.99)
-CUTS = {MARKS: 0.6, TOP: 0.95}
+RELAXED = OperatingPoint("percentile", 0.5)
+CUTS = {MARKS: 0.6, TOP: 0.95, RELAXED: 0.4}
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Service:
     boosts: list = field(default_factory=list)
     programme: Programme = field(default_factory=Programme)
 
-    def read(self, exam, slot, boost=1.0, reviewer=None):
+    def read(self, exam, slot, boost=1.0, reviewer=None, marked=None):
         self.boosts.append(boost)
         return _Now(Read(slot, slot, list(self.findings), 1 if self.findings else 0, False, 1.0))
 
@@ -86,3 +87,50 @@ def test_without_marks_or_flag_the_roles_read_as_before():
     service = Service(0.97, ["a finding"])
     decision = _decide(make_policy(masai(marks=None, recall_top=None), 0.75), service, Exam())
     assert service.boosts == [1.0, 1.0] and not decision.final.positive
+
+
+@pytest.mark.parametrize(
+    ("score", "boosts"),
+    [(0.2, [0.6]), (0.45, [1.0]), (0.6, [1.5]), (0.8, [1.5, 1.5])],
+)
+def test_readers_relax_below_the_relaxed_point_and_nowhere_else(score, boosts):
+    """Readers who see a low score read with conspicuity x (1 - automation_bias); at and above
+    the point they read as usual, and a marked exam is never relaxed."""
+    service = Service(score)
+    policy = make_policy(masai(relaxed_below=RELAXED, automation_bias=0.4), threshold=0.75)
+    _decide(policy, service, Exam())
+    assert service.boosts == pytest.approx(boosts)
+    overlap = Service(0.7)  # marked, and below a relaxed point set above the marks': marked
+    _decide(make_policy(masai(relaxed_below=TOP), 0.75), overlap, Exam())
+    assert overlap.boosts == [1.5]
+
+
+def test_a_consensus_review_is_shown_the_other_readers_marks():
+    """Discordant double reads: the negative reader reviews with conspicuity doubled, shown
+    the findings the positive reader called suspicious (where the programme locates marks)."""
+
+    class Discordant(Service):
+        def read(self, exam, slot, boost=1.0, reviewer=None, marked=None):
+            self.boosts.append((slot, boost, marked))
+            positive = slot == 0
+            return _Now(
+                Read(
+                    slot,
+                    slot,
+                    [],
+                    2 if positive else 0,
+                    positive,
+                    1.0,
+                    -1,
+                    frozenset({7}) if positive else frozenset(),
+                )
+            )
+
+    class Agreed(Programme):
+        def consensus(self, exam, positive, negative, review):
+            return positive
+
+    service = Discordant(0.8, programme=Agreed())
+    decision = _decide(make_policy(masai(), threshold=0.75), service, Exam())
+    assert decision.arbitrated and decision.final.positive
+    assert service.boosts[-1] == (2, 3.0, frozenset({7}))  # marks shown: 2 x 1.5

@@ -348,13 +348,21 @@ class BreastMammo(Programme):
                 prior.seen.update(f.key for f in self.exam_shows(cohort, exam.row, day, scanner))
         return prior
 
-    def read(self, reader: Reader, exam: Any, slot: int, boost: float = 1.0) -> Read:
+    def read(
+        self,
+        reader: Reader,
+        exam: Any,
+        slot: int,
+        boost: float = 1.0,
+        marked: frozenset[int] | None = None,
+    ) -> Read:
         """One read of ``exam``; a mark (``boost`` above 1) helps the reader see the finding at
-        the region the AI marked, and nothing else (a mark on tissue helps see nothing); a
-        ``boost`` below 1 (readers relaxing on a negative AI) applies to every finding."""
-        marked = None
+        the region the AI marked, and the findings in ``marked`` (another reader's, in a
+        consensus review), and nothing else (a mark on tissue helps see nothing); a ``boost``
+        below 1 (readers relaxing on a negative AI) applies to every finding."""
         if boost > 1.0 and exam.ai_read is not None:
-            marked = frozenset(() if exam.ai_mark is None else (exam.ai_mark,))
+            ai = frozenset(() if exam.ai_mark is None else (exam.ai_mark,))
+            marked = ai if marked is None else marked | ai
         return read_exam(
             reader,
             exam.shows,

@@ -182,7 +182,10 @@ def read_exam(
     """One reader's independent read: each finding detected with the reader's probability at
     its conspicuity times ``boost`` (above 1, a mark shown to the reader: only the findings in
     ``marked``, where it is given; below 1, a relaxed reader: every finding), judged suspicious
-    with its kind's probability; a spurious call at the reader's rate."""
+    with its kind's probability; a spurious call at the reader's rate, times ``boost`` where it
+    is below 1 (a reader relaxed by a low AI score acts on a vague density less often, as on a
+    faint finding: readers follow the AI's suggestion both ways, Dratsch et al., Radiology
+    2023)."""
     u = streams.u
     reported = []
     for f in shows:
@@ -205,6 +208,7 @@ def read_exam(
                 )
             )
     rate = reader.fp_per_exam * (1.0 if prior.screened else reading.first_screen_spurious_factor)
+    rate *= min(boost, 1.0)
     k = read_key(exam_index, slot)
     if u("breast.read.spurious", person_id, k) < rate:
         reported.append(Finding(SPURIOUS_KEY, len(KINDS) - 1, SPURIOUS_MM, 0.0, True))

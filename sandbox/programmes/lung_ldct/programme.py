@@ -220,7 +220,15 @@ class LungLDCT(Programme):
     def new_prior(self) -> Prior:
         return Prior({})
 
-    def read(self, reader: Reader, exam: Any, slot: int, boost: float = 1.0) -> Read:
+    def read(
+        self,
+        reader: Reader,
+        exam: Any,
+        slot: int,
+        boost: float = 1.0,
+        marked: frozenset[int] | None = None,
+    ) -> Read:
+        # lung marks are not located: a boost applies to every finding
         return read_exam(
             reader,
             exam.shows,

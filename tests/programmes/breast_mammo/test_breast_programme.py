@@ -280,6 +280,30 @@ def test_a_mark_helps_the_readers_see_the_marked_finding_only():
     assert relaxed[0] < plain[0] - 0.1 and relaxed[1] < plain[1] - 0.1
 
 
+def test_a_relaxed_reader_makes_fewer_spurious_calls_and_a_mark_no_more():
+    """Spurious calls scale with a boost below 1 (a reader relaxed by a low AI score); a mark
+    (above 1) adds none."""
+    from sandbox.agents.readers import Reader
+    from sandbox.programmes.breast_mammo.config import Reading
+    from sandbox.programmes.breast_mammo.reading import SPURIOUS_KEY, read_exam
+    from sandbox.rng import Streams
+
+    reader = Reader(1, 0, "r", 13.0, 2.0, 0.3, 8.0, 0.0, 0.0, 1.0, 0.1)
+    streams = Streams(4)
+
+    def rate(boost):
+        calls = 0
+        for person in range(3000):
+            r = read_exam(reader, [], Prior(True), streams, person, 0, 0, Reading(), boost)
+            calls += any(f.key == SPURIOUS_KEY for f in r.findings)
+        return calls / 3000
+
+    plain = rate(1.0)
+    assert abs(plain - 0.3) < 0.03
+    assert abs(rate(0.6) - 0.6 * plain) < 0.02  # same draws: the relaxed reader's calls
+    assert rate(1.5) == plain
+
+
 def test_marks_and_flags_need_a_programme_and_role_that_have_them(load_config):
     from sandbox.runners.local import simulate
 
