@@ -46,14 +46,14 @@ WINDOW = (-15.0, 30.0)  # relative attenuation (mm of gland) clipped to this and
 # it stands at a tenth (held-out exam AUC 0.897 against 0.875 without it, DCIS 0.852 against
 # 0.666, in the same 16-epoch comparison: docs/breast.md)
 DETAIL = {"sigma_mm": 0.5, "range": 3.0}
-REFERENCE_EXAMS = 20000  # uniform held-out screening exams: the negatives and the score scale
+REFERENCE_EXAMS = 50000  # uniform held-out screening exams: the negatives and the score scale
 # negatives per cancer region, and the share of them that are background regions (the rest:
 # benign findings). Most of what a device must not flag on a screening exam is tissue (a
 # screen's four background regions against one benign finding in about an eighth of screens),
 # so background is most of the negatives; a fifth stays benign to learn margins and specks.
 NEGATIVES_PER_POSITIVE = 1.5
 BACKGROUND_SHARE = 0.8
-VERSION = "1.4.0"
+VERSION = "1.4.1"
 # how the device makes an exam's score of its regions' scores: two-view (a region averaged with
 # its match in the breast's other view, within VIEW_MATCH_MM of its distance from the nipple),
 # as two-view CAD does (van Engeland and Karssemeijer, Med Phys 2007); the radius is twice the SD
