@@ -170,9 +170,11 @@ class Policy:
             if getattr(self, key) is not None and self.role in ("none", "concurrent"):
                 fail(
                     f"{path}.{key}" if path else f"policy.{key}",
-                    f"role {self.role!r} has no AI marks or flags of its own to add"
+                    f"role {self.role!r} reads with the AI's output already (its own gain and "
+                    "automation bias): no marks, flags or relaxed reading to add"
                     if self.role == "concurrent"
-                    else f"role {self.role!r}: marks and high-risk flags need an AI role",
+                    else f"role {self.role!r}: marks, high-risk flags and relaxed reading need "
+                    "an AI role",
                 )
         if not NAME.fullmatch(self.name):
             fail(

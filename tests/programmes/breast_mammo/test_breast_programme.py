@@ -311,6 +311,10 @@ def test_marks_and_flags_need_a_programme_and_role_that_have_them(load_config):
     with pytest.raises(SandboxInputError, match="policy.marks") as e:
         load_config(*BREAST, "policy=ai_concurrent", f"+policy.marks={point}")
     assert "\n" not in str(e.value)
+    for policy in ("ai_concurrent", "soc_double_read_consensus"):
+        with pytest.raises(SandboxInputError, match="policy.relaxed_below.*relaxed reading") as e:
+            load_config(*BREAST, f"policy={policy}", f"+policy.relaxed_below={point}")
+        assert "\n" not in str(e.value)
     cfg, profiles, _ = load_config("policy=ai_triage", f"+policy.recall_top={point}")
     with pytest.raises(SandboxInputError, match="'policy.recall_top': programme 'lung_ldct'") as e:
         simulate(cfg, profiles, progress=False)
