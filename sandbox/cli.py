@@ -1391,13 +1391,19 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             fitted = [t for t in targets if t.fitted]
             trial_n = float(h.get("n") or args.size)
             arms.append(Arm(name, cfg, profiles, fitted, trial_n, tuple(overrides)))
-    free = list(FREE) if not args.params else args.params.split(",")
-    unknown = [p for p in free if p not in FREE]
-    if unknown:
+    if args.max_evals < 0 or args.abc < 0 or not args.abc_width > 0:
         raise SandboxInputError(
-            f"--params: unknown parameter '{unknown[0]}' (free: {', '.join(FREE)})"
+            "calibrate: --max-evals and --abc must be 0 or more, --abc-width above 0"
         )
     start = get_params(arms[0].cfg)
+    free = list(start) if not args.params else args.params.split(",")
+    unknown = [p for p in free if p not in start]
+    if unknown:
+        what = "not a key of" if unknown[0] in FREE else "unknown parameter for"
+        raise SandboxInputError(
+            f"--params: {what} scenario {arms[0].cfg.scenario.name}: '{unknown[0]}' "
+            f"(its free parameters: {', '.join(start)})"
+        )
 
     def on_eval(i: int, value: float, p: dict[str, float]) -> None:
         print(
@@ -1448,9 +1454,21 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         "trial": args.trial,
         "arms": names,
         "targets": "sandbox/validation/targets",
-        "method": "Nelder-Mead on log-parameters minimising the sum of z^2 over the fitted rows "
-        "of both arms (z the mean over the seeds), keyed streams (common random numbers); then "
-        "rejection ABC around the optimum",
+        "method": (
+            "Nelder-Mead on log-parameters minimising the sum of z^2 over the fitted rows "
+            f"of {' and '.join(names)} (z the mean over the seeds), keyed streams (common random "
+            "numbers)"
+            if args.max_evals
+            else f"the scenario's values as the fit (made before: docs), evaluated on the fitted "
+            f"rows of {' and '.join(names)} (z the mean over the seeds)"
+        )
+        + (
+            f"; then rejection ABC around it: {args.abc} vectors, each free parameter log-normal "
+            f"(sigma {args.abc_width}) about its fitted value, accepted when every fitted row of "
+            f"every arm passes (|z| <= {Z_PASS})"
+            if args.abc
+            else ""
+        ),
         "command": command,
         "cohort_size": args.size,
         "seed": seeds[0] if len(seeds) == 1 else seeds,
@@ -1956,7 +1974,8 @@ def cmd_psa(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     draws = run_psa(strategies, econ.costs, econ.utilities, params, args.draws, args.seed)
     per_draw_ms = 1000 * (time.perf_counter() - t0) / args.draws
-    grid = np.linspace(0.0, wtp_max, 41)
+    # the CEAC's axis reaches --wtp and holds it exactly: what is printed is at --wtp itself
+    grid = np.union1d(np.linspace(0.0, max(wtp_max, wtp), 41), [wtp])
     ceac_t, evpi_t = acceptability(draws, grid)
     evppi_t = evppi_sets(draws, grid) if n_sets > 1 else None
     evppi_p = evppi_params(draws, parameter_groups([p.path for p in params]), grid)
@@ -2233,14 +2252,23 @@ def parser() -> argparse.ArgumentParser:
         "calibrate",
         help="fit free natural-history parameters to a trial and write them to its scenario",
     )
-    k.add_argument("trial", help="nlst")
+    k.add_argument(
+        "trial",
+        help="the trial whose fitted rows the fit aims at: nlst (with its comparator), masai_control",
+    )
     k.add_argument("--size", type=int, default=15000)
     k.add_argument(
         "--seed",
         default="2011",
         help="seed, or comma-separated seeds whose mean the fit aims at (default 2011)",
     )
-    k.add_argument("--max-evals", type=int, default=120)
+    k.add_argument(
+        "--max-evals",
+        type=int,
+        default=120,
+        help="optimiser evaluations (default 120; 0: the scenario's values are the fit, and "
+        "--abc draws around them)",
+    )
     k.add_argument(
         "--params", default="", help="comma-separated free parameters to fit (default: all)"
     )

@@ -142,7 +142,7 @@ class Arm:
 def scenario_of(run: dict[str, Any]) -> dict[str, Any]:
     """The parts of a run's config that make its people and their disease: the same for two
     runs means the same people at the same seed."""
-    cfg = run["config"]
+    cfg = {"reader_profiles": {}, **run["config"]}  # a run folder from before that key: none
     return {k: cfg.get(k) for k in (*SCENARIO_KEYS, "scenario_name") if k != "description"}
 
 

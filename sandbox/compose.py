@@ -6,6 +6,7 @@ Only this module (and the CLI) touch Hydra/OmegaConf; everything below receives 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import yaml
 from sandbox.agents.readers import ReaderProfile
 from sandbox.config import RunConfig, run_config
 from sandbox.errors import SandboxInputError
-from sandbox.typed import build
+from sandbox.typed import build, to_dict
 
 
 def project_root() -> Path:
@@ -125,4 +126,31 @@ def load(
                 raise SandboxInputError(
                     f"config key '{where}.readers.{name}': no reader profile {name}.yaml in {project_root() / 'agents' / 'readers'}"
                 )
-    return cfg, profiles, data
+    return cfg, scenario_profiles(cfg, profiles), data
+
+
+def scenario_profiles(
+    cfg: RunConfig, profiles: dict[str, ReaderProfile]
+) -> dict[str, ReaderProfile]:
+    """``profiles`` with the keys the scenario sets (``reader_profiles: {profile: {key:
+    value}}``, e.g. a calibrated detection c50) replaced and validated; the same profiles when
+    it sets none. Setting the same values twice changes nothing."""
+    out = dict(profiles)
+    for name, values in cfg.scenario.reader_profiles.items():
+        where = f"reader_profiles.{name}"
+        if name not in out:
+            raise SandboxInputError(
+                f"config key '{where}': no site reads with profile {name} "
+                f"(the scenario's readers: {', '.join(sorted(out)) or 'none'})"
+            )
+        fields = {f.name for f in dataclasses.fields(ReaderProfile)} - {"name", "description"}
+        for key in values:
+            if key not in fields:
+                raise SandboxInputError(
+                    f"config key '{where}.{key}': not a key of a reader profile "
+                    f"({', '.join(sorted(fields))})"
+                )
+        out[name] = build(
+            ReaderProfile, {**to_dict(out[name]), **dict(values)}, f"reader_profiles.{name}"
+        )
+    return out

@@ -106,6 +106,9 @@ class Scenario:
     sites: tuple[Site, ...]
     programme: ProgrammeConfig
     calibration: dict[str, Any] = field(default_factory=dict)
+    # reader profiles' keys as this world sets them ({profile: {key: value}}, e.g. a calibrated
+    # detection c50), over agents/readers/<profile>.yaml (sandbox.compose.scenario_profiles)
+    reader_profiles: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def check(self, path: str) -> None:
         if not self.sites:
@@ -463,7 +466,15 @@ def arrival_cohort(scenario: Scenario, over: Mapping[str, Any], where: str) -> A
     return build(cls, _merged(to_dict(scenario.cohort), dict(over)), where)
 
 
-SCENARIO_KEYS = ("cohort", "disease", "sites", "programme", "calibration", "description")
+SCENARIO_KEYS = (
+    "cohort",
+    "disease",
+    "sites",
+    "programme",
+    "calibration",
+    "description",
+    "reader_profiles",
+)
 
 
 def run_config(data: Mapping[str, Any], scenario_name: str) -> RunConfig:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.compose import compose, load
+from sandbox.compose import compose, load, load_reader_profiles, scenario_profiles
 from sandbox.config import RunConfig, run_config
 from sandbox.errors import SandboxInputError
 from sandbox.simulate import check_policy
@@ -186,3 +186,40 @@ def test_run_config_requires_a_seed():
     data["seed"] = None
     with pytest.raises(SandboxInputError, match="seed"):
         run_config(data, name)
+
+
+def test_a_scenario_sets_its_readers_profile_keys_over_the_profile_file():
+    base = load_reader_profiles({"breast_radiologist"})["breast_radiologist"]
+    cfg, profiles, _ = load(
+        ["scenario=breast_masai", "reader_profiles.breast_radiologist.detection_c50=17.5"]
+    )
+    got = profiles["breast_radiologist"]
+    assert got.detection_c50 == 17.5 != base.detection_c50
+    # the scenario's other keys as it sets them, the rest as the profile file has them
+    assert (
+        got.false_positive_per_exam
+        == cfg.scenario.reader_profiles["breast_radiologist"]["false_positive_per_exam"]
+    )
+    assert got.read_minutes_median == base.read_minutes_median
+    # setting the same values again changes nothing
+    assert scenario_profiles(cfg, profiles) == profiles
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("+reader_profiles.nobody.detection_c50=3", "reader_profiles.nobody': no site reads with"),
+        (
+            "+reader_profiles.breast_radiologist.c50=3",
+            "reader_profiles.breast_radiologist.c50': not a key of a reader profile",
+        ),
+        (
+            "reader_profiles.breast_radiologist.false_positive_per_exam=1.5",
+            "reader_profiles.breast_radiologist.false_positive_per_exam",
+        ),
+    ],
+)
+def test_bad_reader_profile_keys_in_a_scenario_are_refused_with_their_key(override, needle):
+    with pytest.raises(SandboxInputError) as e:
+        load(["scenario=breast_masai", override])
+    assert needle in str(e.value) and "\n" not in str(e.value)

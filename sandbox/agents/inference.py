@@ -295,7 +295,7 @@ class DeviceScorer:
         self.aggregation = model.aggregation
         self._buffers: list[Any] = []
         self.render_ahead = _spare_core(model.device) if render_ahead is None else render_ahead
-        self._cutoffs: dict[Any, float] = {}
+        self._cutoffs: Callable[[Any], float] | None = None
 
     @property
     def folder(self) -> Path:
@@ -305,11 +305,11 @@ class DeviceScorer:
     def cutoff(self, point: Any) -> float:
         """The score cut-off of operating point ``point`` (a policy's ``OperatingPoint``) on
         this device, resolved once from its folder."""
-        from sandbox.agents.operating_point import resolve_threshold
+        from sandbox.agents.operating_point import Cutoffs
 
-        if point not in self._cutoffs:
-            self._cutoffs[point] = resolve_threshold(point, self.folder)
-        return self._cutoffs[point]
+        if self._cutoffs is None:
+            self._cutoffs = Cutoffs(self.folder)
+        return self._cutoffs(point)
 
     def scores(self, exams: Sequence[ImageSpec]) -> np.ndarray:
         """Exam scores in [0, 1] for ``exams``; only candidates not in the cache are rendered

@@ -92,3 +92,17 @@ def resolve_threshold(op: OperatingPoint, folder: Path) -> float:
         )
     k = max(1, math.ceil(t * n - eps))  # the k highest-scoring positives must be called
     return float(positives[k - 1])
+
+
+class Cutoffs:
+    """Operating points resolved to score cut-offs on the device in one folder, each once (a
+    role's second operating points: marks, relaxed reading, a recall flag)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._seen: dict[OperatingPoint, float] = {}
+
+    def __call__(self, point: OperatingPoint) -> float:
+        if point not in self._seen:
+            self._seen[point] = resolve_threshold(point, self.folder)
+        return self._seen[point]

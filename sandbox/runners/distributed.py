@@ -161,12 +161,17 @@ class _Scoring:
 
 
 class RemoteScorer:
-    """What the engine calls for scores (``read(images)``, ``scores(images)``), answered by a
-    :class:`_Scoring` actor; counts what this unit's exams cost (in candidate patches)."""
+    """What the engine calls for scores (``read(images)``, ``scores(images)``, ``cutoff(point)``),
+    answered by a :class:`_Scoring` actor; counts what this unit's exams cost (in candidate patches)."""
 
     def __init__(self, actor: Any, folder: Path) -> None:
+        from sandbox.agents.operating_point import Cutoffs
+
         self.actor, self.inferences, self.hits, self.batches = actor, 0, 0, 0
         self.folder = folder  # the device's folder (its validation set and reference scores)
+        # the score cut-off of a policy's second operating points (marks, relaxed reading,
+        # a recall flag), as the local scorer resolves them
+        self.cutoff = Cutoffs(folder)
 
     def read(self, images):
         import ray

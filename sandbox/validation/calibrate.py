@@ -16,7 +16,7 @@ import functools
 import math
 import multiprocessing
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,23 +56,44 @@ FREE = {
     "symptom_free_days": (("cohort", "eligibility"), 10.0, 365.0),
     "look_back_boost": (("programme",), 0.5, 20.0),
     "spurious_with_earlier": (("programme",), 0.1, 1.0),
+    # the breast programme (its control arm's fitted rows, masai_control): incidence, how fast
+    # invasive cancers grow (with incidence, the sojourn time screening sees), and the screen
+    # readers' detection c50 and spurious calls, as the scenario sets its readers' profile
+    "doubling_days_median": (("disease", "invasive"), 30.0, 1000.0),
+    "detection_c50": (("reader_profiles", "breast_radiologist"), 2.0, 60.0),
+    "false_positive_per_exam": (("reader_profiles", "breast_radiologist"), 0.001, 0.05),
 }
 NAN_Z = 10.0  # a row with no value counts as 10 standard errors
 
 
 def _get(obj: Any, path: tuple[str, ...]) -> Any:
     for p in path:
-        obj = getattr(obj, p)
+        obj = obj[p] if isinstance(obj, Mapping) else getattr(obj, p)
     return obj
 
 
+def _value(scn: Any, name: str) -> float | None:
+    """Free parameter ``name`` as the scenario sets it, or None where it has no such number
+    (another programme's parameter, or a reader profile the scenario does not set)."""
+    try:
+        obj = _get(scn, FREE[name][0])
+        value = obj[name] if isinstance(obj, Mapping) else getattr(obj, name)
+    except (AttributeError, KeyError):
+        return None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def get_params(cfg: RunConfig) -> dict[str, float]:
-    return {
-        name: float(getattr(_get(cfg.scenario, path), name)) for name, (path, _, _) in FREE.items()
-    }
+    """The free parameters (:data:`FREE`) that ``cfg``'s scenario has, with their values."""
+    values = {name: _value(cfg.scenario, name) for name in FREE}
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _replaced(obj: Any, path: tuple[str, ...], values: dict[str, float]) -> Any:
+    if isinstance(obj, Mapping):
+        if not path:
+            return {**obj, **values}
+        return {**obj, path[0]: _replaced(obj.get(path[0], {}), path[1:], values)}
     if not path:
         return dataclasses.replace(obj, **values)
     head = getattr(obj, path[0])
@@ -80,7 +101,8 @@ def _replaced(obj: Any, path: tuple[str, ...], values: dict[str, float]) -> Any:
 
 
 def with_params(cfg: RunConfig, params: dict[str, float]) -> RunConfig:
-    """A copy of ``cfg`` with the free parameters replaced."""
+    """A copy of ``cfg`` with the free parameters replaced (a reader profile's keys as the
+    scenario's ``reader_profiles``, which :func:`sandbox.compose.scenario_profiles` applies)."""
     scn = cfg.scenario
     by_path: dict[tuple[str, ...], dict[str, float]] = {}
     for k, v in params.items():
@@ -141,8 +163,10 @@ def pooled(arms: list[Arm], tables: list[pl.DataFrame]) -> list[pl.DataFrame]:
 
 def arm_table(arm: Arm, params: dict[str, float]) -> pl.DataFrame:
     """One arm simulated with ``params``: its comparison table (a worker's task)."""
+    from sandbox.compose import scenario_profiles
+
     cfg = with_params(arm.cfg, params)
-    res = simulate(cfg, arm.profiles, progress=False)
+    res = simulate(cfg, scenario_profiles(cfg, arm.profiles), progress=False)
     return compare(res.metrics, arm.targets, 1.0, arm.trial_n, cfg.scenario.cohort.size)
 
 
@@ -203,9 +227,16 @@ def calibrate(
     pool: Executor | None = None,
 ) -> tuple[dict[str, float], float, list[pl.DataFrame], list[Evaluation]]:
     """Nelder-Mead over log-parameters, clipped to bounds. Returns (params, loss, tables,
-    every evaluation)."""
-    names = names or list(FREE)
+    every evaluation). With ``max_evals`` 0 the scenario's own values are the fit (evaluated
+    once): an ABC stage can then draw around a fit made another way (a grid, docs)."""
     start = get_params(arms[0].cfg)
+    names = names or list(start)
+    if max_evals == 0:
+        value, tables = evaluate(arms, start, pool)
+        evals = [Evaluation(start, value, max_fitted_z(tables), "fit")]
+        if on_eval:
+            on_eval(1, value, start)
+        return start, value, tables, evals
     fixed = {k: v for k, v in start.items() if k not in names}
     lo = np.log([max(FREE[n][1], 1e-6) for n in names])
     hi = np.log([FREE[n][2] for n in names])
@@ -353,7 +384,11 @@ def calibration_sets(cfg: RunConfig, count: int, seed: int, root: Path) -> Calib
     for name, value in cal["fitted"].items():
         if name not in FREE or name not in frame.columns:
             raise SandboxInputError(f"{path}: no column for the fitted parameter {name}")
-        current = float(getattr(_get(cfg.scenario, FREE[name][0]), name))
+        current = _value(cfg.scenario, name)
+        if current is None:
+            raise SandboxInputError(
+                f"{where}: calibration.fitted.{name}: the scenario has no such key"
+            )
         (kept if math.isclose(current, float(value), rel_tol=1e-6) else own).append(name)
     if count > frame.height:
         raise SandboxInputError(f"{path}: {count} sets asked for, {frame.height} accepted")

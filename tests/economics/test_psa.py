@@ -130,6 +130,16 @@ def test_psa_writes_its_tables_and_figures(runs, policies, capsys, tmp_path):  #
     )
     assert code == 0, err
     assert pl.read_parquet(tmp_path / "again" / "psa_draws.parquet").equals(draws)
+    # a willingness to pay above the axis's end (--wtp-max, default 200,000) is on the axis, and
+    # what is printed is at it, not at the axis's end
+    code, text, err = run_cli(
+        ["psa", *folders, "--draws", "60", "--wtp", "333333", "--out", str(tmp_path / "w")],
+        capsys,
+    )
+    assert code == 0, err
+    assert "EVPI per person at 333,333:" in text
+    ceac = pl.read_parquet(tmp_path / "w" / "ceac.parquet")
+    assert ceac["wtp"].max() == 333_333.0 and 0.0 in ceac["wtp"].to_list()
 
 
 def test_a_bad_psa_request_is_one_line_and_writes_nothing(

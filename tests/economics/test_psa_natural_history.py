@@ -4,6 +4,7 @@ priced set by set."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,36 @@ def test_sets_come_from_accepted_rows_and_a_world_keeps_its_own_values():
     assert calibration_sets(cfg, 5, 12, project_root()).rows != sets.rows
     with pytest.raises(SandboxInputError, match="accepted"):
         calibration_sets(cfg, 100_000, 0, project_root())
+
+
+def test_breast_sets_reach_the_readers_profile_and_the_disease_as_overrides():
+    cfg = load(["scenario=breast_masai"])[0]
+    sets = calibration_sets(cfg, 3, 7, project_root())
+    assert set(sets.kept) == set(cfg.scenario.calibration["fitted"]) and not sets.own
+    assert set(sets.values[0]) == {
+        "disease.incidence_multiplier",
+        "disease.invasive.doubling_days_median",
+        "reader_profiles.breast_radiologist.detection_c50",
+        "reader_profiles.breast_radiologist.false_positive_per_exam",
+    }
+    for values in sets.values:
+        # each set, as the sweep passes it, is the world a run simulates: its readers included
+        cfg_k, profiles, _ = load(
+            ["scenario=breast_masai", *(f"{k}={v!r}" for k, v in values.items())]
+        )
+        reader = profiles["breast_radiologist"]
+        assert reader.detection_c50 == values["reader_profiles.breast_radiologist.detection_c50"]
+        assert (
+            reader.false_positive_per_exam
+            == values["reader_profiles.breast_radiologist.false_positive_per_exam"]
+        )
+        assert cfg_k.scenario.disease.incidence_multiplier == values["disease.incidence_multiplier"]
+        assert (
+            cfg_k.scenario.disease.invasive.doubling_days_median
+            == values["disease.invasive.doubling_days_median"]
+        )
+    # the sets differ: they carry the calibration's uncertainty, not one vector
+    assert len({v["reader_profiles.breast_radiologist.detection_c50"] for v in sets.values}) == 3
 
 
 def test_a_world_without_a_calibration_has_no_sets(tmp_path):
@@ -144,6 +175,50 @@ def test_psa_resimulates_the_strategies_under_calibration_sets(ray_tmp, tmp_path
     )
     assert code == 0, err
     assert pl.read_parquet(again / "psa_draws.parquet").equals(draws)
+
+
+@pytest.mark.ray
+def test_breast_psa_resimulates_the_strategies_under_its_calibration_sets(
+    ray_tmp, tmp_path, capsys
+):
+    out = tmp_path / "psa"
+    argv = [
+        "psa",
+        "scenario=breast_masai",
+        "cohort.size=2000",
+        # MASAI's AI arm: its marks, relaxed reading and recall flag are cut-offs that the
+        # sweep's shared scorer resolves on the device, as a local run's does
+        "policies=soc_double_read_consensus,ai_triage_masai",
+        "natural_history=2",
+        "draws=40",
+        "runtime=quiet",
+        f"runtime.out_dir={tmp_path / 'runs'}",
+        f"runtime.ray.temp_dir={ray_tmp}",
+        "runtime.ray.num_cpus=2",
+        "--economics",
+        "sweden_breast",
+        "--name",
+        "nh",
+        "--out",
+        str(out),
+    ]
+    code, text, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert "2 strategies x 2 natural-history sets" in text
+    assert "detection_c50" in text  # the readers' fitted keys are among the drawn parameters
+    draws = pl.read_parquet(out / "psa_draws.parquet")
+    assert draws.height == 40 * 2
+    record = yaml.safe_load((out / "psa.yaml").read_text())
+    runs = record["runs"]["ai_triage_masai"]
+    assert len(runs) == 2
+    # each run's readers are its set's: the run folders record different profiles
+    c50 = [
+        json.loads((Path(r) / "manifest.json").read_text())["reader_profiles"][
+            "breast_radiologist"
+        ]["profile"]["detection_c50"]
+        for r in runs
+    ]
+    assert c50[0] != c50[1]
 
 
 def test_a_bad_natural_history_request_is_one_line_and_writes_nothing(tmp_path, capsys):

@@ -275,7 +275,12 @@ class Morphology:
 
 @dataclass(frozen=True)
 class BreastDisease:
-    """The breast programme's disease keys."""
+    """The breast programme's disease keys. ``incidence_multiplier`` scales the invasive
+    clinical incidence (``invasive.clinical_incidence_per_100k``, which holds the fitted factor
+    1.25 already): the free incidence parameter of a calibration (``sandbox calibrate
+    masai_control``) and of the natural-history sets that ``sandbox psa`` draws from it."""
+
+    incidence_multiplier: float = field(default=1.0, metadata={"gt": 0, "le": 20})
 
     risks: RelativeRisks = field(default_factory=RelativeRisks)
     invasive: Invasive = field(default_factory=Invasive)

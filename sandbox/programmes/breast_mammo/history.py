@@ -127,7 +127,9 @@ def sample_histories(
 
     # invasive: when it would surface without screening, then its growth backwards
     t_clin = _first_event(
-        lambda a, sl: _rate(inv.clinical_incidence_per_100k, a) * rr[sl],
+        lambda a, sl: (
+            _rate(inv.clinical_incidence_per_100k, a) * (disease.incidence_multiplier * rr[sl])
+        ),
         age,
         years,
         streams.exponential("breast.invasive.clinical", ids),
