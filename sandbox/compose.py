@@ -136,6 +136,7 @@ def scenario_profiles(
     value}}``, e.g. a calibrated detection c50) replaced and validated; the same profiles when
     it sets none. Setting the same values twice changes nothing."""
     out = dict(profiles)
+    fields = {f.name for f in dataclasses.fields(ReaderProfile)} - {"name", "description"}
     for name, values in cfg.scenario.reader_profiles.items():
         where = f"reader_profiles.{name}"
         if name not in out:
@@ -143,7 +144,6 @@ def scenario_profiles(
                 f"config key '{where}': no site reads with profile {name} "
                 f"(the scenario's readers: {', '.join(sorted(out)) or 'none'})"
             )
-        fields = {f.name for f in dataclasses.fields(ReaderProfile)} - {"name", "description"}
         for key in values:
             if key not in fields:
                 raise SandboxInputError(

@@ -295,7 +295,9 @@ class DeviceScorer:
         self.aggregation = model.aggregation
         self._buffers: list[Any] = []
         self.render_ahead = _spare_core(model.device) if render_ahead is None else render_ahead
-        self._cutoffs: Callable[[Any], float] | None = None
+        from sandbox.agents.operating_point import Cutoffs
+
+        self._cutoffs = Cutoffs(self.folder)
 
     @property
     def folder(self) -> Path:
@@ -305,10 +307,6 @@ class DeviceScorer:
     def cutoff(self, point: Any) -> float:
         """The score cut-off of operating point ``point`` (a policy's ``OperatingPoint``) on
         this device, resolved once from its folder."""
-        from sandbox.agents.operating_point import Cutoffs
-
-        if self._cutoffs is None:
-            self._cutoffs = Cutoffs(self.folder)
         return self._cutoffs(point)
 
     def scores(self, exams: Sequence[ImageSpec]) -> np.ndarray:

@@ -76,8 +76,7 @@ def _value(scn: Any, name: str) -> float | None:
     """Free parameter ``name`` as the scenario sets it, or None where it has no such number
     (another programme's parameter, or a reader profile the scenario does not set)."""
     try:
-        obj = _get(scn, FREE[name][0])
-        value = obj[name] if isinstance(obj, Mapping) else getattr(obj, name)
+        value = _get(scn, (*FREE[name][0], name))
     except (AttributeError, KeyError):
         return None
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

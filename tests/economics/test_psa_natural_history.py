@@ -125,14 +125,12 @@ def test_evppi_of_the_sets_is_between_zero_and_evpi():
     assert same["evppi_natural_history_per_person"].abs().max() < 5.0
 
 
-@pytest.mark.ray
-def test_psa_resimulates_the_strategies_under_calibration_sets(ray_tmp, tmp_path, capsys):
-    out = tmp_path / "psa"
-    argv = [
+def _psa_on_ray(tmp_path: Path, ray_tmp: Path, world: list[str], economics: str) -> list[str]:
+    """``sandbox psa`` over two natural-history sets of ``world`` (scenario, size, policies), on
+    a local Ray in ``ray_tmp``, priced with ``economics`` into ``tmp_path / "psa"``."""
+    return [
         "psa",
-        "scenario=lung_ldct",
-        "cohort.size=600",
-        "policies=no_screening,soc_single_read",
+        *world,
         "natural_history=2",
         "draws=40",
         "runtime=quiet",
@@ -140,12 +138,23 @@ def test_psa_resimulates_the_strategies_under_calibration_sets(ray_tmp, tmp_path
         f"runtime.ray.temp_dir={ray_tmp}",
         "runtime.ray.num_cpus=2",
         "--economics",
-        "us_payer",
+        economics,
         "--name",
         "nh",
         "--out",
-        str(out),
+        str(tmp_path / "psa"),
     ]
+
+
+@pytest.mark.ray
+def test_psa_resimulates_the_strategies_under_calibration_sets(ray_tmp, tmp_path, capsys):
+    out = tmp_path / "psa"
+    argv = _psa_on_ray(
+        tmp_path,
+        ray_tmp,
+        ["scenario=lung_ldct", "cohort.size=600", "policies=no_screening,soc_single_read"],
+        "us_payer",
+    )
     code, text, err = run_cli(argv, capsys)
     assert code == 0, err
     assert "2 strategies x 2 natural-history sets" in text
@@ -182,26 +191,18 @@ def test_breast_psa_resimulates_the_strategies_under_its_calibration_sets(
     ray_tmp, tmp_path, capsys
 ):
     out = tmp_path / "psa"
-    argv = [
-        "psa",
-        "scenario=breast_masai",
-        "cohort.size=2000",
-        # MASAI's AI arm: its marks, relaxed reading and recall flag are cut-offs that the
-        # sweep's shared scorer resolves on the device, as a local run's does
-        "policies=soc_double_read_consensus,ai_triage_masai",
-        "natural_history=2",
-        "draws=40",
-        "runtime=quiet",
-        f"runtime.out_dir={tmp_path / 'runs'}",
-        f"runtime.ray.temp_dir={ray_tmp}",
-        "runtime.ray.num_cpus=2",
-        "--economics",
+    argv = _psa_on_ray(
+        tmp_path,
+        ray_tmp,
+        [
+            "scenario=breast_masai",
+            "cohort.size=2000",
+            # MASAI's AI arm: its marks, relaxed reading and recall flag are cut-offs that the
+            # sweep's shared scorer resolves on the device, as a local run's does
+            "policies=soc_double_read_consensus,ai_triage_masai",
+        ],
         "sweden_breast",
-        "--name",
-        "nh",
-        "--out",
-        str(out),
-    ]
+    )
     code, text, err = run_cli(argv, capsys)
     assert code == 0, err
     assert "2 strategies x 2 natural-history sets" in text
